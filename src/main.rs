@@ -1,0 +1,9 @@
+//! The `smpp-proxy` binary: parses arguments and hands over to the library (see `cli`).
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::Cli::parse().run()
+}

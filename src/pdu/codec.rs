@@ -1,0 +1,170 @@
+//! Framing for tokio-util: cut the stream by `command_length`, then parse the frame.
+//!
+//! A partial PDU is "need more bytes" (`Ok(None)`), never an error. A `command_length` below 16
+//! or above `max_len` is a [`FrameError`]: the stream cannot be resynchronised, the session
+//! answers `generic_nack ESME_RINVCMDLEN` and closes. A whole frame whose body is malformed is
+//! an `Ok(Some(Err(PduError)))` item: the session answers it and reads on.
+//!
+//! Nothing is allocated beyond the declared frame: the buffer grows to at most `max_len`.
+
+use super::{FrameError, Pdu, PduError, HEADER_LEN};
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Default largest PDU accepted: 64 KiB, which holds any 3.4 PDU and a large message_payload.
+pub const DEFAULT_MAX_LEN: usize = 64 * 1024;
+
+/// SMPP framing and parsing for `tokio_util::codec::Framed`.
+#[derive(Clone, Copy, Debug)]
+pub struct SmppCodec {
+    max_len: usize,
+}
+
+impl Default for SmppCodec {
+    fn default() -> Self {
+        SmppCodec {
+            max_len: DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+impl SmppCodec {
+    /// A codec accepting PDUs up to `max_len` octets (at least the 16-octet header).
+    pub fn with_max_len(max_len: usize) -> SmppCodec {
+        SmppCodec {
+            max_len: max_len.max(HEADER_LEN),
+        }
+    }
+
+    /// The largest PDU accepted.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
+impl Decoder for SmppCodec {
+    type Item = Result<Pdu, PduError>;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        // Wait for the whole header so a bad length can be answered with its sequence number.
+        let Some(header) = src.get(..HEADER_LEN) else {
+            src.reserve(HEADER_LEN - src.len());
+            return Ok(None);
+        };
+        let command_length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let len = command_length as usize;
+        if len < HEADER_LEN || len > self.max_len {
+            let sequence_number =
+                u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+            return Err(FrameError::InvalidLength {
+                command_length,
+                max: self.max_len,
+                sequence_number,
+            });
+        }
+        if src.len() < len {
+            src.reserve(len - src.len());
+            return Ok(None);
+        }
+        let frame = src.split_to(len).freeze();
+        Ok(Some(Pdu::parse(frame)))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        match self.decode(buf)? {
+            Some(item) => Ok(Some(item)),
+            None if buf.is_empty() => Ok(None),
+            None => {
+                let left = buf.remaining();
+                buf.clear();
+                Err(FrameError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("connection closed inside a PDU ({left} octets of it received)"),
+                )))
+            }
+        }
+    }
+}
+
+impl Encoder<&Pdu> for SmppCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, pdu: &Pdu, dst: &mut BytesMut) -> Result<(), FrameError> {
+        Ok(pdu.encode(dst)?)
+    }
+}
+
+impl Encoder<Pdu> for SmppCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, pdu: Pdu, dst: &mut BytesMut) -> Result<(), FrameError> {
+        Ok(pdu.encode(dst)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::{Body, CommandStatus};
+
+    fn enquire_link(seq: u32) -> Vec<u8> {
+        Pdu::new(Body::EnquireLink)
+            .with_sequence_number(seq)
+            .to_bytes()
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn partial_header_and_body_wait_for_more() {
+        let mut codec = SmppCodec::default();
+        let bytes = enquire_link(7);
+        for cut in [0, 3, 4, 15] {
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            assert!(codec.decode(&mut buf).unwrap().is_none(), "cut at {cut}");
+            assert_eq!(buf.len(), cut, "nothing consumed");
+        }
+    }
+
+    #[test]
+    fn bad_length_is_fatal_and_answered_with_its_sequence() {
+        let mut codec = SmppCodec::with_max_len(1024);
+        for len in [0u32, 15, 1025, 0xF000_0011] {
+            let mut bytes = enquire_link(42);
+            bytes[..4].copy_from_slice(&len.to_be_bytes());
+            let err = codec.decode(&mut BytesMut::from(&bytes[..])).unwrap_err();
+            let reply = err.reply().expect("generic_nack");
+            assert_eq!(reply.body, Body::GenericNack);
+            assert_eq!(reply.command_status, CommandStatus::ESME_RINVCMDLEN);
+            assert_eq!(reply.sequence_number, 42);
+        }
+    }
+
+    #[test]
+    fn unknown_command_is_one_item_and_the_stream_goes_on() {
+        let mut codec = SmppCodec::default();
+        // command_length 17, unknown id 0x110, one body octet, then an enquire_link.
+        let mut bytes = crate::hex::decode("0000001100000110000000000a342ee70f").unwrap();
+        bytes.extend(enquire_link(8));
+        let mut buf = BytesMut::from(&bytes[..]);
+        let first = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(first.status(), CommandStatus::ESME_RINVCMDID);
+        let reply = first.reply().unwrap();
+        assert_eq!(
+            (reply.body, reply.sequence_number),
+            (Body::GenericNack, 0x0a34_2ee7)
+        );
+        let second = codec.decode(&mut buf).unwrap().unwrap().unwrap();
+        assert_eq!(second.sequence_number, 8);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn eof_inside_a_pdu_is_an_error() {
+        let mut codec = SmppCodec::default();
+        let bytes = enquire_link(1);
+        let mut buf = BytesMut::from(&bytes[..10]);
+        assert!(matches!(codec.decode_eof(&mut buf), Err(FrameError::Io(_))));
+    }
+}

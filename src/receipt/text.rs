@@ -1,0 +1,175 @@
+//! The receipt text of SMPP 3.4 Appendix B and what real SMSCs make of it (`smpp-spec.md` §8):
+//! `id:IIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:SSSSSSS err:E text:…`
+//!
+//! Labels are matched case-insensitively wherever they start a word, in any order, with or
+//! without the space in `submit date` / `done date`; any field may be missing; `text:` takes
+//! the rest of the message. Values are spans of the input so a rewrite can replace one and keep
+//! every other octet.
+
+use std::ops::Range;
+
+/// A field of the receipt text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Label {
+    Id,
+    Sub,
+    Dlvrd,
+    SubmitDate,
+    DoneDate,
+    Stat,
+    Err,
+    Text,
+}
+
+const LABELS: &[(&[u8], Label)] = &[
+    (b"id", Label::Id),
+    (b"sub", Label::Sub),
+    (b"dlvrd", Label::Dlvrd),
+    (b"submit date", Label::SubmitDate),
+    (b"submitdate", Label::SubmitDate),
+    (b"submit_date", Label::SubmitDate),
+    (b"done date", Label::DoneDate),
+    (b"donedate", Label::DoneDate),
+    (b"done_date", Label::DoneDate),
+    (b"stat", Label::Stat),
+    (b"err", Label::Err),
+    (b"text", Label::Text),
+];
+
+/// Where each field's value lies in the text (first occurrence of each label).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Spans {
+    pub(crate) id: Option<Range<usize>>,
+    pub(crate) sub: Option<Range<usize>>,
+    pub(crate) dlvrd: Option<Range<usize>>,
+    pub(crate) submit_date: Option<Range<usize>>,
+    pub(crate) done_date: Option<Range<usize>>,
+    pub(crate) stat: Option<Range<usize>>,
+    pub(crate) err: Option<Range<usize>>,
+    pub(crate) text: Option<Range<usize>>,
+}
+
+impl Spans {
+    fn slot(&mut self, label: Label) -> &mut Option<Range<usize>> {
+        match label {
+            Label::Id => &mut self.id,
+            Label::Sub => &mut self.sub,
+            Label::Dlvrd => &mut self.dlvrd,
+            Label::SubmitDate => &mut self.submit_date,
+            Label::DoneDate => &mut self.done_date,
+            Label::Stat => &mut self.stat,
+            Label::Err => &mut self.err,
+            Label::Text => &mut self.text,
+        }
+    }
+}
+
+fn label_at(s: &[u8], at: usize) -> Option<(Label, usize)> {
+    if at > 0 && s[at - 1].is_ascii_alphanumeric() {
+        return None;
+    }
+    LABELS.iter().find_map(|(name, label)| {
+        let end = at + name.len();
+        let candidate = s.get(at..end)?;
+        (candidate.eq_ignore_ascii_case(name) && s.get(end) == Some(&b':'))
+            .then_some((*label, end + 1))
+    })
+}
+
+/// Finds the receipt fields in `s`. `None` unless an `id:` with a value is present.
+pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
+    // (label, label start, value start), in text order.
+    let mut found: Vec<(Label, usize, usize)> = Vec::with_capacity(8);
+    let mut at = 0;
+    while at < s.len() {
+        if let Some((label, value_start)) = label_at(s, at) {
+            found.push((label, at, value_start));
+            if label == Label::Text {
+                break;
+            }
+            at = value_start;
+        } else {
+            at += 1;
+        }
+    }
+    let mut spans = Spans::default();
+    for (n, &(label, _, value_start)) in found.iter().enumerate() {
+        let slot = spans.slot(label);
+        if slot.is_some() {
+            continue;
+        }
+        let range = if label == Label::Text {
+            value_start..s.len()
+        } else {
+            let end = found.get(n + 1).map_or(s.len(), |next| next.1);
+            trim(s, value_start..end)
+        };
+        *slot = Some(range);
+    }
+    spans.id.as_ref().filter(|r| !r.is_empty())?;
+    Some(spans)
+}
+
+fn trim(s: &[u8], mut r: Range<usize>) -> Range<usize> {
+    while r.start < r.end && matches!(s[r.start], b' ' | b'\t' | b'\r' | b'\n') {
+        r.start += 1;
+    }
+    while r.end > r.start && matches!(s[r.end - 1], b' ' | b'\t' | b'\r' | b'\n' | 0) {
+        r.end -= 1;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field<'a>(s: &'a [u8], r: &Option<Range<usize>>) -> &'a [u8] {
+        &s[r.clone().unwrap()]
+    }
+
+    #[test]
+    fn appendix_b_format() {
+        let s = b"id:0059113978 sub:001 dlvrd:001 submit date:1002101730 done date:1002101731 stat:DELIVRD err:000 text:@$#!%&/:";
+        let p = parse(s).unwrap();
+        assert_eq!(field(s, &p.id), b"0059113978");
+        assert_eq!(field(s, &p.sub), b"001");
+        assert_eq!(field(s, &p.dlvrd), b"001");
+        assert_eq!(field(s, &p.submit_date), b"1002101730");
+        assert_eq!(field(s, &p.done_date), b"1002101731");
+        assert_eq!(field(s, &p.stat), b"DELIVRD");
+        assert_eq!(field(s, &p.err), b"000");
+        assert_eq!(field(s, &p.text), b"@$#!%&/:");
+    }
+
+    #[test]
+    fn variants_real_smscs_send() {
+        // Reordered, no space in the date labels, capital Text, empty err, prefix before id.
+        let s = b"4790000000SMSAlert^stat:UNDELIV err: submitdate:201012161259 id:A1b2 donedate:20101216125959 Text:hi there";
+        let p = parse(s).unwrap();
+        assert_eq!(field(s, &p.id), b"A1b2");
+        assert_eq!(field(s, &p.stat), b"UNDELIV");
+        assert_eq!(field(s, &p.err), b"");
+        assert_eq!(field(s, &p.submit_date), b"201012161259");
+        assert_eq!(field(s, &p.done_date), b"20101216125959");
+        assert_eq!(field(s, &p.text), b"hi there");
+        assert!(p.sub.is_none() && p.dlvrd.is_none());
+    }
+
+    #[test]
+    fn labels_inside_words_and_the_text_do_not_count() {
+        let s = b"id:7 stat:DELIVRD text:my id:9 err:1";
+        let p = parse(s).unwrap();
+        assert_eq!(field(s, &p.id), b"7");
+        assert!(p.err.is_none());
+        assert!(
+            parse(b"paid:5 stat:DELIVRD").is_none(),
+            "'paid:' is not 'id:'"
+        );
+        assert!(parse(b"hello world").is_none());
+        assert!(
+            parse(b"id: stat:DELIVRD").is_none(),
+            "an empty id is no receipt"
+        );
+    }
+}
