@@ -98,10 +98,9 @@ impl JsonField for COctetString {
 }
 
 /// Printable text of octets, if they are UTF-8 without control characters other than
-/// CR, LF and TAB (a trailing NUL, which some SMSCs include, is allowed).
+/// CR, LF and TAB. Exact: text with a NUL or other control octet is shown as hex instead.
 pub fn printable_text(octets: &[u8]) -> Option<&str> {
-    let trimmed = octets.strip_suffix(&[0]).unwrap_or(octets);
-    let s = std::str::from_utf8(trimmed).ok()?;
+    let s = std::str::from_utf8(octets).ok()?;
     s.chars()
         .all(|c| !c.is_control() || matches!(c, '\r' | '\n' | '\t'))
         .then_some(s)
