@@ -71,20 +71,34 @@ impl MessageState {
     /// From the `stat:` text: the 7-letter forms, the full words, or the number.
     pub fn from_stat(stat: &[u8]) -> Option<MessageState> {
         use MessageState::*;
-        let upper = std::str::from_utf8(stat).ok()?.trim().to_ascii_uppercase();
-        Some(match upper.as_str() {
-            "SCHEDLD" | "SCHEDULED" => Scheduled,
-            "ENROUTE" => Enroute,
-            "DELIVRD" | "DELIVERED" => Delivered,
-            "EXPIRED" => Expired,
-            "DELETED" => Deleted,
-            "UNDELIV" | "UNDELIVERABLE" => Undeliverable,
-            "ACCEPTD" | "ACCEPTED" => Accepted,
-            "UNKNOWN" => Unknown,
-            "REJECTD" | "REJECTED" => Rejected,
-            "SKIPPED" => Skipped,
-            digits => return digits.parse::<u8>().ok().and_then(MessageState::from_u8),
-        })
+        const NAMES: &[(&[u8], MessageState)] = &[
+            (b"DELIVRD", Delivered),
+            (b"DELIVERED", Delivered),
+            (b"UNDELIV", Undeliverable),
+            (b"UNDELIVERABLE", Undeliverable),
+            (b"EXPIRED", Expired),
+            (b"DELETED", Deleted),
+            (b"REJECTD", Rejected),
+            (b"REJECTED", Rejected),
+            (b"ACCEPTD", Accepted),
+            (b"ACCEPTED", Accepted),
+            (b"ENROUTE", Enroute),
+            (b"UNKNOWN", Unknown),
+            (b"SCHEDLD", Scheduled),
+            (b"SCHEDULED", Scheduled),
+            (b"SKIPPED", Skipped),
+        ];
+        let stat = stat.trim_ascii();
+        if let Some((_, state)) = NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(stat))
+        {
+            return Some(*state);
+        }
+        match stat {
+            [d @ b'0'..=b'9'] => MessageState::from_u8(d - b'0'),
+            _ => None,
+        }
     }
 
     /// The receipt text form (`DELIVRD`).
@@ -434,6 +448,22 @@ mod tests {
             ..DeliverSm::default()
         }))
         .with_tlvs(tlvs)
+    }
+
+    #[test]
+    fn stat_text_in_every_form() {
+        assert_eq!(
+            MessageState::from_stat(b"DELIVRD"),
+            Some(MessageState::Delivered)
+        );
+        assert_eq!(
+            MessageState::from_stat(b" undeliverable "),
+            Some(MessageState::Undeliverable)
+        );
+        assert_eq!(MessageState::from_stat(b"2"), Some(MessageState::Delivered));
+        assert_eq!(MessageState::from_stat(b"DELIV"), None);
+        assert!(!MessageState::Accepted.is_final() && !MessageState::Enroute.is_final());
+        assert!(MessageState::Rejected.is_final());
     }
 
     #[test]

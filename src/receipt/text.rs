@@ -76,14 +76,19 @@ fn label_at(s: &[u8], at: usize) -> Option<(Label, usize)> {
     })
 }
 
+const MAX_LABELS: usize = 16;
+
 /// Finds the receipt fields in `s`. `None` unless an `id:` with a value is present.
 pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
-    // (label, label start, value start), in text order.
-    let mut found: Vec<(Label, usize, usize)> = Vec::with_capacity(8);
+    // (label, label start, value start), in text order. A fixed array: receipts are parsed on
+    // the hot path, and more labels than this means the rest is junk to ignore.
+    let mut found = [(Label::Id, 0usize, 0usize); MAX_LABELS];
+    let mut count = 0;
     let mut at = 0;
-    while at < s.len() {
+    while at < s.len() && count < MAX_LABELS {
         if let Some((label, value_start)) = label_at(s, at) {
-            found.push((label, at, value_start));
+            found[count] = (label, at, value_start);
+            count += 1;
             if label == Label::Text {
                 break;
             }
@@ -92,6 +97,7 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
             at += 1;
         }
     }
+    let found = &found[..count];
     let mut spans = Spans::default();
     for (n, &(label, _, value_start)) in found.iter().enumerate() {
         let slot = spans.slot(label);
