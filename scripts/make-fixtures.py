@@ -193,6 +193,12 @@ def main():
                              short_message=b"stat:DELIVRD id:AB12 done date:20240131235959 submit date:20240131235900 err:0"),
         receipt={"text_id": b"AB12", "stat": b"DELIVRD", "err": b"0", "submit_date": b"20240131235900",
                  "done_date": b"20240131235959", "carried_in": "short_message"})
+    # Found by the receipt fuzz target: '$err:' inside the id value was read as a label, and the
+    # rewrite then changed the parse. Labels after the first need white space before them.
+    crash = bytes.fromhex("737461743a44454c4956524420696" "43a41423132206" "46f5f00000000000000303030303130302465727" "23a30")
+    add("own_fuzz_receipt_label_inside_value", "fuzz crash: '$err:' glued inside a value is not a label", "deliver_sm",
+        33, sm(esm_class=4, registered_delivery=0, short_message=crash),
+        receipt={"text_id": b"AB12", "stat": b"DELIVRD", "carried_in": "short_message"})
     add("own_deliver_sm_resp_empty", "deliver_sm_resp with the empty message_id 3.4 asks for", "deliver_sm_resp", 31,
         {"message_id": ""})
     data = dict(service_type="WAP", source_addr_ton=1, source_addr_npi=1, source_addr="447700900123", dest_addr_ton=1,

@@ -378,9 +378,9 @@ pub enum RewriteError {
     /// The PDU is not a receipt.
     #[error("not a delivery receipt")]
     NotAReceipt,
-    /// The new id contains NUL.
-    #[error("the new id contains NUL")]
-    NulInId,
+    /// The new id is empty or contains NUL or white space.
+    #[error("the new id must be non-empty, without NUL or white space")]
+    BadId,
     /// The longer id pushes `short_message` past 255 octets.
     #[error("the rewritten short_message would be {0} octets (max 255)")]
     ShortMessageTooLong(usize),
@@ -404,8 +404,8 @@ pub fn rewrite_id(pdu: &Pdu, new_id: &[u8]) -> Result<Pdu, RewriteError> {
     if Receipt::from_pdu(pdu).is_none() {
         return Err(RewriteError::NotAReceipt);
     }
-    if new_id.contains(&0) {
-        return Err(RewriteError::NulInId);
+    if new_id.is_empty() || new_id.iter().any(|&b| b == 0 || b.is_ascii_whitespace()) {
+        return Err(RewriteError::BadId);
     }
     let mut out = pdu.clone();
     if pdu.tlvs.get(tag::receipted_message_id).is_some() {
@@ -526,6 +526,22 @@ mod tests {
         let reparsed = Pdu::parse(after).unwrap();
         assert_eq!(reparsed, out);
         assert!(rewrite_id(&Pdu::new(Body::EnquireLink), b"1").is_err());
+        assert_eq!(rewrite_id(&pdu, b"a b"), Err(RewriteError::BadId));
+    }
+
+    #[test]
+    fn rewrite_keeps_what_follows_a_glued_id() {
+        // Fuzz crash: `$err:` glued to the id must stay part of what follows the id.
+        let pdu = receipt_pdu(b"stat:DELIVRD id:AB12 do_\0\00000100$err:0", Tlvs::new());
+        let out = rewrite_id(&pdu, b"0123456789abcdef").unwrap();
+        assert_eq!(
+            out.short_message().unwrap().as_ref(),
+            b"stat:DELIVRD id:0123456789abcdef do_\0\00000100$err:0"
+        );
+        assert_eq!(
+            Receipt::from_pdu(&out).unwrap().text_id.as_deref(),
+            Some(&b"0123456789abcdef"[..])
+        );
     }
 
     #[test]

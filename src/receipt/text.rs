@@ -64,9 +64,16 @@ impl Spans {
     }
 }
 
-fn label_at(s: &[u8], at: usize) -> Option<(Label, usize)> {
-    if at > 0 && s[at - 1].is_ascii_alphanumeric() {
-        return None;
+/// A label starts a word: after white space, or at the start. The first label may also follow
+/// punctuation, for SMSCs that glue a prefix on (`4790000000SMSAlert^id:…`). Inside a value
+/// nothing else counts, so an id like `AB$sub:1` stays one value.
+fn label_at(s: &[u8], at: usize, first: bool) -> Option<(Label, usize)> {
+    if at > 0 {
+        let before = s[at - 1];
+        let boundary = before.is_ascii_whitespace() || (first && !before.is_ascii_alphanumeric());
+        if !boundary {
+            return None;
+        }
     }
     LABELS.iter().find_map(|(name, label)| {
         let end = at + name.len();
@@ -86,7 +93,7 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
     let mut count = 0;
     let mut at = 0;
     while at < s.len() && count < MAX_LABELS {
-        if let Some((label, value_start)) = label_at(s, at) {
+        if let Some((label, value_start)) = label_at(s, at, count == 0) {
             found[count] = (label, at, value_start);
             count += 1;
             if label == Label::Text {
@@ -108,7 +115,7 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
             value_start..s.len()
         } else {
             let end = found.get(n + 1).map_or(s.len(), |next| next.1);
-            trim(s, value_start..end)
+            word(s, value_start..end)
         };
         *slot = Some(range);
     }
@@ -116,14 +123,15 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
     Some(spans)
 }
 
-fn trim(s: &[u8], mut r: Range<usize>) -> Range<usize> {
-    while r.start < r.end && matches!(s[r.start], b' ' | b'\t' | b'\r' | b'\n') {
-        r.start += 1;
-    }
-    while r.end > r.start && matches!(s[r.end - 1], b' ' | b'\t' | b'\r' | b'\n' | 0) {
-        r.end -= 1;
-    }
-    r
+/// The value of a field: its first word (values never hold white space; a NUL ends it too).
+fn word(s: &[u8], r: Range<usize>) -> Range<usize> {
+    let start = (r.start..r.end)
+        .find(|&i| !s[i].is_ascii_whitespace())
+        .unwrap_or(r.end);
+    let end = (start..r.end)
+        .find(|&i| s[i].is_ascii_whitespace() || s[i] == 0)
+        .unwrap_or(r.end);
+    start..end
 }
 
 #[cfg(test)]

@@ -1,0 +1,34 @@
+//! The receipt parser and id rewrite over any text, in short_message and in message_payload:
+//! no panic, and a rewrite changes the id and nothing the parser reads besides.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use smpp_proxy::pdu::{tag, Body, DeliverSm, Pdu, Tlvs};
+use smpp_proxy::receipt::{id, rewrite_id, Receipt};
+
+fuzz_target!(|data: &[u8]| {
+    let text = &data[..data.len().min(255)];
+    let in_short_message = Pdu::new(Body::DeliverSm(DeliverSm {
+        esm_class: 0x04,
+        short_message: Bytes::copy_from_slice(text),
+        ..DeliverSm::default()
+    }));
+    let in_payload = Pdu::new(Body::DeliverSm(DeliverSm { esm_class: 0x04, ..DeliverSm::default() }))
+        .with_tlvs(Tlvs::from_pairs([(tag::message_payload, data), (tag::message_state, &[2][..])]));
+    for pdu in [in_short_message, in_payload] {
+        let Some(before) = Receipt::from_pdu(&pdu) else { continue };
+        if let Some(receipt_id) = before.id() {
+            let _ = id::lookup_keys(receipt_id, id::IdMatch::Numeric);
+        }
+        let Ok(rewritten) = rewrite_id(&pdu, b"0123456789abcdef") else { continue };
+        let after = Receipt::from_pdu(&rewritten).expect("still a receipt");
+        if before.text_id.is_some() {
+            assert_eq!(after.text_id.as_deref(), Some(&b"0123456789abcdef"[..]));
+            assert_eq!(after.stat, before.stat);
+            assert_eq!(after.err, before.err);
+        }
+        let bytes = rewritten.to_bytes().unwrap();
+        assert_eq!(Pdu::parse(bytes).unwrap(), rewritten);
+    }
+});
