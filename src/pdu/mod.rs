@@ -177,19 +177,21 @@ impl Pdu {
 
     /// Appends the PDU's wire form to `dst`. On error `dst` is left as it was.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let len = self.encoded_len();
         let start = dst.len();
-        dst.reserve(len);
-        dst.put_u32(len as u32);
-        dst.put_u32(self.command_id().0);
-        dst.put_u32(self.command_status.0);
-        dst.put_u32(self.sequence_number);
+        // command_length is patched in at the end: one pass over the fields instead of two.
+        dst.reserve(HEADER_LEN + 64 + self.tlvs.as_bytes().len());
+        let mut header = [0u8; HEADER_LEN];
+        header[4..8].copy_from_slice(&self.command_id().0.to_be_bytes());
+        header[8..12].copy_from_slice(&self.command_status.0.to_be_bytes());
+        header[12..16].copy_from_slice(&self.sequence_number.to_be_bytes());
+        dst.put_slice(&header);
         if let Err(e) = self.body.encode(dst) {
             dst.truncate(start);
             return Err(e);
         }
         dst.put_slice(self.tlvs.as_bytes());
-        debug_assert_eq!(dst.len() - start, len);
+        let len = (dst.len() - start) as u32;
+        dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 

@@ -532,11 +532,14 @@ mod tests {
     #[test]
     fn rewrite_keeps_what_follows_a_glued_id() {
         // Fuzz crash: `$err:` glued to the id must stay part of what follows the id.
-        let pdu = receipt_pdu(b"stat:DELIVRD id:AB12 do_\0\00000100$err:0", Tlvs::new());
+        let pdu = receipt_pdu(
+            b"stat:DELIVRD id:AB12 do_\x00\x000000100$err:0",
+            Tlvs::new(),
+        );
         let out = rewrite_id(&pdu, b"0123456789abcdef").unwrap();
         assert_eq!(
             out.short_message().unwrap().as_ref(),
-            b"stat:DELIVRD id:0123456789abcdef do_\0\00000100$err:0"
+            b"stat:DELIVRD id:0123456789abcdef do_\x00\x000000100$err:0"
         );
         assert_eq!(
             Receipt::from_pdu(&out).unwrap().text_id.as_deref(),
