@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod hex;
 pub mod pdu;
 pub mod receipt;

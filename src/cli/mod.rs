@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the subcommands. Each subcommand is a thin layer over
 //! the library; this module owns only I/O and exit codes.
 
+mod check;
 mod pdu;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ enum Command {
     /// Read and write single PDUs (hex <-> JSON), e.g. from a capture.
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
+    /// Validate a configuration file: every problem, with its key; exit 1 if any.
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -26,6 +29,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Pdu(cmd) => cmd.run(),
+            Command::Check(args) => args.run(),
         }
     }
 }

@@ -1,0 +1,37 @@
+//! `smpp-proxy check --config FILE`.
+
+use clap::Args;
+use smpp_proxy::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The configuration file.
+    #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+    config: PathBuf,
+}
+
+impl CheckArgs {
+    pub(crate) fn run(self) -> ExitCode {
+        match Config::load(&self.config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} clients, {} upstreams, {} groups, {} MO routes)",
+                    self.config.display(),
+                    c.clients.len(),
+                    c.upstreams.len(),
+                    c.groups.len(),
+                    c.mo_routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for problem in &e.0 {
+                    eprintln!("{}: {problem}", self.config.display());
+                }
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The TOML as written: serde structs with defaults, rejecting unknown keys. `mod.rs` validates
+//! these into `Config`.
+
+use crate::receipt::id::IdMatch;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) node_id: String,
+    pub(super) listen: RawListen,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    #[serde(default)]
+    pub(super) sessions: RawSessions,
+    #[serde(default)]
+    pub(super) clients: Vec<RawClient>,
+    #[serde(default)]
+    pub(super) upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub(super) groups: Vec<RawGroup>,
+    #[serde(default)]
+    pub(super) mo_routes: Vec<RawMoRoute>,
+    #[serde(default)]
+    pub(super) unmatched_receipts_to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    pub(super) smpp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    #[serde(default = "default_store_path")]
+    pub(super) path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("var/smpp-proxy")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSessions {
+    pub(super) bind_timeout: String,
+    pub(super) enquire_link: String,
+    pub(super) response_timeout: String,
+    pub(super) max_pdu_len: usize,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            bind_timeout: "10s".into(),
+            enquire_link: "30s".into(),
+            response_timeout: "30s".into(),
+            max_pdu_len: crate::pdu::codec::DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+/// The form of the message ids a client gets in submit_sm_resp and receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageIdFormat {
+    /// 16 lower-case hex digits.
+    #[default]
+    Hex,
+    /// Up to 20 decimal digits, for clients that store ids as numbers.
+    Decimal,
+    /// A UUID.
+    Uuid,
+    /// The upstream's own id, unchanged.
+    Passthrough,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub(super) system_id: String,
+    pub(super) password: String,
+    #[serde(default = "default_allow")]
+    pub(super) allow: Vec<String>,
+    #[serde(default = "default_route")]
+    pub(super) route: String,
+    #[serde(default = "default_client_window")]
+    pub(super) window: u32,
+    #[serde(default)]
+    pub(super) tps: u32,
+    #[serde(default = "default_max_binds")]
+    pub(super) max_binds: u32,
+    #[serde(default)]
+    pub(super) message_id_format: MessageIdFormat,
+    #[serde(default = "default_deliver_window")]
+    pub(super) deliver_window: u32,
+    #[serde(default = "default_outbox_max")]
+    pub(super) outbox_max: usize,
+}
+
+fn default_allow() -> Vec<String> {
+    vec!["0.0.0.0/0".into(), "::/0".into()]
+}
+fn default_route() -> String {
+    "default".into()
+}
+fn default_client_window() -> u32 {
+    100
+}
+fn default_max_binds() -> u32 {
+    8
+}
+fn default_deliver_window() -> u32 {
+    10
+}
+fn default_outbox_max() -> usize {
+    100_000
+}
+
+/// How an upstream session binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindMode {
+    /// bind_transmitter: submits only.
+    Transmitter,
+    /// bind_receiver: receipts and MO only.
+    Receiver,
+    /// bind_transceiver: both.
+    #[default]
+    Transceiver,
+    /// A transmitter and a receiver, two connections.
+    Pair,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) name: String,
+    pub(super) address: String,
+    pub(super) system_id: String,
+    pub(super) password: String,
+    #[serde(default)]
+    pub(super) system_type: String,
+    #[serde(default)]
+    pub(super) bind: BindMode,
+    #[serde(default = "one")]
+    pub(super) sessions: u32,
+    #[serde(default = "default_upstream_window")]
+    pub(super) window: u32,
+    #[serde(default)]
+    pub(super) tps: u32,
+    #[serde(default = "default_enquire_link")]
+    pub(super) enquire_link: String,
+    #[serde(default = "default_response_timeout")]
+    pub(super) response_timeout: String,
+    #[serde(default)]
+    pub(super) id_match: IdMatch,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_upstream_window() -> u32 {
+    50
+}
+fn default_enquire_link() -> String {
+    "30s".into()
+}
+fn default_response_timeout() -> String {
+    "30s".into()
+}
+
+/// How a group's members share traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// All members at once.
+    #[default]
+    LoadBalance,
+    /// One at a time, in order.
+    Failover,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) strategy: Strategy,
+    pub(super) members: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMoRoute {
+    pub(super) destination_prefix: String,
+    pub(super) client: String,
+}
+
+/// The keys each section accepts; `unknown_keys` reports all the others at once (serde alone
+/// stops at the first).
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "node_id",
+            "listen",
+            "store",
+            "sessions",
+            "clients",
+            "upstreams",
+            "groups",
+            "mo_routes",
+            "unmatched_receipts_to",
+        ],
+    ),
+    ("listen", &["smpp"]),
+    ("store", &["path"]),
+    (
+        "sessions",
+        &[
+            "bind_timeout",
+            "enquire_link",
+            "response_timeout",
+            "max_pdu_len",
+        ],
+    ),
+    (
+        "clients",
+        &[
+            "system_id",
+            "password",
+            "allow",
+            "route",
+            "window",
+            "tps",
+            "max_binds",
+            "message_id_format",
+            "deliver_window",
+            "outbox_max",
+        ],
+    ),
+    (
+        "upstreams",
+        &[
+            "name",
+            "address",
+            "system_id",
+            "password",
+            "system_type",
+            "bind",
+            "sessions",
+            "window",
+            "tps",
+            "enquire_link",
+            "response_timeout",
+            "id_match",
+        ],
+    ),
+    ("groups", &["name", "strategy", "members"]),
+    ("mo_routes", &["destination_prefix", "client"]),
+];
+
+fn known(section: &str) -> &'static [&'static str] {
+    SECTIONS
+        .iter()
+        .find(|(name, _)| *name == section)
+        .map_or(&[], |(_, keys)| keys)
+}
+
+/// Removes every key the configuration does not define from `top`, and says which, as
+/// `section[n].key: unknown key`.
+pub(super) fn take_unknown_keys(top: &mut toml::value::Table) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |path: String, section: &str, table: &mut toml::value::Table| {
+        table.retain(|key, _| {
+            let ok = known(section).contains(&key);
+            if !ok {
+                let at = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
+                problems.push(format!(
+                    "{at}: unknown key (expected one of: {})",
+                    known(section).join(", ")
+                ));
+            }
+            ok
+        });
+    };
+    check(String::new(), "", top);
+    for (section, value) in top.iter_mut() {
+        match value {
+            toml::Value::Table(t) => check(section.clone(), section, t),
+            toml::Value::Array(items) => {
+                for (n, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        check(format!("{section}[{n}]"), section, t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// A TOML error as one line: the message with its line number.
+pub(super) fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
