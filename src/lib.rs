@@ -14,7 +14,17 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
+pub mod esme;
 pub mod hex;
+pub mod ids;
 pub mod pdu;
+pub mod proxy;
 pub mod receipt;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod sim;
+pub mod store;
+pub mod upstream;

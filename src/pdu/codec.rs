@@ -95,12 +95,11 @@ impl Encoder<&Pdu> for SmppCodec {
     }
 }
 
-impl Encoder<Pdu> for SmppCodec {
-    type Error = FrameError;
-
-    fn encode(&mut self, pdu: Pdu, dst: &mut BytesMut) -> Result<(), FrameError> {
-        Ok(pdu.encode(dst)?)
-    }
+/// Flushes what was `feed`-ed (a named helper: `flush` alone cannot infer the item type).
+pub async fn flush<T: tokio::io::AsyncWrite + Unpin>(
+    conn: &mut tokio_util::codec::Framed<T, SmppCodec>,
+) -> Result<(), FrameError> {
+    futures_util::SinkExt::<&Pdu>::flush(conn).await
 }
 
 #[cfg(test)]

@@ -48,3 +48,58 @@ pub fn all_fixtures() -> Vec<Fixture> {
     all.extend(fixtures("own"));
     all
 }
+
+use smpp_proxy::config::Config;
+use smpp_proxy::proxy::Proxy;
+use smpp_proxy::sim::{self, SimConfig, SimHandle};
+use std::time::Duration;
+
+/// Starts `n` simulators on 127.0.0.1:0 with `config`.
+pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimHandle> {
+    let mut sims = Vec::new();
+    for _ in 0..n {
+        sims.push(sim::start(config.clone()).await.unwrap());
+    }
+    sims
+}
+
+/// A proxy config: listen on 127.0.0.1:0, one upstream per simulator (`smsc-0`, `smsc-1`, …),
+/// `clients` as TOML `[[clients]]` blocks, and `extra` appended.
+pub fn proxy_toml(sims: &[SimHandle], upstream_extra: &str, clients: &str, extra: &str) -> String {
+    let mut text = String::from("node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n");
+    text.push_str(clients);
+    for (n, s) in sims.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[upstreams]]\nname = \"smsc-{n}\"\naddress = \"{}\"\nsystem_id = \"proxy\"\npassword = \"pw\"\n{upstream_extra}\n",
+            s.local_addr()
+        ));
+    }
+    text.push_str(extra);
+    text
+}
+
+/// The usual client block: `shop` / `secret`.
+pub const SHOP: &str = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n";
+
+/// Starts a proxy from TOML and waits until every upstream session is bound.
+pub async fn start_proxy(toml: &str) -> Proxy {
+    let config = Config::from_toml(toml).unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
+    let proxy = Proxy::start(config).await.unwrap();
+    assert!(
+        proxy.wait_bound(Duration::from_secs(10)).await,
+        "upstreams did not bind"
+    );
+    proxy
+}
+
+/// Polls `cond` until it holds or `within` passes.
+pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}

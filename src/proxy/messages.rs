@@ -1,0 +1,142 @@
+//! What the tasks of the proxy send each other. Every channel is bounded; who sends what:
+//!
+//! - client session → upstream session: [`Forward`] (a request to send upstream);
+//! - upstream session → client session: [`ClientEvent::Answer`] (its response, or why none);
+//! - account → client session: [`ClientEvent::Deliver`] (a receipt or MO to hand over);
+//! - upstream session → account: [`AccountMsg::Deliver`]; account → upstream session:
+//!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response.
+
+// PDUs travel by value: boxing them to please `large_enum_variant` would cost an allocation per
+// message, and each message is moved once, into a channel.
+#![allow(clippy::large_enum_variant)]
+
+use crate::pdu::{CommandId, CommandStatus, Pdu};
+use crate::upstream::UpstreamInfo;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A client request on its way to an upstream. `pdu.sequence_number` is the client's.
+#[derive(Debug)]
+pub struct Forward {
+    /// The request as the client sent it (message ids already mapped for query/cancel/replace).
+    pub pdu: Pdu,
+    /// Where the answer goes.
+    pub reply: mpsc::Sender<ClientEvent>,
+    /// How many times it was routed before (throttled or never written).
+    pub attempt: u8,
+}
+
+/// How a forwarded request ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The upstream answered; `resp.sequence_number` is already the client's.
+    Answered {
+        /// Which upstream answered.
+        upstream: Arc<UpstreamInfo>,
+        /// The request, as the client sent it.
+        request: Pdu,
+        /// Its response.
+        resp: Pdu,
+    },
+    /// Never written (session died) or throttled by the SMSC: route it again.
+    Retry(Forward),
+    /// Failed with this status (written and unanswered, or no route).
+    Failed {
+        /// The client's sequence number.
+        client_seq: u32,
+        /// The request's command.
+        command: CommandId,
+        /// The status to answer with.
+        status: CommandStatus,
+    },
+}
+
+/// Something for a client session to act on.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// The outcome of a forwarded request.
+    Answer(Outcome),
+    /// A deliver_sm / data_sm from the account's outbox, to send on this bind.
+    Deliver {
+        /// The outbox entry, reported back when the client answers.
+        entry: u64,
+        /// The PDU (sequence number set by the client session).
+        pdu: Pdu,
+    },
+}
+
+/// Something for an account (all binds of one system_id) to act on.
+#[derive(Debug)]
+pub enum AccountMsg {
+    /// Hold this receipt / MO and deliver it; acknowledge to `ack` when held.
+    Deliver {
+        /// The PDU, ids already rewritten.
+        pdu: Pdu,
+        /// Who to tell it is held.
+        ack: Option<DeliverAck>,
+    },
+    /// A receiver-capable bind came up.
+    BindUp {
+        /// The bind's id.
+        bind_id: u64,
+        /// Its event channel.
+        tx: mpsc::Sender<ClientEvent>,
+    },
+    /// A bind went away; what it had in flight goes back to the outbox.
+    BindDown {
+        /// The bind's id.
+        bind_id: u64,
+    },
+    /// The client answered a delivery (or it timed out: `status` = ESME_RX_T_APPN).
+    Delivered {
+        /// The bind's id.
+        bind_id: u64,
+        /// The outbox entry.
+        entry: u64,
+        /// The client's status.
+        status: CommandStatus,
+    },
+}
+
+/// Where an account confirms that it holds an inbound PDU.
+#[derive(Debug, Clone)]
+pub struct DeliverAck {
+    /// The upstream session's event channel.
+    pub tx: mpsc::Sender<UpstreamEvent>,
+    /// The SMSC's sequence number of the deliver_sm / data_sm.
+    pub sequence_number: u32,
+    /// deliver_sm or data_sm.
+    pub command: CommandId,
+}
+
+impl DeliverAck {
+    /// Tells the upstream session to answer the SMSC with `status`.
+    pub fn send(&self, status: CommandStatus) {
+        let event = UpstreamEvent::DeliverAck {
+            sequence_number: self.sequence_number,
+            command: self.command,
+            status,
+        };
+        if self.tx.try_send(event).is_err() {
+            // The session is gone or swamped: the SMSC gets no answer and will retry.
+            tracing::debug!(
+                seq = self.sequence_number,
+                "deliver ack dropped: upstream session gone"
+            );
+        }
+    }
+}
+
+/// Something for an upstream session to act on besides its socket and requests.
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    /// Answer the SMSC's deliver_sm / data_sm `sequence_number` with `status`.
+    DeliverAck {
+        /// The SMSC's sequence number.
+        sequence_number: u32,
+        /// deliver_sm or data_sm.
+        command: CommandId,
+        /// The status.
+        status: CommandStatus,
+    },
+}

@@ -1,0 +1,166 @@
+//! Wiring: builds the accounts, upstream sessions, router and store from the configuration,
+//! starts their tasks, and stops them in order on shutdown (stop accepting, unbind clients
+//! after their requests are answered, then unbind upstreams).
+//!
+//! [`Context`] is what every task shares; it is also where receipts and MO from upstreams are
+//! matched and sent on to their account ([`inbound`]).
+
+mod inbound;
+pub mod messages;
+
+use crate::config::Config;
+use crate::ids::IdGenerator;
+use crate::router::Router;
+use crate::server::account::{self, AccountHandle};
+use crate::store::{MemoryStore, Store};
+use crate::upstream::{self, InboundSink, SessionHandle};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// Counters worth reporting.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Receipts whose id matched no submission.
+    pub unmatched_receipts: AtomicU64,
+    /// Receipts matched and sent on to their client.
+    pub matched_receipts: AtomicU64,
+    /// MO sent on to a client.
+    pub mo_routed: AtomicU64,
+    /// MO no route matched.
+    pub mo_unroutable: AtomicU64,
+}
+
+/// What the proxy's tasks share.
+#[derive(Debug)]
+pub struct Context {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Accounts by system_id.
+    pub accounts: HashMap<String, AccountHandle>,
+    /// The router over the upstream sessions.
+    pub router: Router,
+    /// Correlations.
+    pub store: Arc<dyn Store>,
+    /// Client message ids.
+    pub ids: IdGenerator,
+    /// Bind ids (per process).
+    pub next_bind_id: AtomicU64,
+    /// Counters.
+    pub stats: Stats,
+    /// The upstream sessions (for status).
+    pub sessions: Vec<Arc<SessionHandle>>,
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    ctx: Arc<Context>,
+    clients_stop: watch::Sender<bool>,
+    upstreams_stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    upstream_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts the proxy: listens, binds upstreams (in the background) and serves clients.
+    pub async fn start(config: Config) -> std::io::Result<Proxy> {
+        Self::start_with_store(config, Arc::new(MemoryStore::default())).await
+    }
+
+    /// As [`Proxy::start`], with a given store.
+    pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let config = Arc::new(config);
+        let sessions = upstream::build_sessions(&config.upstreams);
+        let handles: Vec<Arc<SessionHandle>> = sessions.iter().map(|(h, _)| h.clone()).collect();
+        let groups: HashMap<String, Vec<String>> = config
+            .groups
+            .iter()
+            .map(|(name, g)| (name.clone(), g.members.clone()))
+            .collect();
+        let router = Router::new(&handles, &groups, rand::random());
+        let accounts = config
+            .clients
+            .iter()
+            .map(|(id, c)| (id.clone(), account::spawn(c.clone())))
+            .collect();
+        let ctx = Arc::new(Context {
+            ids: IdGenerator::new(&config.node_id),
+            config: config.clone(),
+            accounts,
+            router,
+            store,
+            next_bind_id: AtomicU64::new(1),
+            stats: Stats::default(),
+            sessions: handles,
+        });
+        let (upstreams_stop, upstreams_rx) = watch::channel(false);
+        let inbound: Arc<dyn InboundSink> = ctx.clone();
+        let upstream_tasks = sessions
+            .into_iter()
+            .map(|(handle, rx)| {
+                tokio::spawn(upstream::session::run(
+                    handle,
+                    rx,
+                    inbound.clone(),
+                    upstreams_rx.clone(),
+                ))
+            })
+            .collect();
+        let (clients_stop, clients_rx) = watch::channel(false);
+        let server = tokio::spawn(crate::server::serve(ctx.clone(), listener, clients_rx));
+        info!(%addr, upstreams = config.upstreams.len(), clients = config.clients.len(), "smpp-proxy listening");
+        Ok(Proxy {
+            addr,
+            ctx,
+            clients_stop,
+            upstreams_stop,
+            server,
+            upstream_tasks,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared context (stats, sessions, store).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Waits until every upstream session is bound (or `timeout` passes); `true` if all are.
+    pub async fn wait_bound(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.ctx.sessions.iter().all(|s| s.is_bound()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops accepting, unbinds clients once their requests are answered, then unbinds upstreams.
+    pub async fn shutdown(self) {
+        let _ = self.clients_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let _ = self.upstreams_stop.send(true);
+        for task in self.upstream_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        info!("smpp-proxy stopped");
+    }
+}

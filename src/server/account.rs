@@ -1,0 +1,182 @@
+//! One task per client account (system_id): holds the receipts and MO waiting for it (its
+//! outbox) and hands them to its receiver-capable binds, at most `deliver_window` in flight per
+//! bind, oldest first. An entry leaves only when the client answers it; one in flight on a bind
+//! that goes away goes back to the front. Receipts reach this task from any upstream session,
+//! so they arrive on whichever bind of the account is up, whichever session they came on.
+//!
+//! The outbox is bounded (`outbox_max`): when full, the SMSC is told ESME_RX_T_APPN and retries
+//! later, so a client that does not read cannot grow memory and nothing is lost.
+//! (Kept in memory in this version; durable custody is the next step.)
+
+use crate::config::ClientConfig;
+use crate::pdu::{CommandStatus, Pdu};
+use crate::proxy::messages::{AccountMsg, ClientEvent};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// The handle other tasks use to reach an account.
+#[derive(Debug, Clone)]
+pub struct AccountHandle {
+    /// Its configuration.
+    pub config: Arc<ClientConfig>,
+    /// Its task's mailbox.
+    pub tx: mpsc::Sender<AccountMsg>,
+    /// Binds open now (for `max_binds`).
+    pub binds: Arc<AtomicU32>,
+    /// Entries waiting or in flight.
+    pub outbox_len: Arc<AtomicU64>,
+    /// Submits per second across its binds.
+    pub bucket: Arc<crate::session::TokenBucket>,
+}
+
+struct Bind {
+    tx: mpsc::Sender<ClientEvent>,
+    inflight: HashMap<u64, Pdu>,
+}
+
+struct Account {
+    config: Arc<ClientConfig>,
+    waiting: VecDeque<(u64, Pdu)>,
+    binds: Vec<(u64, Bind)>,
+    next_entry: u64,
+    next_bind: usize,
+    outbox_len: Arc<AtomicU64>,
+}
+
+/// Starts the task of one account.
+pub fn spawn(config: ClientConfig) -> AccountHandle {
+    let config = Arc::new(config);
+    let (tx, rx) = mpsc::channel(4096);
+    let outbox_len = Arc::new(AtomicU64::new(0));
+    let account = Account {
+        config: config.clone(),
+        waiting: VecDeque::new(),
+        binds: Vec::new(),
+        next_entry: 1,
+        next_bind: 0,
+        outbox_len: outbox_len.clone(),
+    };
+    tokio::spawn(account.run(rx));
+    AccountHandle {
+        bucket: Arc::new(crate::session::TokenBucket::new(config.tps)),
+        config,
+        tx,
+        binds: Arc::new(AtomicU32::new(0)),
+        outbox_len,
+    }
+}
+
+impl Account {
+    async fn run(mut self, mut rx: mpsc::Receiver<AccountMsg>) {
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg);
+            // Take whatever else is queued before pumping, so a burst is sent in one go.
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(msg);
+            }
+            self.pump();
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.waiting.len()
+            + self
+                .binds
+                .iter()
+                .map(|(_, b)| b.inflight.len())
+                .sum::<usize>()
+    }
+
+    fn handle(&mut self, msg: AccountMsg) {
+        match msg {
+            AccountMsg::Deliver { pdu, ack } => {
+                if self.held() >= self.config.outbox_max {
+                    warn!(client = %self.config.system_id, max = self.config.outbox_max, "outbox full: SMSC asked to retry later");
+                    if let Some(ack) = ack {
+                        ack.send(CommandStatus::ESME_RX_T_APPN);
+                    }
+                    return;
+                }
+                let entry = self.next_entry;
+                self.next_entry += 1;
+                self.waiting.push_back((entry, pdu));
+                if let Some(ack) = ack {
+                    ack.send(CommandStatus::ESME_ROK);
+                }
+            }
+            AccountMsg::BindUp { bind_id, tx } => self.binds.push((
+                bind_id,
+                Bind {
+                    tx,
+                    inflight: HashMap::new(),
+                },
+            )),
+            AccountMsg::BindDown { bind_id } => {
+                if let Some(pos) = self.binds.iter().position(|(id, _)| *id == bind_id) {
+                    let (_, bind) = self.binds.remove(pos);
+                    let mut back: Vec<(u64, Pdu)> = bind.inflight.into_iter().collect();
+                    back.sort_by_key(|(entry, _)| std::cmp::Reverse(*entry));
+                    for item in back {
+                        self.waiting.push_front(item);
+                    }
+                }
+            }
+            AccountMsg::Delivered {
+                bind_id,
+                entry,
+                status,
+            } => {
+                let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
+                    return;
+                };
+                let Some(pdu) = bind.inflight.remove(&entry) else {
+                    return;
+                };
+                match status {
+                    CommandStatus::ESME_ROK => {}
+                    CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN => {
+                        warn!(client = %self.config.system_id, %status, "client refused a delivery for good: dropped");
+                    }
+                    other => {
+                        debug!(client = %self.config.system_id, status = %other, "delivery to retry");
+                        self.waiting.push_back((entry, pdu));
+                    }
+                }
+            }
+        }
+        self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+    }
+
+    /// Hands waiting entries to binds with room, round robin.
+    fn pump(&mut self) {
+        let window = self.config.deliver_window as usize;
+        while !self.waiting.is_empty() && !self.binds.is_empty() {
+            let n = self.binds.len();
+            let Some(offset) =
+                (0..n).find(|k| self.binds[(self.next_bind + k) % n].1.inflight.len() < window)
+            else {
+                return;
+            };
+            let i = (self.next_bind + offset) % n;
+            self.next_bind = (i + 1) % n;
+            let (entry, pdu) = self.waiting.pop_front().expect("not empty");
+            let bind = &mut self.binds[i].1;
+            match bind.tx.try_send(ClientEvent::Deliver {
+                entry,
+                pdu: pdu.clone(),
+            }) {
+                Ok(()) => {
+                    bind.inflight.insert(entry, pdu);
+                }
+                Err(_) => {
+                    // That bind's session is busy or closing; keep the order and try later.
+                    self.waiting.push_front((entry, pdu));
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! What client and upstream sessions share: the state machine, sequence numbers, token buckets.
+
+pub mod state;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use state::SessionState;
+
+/// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.
+#[derive(Debug, Default)]
+pub struct Sequence(u32);
+
+impl Sequence {
+    /// The next number.
+    pub fn next_number(&mut self) -> u32 {
+        self.0 = if self.0 >= 0x7FFF_FFFF { 1 } else { self.0 + 1 };
+        self.0
+    }
+}
+
+/// A token bucket: `rate` tokens per second, bursts up to one second's worth. Rate 0 = no limit.
+/// A std mutex: the critical section is a few float operations, never held across `.await`.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    inner: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A bucket for `rate` per second, starting full.
+    pub fn new(rate: u32) -> TokenBucket {
+        TokenBucket {
+            rate: f64::from(rate),
+            inner: Mutex::new((f64::from(rate), Instant::now())),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = &mut *guard;
+        let now = Instant::now();
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back a token taken for a request that was not sent after all.
+    pub fn give_back(&self) {
+        if self.rate > 0.0 {
+            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            guard.0 = (guard.0 + 1.0).min(self.rate.max(1.0));
+        }
+    }
+}
+
+/// Jittered exponential backoff: `base` doubling to `max`, each delay drawn from [d/2, d].
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// A backoff from `base` to `max`.
+    pub fn new(base: Duration, max: Duration) -> Backoff {
+        Backoff {
+            base,
+            max,
+            current: base,
+        }
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self, rng: &mut impl rand::Rng) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = d / 2;
+        half + Duration::from_secs_f64(rng.gen::<f64>() * half.as_secs_f64())
+    }
+
+    /// Back to `base` (after a session that worked).
+    pub fn reset(&mut self) {
+        self.current = self.base;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn sequence_wraps_to_one() {
+        let mut s = Sequence(0x7FFF_FFFE);
+        assert_eq!(s.next_number(), 0x7FFF_FFFF);
+        assert_eq!(s.next_number(), 1);
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay(&mut rng)).collect();
+        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
+        assert!(delays[9] >= Duration::from_secs(30) && delays[9] <= Duration::from_secs(60));
+        b.reset();
+        assert!(b.next_delay(&mut rng) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bucket_limits_a_burst() {
+        let bucket = TokenBucket::new(10);
+        let taken = (0..100).filter(|_| bucket.try_take()).count();
+        assert!((10..=11).contains(&taken), "{taken}");
+        assert!(TokenBucket::new(0).try_take());
+    }
+}

@@ -1,0 +1,287 @@
+//! An SMSC simulator, for users trying the proxy and for the tests and benchmarks: accepts
+//! binds, answers submits with message ids in a chosen format, sends delivery receipts after a
+//! delay (in the variants real SMSCs produce), and can be made slow, rate-capped, flaky
+//! (drop the connection after N messages) or hostile (refuse binds). It also sends MO.
+//!
+//! Receipts and MO go to any receiver-capable session of the account, round robin, as real
+//! SMSCs do, so they may arrive on a different session than the submit.
+
+mod session;
+
+use crate::session::TokenBucket;
+use dashmap::DashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+pub use session::Outgoing;
+
+/// The form of the ids the simulator gives out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimIdFormat {
+    /// Lower-case hex.
+    #[default]
+    Hex,
+    /// Decimal.
+    Decimal,
+    /// A UUID.
+    Uuid,
+}
+
+/// How receipts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReceiptVariant {
+    /// Appendix B text with 10-digit dates, and the TLVs; the same id in both.
+    #[default]
+    Standard,
+    /// The text id in decimal (zero-padded to 10) while the TLV id is hex, like many SMSCs.
+    DecimalTextHexTlv,
+    /// 12-digit dates (YYMMDDhhmmss), `Text:` capitalised.
+    Dates12,
+    /// Text only, no TLVs.
+    TextOnly,
+    /// The text in message_payload, sm_length 0.
+    Payload,
+}
+
+/// What the simulator does.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Accepted system_id (any if `None`).
+    pub system_id: Option<String>,
+    /// Accepted password (any if `None`).
+    pub password: Option<String>,
+    /// Message id format.
+    pub id_format: SimIdFormat,
+    /// Send receipts when registered_delivery asks for one.
+    pub receipts: bool,
+    /// Delay before a receipt.
+    pub receipt_delay: Duration,
+    /// How receipts look.
+    pub receipt_variant: ReceiptVariant,
+    /// Delay before every response.
+    pub latency: Duration,
+    /// Submits per second accepted; beyond, ESME_RTHROTTLED. 0 = no cap.
+    pub tps: u32,
+    /// Close each connection after this many submits.
+    pub drop_after: Option<u64>,
+    /// Refuse every bind with ESME_RBINDFAIL.
+    pub refuse_binds: bool,
+    /// Send an MO this often to any bound receiver.
+    pub mo_every: Option<Duration>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            system_id: None,
+            password: None,
+            id_format: SimIdFormat::Hex,
+            receipts: true,
+            receipt_delay: Duration::from_millis(10),
+            receipt_variant: ReceiptVariant::Standard,
+            latency: Duration::ZERO,
+            tps: 0,
+            drop_after: None,
+            refuse_binds: false,
+            mo_every: None,
+        }
+    }
+}
+
+/// What the simulator counted.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    /// Binds accepted.
+    pub binds: AtomicU64,
+    /// Binds refused.
+    pub binds_refused: AtomicU64,
+    /// submit_sm / data_sm / submit_multi accepted.
+    pub submits: AtomicU64,
+    /// Submits answered ESME_RTHROTTLED.
+    pub throttled: AtomicU64,
+    /// Receipts sent.
+    pub receipts: AtomicU64,
+    /// MO sent.
+    pub mo: AtomicU64,
+    /// query_sm / cancel_sm / replace_sm answered.
+    pub queries: AtomicU64,
+    /// Sessions bound now.
+    pub bound_now: AtomicUsize,
+}
+
+/// Shared by the simulator's sessions.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: SimConfig,
+    pub(crate) stats: Arc<SimStats>,
+    pub(crate) bucket: TokenBucket,
+    next_id: AtomicU64,
+    /// Receiver-capable sessions by system_id.
+    receivers: Mutex<Vec<(String, u64, mpsc::Sender<Outgoing>)>>,
+    next_receiver: AtomicUsize,
+    next_session: AtomicU64,
+    /// Message id → message_state, for query/cancel/replace.
+    pub(crate) messages: DashMap<String, u8>,
+}
+
+impl Shared {
+    pub(crate) fn next_number(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_receiver(&self, system_id: &str, session: u64, tx: mpsc::Sender<Outgoing>) {
+        self.receivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((system_id.to_owned(), session, tx));
+    }
+
+    pub(crate) fn remove_receiver(&self, session: u64) {
+        self.receivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, s, _)| *s != session);
+    }
+
+    /// Sends to a receiver-capable session of `system_id` (any account if `None`), round robin.
+    pub(crate) fn to_receiver(&self, system_id: Option<&str>, out: Outgoing) -> bool {
+        let receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
+        let candidates: Vec<&mpsc::Sender<Outgoing>> = receivers
+            .iter()
+            .filter(|(id, _, _)| system_id.is_none_or(|want| want == id))
+            .map(|(_, _, tx)| tx)
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let start = self.next_receiver.fetch_add(1, Ordering::Relaxed);
+        let mut out = Some(out);
+        for k in 0..candidates.len() {
+            match candidates[(start + k) % candidates.len()].try_send(out.take().expect("one")) {
+                Ok(()) => return true,
+                Err(e) => out = Some(e.into_inner()),
+            }
+        }
+        false
+    }
+}
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &Arc<SimStats> {
+        &self.shared.stats
+    }
+
+    /// Sends an MO to a receiver-capable session of `system_id`; `false` if none is bound.
+    pub fn send_mo(
+        &self,
+        system_id: Option<&str>,
+        source: &str,
+        destination: &str,
+        text: &[u8],
+    ) -> bool {
+        let sent = self
+            .shared
+            .to_receiver(system_id, session::mo(source, destination, text));
+        if sent {
+            self.shared.stats.mo.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Stops listening and closes every session.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a simulator.
+pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs())
+        << 20;
+    let shared = Arc::new(Shared {
+        bucket: TokenBucket::new(config.tps),
+        config,
+        stats: Arc::new(SimStats::default()),
+        next_id: AtomicU64::new(base),
+        receivers: Mutex::new(Vec::new()),
+        next_receiver: AtomicUsize::new(0),
+        next_session: AtomicU64::new(1),
+        messages: DashMap::new(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+    Ok(SimHandle {
+        addr,
+        shared,
+        stop,
+        task,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut sessions = tokio::task::JoinSet::new();
+    if let Some(every) = shared.config.mo_every {
+        let shared = shared.clone();
+        let mut stop = stop.clone();
+        sessions.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        n += 1;
+                        let text = format!("MO message {n}");
+                        if shared.to_receiver(None, session::mo("447700900999", "447700900001", text.as_bytes())) {
+                            shared.stats.mo.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    sessions.spawn(session::run(stream, shared.clone(), stop.clone()));
+                }
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    sessions.abort_all();
+    while sessions.join_next().await.is_some() {}
+}

@@ -1,0 +1,166 @@
+//! Correlations between the ids clients get and the ids upstreams gave, behind a trait so the
+//! durable (redb) and shared (Redis) stores plug in without touching the sessions.
+//!
+//! A correlation is written by the client session after the upstream's submit_sm_resp and
+//! before the client gets its own; it is read when a receipt comes back (by upstream and
+//! upstream id) and when a client queries, cancels or replaces a message (by client and
+//! client id).
+
+use crate::receipt::id::{canonical, lookup_keys, IdMatch};
+use dashmap::DashMap;
+use std::sync::Arc;
+
+/// What the proxy remembers about one submitted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correlation {
+    /// The upstream that took the message.
+    pub upstream: Arc<str>,
+    /// The upstream's message id (from its submit_sm_resp).
+    pub upstream_id: String,
+    /// The client account that submitted it.
+    pub client: Arc<str>,
+    /// The id the client was given.
+    pub client_id: String,
+    /// When it was submitted (seconds since the Unix epoch).
+    pub submitted_at: u64,
+    /// The submit's registered_delivery.
+    pub registered_delivery: u8,
+    /// The submit's source_addr.
+    pub source_addr: String,
+    /// The submit's destination_addr.
+    pub destination_addr: String,
+}
+
+/// Storage failed; the caller answers with ESME_RSYSERR rather than lose the correlation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where correlations live.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Records a correlation; `id_match` decides the key its upstream id is filed under.
+    fn record(&self, c: Correlation, id_match: IdMatch) -> Result<(), StoreError>;
+    /// The correlation a receipt id from `upstream` refers to, trying each matching form.
+    fn find_by_upstream(
+        &self,
+        upstream: &str,
+        receipt_id: &[u8],
+        id_match: IdMatch,
+    ) -> Result<Option<Correlation>, StoreError>;
+    /// The correlation of the id a client holds.
+    fn find_by_client(
+        &self,
+        client: &str,
+        client_id: &str,
+    ) -> Result<Option<Correlation>, StoreError>;
+    /// Forgets a correlation (after its final receipt).
+    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError>;
+    /// How many correlations are held.
+    fn len(&self) -> usize;
+    /// `true` when none are held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Correlations in memory: for tests and for a proxy that accepts losing them on restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    by_upstream: DashMap<(Arc<str>, String), Arc<Correlation>>,
+    by_client: DashMap<(Arc<str>, String), Arc<Correlation>>,
+}
+
+impl Store for MemoryStore {
+    fn record(&self, c: Correlation, id_match: IdMatch) -> Result<(), StoreError> {
+        let c = Arc::new(c);
+        self.by_upstream.insert(
+            (
+                c.upstream.clone(),
+                canonical(c.upstream_id.as_bytes(), id_match),
+            ),
+            c.clone(),
+        );
+        self.by_client
+            .insert((c.client.clone(), c.client_id.clone()), c);
+        Ok(())
+    }
+
+    fn find_by_upstream(
+        &self,
+        upstream: &str,
+        receipt_id: &[u8],
+        id_match: IdMatch,
+    ) -> Result<Option<Correlation>, StoreError> {
+        let upstream: Arc<str> = Arc::from(upstream);
+        for key in lookup_keys(receipt_id, id_match) {
+            if let Some(c) = self.by_upstream.get(&(upstream.clone(), key)) {
+                return Ok(Some(Correlation::clone(&c)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn find_by_client(
+        &self,
+        client: &str,
+        client_id: &str,
+    ) -> Result<Option<Correlation>, StoreError> {
+        Ok(self
+            .by_client
+            .get(&(Arc::from(client), client_id.to_owned()))
+            .map(|c| Correlation::clone(&c)))
+    }
+
+    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError> {
+        self.by_upstream.remove(&(
+            c.upstream.clone(),
+            canonical(c.upstream_id.as_bytes(), id_match),
+        ));
+        self.by_client
+            .remove(&(c.client.clone(), c.client_id.clone()));
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.by_upstream.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn found_by_either_id_and_across_hex_decimal() {
+        let store = MemoryStore::default();
+        let c = Correlation {
+            upstream: "smsc-a".into(),
+            upstream_id: "38601fa".into(),
+            client: "shop".into(),
+            client_id: "0001".into(),
+            submitted_at: 0,
+            registered_delivery: 1,
+            source_addr: "a".into(),
+            destination_addr: "b".into(),
+        };
+        store.record(c.clone(), IdMatch::Numeric).unwrap();
+        assert_eq!(
+            store
+                .find_by_upstream("smsc-a", b"0059113978", IdMatch::Numeric)
+                .unwrap(),
+            Some(c.clone())
+        );
+        assert_eq!(
+            store
+                .find_by_upstream("smsc-b", b"38601fa", IdMatch::Numeric)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.find_by_client("shop", "0001").unwrap(),
+            Some(c.clone())
+        );
+        store.remove(&c, IdMatch::Numeric).unwrap();
+        assert!(store.is_empty());
+    }
+}

@@ -1,0 +1,165 @@
+//! The proxy as an ESME: sessions to the upstream SMSCs.
+//!
+//! Each configured session is one task ([`session::run`]) that owns its socket, binds, keeps
+//! the bind alive, and reconnects with jittered backoff; it never holds two sockets for one
+//! configured session. Requests reach it through a bounded channel (capacity = its window);
+//! the router reads its [`SessionHandle`] (bound? how much window free? throttled?) to choose.
+//! Receipts and MO it receives go to an [`InboundSink`] (the proxy's receipt path).
+
+pub mod session;
+
+use crate::config::{BindMode, UpstreamConfig};
+use crate::pdu::Pdu;
+use crate::proxy::messages::{DeliverAck, Forward};
+use crate::session::TokenBucket;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What every session of one upstream shares.
+#[derive(Debug)]
+pub struct UpstreamInfo {
+    /// The upstream's name.
+    pub name: Arc<str>,
+    /// Its configuration.
+    pub config: UpstreamConfig,
+    /// Its tps cap, across its sessions.
+    pub bucket: TokenBucket,
+}
+
+/// Where receipts and MO from upstreams go.
+pub trait InboundSink: Send + Sync + std::fmt::Debug {
+    /// Handles a deliver_sm / data_sm from `upstream`; `ack` answers the SMSC when it is held.
+    fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck);
+}
+
+/// Which bind a session makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// bind_transmitter
+    Transmitter,
+    /// bind_receiver
+    Receiver,
+    /// bind_transceiver
+    Transceiver,
+}
+
+fn process_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    process_start().elapsed().as_millis() as u64
+}
+
+/// The router's view of one session, written by the session task.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// The upstream it belongs to.
+    pub upstream: Arc<UpstreamInfo>,
+    /// Its number among the upstream's sessions (for logs).
+    pub index: usize,
+    /// Its bind.
+    pub kind: SessionKind,
+    tx: mpsc::Sender<Forward>,
+    bound: AtomicBool,
+    inflight: AtomicU32,
+    throttled_until_ms: AtomicU64,
+}
+
+impl SessionHandle {
+    /// May carry submits (transmitter or transceiver).
+    pub fn can_submit(&self) -> bool {
+        self.kind != SessionKind::Receiver
+    }
+
+    /// Bound right now.
+    pub fn is_bound(&self) -> bool {
+        self.bound.load(Ordering::Acquire)
+    }
+
+    /// Requests in flight (handed to the session, not yet answered).
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Room for more requests now; 0 when unbound, throttled, or full.
+    pub fn free_window(&self) -> u32 {
+        if !self.is_bound()
+            || !self.can_submit()
+            || self.throttled_until_ms.load(Ordering::Acquire) > now_ms()
+        {
+            return 0;
+        }
+        self.upstream.config.window.saturating_sub(self.inflight())
+    }
+
+    /// Hands a request to the session; gives it back (by value: no allocation) if it cannot take it.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn offer(&self, fwd: Forward) -> Result<(), Forward> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(fwd) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.inflight.fetch_sub(1, Ordering::AcqRel);
+                Err(e.into_inner())
+            }
+        }
+    }
+
+    pub(crate) fn done_one(&self) {
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    pub(crate) fn set_bound(&self, bound: bool) {
+        self.bound.store(bound, Ordering::Release);
+    }
+
+    pub(crate) fn throttle_for(&self, d: Duration) {
+        self.throttled_until_ms
+            .store(now_ms() + d.as_millis() as u64, Ordering::Release);
+    }
+}
+
+/// Creates the handles and request channels for every configured upstream session.
+/// `pair` binds become a transmitter and a receiver handle.
+pub fn build_sessions(
+    upstreams: &[UpstreamConfig],
+) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Forward>)> {
+    let mut out = Vec::new();
+    for config in upstreams {
+        let info = Arc::new(UpstreamInfo {
+            name: Arc::from(config.name.as_str()),
+            config: config.clone(),
+            bucket: TokenBucket::new(config.tps),
+        });
+        let kinds: &[SessionKind] = match config.bind {
+            BindMode::Transmitter => &[SessionKind::Transmitter],
+            BindMode::Receiver => &[SessionKind::Receiver],
+            BindMode::Transceiver => &[SessionKind::Transceiver],
+            BindMode::Pair => &[SessionKind::Transmitter, SessionKind::Receiver],
+        };
+        for n in 0..config.sessions as usize {
+            for &kind in kinds {
+                let (tx, rx) = mpsc::channel(config.window.max(1) as usize);
+                let handle = Arc::new(SessionHandle {
+                    upstream: info.clone(),
+                    index: n,
+                    kind,
+                    tx,
+                    bound: AtomicBool::new(false),
+                    inflight: AtomicU32::new(0),
+                    throttled_until_ms: AtomicU64::new(0),
+                });
+                out.push((handle, rx));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,516 @@
+//! One upstream session task: connect, bind, carry requests, keep alive, reconnect.
+//!
+//! ```text
+//! connect ─▶ bind ─ok─▶ BOUND (requests, receipts, enquire_link) ─▶ closed/unbound/dead
+//!    ▲         └refused/timeout─┐                                        │
+//!    └──────── backoff (1 s doubling to 60 s, jittered) ◀───────────────┘
+//! ```
+//!
+//! Requests never written (still queued when the session dies) go back to their client session
+//! to be routed again; requests written and unanswered fail with ESME_RSYSERR, never re-sent,
+//! so nothing is duplicated. ESME_RTHROTTLED / ESME_RMSGQFUL from the SMSC pause this session
+//! (doubling from 100 ms to 5 s) and send the request back to be routed elsewhere.
+
+use super::{InboundSink, SessionHandle, SessionKind};
+use crate::pdu::body::Bind;
+use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
+use crate::proxy::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
+use crate::session::{Backoff, Sequence};
+use futures_util::{SinkExt, StreamExt};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
+use tracing::{debug, info, warn};
+
+type Conn = Framed<TcpStream, SmppCodec>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session that stayed bound this long resets its reconnect backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+const THROTTLE_MIN: Duration = Duration::from_millis(100);
+const THROTTLE_MAX: Duration = Duration::from_secs(5);
+
+/// Why a bound session ended.
+#[derive(Debug)]
+enum End {
+    Shutdown,
+    Closed,
+    Unbound,
+    Dead(&'static str),
+    Io(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Shutdown => f.write_str("shutdown"),
+            End::Closed => f.write_str("closed by the SMSC"),
+            End::Unbound => f.write_str("unbound by the SMSC"),
+            End::Dead(why) => write!(f, "dead: {why}"),
+            End::Io(e) => write!(f, "I/O: {e}"),
+        }
+    }
+}
+
+fn bounce(fwd: Forward) {
+    let reply = fwd.reply.clone();
+    let _ = reply.try_send(ClientEvent::Answer(Outcome::Retry(fwd)));
+}
+
+fn fail(fwd: &Forward, status: CommandStatus) {
+    let outcome = Outcome::Failed {
+        client_seq: fwd.pdu.sequence_number,
+        command: fwd.pdu.command_id(),
+        status,
+    };
+    let _ = fwd.reply.try_send(ClientEvent::Answer(outcome));
+}
+
+/// Runs the session until shutdown.
+pub async fn run(
+    handle: Arc<SessionHandle>,
+    mut rx: mpsc::Receiver<Forward>,
+    inbound: Arc<dyn InboundSink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut rng = SmallRng::from_entropy();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let name = handle.upstream.name.clone();
+    let index = handle.index;
+    'outer: loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match connect_and_bind(&handle).await {
+            Ok(conn) => {
+                let since = Instant::now();
+                handle.set_bound(true);
+                info!(upstream = %name, session = index, kind = ?handle.kind, "bound");
+                let end = Bound::new(&handle, conn, &inbound)
+                    .run(&mut rx, &mut shutdown)
+                    .await;
+                handle.set_bound(false);
+                match &end {
+                    End::Shutdown => {
+                        info!(upstream = %name, session = index, "unbound for shutdown")
+                    }
+                    other => {
+                        warn!(upstream = %name, session = index, reason = %other, "session lost")
+                    }
+                }
+                if since.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+                if matches!(end, End::Shutdown) {
+                    break;
+                }
+            }
+            Err(e) => warn!(upstream = %name, session = index, error = %e, "connect/bind failed"),
+        }
+        let delay = backoff.next_delay(&mut rng);
+        debug!(upstream = %name, session = index, ?delay, "reconnecting after");
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                Some(fwd) = rx.recv() => {
+                    handle.done_one();
+                    bounce(fwd);
+                }
+                changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break 'outer },
+            }
+        }
+    }
+    rx.close();
+    while let Some(fwd) = rx.recv().await {
+        handle.done_one();
+        bounce(fwd);
+    }
+}
+
+async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
+    let c = &handle.upstream.config;
+    let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(&c.address))
+        .await
+        .map_err(|_| format!("connect to {} timed out", c.address))?
+        .map_err(|e| format!("connect to {}: {e}", c.address))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = Framed::new(stream, SmppCodec::default());
+    let string = |s: &str| COctetString::new(s.as_bytes().to_vec()).map_err(|e| e.to_string());
+    let bind = Bind {
+        system_id: string(&c.system_id)?,
+        password: string(&c.password)?,
+        system_type: string(&c.system_type)?,
+        interface_version: 0x34,
+        addr_ton: 0,
+        addr_npi: 0,
+        address_range: COctetString::empty(),
+    };
+    let body = match handle.kind {
+        SessionKind::Transmitter => Body::BindTransmitter(bind),
+        SessionKind::Receiver => Body::BindReceiver(bind),
+        SessionKind::Transceiver => Body::BindTransceiver(bind),
+    };
+    let request = Pdu::new(body).with_sequence_number(1);
+    conn.send(&request).await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + c.response_timeout;
+    loop {
+        let item = tokio::time::timeout_at(deadline, conn.next())
+            .await
+            .map_err(|_| "no bind response".to_owned())?;
+        match item {
+            None => return Err("closed during bind".into()),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(Err(e))) => debug!(error = %e, "malformed PDU during bind"),
+            Some(Ok(Ok(pdu)))
+                if pdu.command_id() == request.command_id().response().unwrap_or(CommandId(0)) =>
+            {
+                return if pdu.command_status.is_ok() {
+                    Ok(conn)
+                } else {
+                    Err(format!("bind refused: {}", pdu.command_status))
+                };
+            }
+            Some(Ok(Ok(pdu))) if pdu.command_id() == CommandId::ENQUIRE_LINK => {
+                let resp =
+                    Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number);
+                conn.send(&resp).await.map_err(|e| e.to_string())?;
+            }
+            Some(Ok(Ok(pdu))) => debug!(command = %pdu.command_id(), "ignored before bind"),
+        }
+    }
+}
+
+struct Written {
+    fwd: Forward,
+    sent_at: Instant,
+}
+
+/// A bound session's state, owned by its task.
+struct Bound<'a> {
+    handle: &'a Arc<SessionHandle>,
+    conn: Conn,
+    inbound: &'a Arc<dyn InboundSink>,
+    seq: Sequence,
+    inflight: HashMap<u32, Written>,
+    last_heard: Instant,
+    enquire_sent: Option<Instant>,
+    throttle: Duration,
+    events_tx: mpsc::Sender<UpstreamEvent>,
+    events_rx: mpsc::Receiver<UpstreamEvent>,
+}
+
+impl<'a> Bound<'a> {
+    fn new(
+        handle: &'a Arc<SessionHandle>,
+        conn: Conn,
+        inbound: &'a Arc<dyn InboundSink>,
+    ) -> Bound<'a> {
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let mut seq = Sequence::default();
+        seq.next_number(); // 1 was the bind
+        Bound {
+            handle,
+            conn,
+            inbound,
+            seq,
+            inflight: HashMap::new(),
+            last_heard: Instant::now(),
+            enquire_sent: None,
+            throttle: THROTTLE_MIN,
+            events_tx,
+            events_rx,
+        }
+    }
+
+    async fn run(
+        mut self,
+        rx: &mut mpsc::Receiver<Forward>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        let end = self.serve(rx, shutdown).await;
+        // Written and unanswered: fail (a re-send could duplicate). Queued: route again.
+        for (_, w) in self.inflight.drain() {
+            self.handle.done_one();
+            fail(&w.fwd, CommandStatus::ESME_RSYSERR);
+        }
+        while let Ok(fwd) = rx.try_recv() {
+            self.handle.done_one();
+            bounce(fwd);
+        }
+        end
+    }
+
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Forward>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        let config = &self.handle.upstream.config;
+        let mut tick = tokio::time::interval(Duration::from_millis(250).min(config.enquire_link));
+        loop {
+            let result = tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        self.unbind().await;
+                        return End::Shutdown;
+                    }
+                    Ok(None)
+                }
+                item = self.conn.next() => match item {
+                    None => return End::Closed,
+                    Some(Err(FrameError::Io(e))) => return End::Io(e.to_string()),
+                    Some(Err(e)) => {
+                        if let Some(reply) = e.reply() {
+                            let _ = self.conn.send(&reply).await;
+                        }
+                        return End::Io(e.to_string());
+                    }
+                    Some(Ok(Err(e))) => {
+                        debug!(upstream = %self.handle.upstream.name, error = %e, "malformed PDU from SMSC");
+                        match e.reply() {
+                            Some(reply) => self.conn.send(&reply).await.map(|_| None),
+                            None => Ok(None),
+                        }
+                    }
+                    Some(Ok(Ok(pdu))) => {
+                        self.last_heard = Instant::now();
+                        self.incoming(pdu).await
+                    }
+                },
+                Some(fwd) = rx.recv() => self.write_requests(fwd, rx).await.map(|_| None),
+                Some(event) = self.events_rx.recv() => self.write_events(event).await.map(|_| None),
+                _ = tick.tick() => self.on_tick().await,
+            };
+            match result {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(e) => return End::Io(e.to_string()),
+            }
+        }
+    }
+
+    async fn write_requests(
+        &mut self,
+        first: Forward,
+        rx: &mut mpsc::Receiver<Forward>,
+    ) -> Result<(), FrameError> {
+        self.write_request(first).await?;
+        // Everything already queued goes out in the same flush.
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(fwd) => self.write_request(fwd).await?,
+                Err(_) => break,
+            }
+        }
+        crate::pdu::codec::flush(&mut self.conn).await
+    }
+
+    async fn write_request(&mut self, mut fwd: Forward) -> Result<(), FrameError> {
+        let ours = self.seq.next_number();
+        let client_seq = fwd.pdu.sequence_number;
+        fwd.pdu.sequence_number = ours;
+        let written = self.conn.feed(&fwd.pdu).await;
+        fwd.pdu.sequence_number = client_seq;
+        match written {
+            Ok(()) => {
+                self.inflight.insert(
+                    ours,
+                    Written {
+                        fwd,
+                        sent_at: Instant::now(),
+                    },
+                );
+                Ok(())
+            }
+            Err(FrameError::Encode(e)) => {
+                warn!(error = %e, "request cannot be encoded");
+                self.handle.done_one();
+                fail(&fwd, CommandStatus::ESME_RSYSERR);
+                Ok(())
+            }
+            Err(e) => {
+                // Not written: the socket failed first.
+                self.handle.done_one();
+                bounce(fwd);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_events(&mut self, first: UpstreamEvent) -> Result<(), FrameError> {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(UpstreamEvent::DeliverAck {
+            sequence_number,
+            command,
+            status,
+        }) = next
+        {
+            let resp_id = command.response().unwrap_or(CommandId::DELIVER_SM_RESP);
+            let body = Body::empty_response(resp_id).unwrap_or(Body::GenericNack);
+            // deliver_sm_resp / data_sm_resp carry an empty message_id (SMPP 3.4 §4.6.2).
+            let body = match body {
+                Body::DeliverSmResp(None) => Body::DeliverSmResp(Some(Default::default())),
+                Body::DataSmResp(None) => Body::DataSmResp(Some(Default::default())),
+                other => other,
+            };
+            self.conn
+                .feed(
+                    &Pdu::new(body)
+                        .with_status(status)
+                        .with_sequence_number(sequence_number),
+                )
+                .await?;
+            n += 1;
+            next = if n < 64 {
+                self.events_rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        crate::pdu::codec::flush(&mut self.conn).await
+    }
+
+    async fn incoming(&mut self, pdu: Pdu) -> Result<Option<End>, FrameError> {
+        let id = pdu.command_id();
+        if id.is_response() {
+            match id {
+                CommandId::ENQUIRE_LINK_RESP => self.enquire_sent = None,
+                CommandId::UNBIND_RESP => {}
+                _ => self.response(pdu),
+            }
+            return Ok(None);
+        }
+        match id {
+            CommandId::ENQUIRE_LINK => {
+                self.conn
+                    .send(
+                        &Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number),
+                    )
+                    .await?;
+            }
+            CommandId::UNBIND => {
+                self.conn
+                    .send(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))
+                    .await?;
+                return Ok(Some(End::Unbound));
+            }
+            CommandId::DELIVER_SM | CommandId::DATA_SM => {
+                let ack = DeliverAck {
+                    tx: self.events_tx.clone(),
+                    sequence_number: pdu.sequence_number,
+                    command: id,
+                };
+                self.inbound.inbound(&self.handle.upstream, pdu, ack);
+            }
+            CommandId::ALERT_NOTIFICATION => {
+                debug!(upstream = %self.handle.upstream.name, "alert_notification ignored")
+            }
+            _ => {
+                if let Some(resp) = pdu.error_response(CommandStatus::ESME_RINVBNDSTS) {
+                    self.conn.send(&resp).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn response(&mut self, resp: Pdu) {
+        let Some(w) = self.inflight.remove(&resp.sequence_number) else {
+            debug!(upstream = %self.handle.upstream.name, seq = resp.sequence_number, "response to no request: dropped");
+            return;
+        };
+        self.handle.done_one();
+        let status = resp.command_status;
+        if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
+            self.handle.throttle_for(self.throttle);
+            debug!(upstream = %self.handle.upstream.name, pause = ?self.throttle, "throttled by SMSC");
+            self.throttle = (self.throttle * 2).min(THROTTLE_MAX);
+            let mut fwd = w.fwd;
+            fwd.attempt += 1;
+            bounce(fwd);
+            return;
+        }
+        self.throttle = THROTTLE_MIN;
+        let client_seq = w.fwd.pdu.sequence_number;
+        let mut resp = if resp.command_id() == CommandId::GENERIC_NACK {
+            // Answer the client in its request's own response type.
+            w.fwd.pdu.error_response(status).unwrap_or(resp)
+        } else {
+            resp
+        };
+        resp.sequence_number = client_seq;
+        let Forward {
+            pdu: request,
+            reply,
+            ..
+        } = w.fwd;
+        let _ = reply.try_send(ClientEvent::Answer(Outcome::Answered {
+            upstream: self.handle.upstream.clone(),
+            request,
+            resp,
+        }));
+    }
+
+    async fn on_tick(&mut self) -> Result<Option<End>, FrameError> {
+        let config = &self.handle.upstream.config;
+        let now = Instant::now();
+        let expired: Vec<u32> = self
+            .inflight
+            .iter()
+            .filter(|(_, w)| now.duration_since(w.sent_at) >= config.response_timeout)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            if let Some(w) = self.inflight.remove(&seq) {
+                self.handle.done_one();
+                warn!(upstream = %self.handle.upstream.name, seq, "no response in time: request failed, not re-sent");
+                fail(&w.fwd, CommandStatus::ESME_RSYSERR);
+            }
+        }
+        match self.enquire_sent {
+            Some(at) if now.duration_since(at) >= config.response_timeout => {
+                return Ok(Some(End::Dead("enquire_link unanswered")))
+            }
+            None if now.duration_since(self.last_heard) >= config.enquire_link => {
+                let seq = self.seq.next_number();
+                self.conn
+                    .send(&Pdu::new(Body::EnquireLink).with_sequence_number(seq))
+                    .await?;
+                self.enquire_sent = Some(now);
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    async fn unbind(&mut self) {
+        let seq = self.seq.next_number();
+        if self
+            .conn
+            .send(&Pdu::new(Body::Unbind).with_sequence_number(seq))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // Wait briefly for unbind_resp, still taking the answers to what is in flight.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await
+        {
+            match pdu.command_id() {
+                CommandId::UNBIND_RESP => return,
+                id if id.is_response() => self.response(pdu),
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The proxy's main job end to end, over real sockets on 127.0.0.1: clients bind to the proxy,
+//! submits go to simulated SMSCs, responses come back with the proxy's ids, receipts come back
+//! to the right client with those ids.
+
+mod support;
+
+use smpp_proxy::bench::{self, BenchConfig};
+use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::pdu::{Body, CommandId, CommandStatus, Pdu};
+use smpp_proxy::receipt::Receipt;
+use smpp_proxy::sim::{ReceiptVariant, SimConfig};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_are_answered_and_receipts_come_back_with_proxy_ids() {
+    let sims = start_sims(2, SimConfig::default()).await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let report = bench::run(BenchConfig {
+        connect: proxy.local_addr(),
+        system_id: "shop".into(),
+        password: "secret".into(),
+        binds: 2,
+        window: 20,
+        count: Some(500),
+        receipts: true,
+        ..BenchConfig::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.sent, report.acked, report.unanswered),
+        (500, 500, 0),
+        "{}",
+        report.summary()
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.receipts_matched, 500, "{}", report.summary());
+    assert_eq!(
+        (report.receipts_unmatched, report.receipts_duplicated),
+        (0, 0)
+    );
+    let unique: HashSet<&String> = report.ids.iter().collect();
+    assert_eq!(unique.len(), 500, "ids are unique");
+    assert!(report
+        .ids
+        .iter()
+        .all(|id| id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit())));
+    // Both upstreams carried traffic, and every receipt was matched by the proxy.
+    for s in &sims {
+        assert!(s.stats().submits.load(Ordering::Relaxed) > 50);
+    }
+    assert_eq!(
+        proxy
+            .context()
+            .stats
+            .matched_receipts
+            .load(Ordering::Relaxed),
+        500
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_text_and_tlv_both_carry_the_client_id() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipt_variant: ReceiptVariant::DecimalTextHexTlv,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = Esme::bind(
+        proxy.local_addr(),
+        CommandId::BIND_TRANSCEIVER,
+        "shop",
+        "secret",
+    )
+    .await
+    .unwrap();
+    esme.send(submit_sm("4477", "447700900123", b"hello", true))
+        .await
+        .unwrap();
+    let (mut id, mut receipt) = (None, None);
+    while id.is_none() || receipt.is_none() {
+        let pdu = esme.recv(T).await.unwrap();
+        match pdu.command_id() {
+            CommandId::SUBMIT_SM_RESP => {
+                id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned())
+            }
+            CommandId::DELIVER_SM => {
+                esme.ack(&pdu).await.unwrap();
+                receipt = Some(Receipt::from_pdu(&pdu).unwrap());
+            }
+            _ => {}
+        }
+    }
+    let (id, receipt) = (id.unwrap(), receipt.unwrap());
+    assert_eq!(receipt.tlv_id.as_deref(), Some(id.as_bytes()));
+    assert_eq!(
+        receipt.text_id.as_deref(),
+        Some(id.as_bytes()),
+        "decimal text id rewritten too"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_rules_and_auth_failures() {
+    let sims = start_sims(1, SimConfig::default()).await;
+    let clients = format!("{SHOP}max_binds = 2\n[[clients]]\nsystem_id = \"far\"\npassword = \"x\"\nallow = [\"10.0.0.0/8\"]\n");
+    let proxy = start_proxy(&proxy_toml(&sims, "", &clients, "")).await;
+    let addr = proxy.local_addr();
+    let status = |r: Result<Esme, smpp_proxy::esme::EsmeError>| match r {
+        Err(smpp_proxy::esme::EsmeError::BindRefused(s)) => s,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(
+        status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "nobody", "secret").await),
+        CommandStatus::ESME_RINVSYSID
+    );
+    assert_eq!(
+        status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "shop", "wrong").await),
+        CommandStatus::ESME_RINVPASWD
+    );
+    assert_eq!(
+        status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "far", "x").await),
+        CommandStatus::ESME_RBINDFAIL
+    );
+    let a = Esme::bind(addr, CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut b = Esme::bind(addr, CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "shop", "secret").await),
+        CommandStatus::ESME_RBINDFAIL,
+        "max_binds"
+    );
+
+    // A second bind on a bound session: ESME_RALYBND. A receiver may not submit.
+    let resp = b
+        .bind_on(CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    assert_eq!(resp.command_status, CommandStatus::ESME_RALYBND);
+    b.send(submit_sm("1", "2", b"x", false)).await.unwrap();
+    let resp = b.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RINVBNDSTS)
+    );
+
+    // Submit before bind: ESME_RINVBNDSTS; unknown command: generic_nack ESME_RINVCMDID, session goes on.
+    let mut c = Esme::connect(addr).await.unwrap();
+    c.send(submit_sm("1", "2", b"x", false)).await.unwrap();
+    assert_eq!(
+        c.recv(T).await.unwrap().command_status,
+        CommandStatus::ESME_RINVBNDSTS
+    );
+    c.write_bytes(&smpp_proxy::hex::decode("0000001000000110000000000000002a").unwrap())
+        .await
+        .unwrap();
+    let nack = c.recv(T).await.unwrap();
+    assert_eq!(
+        (nack.command_id(), nack.command_status, nack.sequence_number),
+        (CommandId::GENERIC_NACK, CommandStatus::ESME_RINVCMDID, 42)
+    );
+    c.send(Pdu::new(Body::EnquireLink)).await.unwrap();
+    assert_eq!(
+        c.recv(T).await.unwrap().command_id(),
+        CommandId::ENQUIRE_LINK_RESP
+    );
+    // A framing error: generic_nack ESME_RINVCMDLEN, then the proxy closes.
+    c.write_bytes(&smpp_proxy::hex::decode("0000000f000000150000000000000007").unwrap())
+        .await
+        .unwrap();
+    let nack = c.recv(T).await.unwrap();
+    assert_eq!(
+        (nack.command_status, nack.sequence_number),
+        (CommandStatus::ESME_RINVCMDLEN, 7)
+    );
+    assert!(c.recv(T).await.is_err(), "closed after a framing error");
+
+    a.unbind().await.unwrap();
+    // The freed place can be taken again.
+    let again = Esme::bind(addr, CommandId::BIND_TRANSMITTER, "shop", "secret").await;
+    assert!(again.is_ok() || wait_until(T, || true).await);
+    proxy.shutdown().await;
+}
