@@ -19,9 +19,7 @@ fn submit_sm() -> Bytes {
         dest_addr_npi: 1,
         destination_addr: "447700900123".into(),
         registered_delivery: 1,
-        short_message: Bytes::from_static(
-            b"Your verification code is 493021. It expires in 10 minutes.",
-        ),
+        short_message: Bytes::from_static(b"Your verification code is 493021. It expires in 10 minutes."),
         ..Default::default()
     };
     Pdu::new(Body::SubmitSm(body))
@@ -98,11 +96,7 @@ fn bench(c: &mut Criterion) {
         rusmpp::tokio_codec::CommandCodec::new()
             .encode(&theirs, &mut check)
             .unwrap();
-        assert_eq!(
-            &check[..],
-            &bytes[..],
-            "rusmpp re-encodes {name} identically"
-        );
+        assert_eq!(&check[..], &bytes[..], "rusmpp re-encodes {name} identically");
         let mut group = c.benchmark_group(format!("encode/{name}"));
         group.bench_function("smpp-proxy", |b| {
             let mut codec = SmppCodec::default();

@@ -7,6 +7,7 @@ use crate::esme::{submit_sm, Esme, EsmeError};
 use crate::pdu::{CommandId, CommandStatus};
 use crate::receipt::Receipt;
 use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -166,15 +167,25 @@ impl BenchReport {
     }
 }
 
+/// Where one message id is, as seen by the load generator.
+#[derive(Debug, Clone, Copy)]
+enum Track {
+    /// Answered; its submit went out at this time (µs since start); receipt not seen yet.
+    Sent(u64),
+    /// Its receipt came before its submit_sm_resp (at this time): fast SMSCs do that.
+    Early(u64),
+    /// Receipt matched.
+    Done,
+}
+
 #[derive(Debug, Default)]
 struct Shared {
-    /// id → when its submit was sent (µs since start); removed when its receipt arrives.
-    waiting: DashMap<String, u64>,
-    receipted: DashMap<String, ()>,
+    /// One entry per id; the entry API makes each step atomic even when the response and the
+    /// receipt arrive on two binds at once.
+    ids: DashMap<String, Track>,
     sent: AtomicU64,
     acked: AtomicU64,
     receipts: AtomicU64,
-    unmatched: AtomicU64,
     duplicated: AtomicU64,
 }
 
@@ -264,12 +275,14 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, EsmeError> {
     }
     report.sent = shared.sent.load(Ordering::Relaxed);
     report.acked = shared.acked.load(Ordering::Relaxed);
-    report.errors = errors
-        .into_iter()
-        .map(|(s, n)| (s.to_string(), n))
-        .collect();
+    report.errors = errors.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     report.receipts_matched = shared.receipts.load(Ordering::Relaxed);
-    report.receipts_unmatched = shared.unmatched.load(Ordering::Relaxed);
+    // Receipts for ids no response ever gave.
+    report.receipts_unmatched = shared
+        .ids
+        .iter()
+        .filter(|e| matches!(*e.value(), Track::Early(_)))
+        .count() as u64;
     report.receipts_duplicated = shared.duplicated.load(Ordering::Relaxed);
     report.seconds = last_ack.duration_since(start).as_secs_f64().max(1e-6);
     report.acked_per_second = report.acked as f64 / report.seconds;
@@ -285,11 +298,7 @@ fn message(n: u64, long: bool) -> Vec<Vec<u8>> {
     (1..=3u8)
         .map(|part| {
             let mut m = vec![0x05, 0x00, 0x03, (n & 0xff) as u8, 3, part];
-            m.extend_from_slice(
-                format!("part {part} of long message {n} ")
-                    .repeat(4)
-                    .as_bytes(),
-            );
+            m.extend_from_slice(format!("part {part} of long message {n} ").repeat(4).as_bytes());
             m.truncate(140);
             m
         })
@@ -317,9 +326,7 @@ async fn bind_task(
     let mut queue: Vec<Vec<u8>> = Vec::new();
     let rate_per_bind = f64::from(config.rate) / config.binds.max(1) as f64;
     let mut last_receipt_progress = Instant::now();
-    let done_sending = |sent: u64| {
-        quota.is_some_and(|q| sent >= q) || deadline.is_some_and(|d| Instant::now() >= d)
-    };
+    let done_sending = |sent: u64| quota.is_some_and(|q| sent >= q) || deadline.is_some_and(|d| Instant::now() >= d);
     loop {
         // Send while the window and the rate allow.
         let mut fed = false;
@@ -351,25 +358,24 @@ async fn bind_task(
         if fed {
             esme.flush().await?;
         }
-        let receipts_pending = config.receipts && !shared.waiting.is_empty();
+        let receipts_pending =
+            config.receipts && shared.receipts.load(Ordering::Relaxed) < shared.acked.load(Ordering::Relaxed);
         if done_sending(sent)
             && outstanding.is_empty()
             && (!receipts_pending || last_receipt_progress.elapsed() >= config.receipt_wait)
         {
             break;
         }
-        let wait =
-            if rate_per_bind > 0.0 && outstanding.len() < config.window && !done_sending(sent) {
-                Duration::from_millis(1)
-            } else {
-                Duration::from_millis(200)
-            };
+        let wait = if rate_per_bind > 0.0 && outstanding.len() < config.window && !done_sending(sent) {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(200)
+        };
         let pdu = match esme.recv(wait).await {
             Ok(pdu) => pdu,
             Err(EsmeError::NoResponse("timeout")) => {
                 if !outstanding.is_empty()
-                    && Instant::now().duration_since(result.last_ack.max(start))
-                        > Duration::from_secs(60)
+                    && Instant::now().duration_since(result.last_ack.max(start)) > Duration::from_secs(60)
                 {
                     break;
                 }
@@ -399,8 +405,19 @@ async fn bind_task(
                         .message_id()
                         .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
                         .unwrap_or_default();
-                    if config.receipts && !shared.receipted.contains_key(&id) {
-                        shared.waiting.insert(id.clone(), sent_at);
+                    if config.receipts {
+                        match shared.ids.entry(id.clone()) {
+                            Entry::Vacant(v) => {
+                                v.insert(Track::Sent(sent_at));
+                            }
+                            Entry::Occupied(mut o) => {
+                                if let Track::Early(at) = *o.get() {
+                                    o.insert(Track::Done);
+                                    shared.receipts.fetch_add(1, Ordering::Relaxed);
+                                    result.receipt_us.push(at.saturating_sub(sent_at));
+                                }
+                            }
+                        }
                     }
                     result.ids.push(id);
                 } else {
@@ -415,16 +432,21 @@ async fn bind_task(
                         .id()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                         .unwrap_or_default();
-                    if let Some((_, sent_at)) = shared.waiting.remove(&id) {
-                        shared.receipted.insert(id, ());
-                        shared.receipts.fetch_add(1, Ordering::Relaxed);
-                        result.receipt_us.push(now.saturating_sub(sent_at));
-                    } else if shared.receipted.contains_key(&id) {
-                        shared.duplicated.fetch_add(1, Ordering::Relaxed);
-                    } else {
+                    match shared.ids.entry(id) {
                         // A receipt can beat its submit_sm_resp to this bind: remember it.
-                        shared.receipted.insert(id, ());
-                        shared.unmatched.fetch_add(1, Ordering::Relaxed);
+                        Entry::Vacant(v) => {
+                            v.insert(Track::Early(now));
+                        }
+                        Entry::Occupied(mut o) => match *o.get() {
+                            Track::Sent(sent_at) => {
+                                o.insert(Track::Done);
+                                shared.receipts.fetch_add(1, Ordering::Relaxed);
+                                result.receipt_us.push(now.saturating_sub(sent_at));
+                            }
+                            Track::Early(_) | Track::Done => {
+                                shared.duplicated.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
                     }
                 }
             }

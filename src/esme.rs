@@ -2,9 +2,7 @@
 //! use to talk to the proxy or the simulator.
 
 use crate::pdu::body::Bind;
-use crate::pdu::{
-    Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, SubmitSm,
-};
+use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, SubmitSm};
 use crate::session::Sequence;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -64,12 +62,7 @@ impl Esme {
     }
 
     /// Connects and binds with `kind` (bind_transmitter / _receiver / _transceiver).
-    pub async fn bind(
-        addr: SocketAddr,
-        kind: CommandId,
-        system_id: &str,
-        password: &str,
-    ) -> Result<Esme, EsmeError> {
+    pub async fn bind(addr: SocketAddr, kind: CommandId, system_id: &str, password: &str) -> Result<Esme, EsmeError> {
         let mut esme = Esme::connect(addr).await?;
         let resp = esme.bind_on(kind, system_id, password).await?;
         if !resp.command_status.is_ok() {
@@ -79,12 +72,7 @@ impl Esme {
     }
 
     /// Sends a bind on this connection and returns the response, whatever its status.
-    pub async fn bind_on(
-        &mut self,
-        kind: CommandId,
-        system_id: &str,
-        password: &str,
-    ) -> Result<Pdu, EsmeError> {
+    pub async fn bind_on(&mut self, kind: CommandId, system_id: &str, password: &str) -> Result<Pdu, EsmeError> {
         let bind = Bind {
             system_id: COctetString::new(system_id.as_bytes().to_vec()).unwrap_or_default(),
             password: COctetString::new(password.as_bytes().to_vec()).unwrap_or_default(),
@@ -150,9 +138,7 @@ impl Esme {
             Err(_) => Err(EsmeError::NoResponse("timeout")),
             Ok(None) => Err(EsmeError::NoResponse("closed")),
             Ok(Some(Err(e))) => Err(e.into()),
-            Ok(Some(Ok(Err(e)))) => Err(EsmeError::Frame(FrameError::Io(std::io::Error::other(
-                e.to_string(),
-            )))),
+            Ok(Some(Ok(Err(e)))) => Err(EsmeError::Frame(FrameError::Io(std::io::Error::other(e.to_string())))),
             Ok(Some(Ok(Ok(pdu)))) => Ok(pdu),
         }
     }

@@ -27,8 +27,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, String> {
         }
         let nibble = c
             .to_digit(16)
-            .ok_or_else(|| format!("not a hex digit {c:?} at character {pos}"))?
-            as u8;
+            .ok_or_else(|| format!("not a hex digit {c:?} at character {pos}"))? as u8;
         match high.take() {
             None => high = Some(nibble),
             Some(h) => out.push(h << 4 | nibble),

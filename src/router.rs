@@ -47,11 +47,7 @@ pub struct Router {
 
 impl Router {
     /// A router over `sessions`, grouped as `groups` (group name → upstream names).
-    pub fn new(
-        sessions: &[Arc<SessionHandle>],
-        groups: &HashMap<String, Vec<String>>,
-        seed: u64,
-    ) -> Router {
+    pub fn new(sessions: &[Arc<SessionHandle>], groups: &HashMap<String, Vec<String>>, seed: u64) -> Router {
         let mut upstreams: HashMap<String, Vec<Arc<SessionHandle>>> = HashMap::new();
         for s in sessions.iter().filter(|s| s.can_submit()) {
             upstreams
@@ -84,11 +80,7 @@ impl Router {
     }
 
     /// Sends `fwd` to a session of one upstream (query/cancel/replace go where the message went).
-    pub fn dispatch_to_upstream(
-        &self,
-        upstream: &str,
-        fwd: Forward,
-    ) -> Result<(), (Forward, CommandStatus)> {
+    pub fn dispatch_to_upstream(&self, upstream: &str, fwd: Forward) -> Result<(), (Forward, CommandStatus)> {
         let sessions = self.upstreams.get(upstream).map_or(&[][..], Vec::as_slice);
         self.dispatch_among(sessions, fwd)
     }
@@ -98,12 +90,7 @@ impl Router {
         sessions: &[Arc<SessionHandle>],
         mut fwd: Forward,
     ) -> Result<(), (Forward, CommandStatus)> {
-        let mut views: Vec<View> = sessions
-            .iter()
-            .map(|s| View {
-                free: s.free_window(),
-            })
-            .collect();
+        let mut views: Vec<View> = sessions.iter().map(|s| View { free: s.free_window() }).collect();
         loop {
             let chosen = {
                 let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());

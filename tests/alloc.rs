@@ -108,10 +108,7 @@ fn decoding_allocates_nothing_per_pdu() {
             assert_eq!(r.id().map(|b| b.len()), Some(7));
         }
     });
-    assert_eq!(
-        n, 0,
-        "receipt decode + receipt parse allocated {n} times in 1000 runs"
-    );
+    assert_eq!(n, 0, "receipt decode + receipt parse allocated {n} times in 1000 runs");
 
     // Through the framer: one read buffer holding 1000 PDUs.
     let mut buf = BytesMut::new();

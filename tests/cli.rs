@@ -49,17 +49,13 @@ fn decode_then_encode_gives_back_every_valid_fixture() {
 #[test]
 fn malformed_input_exits_1_with_one_line_naming_the_byte() {
     for f in support::all_fixtures().iter().filter(|f| !f.valid()) {
-        let (code, out, err) =
-            smpp_proxy(&["pdu", "decode", f.json["hex"].as_str().unwrap()], None);
+        let (code, out, err) = smpp_proxy(&["pdu", "decode", f.json["hex"].as_str().unwrap()], None);
         assert_eq!(code, 1, "{}", f.name());
         assert!(out.is_empty(), "{}: {out}", f.name());
         assert_eq!(err.lines().count(), 1, "{}: {err}", f.name());
         assert!(err.contains("at byte"), "{}: {err}", f.name());
     }
-    let (code, _, err) = smpp_proxy(
-        &["pdu", "decode", "00000010000000150000000000000001ff"],
-        None,
-    );
+    let (code, _, err) = smpp_proxy(&["pdu", "decode", "00000010000000150000000000000001ff"], None);
     assert_eq!(code, 1);
     assert!(
         err.contains("1 octets after the PDU") && err.contains("at byte 16"),

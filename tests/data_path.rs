@@ -40,10 +40,7 @@ async fn submits_are_answered_and_receipts_come_back_with_proxy_ids() {
     );
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.receipts_matched, 500, "{}", report.summary());
-    assert_eq!(
-        (report.receipts_unmatched, report.receipts_duplicated),
-        (0, 0)
-    );
+    assert_eq!((report.receipts_unmatched, report.receipts_duplicated), (0, 0));
     let unique: HashSet<&String> = report.ids.iter().collect();
     assert_eq!(unique.len(), 500, "ids are unique");
     assert!(report
@@ -54,14 +51,7 @@ async fn submits_are_answered_and_receipts_come_back_with_proxy_ids() {
     for s in &sims {
         assert!(s.stats().submits.load(Ordering::Relaxed) > 50);
     }
-    assert_eq!(
-        proxy
-            .context()
-            .stats
-            .matched_receipts
-            .load(Ordering::Relaxed),
-        500
-    );
+    assert_eq!(proxy.context().stats.matched_receipts.load(Ordering::Relaxed), 500);
     proxy.shutdown().await;
 }
 
@@ -76,14 +66,9 @@ async fn receipt_text_and_tlv_both_carry_the_client_id() {
     )
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
-    let mut esme = Esme::bind(
-        proxy.local_addr(),
-        CommandId::BIND_TRANSCEIVER,
-        "shop",
-        "secret",
-    )
-    .await
-    .unwrap();
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
     esme.send(submit_sm("4477", "447700900123", b"hello", true))
         .await
         .unwrap();
@@ -91,9 +76,7 @@ async fn receipt_text_and_tlv_both_carry_the_client_id() {
     while id.is_none() || receipt.is_none() {
         let pdu = esme.recv(T).await.unwrap();
         match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP => {
-                id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned())
-            }
+            CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
             CommandId::DELIVER_SM => {
                 esme.ack(&pdu).await.unwrap();
                 receipt = Some(Receipt::from_pdu(&pdu).unwrap());
@@ -114,7 +97,8 @@ async fn receipt_text_and_tlv_both_carry_the_client_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_rules_and_auth_failures() {
     let sims = start_sims(1, SimConfig::default()).await;
-    let clients = format!("{SHOP}max_binds = 2\n[[clients]]\nsystem_id = \"far\"\npassword = \"x\"\nallow = [\"10.0.0.0/8\"]\n");
+    let clients =
+        format!("{SHOP}max_binds = 2\n[[clients]]\nsystem_id = \"far\"\npassword = \"x\"\nallow = [\"10.0.0.0/8\"]\n");
     let proxy = start_proxy(&proxy_toml(&sims, "", &clients, "")).await;
     let addr = proxy.local_addr();
     let status = |r: Result<Esme, smpp_proxy::esme::EsmeError>| match r {
@@ -146,10 +130,7 @@ async fn bind_rules_and_auth_failures() {
     );
 
     // A second bind on a bound session: ESME_RALYBND. A receiver may not submit.
-    let resp = b
-        .bind_on(CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let resp = b.bind_on(CommandId::BIND_TRANSCEIVER, "shop", "secret").await.unwrap();
     assert_eq!(resp.command_status, CommandStatus::ESME_RALYBND);
     b.send(submit_sm("1", "2", b"x", false)).await.unwrap();
     let resp = b.recv(T).await.unwrap();
@@ -161,10 +142,7 @@ async fn bind_rules_and_auth_failures() {
     // Submit before bind: ESME_RINVBNDSTS; unknown command: generic_nack ESME_RINVCMDID, session goes on.
     let mut c = Esme::connect(addr).await.unwrap();
     c.send(submit_sm("1", "2", b"x", false)).await.unwrap();
-    assert_eq!(
-        c.recv(T).await.unwrap().command_status,
-        CommandStatus::ESME_RINVBNDSTS
-    );
+    assert_eq!(c.recv(T).await.unwrap().command_status, CommandStatus::ESME_RINVBNDSTS);
     c.write_bytes(&smpp_proxy::hex::decode("0000001000000110000000000000002a").unwrap())
         .await
         .unwrap();
@@ -174,10 +152,7 @@ async fn bind_rules_and_auth_failures() {
         (CommandId::GENERIC_NACK, CommandStatus::ESME_RINVCMDID, 42)
     );
     c.send(Pdu::new(Body::EnquireLink)).await.unwrap();
-    assert_eq!(
-        c.recv(T).await.unwrap().command_id(),
-        CommandId::ENQUIRE_LINK_RESP
-    );
+    assert_eq!(c.recv(T).await.unwrap().command_id(), CommandId::ENQUIRE_LINK_RESP);
     // A framing error: generic_nack ESME_RINVCMDLEN, then the proxy closes.
     c.write_bytes(&smpp_proxy::hex::decode("0000000f000000150000000000000007").unwrap())
         .await

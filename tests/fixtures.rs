@@ -18,11 +18,7 @@ fn check_valid(f: &Fixture) {
     let expect = &f.json["expect"];
     let pdu = decode_exact(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.name()));
     let name = f.name();
-    assert_eq!(
-        pdu.command_id().name(),
-        expect["command"].as_str(),
-        "{name}: command"
-    );
+    assert_eq!(pdu.command_id().name(), expect["command"].as_str(), "{name}: command");
     assert_eq!(
         Some(u64::from(pdu.command_status.0)),
         expect["command_status"].as_u64(),
@@ -46,10 +42,7 @@ fn check_valid(f: &Fixture) {
                     .keys()
                     .filter(|k| !want.contains_key(*k) && *k != "short_message_text")
                     .collect();
-                assert!(
-                    extra.is_empty(),
-                    "{name}: fields the fixture does not list: {extra:?}"
-                );
+                assert!(extra.is_empty(), "{name}: fields the fixture does not list: {extra:?}");
             }
         }
         (want, got) => panic!("{name}: body {got} but expected {want}"),
@@ -109,13 +102,8 @@ fn check_valid(f: &Fixture) {
         &bytes[..],
         "{name}: re-encodes byte for byte"
     );
-    let back =
-        pdu_from_json(&Value::Object(json)).unwrap_or_else(|p| panic!("{name}: JSON back: {p:?}"));
-    assert_eq!(
-        back.to_bytes().unwrap().as_ref(),
-        &bytes[..],
-        "{name}: JSON round trip"
-    );
+    let back = pdu_from_json(&Value::Object(json)).unwrap_or_else(|p| panic!("{name}: JSON back: {p:?}"));
+    assert_eq!(back.to_bytes().unwrap().as_ref(), &bytes[..], "{name}: JSON round trip");
 }
 
 fn check_invalid(f: &Fixture) {
@@ -130,11 +118,7 @@ fn check_invalid(f: &Fixture) {
                 Ok(Some(Err(e))) => e,
                 other => panic!("{name}: expected a per-PDU error, got {other:?}"),
             };
-            assert_eq!(
-                err.status().name(),
-                error["status"].as_str(),
-                "{name}: {err}"
-            );
+            assert_eq!(err.status().name(), error["status"].as_str(), "{name}: {err}");
             assert!(decode_exact(&bytes).is_err(), "{name}");
             if let Some(reply) = err.reply() {
                 assert_eq!(reply.command_status, err.status(), "{name}");
@@ -144,11 +128,7 @@ fn check_invalid(f: &Fixture) {
         "frame" => match decoded {
             Err(e @ FrameError::InvalidLength { .. }) => {
                 let reply = e.reply().unwrap();
-                assert_eq!(
-                    reply.command_status.name(),
-                    error["status"].as_str(),
-                    "{name}"
-                );
+                assert_eq!(reply.command_status.name(), error["status"].as_str(), "{name}");
             }
             other => panic!("{name}: expected a framing error, got {other:?}"),
         },
@@ -187,10 +167,7 @@ fn every_fixture_decodes_as_stated_and_round_trips() {
             invalid += 1;
         }
     }
-    assert!(
-        valid >= 100 && invalid >= 15,
-        "{valid} valid, {invalid} malformed"
-    );
+    assert!(valid >= 100 && invalid >= 15, "{valid} valid, {invalid} malformed");
 }
 
 #[test]
@@ -214,12 +191,7 @@ fn pdus_of_a_fixture_stream_come_out_of_the_framer_in_order() {
     let mut codec = SmppCodec::default();
     for f in &fixtures {
         let pdu: Pdu = codec.decode(&mut buf).unwrap().unwrap().unwrap();
-        assert_eq!(
-            pdu.to_bytes().unwrap().as_ref(),
-            &f.bytes()[..],
-            "{}",
-            f.name()
-        );
+        assert_eq!(pdu.to_bytes().unwrap().as_ref(), &f.bytes()[..], "{}", f.name());
     }
     assert!(buf.is_empty());
 }

@@ -5,9 +5,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use proptest::prelude::*;
 use smpp_proxy::pdu::body::*;
-use smpp_proxy::pdu::{
-    Body, COctetString, CommandStatus, DestAddress, Pdu, SmppCodec, Tlvs, UnsuccessSme,
-};
+use smpp_proxy::pdu::{Body, COctetString, CommandStatus, DestAddress, Pdu, SmppCodec, Tlvs, UnsuccessSme};
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::{Decoder, FramedRead};
 
@@ -43,13 +41,12 @@ fn pool() -> impl Strategy<Value = Pool> {
         }),
         cstring().prop_map(|dl_name| DestAddress::DistributionList { dl_name }),
     ];
-    let unsuccess =
-        (any::<u8>(), any::<u8>(), cstring(), any::<u32>()).prop_map(|(t, n, a, e)| UnsuccessSme {
-            dest_addr_ton: t,
-            dest_addr_npi: n,
-            destination_addr: a,
-            error_status_code: e,
-        });
+    let unsuccess = (any::<u8>(), any::<u8>(), cstring(), any::<u32>()).prop_map(|(t, n, a, e)| UnsuccessSme {
+        dest_addr_ton: t,
+        dest_addr_npi: n,
+        destination_addr: a,
+        error_status_code: e,
+    });
     (
         prop::collection::vec(cstring(), 8),
         prop::collection::vec(any::<u8>(), 12),
@@ -240,36 +237,25 @@ fn body(variant: usize, p: &Pool, present: bool) -> Body {
 }
 
 fn tlvs() -> impl Strategy<Value = Tlvs> {
-    prop::collection::vec(
-        (any::<u16>(), prop::collection::vec(any::<u8>(), 0..40)),
-        0..5,
-    )
-    .prop_map(|pairs| Tlvs::from_pairs(pairs.iter().map(|(t, v)| (*t, v.as_slice()))))
+    prop::collection::vec((any::<u16>(), prop::collection::vec(any::<u8>(), 0..40)), 0..5)
+        .prop_map(|pairs| Tlvs::from_pairs(pairs.iter().map(|(t, v)| (*t, v.as_slice()))))
 }
 
 fn pdu() -> impl Strategy<Value = Pdu> {
-    (
-        0usize..33,
-        pool(),
-        any::<bool>(),
-        any::<u32>(),
-        any::<u32>(),
-        tlvs(),
-    )
-        .prop_map(|(variant, pool, present, status, seq, tlvs)| {
+    (0usize..33, pool(), any::<bool>(), any::<u32>(), any::<u32>(), tlvs()).prop_map(
+        |(variant, pool, present, status, seq, tlvs)| {
             let body = body(variant, &pool, present);
             // A response sent without its body has nothing after the header (TLVs there would be
             // read as the body), so it gets none.
-            let bodiless = !present
-                && body.command_id().is_response()
-                && Pdu::new(body.clone()).encoded_len() == 16;
+            let bodiless = !present && body.command_id().is_response() && Pdu::new(body.clone()).encoded_len() == 16;
             Pdu {
                 command_status: CommandStatus(status),
                 sequence_number: seq,
                 body,
                 tlvs: if bodiless { Tlvs::new() } else { tlvs },
             }
-        })
+        },
+    )
 }
 
 proptest! {

@@ -1,8 +1,12 @@
 //! The command line: argument parsing and the subcommands. Each subcommand is a thin layer over
 //! the library; this module owns only I/O and exit codes.
 
+mod bench;
 mod check;
+mod demo;
 mod pdu;
+mod run;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +26,44 @@ enum Command {
     Pdu(pdu::PduCommand),
     /// Validate a configuration file: every problem, with its key; exit 1 if any.
     Check(check::CheckArgs),
+    /// Run the proxy.
+    Run(run::RunArgs),
+    /// Run an SMSC simulator.
+    Sim(sim::SimArgs),
+    /// Load an SMPP server (or compare direct vs through the proxy with --compare).
+    Bench(bench::BenchArgs),
+    /// Three simulated SMSCs, the proxy, and traffic through it: the proxy doing its job.
+    Demo(demo::DemoArgs),
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// For people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+pub(crate) fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The multi-threaded runtime every long-running command uses.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 impl Cli {
@@ -30,6 +72,10 @@ impl Cli {
         match self.command {
             Command::Pdu(cmd) => cmd.run(),
             Command::Check(args) => args.run(),
+            Command::Run(args) => args.run(),
+            Command::Sim(args) => args.run(),
+            Command::Bench(args) => args.run(),
+            Command::Demo(args) => args.run(),
         }
     }
 }

@@ -33,10 +33,7 @@ fn read_stdin() -> Result<String, String> {
 pub(crate) fn describe(pdu: &Pdu) -> serde_json::Value {
     let mut o = pdu_to_json(pdu);
     if let Some(receipt) = Receipt::from_pdu(pdu) {
-        o.insert(
-            "receipt".to_owned(),
-            serde_json::Value::Object(receipt.to_json()),
-        );
+        o.insert("receipt".to_owned(), serde_json::Value::Object(receipt.to_json()));
     }
     serde_json::Value::Object(o)
 }
@@ -59,8 +56,7 @@ fn decode(hex_arg: Option<String>, compact: bool) -> Result<String, String> {
 
 fn encode() -> Result<String, String> {
     let text = read_stdin()?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("bad JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("bad JSON: {e}"))?;
     let pdu = pdu_from_json(&value).map_err(|problems| problems.join("\n"))?;
     let bytes = pdu.to_bytes().map_err(|e| e.to_string())?;
     Ok(hex::encode(&bytes))

@@ -43,6 +43,8 @@ pub struct Config {
     pub mo_routes: Vec<(String, String)>,
     /// Where receipts that match no submission go (a client system_id), if anywhere.
     pub unmatched_receipts_to: Option<String>,
+    /// How long a receipt that came before its correlation is held before it is unmatched.
+    pub early_receipt_wait: Duration,
 }
 
 /// Timers and limits that apply to every client session.
@@ -152,15 +154,11 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -187,15 +185,14 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
         Config::from_toml(&text)
     }
 
     /// Parses and validates TOML text, reporting every problem found.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let mut table: toml::value::Table = toml::from_str(text)
-            .map_err(|e| ConfigError(vec![raw::describe_toml_error(&e, text)]))?;
+        let mut table: toml::value::Table =
+            toml::from_str(text).map_err(|e| ConfigError(vec![raw::describe_toml_error(&e, text)]))?;
         // Unknown keys are reported together with everything else that is wrong.
         let unknown = raw::take_unknown_keys(&mut table);
         let raw = raw::RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
@@ -206,9 +203,7 @@ impl Config {
         match (validate(raw), unknown.is_empty()) {
             (Ok(config), true) => Ok(config),
             (Ok(_), false) => Err(ConfigError(unknown)),
-            (Err(ConfigError(more)), _) => {
-                Err(ConfigError(unknown.into_iter().chain(more).collect()))
-            }
+            (Err(ConfigError(more)), _) => Err(ConfigError(unknown.into_iter().chain(more).collect())),
         }
     }
 
@@ -267,10 +262,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let listen = raw.listen.smpp.parse::<SocketAddr>().unwrap_or_else(|_| {
         p.add(
             "listen.smpp",
-            format!(
-                "{:?} is not an address like \"127.0.0.1:2775\"",
-                raw.listen.smpp
-            ),
+            format!("{:?} is not an address like \"127.0.0.1:2775\"", raw.listen.smpp),
         );
         SocketAddr::from(([127, 0, 0, 1], 2775))
     });
@@ -361,13 +353,11 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         );
     }
     // Without a group called "default", "default" means every upstream.
-    groups
-        .entry("default".to_owned())
-        .or_insert_with(|| GroupConfig {
-            name: "default".to_owned(),
-            strategy: Strategy::LoadBalance,
-            members: upstreams.iter().map(|u| u.name.clone()).collect(),
-        });
+    groups.entry("default".to_owned()).or_insert_with(|| GroupConfig {
+        name: "default".to_owned(),
+        strategy: Strategy::LoadBalance,
+        members: upstreams.iter().map(|u| u.name.clone()).collect(),
+    });
 
     let mut clients = BTreeMap::new();
     for (n, c) in raw.clients.iter().enumerate() {
@@ -379,10 +369,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
             p.add(key("system_id"), format!("{:?} is used twice", c.system_id));
         }
         if c.password.len() > 8 {
-            p.add(
-                key("password"),
-                "at most 8 characters (SMPP 3.4 C-Octet String of 9)",
-            );
+            p.add(key("password"), "at most 8 characters (SMPP 3.4 C-Octet String of 9)");
         }
         let mut allow = Vec::new();
         for (m, net) in c.allow.iter().enumerate() {
@@ -420,6 +407,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         p.add("clients", "at least one [[clients]] is needed");
     }
 
+    let early_receipt_wait = p.duration("early_receipt_wait", &raw.early_receipt_wait);
     let mut mo_routes = Vec::new();
     for (n, r) in raw.mo_routes.iter().enumerate() {
         if !clients.contains_key(&r.client) {
@@ -428,10 +416,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
                 format!("no client has system_id {:?}", r.client),
             );
         }
-        if mo_routes
-            .iter()
-            .any(|(prefix, _)| prefix == &r.destination_prefix)
-        {
+        if mo_routes.iter().any(|(prefix, _)| prefix == &r.destination_prefix) {
             p.add(
                 format!("mo_routes[{n}].destination_prefix"),
                 format!("{:?} is routed twice", r.destination_prefix),
@@ -441,10 +426,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     }
     if let Some(to) = &raw.unmatched_receipts_to {
         if !clients.contains_key(to) {
-            p.add(
-                "unmatched_receipts_to",
-                format!("no client has system_id {to:?}"),
-            );
+            p.add("unmatched_receipts_to", format!("no client has system_id {to:?}"));
         }
     }
 
@@ -461,6 +443,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         groups,
         mo_routes,
         unmatched_receipts_to: raw.unmatched_receipts_to,
+        early_receipt_wait,
     })
 }
 
@@ -491,15 +474,9 @@ mod tests {
             (100, 0, 8, "default")
         );
         assert_eq!(shop.message_id_format, MessageIdFormat::Hex);
-        assert!(shop
-            .allow
-            .iter()
-            .any(|n| n.contains("127.0.0.1".parse().unwrap())));
+        assert!(shop.allow.iter().any(|n| n.contains("127.0.0.1".parse().unwrap())));
         let up = &c.upstreams[0];
-        assert_eq!(
-            (up.sessions, up.window, up.bind),
-            (1, 50, BindMode::Transceiver)
-        );
+        assert_eq!((up.sessions, up.window, up.bind), (1, 50, BindMode::Transceiver));
         assert_eq!(up.enquire_link, Duration::from_secs(30));
         assert_eq!(c.groups["default"].members, ["smsc-a"]);
     }
@@ -557,15 +534,10 @@ mod tests {
             .replace("[listen]", "speed = 3\n[listen]");
         let err = Config::from_toml(&text).unwrap_err();
         assert!(
-            err.0
-                .iter()
-                .any(|l| l.starts_with("upstreams[0].colour: unknown key")),
+            err.0.iter().any(|l| l.starts_with("upstreams[0].colour: unknown key")),
             "{err}"
         );
-        assert!(
-            err.0.iter().any(|l| l.starts_with("speed: unknown key")),
-            "{err}"
-        );
+        assert!(err.0.iter().any(|l| l.starts_with("speed: unknown key")), "{err}");
         assert_eq!(err.0.len(), 2);
         // Unknown keys and other problems come in one report.
         let text = text.replace("\"127.0.0.1:2775\"", "\"nowhere\"");
@@ -578,9 +550,7 @@ mod tests {
         assert!(net.contains("10.1.200.3".parse().unwrap()));
         assert!(!net.contains("10.2.0.1".parse().unwrap()));
         assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("72h"), Some(Duration::from_secs(72 * 3600)));

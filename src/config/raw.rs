@@ -24,6 +24,12 @@ pub(super) struct RawConfig {
     pub(super) mo_routes: Vec<RawMoRoute>,
     #[serde(default)]
     pub(super) unmatched_receipts_to: Option<String>,
+    #[serde(default = "default_early_receipt_wait")]
+    pub(super) early_receipt_wait: String,
+}
+
+fn default_early_receipt_wait() -> String {
+    "60s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,18 +229,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "groups",
             "mo_routes",
             "unmatched_receipts_to",
+            "early_receipt_wait",
         ],
     ),
     ("listen", &["smpp"]),
     ("store", &["path"]),
     (
         "sessions",
-        &[
-            "bind_timeout",
-            "enquire_link",
-            "response_timeout",
-            "max_pdu_len",
-        ],
+        &["bind_timeout", "enquire_link", "response_timeout", "max_pdu_len"],
     ),
     (
         "clients",

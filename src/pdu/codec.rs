@@ -55,8 +55,7 @@ impl Decoder for SmppCodec {
         let command_length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         let len = command_length as usize;
         if len < HEADER_LEN || len > self.max_len {
-            let sequence_number =
-                u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+            let sequence_number = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
             return Err(FrameError::InvalidLength {
                 command_length,
                 max: self.max_len,
@@ -150,10 +149,7 @@ mod tests {
         let first = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
         assert_eq!(first.status(), CommandStatus::ESME_RINVCMDID);
         let reply = first.reply().unwrap();
-        assert_eq!(
-            (reply.body, reply.sequence_number),
-            (Body::GenericNack, 0x0a34_2ee7)
-        );
+        assert_eq!((reply.body, reply.sequence_number), (Body::GenericNack, 0x0a34_2ee7));
         let second = codec.decode(&mut buf).unwrap().unwrap().unwrap();
         assert_eq!(second.sequence_number, 8);
         assert!(buf.is_empty());

@@ -63,9 +63,9 @@ impl PduErrorKind {
     pub const fn status(&self) -> CommandStatus {
         match self {
             PduErrorKind::UnknownCommandId(_) => CommandStatus::ESME_RINVCMDID,
-            PduErrorKind::MissingNul { .. }
-            | PduErrorKind::Truncated { .. }
-            | PduErrorKind::SmLengthOverrun { .. } => CommandStatus::ESME_RINVMSGLEN,
+            PduErrorKind::MissingNul { .. } | PduErrorKind::Truncated { .. } | PduErrorKind::SmLengthOverrun { .. } => {
+                CommandStatus::ESME_RINVMSGLEN
+            }
             PduErrorKind::TlvHeaderTruncated { .. } => CommandStatus::ESME_RINVOPTPARSTREAM,
             PduErrorKind::TlvLengthOverrun { .. } => CommandStatus::ESME_RINVPARLEN,
             PduErrorKind::InvalidDestFlag(_) => CommandStatus::ESME_RINVDESTFLAG,
@@ -139,9 +139,7 @@ impl FrameError {
     /// `generic_nack ESME_RINVCMDLEN` for a bad length; nothing for I/O (the peer is gone).
     pub fn reply(&self) -> Option<Pdu> {
         match self {
-            FrameError::InvalidLength {
-                sequence_number, ..
-            } => Some(
+            FrameError::InvalidLength { sequence_number, .. } => Some(
                 Pdu::new(Body::GenericNack)
                     .with_status(CommandStatus::ESME_RINVCMDLEN)
                     .with_sequence_number(*sequence_number),

@@ -65,10 +65,7 @@ impl COctetString {
 
     /// A string from a static literal. Panics if it contains NUL (a programming error).
     pub fn from_static(s: &'static str) -> COctetString {
-        assert!(
-            !s.as_bytes().contains(&0),
-            "C-Octet String literal with NUL: {s:?}"
-        );
+        assert!(!s.as_bytes().contains(&0), "C-Octet String literal with NUL: {s:?}");
         COctetString(Bytes::from_static(s.as_bytes()))
     }
 
@@ -201,8 +198,7 @@ impl Field for Bytes {
         1 + self.len()
     }
     fn encode(&self, dst: &mut BytesMut, _name: &'static str) -> Result<(), EncodeError> {
-        let len =
-            u8::try_from(self.len()).map_err(|_| EncodeError::ShortMessageTooLong(self.len()))?;
+        let len = u8::try_from(self.len()).map_err(|_| EncodeError::ShortMessageTooLong(self.len()))?;
         dst.put_u8(len);
         dst.put_slice(self);
         Ok(())
@@ -239,8 +235,7 @@ impl Field for Vec<DestAddress> {
                 1 => {
                     let (rest, dest_addr_ton) = octet(rest, "dest_addr_ton")?;
                     let (rest, dest_addr_npi) = octet(rest, "dest_addr_npi")?;
-                    let (rest, destination_addr) =
-                        COctetString::parse(frame, rest, "destination_addr")?;
+                    let (rest, destination_addr) = COctetString::parse(frame, rest, "destination_addr")?;
                     (
                         rest,
                         DestAddress::Sme {
@@ -265,9 +260,7 @@ impl Field for Vec<DestAddress> {
         1 + self
             .iter()
             .map(|d| match d {
-                DestAddress::Sme {
-                    destination_addr, ..
-                } => 3 + destination_addr.encoded_len(),
+                DestAddress::Sme { destination_addr, .. } => 3 + destination_addr.encoded_len(),
                 DestAddress::DistributionList { dl_name } => 1 + dl_name.encoded_len(),
             })
             .sum::<usize>()
@@ -332,10 +325,7 @@ impl Field for Vec<UnsuccessSme> {
         Ok((i, smes))
     }
     fn encoded_len(&self) -> usize {
-        1 + self
-            .iter()
-            .map(|s| 6 + s.destination_addr.encoded_len())
-            .sum::<usize>()
+        1 + self.iter().map(|s| 6 + s.destination_addr.encoded_len()).sum::<usize>()
     }
     fn encode(&self, dst: &mut BytesMut, _name: &'static str) -> Result<(), EncodeError> {
         let count = u8::try_from(self.len()).map_err(|_| EncodeError::ListTooLong {

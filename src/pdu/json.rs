@@ -44,9 +44,7 @@ impl JsonField for u8 {
         out.insert(name.to_owned(), json!(self));
     }
     fn from_json(obj: &JsonObject, name: &str, problems: &mut Vec<String>) -> u8 {
-        require(obj, name, problems).map_or(0, |v| {
-            int_in_range(v, &format!("body.{name}"), 255, problems) as u8
-        })
+        require(obj, name, problems).map_or(0, |v| int_in_range(v, &format!("body.{name}"), 255, problems) as u8)
     }
 }
 
@@ -164,12 +162,7 @@ fn item_u8(item: &JsonObject, key: &str, at: &str, problems: &mut Vec<String>) -
     }
 }
 
-fn item_cstring(
-    item: &JsonObject,
-    key: &str,
-    at: &str,
-    problems: &mut Vec<String>,
-) -> COctetString {
+fn item_cstring(item: &JsonObject, key: &str, at: &str, problems: &mut Vec<String>) -> COctetString {
     match item.get(key) {
         Some(v) => cstring_from_value(v, &format!("{at}.{key}"), problems),
         None => {
@@ -254,12 +247,7 @@ impl JsonField for Vec<UnsuccessSme> {
                 continue;
             };
             let code = match item.get("error_status_code") {
-                Some(v) => int_in_range(
-                    v,
-                    &format!("{at}.error_status_code"),
-                    u32::MAX.into(),
-                    problems,
-                ) as u32,
+                Some(v) => int_in_range(v, &format!("{at}.error_status_code"), u32::MAX.into(), problems) as u32,
                 None => {
                     problems.push(format!("{at}.error_status_code: missing"));
                     0
@@ -277,12 +265,7 @@ impl JsonField for Vec<UnsuccessSme> {
 }
 
 /// Keys a body's JSON may hold besides its fields: the derived counts and texts.
-const DERIVED_KEYS: &[&str] = &[
-    "sm_length",
-    "short_message_text",
-    "number_of_dests",
-    "no_unsuccess",
-];
+const DERIVED_KEYS: &[&str] = &["sm_length", "short_message_text", "number_of_dests", "no_unsuccess"];
 
 /// One TLV as JSON: the value by the tag's kind when it has that shape, else `value_hex`.
 pub fn tlv_to_json(tag: u16, value: &[u8]) -> Value {
@@ -294,9 +277,7 @@ pub fn tlv_to_json(tag: u16, value: &[u8]) -> Value {
         (TlvKind::U8, [v]) => Some(json!(v)),
         (TlvKind::U16, [a, b]) => Some(json!(u16::from_be_bytes([*a, *b]))),
         (TlvKind::U32, [a, b, c, d]) => Some(json!(u32::from_be_bytes([*a, *b, *c, *d]))),
-        (TlvKind::CStr, [text @ .., 0]) if !text.contains(&0) => {
-            std::str::from_utf8(text).ok().map(|s| json!(s))
-        }
+        (TlvKind::CStr, [text @ .., 0]) if !text.contains(&0) => std::str::from_utf8(text).ok().map(|s| json!(s)),
         _ => None,
     };
     match typed {
@@ -313,10 +294,7 @@ fn tlv_from_json(v: &Value, at: &str, problems: &mut Vec<String>) -> Option<(u16
     })?;
     let tag = match (o.get("tag"), o.get("name").and_then(Value::as_str)) {
         (Some(Value::String(t)), _) => {
-            let digits = t
-                .strip_prefix("0x")
-                .or_else(|| t.strip_prefix("0X"))
-                .unwrap_or(t);
+            let digits = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
             u16::from_str_radix(digits, 16).ok()
         }
         (Some(Value::Number(n)), _) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
@@ -324,9 +302,7 @@ fn tlv_from_json(v: &Value, at: &str, problems: &mut Vec<String>) -> Option<(u16
         _ => None,
     };
     let Some(tag) = tag else {
-        problems.push(format!(
-            "{at}.tag: expected \"0xNNNN\", a number, or a known name"
-        ));
+        problems.push(format!("{at}.tag: expected \"0xNNNN\", a number, or a known name"));
         return None;
     };
     let kind = tag_info(tag).map(|(_, k)| k);
@@ -355,12 +331,7 @@ fn tlv_from_json(v: &Value, at: &str, problems: &mut Vec<String>) -> Option<(u16
             } else {
                 (1u64 << (8 * width)) - 1
             };
-            let n = int_in_range(
-                &Value::Number(n.clone()),
-                &format!("{at}.value"),
-                max,
-                problems,
-            );
+            let n = int_in_range(&Value::Number(n.clone()), &format!("{at}.value"), max, problems);
             n.to_be_bytes()[8 - width..].to_vec()
         }
         (None, Some(Value::String(s))) if kind == Some(TlvKind::CStr) => {
@@ -400,11 +371,7 @@ pub fn pdu_to_json(pdu: &Pdu) -> JsonObject {
         None => Value::Null,
     };
     o.insert("body".to_owned(), body);
-    let tlvs = pdu
-        .tlvs
-        .iter()
-        .map(|t| tlv_to_json(t.tag, t.value))
-        .collect();
+    let tlvs = pdu.tlvs.iter().map(|t| tlv_to_json(t.tag, t.value)).collect();
     o.insert("tlvs".to_owned(), Value::Array(tlvs));
     o
 }
@@ -435,9 +402,7 @@ pub fn pdu_from_json(v: &Value) -> Result<Pdu, Vec<String>> {
         o.get("command").and_then(Value::as_str),
         o.get("command_id").and_then(Value::as_u64),
     ) {
-        (Some(name), _) => {
-            CommandId::from_name(name).ok_or_else(|| format!("command: unknown command {name:?}"))
-        }
+        (Some(name), _) => CommandId::from_name(name).ok_or_else(|| format!("command: unknown command {name:?}")),
         (None, Some(n)) => u32::try_from(n)
             .map(CommandId)
             .map_err(|_| format!("command_id: {n} does not fit in 32 bits")),
@@ -454,13 +419,8 @@ pub fn pdu_from_json(v: &Value) -> Result<Pdu, Vec<String>> {
             None
         }
     };
-    let status = match (
-        o.get("command_status"),
-        o.get("status").and_then(Value::as_str),
-    ) {
-        (Some(v), _) => {
-            CommandStatus(int_in_range(v, "command_status", u32::MAX.into(), &mut problems) as u32)
-        }
+    let status = match (o.get("command_status"), o.get("status").and_then(Value::as_str)) {
+        (Some(v), _) => CommandStatus(int_in_range(v, "command_status", u32::MAX.into(), &mut problems) as u32),
         (None, Some(name)) => CommandStatus::from_name(name).unwrap_or_else(|| {
             problems.push(format!(
                 "status: unknown status name {name:?}; give command_status as a number"

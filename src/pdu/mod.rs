@@ -107,8 +107,7 @@ impl Pdu {
     /// the declared value). Fields borrow from `frame`; nothing is copied.
     pub fn parse(frame: Bytes) -> Result<Pdu, PduError> {
         let input: &[u8] = &frame;
-        let header: PResult<'_, (u32, u32, u32, u32)> =
-            (be_u32, be_u32, be_u32, be_u32).parse(input);
+        let header: PResult<'_, (u32, u32, u32, u32)> = (be_u32, be_u32, be_u32, be_u32).parse(input);
         let Ok((rest, (_len, id, status, seq))) = header else {
             // The framer never hands out less than a header; say so anyway for direct callers.
             return Err(PduError {
@@ -129,12 +128,9 @@ impl Pdu {
             None => return Err(error(rest, PduErrorKind::UnknownCommandId(id))),
             Some(Ok(parsed)) => parsed,
             Some(Err(
-                nom::Err::Error(FieldError { input: at, kind })
-                | nom::Err::Failure(FieldError { input: at, kind }),
+                nom::Err::Error(FieldError { input: at, kind }) | nom::Err::Failure(FieldError { input: at, kind }),
             )) => return Err(error(at, kind)),
-            Some(Err(nom::Err::Incomplete(_))) => {
-                return Err(error(rest, PduErrorKind::Truncated { field: "body" }))
-            }
+            Some(Err(nom::Err::Incomplete(_))) => return Err(error(rest, PduErrorKind::Truncated { field: "body" })),
         };
         let area_start = input.len() - rest.len();
         let tlvs = Tlvs::from_area(frame.slice_ref(rest)).map_err(|e| match e {

@@ -321,10 +321,7 @@ mod tests {
         tlvs.set(tag::receipted_message_id, b"abcdef\0");
         let tags: Vec<u16> = tlvs.iter().map(|t| t.tag).collect();
         assert_eq!(tags, [0x1400, tag::receipted_message_id, 0x0427]);
-        assert_eq!(
-            tlvs.get_cstr(tag::receipted_message_id),
-            Some(&b"abcdef"[..])
-        );
+        assert_eq!(tlvs.get_cstr(tag::receipted_message_id), Some(&b"abcdef"[..]));
         tlvs.set(tag::sar_msg_ref_num, &[0, 7]);
         assert_eq!(tlvs.get_u16(tag::sar_msg_ref_num), Some(7));
         tlvs.remove(0x1400);
@@ -335,10 +332,7 @@ mod tests {
     fn area_errors_say_where() {
         let e = Tlvs::from_area(Bytes::from_static(&[0x02, 0x10, 0x00])).unwrap_err();
         assert_eq!(e, TlvAreaError::HeaderTruncated { at: 0 });
-        let e = Tlvs::from_area(Bytes::from_static(&[
-            0, 5, 0, 1, 9, 0x02, 0x10, 0x00, 0x02, 0x34,
-        ]))
-        .unwrap_err();
+        let e = Tlvs::from_area(Bytes::from_static(&[0, 5, 0, 1, 9, 0x02, 0x10, 0x00, 0x02, 0x34])).unwrap_err();
         assert_eq!(
             e,
             TlvAreaError::LengthOverrun {

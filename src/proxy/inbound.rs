@@ -5,34 +5,86 @@
 //! tolerant of hex/decimal/zero-padding/case as the upstream's `id_match` says; its id is then
 //! rewritten to the one the client got (TLV and text). MO goes by `mo_routes`. The SMSC gets its
 //! deliver_sm_resp when the account holds the PDU (or an error it will retry on).
+//!
+//! Fast SMSCs send a receipt before the proxy has recorded its submit (often on another
+//! session). Such a receipt is held ([`EarlyReceipts`]) and matched the moment the correlation
+//! is recorded; after `early_receipt_wait` without one it counts as unmatched.
 
 use super::messages::{AccountMsg, DeliverAck};
 use super::Context;
 use crate::pdu::{Body, CommandStatus, Pdu};
+use crate::receipt::id::{canonical, lookup_keys};
 use crate::receipt::{rewrite_id, Receipt};
 use crate::store::Correlation;
 use crate::upstream::{InboundSink, UpstreamInfo};
+use dashmap::DashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
+type Key = (Arc<str>, String);
+
+/// A receipt waiting for its correlation, filed under every form its ids may be stored in.
+#[derive(Debug)]
+struct Early {
+    pdu: Mutex<Option<Pdu>>,
+    keys: Vec<Key>,
+    upstream: Arc<UpstreamInfo>,
+    at: Instant,
+}
+
+impl Early {
+    /// The receipt, to exactly one taker.
+    fn take(&self) -> Option<Pdu> {
+        self.pdu.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Receipts that arrived before their correlation.
+#[derive(Debug, Default)]
+pub struct EarlyReceipts {
+    by_key: DashMap<Key, Arc<Early>>,
+}
+
+impl EarlyReceipts {
+    /// Receipts held now.
+    pub fn len(&self) -> usize {
+        self.by_key
+            .iter()
+            .filter(|e| e.pdu.lock().map(|p| p.is_some()).unwrap_or(false))
+            .count()
+    }
+
+    /// `true` when none are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn forget(&self, early: &Early) {
+        for key in &early.keys {
+            self.by_key.remove_if(key, |_, e| std::ptr::eq(Arc::as_ptr(e), early));
+        }
+    }
+}
+
 impl Context {
-    fn to_account(&self, client: &str, pdu: Pdu, ack: DeliverAck) {
+    fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>) {
         let Some(account) = self.accounts.get(client) else {
-            ack.send(CommandStatus::ESME_RX_P_APPN);
+            if let Some(ack) = ack {
+                ack.send(CommandStatus::ESME_RX_P_APPN);
+            }
             return;
         };
         // The account swamped or gone: the SMSC is told to retry later.
-        let msg = AccountMsg::Deliver {
-            pdu,
-            ack: Some(ack),
-        };
-        if let Err(tokio::sync::mpsc::error::TrySendError::Full(AccountMsg::Deliver {
-            ack: Some(ack),
-            ..
-        })) = account.tx.try_send(msg)
+        let msg = AccountMsg::Deliver { pdu, ack };
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(AccountMsg::Deliver { ack, .. })) =
+            account.tx.try_send(msg)
         {
-            ack.send(CommandStatus::ESME_RX_T_APPN);
+            match ack {
+                Some(ack) => ack.send(CommandStatus::ESME_RX_T_APPN),
+                None => warn!(client, "account swamped: a held receipt could not be queued"),
+            }
         }
     }
 
@@ -50,39 +102,125 @@ impl Context {
         }
         None
     }
+
+    /// A matched receipt: the client's id in, then to the client's account.
+    fn deliver_matched(&self, upstream: &UpstreamInfo, pdu: Pdu, correlation: Correlation, ack: Option<DeliverAck>) {
+        let is_final = Receipt::from_pdu(&pdu)
+            .and_then(|r| r.state)
+            .is_some_and(|s| s.is_final());
+        let out = match rewrite_id(&pdu, correlation.client_id.as_bytes()) {
+            Ok(out) => out,
+            Err(e) => {
+                warn!(error = %e, "receipt id not rewritten; delivered as received");
+                pdu
+            }
+        };
+        self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
+        if is_final {
+            let _ = self.store.remove(&correlation, upstream.config.id_match);
+        }
+        self.to_account(&correlation.client, out, ack);
+    }
+
+    fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: Option<DeliverAck>) {
+        self.stats.unmatched_receipts.fetch_add(1, Ordering::Relaxed);
+        let receipt = Receipt::from_pdu(&pdu);
+        warn!(
+            upstream = %upstream.name,
+            receipted_message_id = ?receipt.as_ref().and_then(|r| r.tlv_id.as_deref()).map(String::from_utf8_lossy),
+            text_id = ?receipt.as_ref().and_then(|r| r.text_id.as_deref()).map(String::from_utf8_lossy),
+            "receipt matches no submission"
+        );
+        match &self.config.unmatched_receipts_to {
+            Some(client) => self.to_account(client, pdu, ack),
+            None => {
+                if let Some(ack) = ack {
+                    ack.send(CommandStatus::ESME_ROK);
+                }
+            }
+        }
+    }
+
+    /// Holds a receipt whose correlation is not recorded yet.
+    fn hold_early(&self, upstream: &Arc<UpstreamInfo>, receipt: &Receipt, pdu: Pdu, ack: DeliverAck) {
+        let mode = upstream.config.id_match;
+        let mut keys: Vec<Key> = Vec::new();
+        for id in [receipt.tlv_id.as_ref(), receipt.text_id.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            for key in lookup_keys(id, mode) {
+                let key = (upstream.name.clone(), key);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        let early = Arc::new(Early {
+            pdu: Mutex::new(Some(pdu)),
+            keys,
+            upstream: upstream.clone(),
+            at: Instant::now(),
+        });
+        for key in &early.keys {
+            self.early.by_key.insert(key.clone(), early.clone());
+        }
+        // Held in custody: the SMSC may let go of it.
+        ack.send(CommandStatus::ESME_ROK);
+        // The correlation may have landed between the lookup and the filing above.
+        if let Some(correlation) = self.find(upstream, receipt) {
+            if let Some(pdu) = early.take() {
+                self.early.forget(&early);
+                self.deliver_matched(upstream, pdu, correlation, None);
+            }
+        }
+    }
+
+    /// Called after a correlation is recorded: delivers a receipt that was waiting for it.
+    pub(crate) fn correlation_recorded(&self, c: &Correlation, upstream: &UpstreamInfo) {
+        if self.early.by_key.is_empty() {
+            return;
+        }
+        let key = (
+            c.upstream.clone(),
+            canonical(c.upstream_id.as_bytes(), upstream.config.id_match),
+        );
+        let Some(early) = self.early.by_key.get(&key).map(|e| e.clone()) else {
+            return;
+        };
+        if let Some(pdu) = early.take() {
+            self.early.forget(&early);
+            debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
+            self.deliver_matched(upstream, pdu, c.clone(), None);
+        }
+    }
+
+    /// Treats receipts held longer than `wait` as unmatched.
+    pub(crate) fn expire_early(&self, wait: Duration) {
+        let expired: Vec<Arc<Early>> = self
+            .early
+            .by_key
+            .iter()
+            .filter(|e| e.at.elapsed() >= wait)
+            .map(|e| e.value().clone())
+            .collect();
+        for early in expired {
+            self.early.forget(&early);
+            if let Some(pdu) = early.take() {
+                self.unmatched(&early.upstream, pdu, None);
+            }
+        }
+    }
 }
 
 impl InboundSink for Context {
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
-            let Some(correlation) = self.find(upstream, &receipt) else {
-                self.stats
-                    .unmatched_receipts
-                    .fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    upstream = %upstream.name,
-                    receipted_message_id = ?receipt.tlv_id.as_deref().map(String::from_utf8_lossy),
-                    text_id = ?receipt.text_id.as_deref().map(String::from_utf8_lossy),
-                    "receipt matches no submission"
-                );
-                match &self.config.unmatched_receipts_to {
-                    Some(client) => self.to_account(client, pdu, ack),
-                    None => ack.send(CommandStatus::ESME_ROK),
-                }
-                return;
-            };
-            let out = match rewrite_id(&pdu, correlation.client_id.as_bytes()) {
-                Ok(out) => out,
-                Err(e) => {
-                    warn!(error = %e, "receipt id not rewritten; delivered as received");
-                    pdu
-                }
-            };
-            self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
-            if receipt.state.is_some_and(|s| s.is_final()) {
-                let _ = self.store.remove(&correlation, upstream.config.id_match);
+            match self.find(upstream, &receipt) {
+                Some(correlation) => self.deliver_matched(upstream, pdu, correlation, Some(ack)),
+                None if receipt.id().is_some() => self.hold_early(upstream, &receipt, pdu, ack),
+                None => self.unmatched(upstream, pdu, Some(ack)),
             }
-            self.to_account(&correlation.client, out, ack);
             return;
         }
         let destination = match &pdu.body {
@@ -94,7 +232,7 @@ impl InboundSink for Context {
             Some(client) => {
                 self.stats.mo_routed.fetch_add(1, Ordering::Relaxed);
                 let client = client.to_owned();
-                self.to_account(&client, pdu, ack);
+                self.to_account(&client, pdu, Some(ack));
             }
             None => {
                 self.stats.mo_unroutable.fetch_add(1, Ordering::Relaxed);

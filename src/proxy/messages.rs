@@ -119,10 +119,7 @@ impl DeliverAck {
         };
         if self.tx.try_send(event).is_err() {
             // The session is gone or swamped: the SMSC gets no answer and will retry.
-            tracing::debug!(
-                seq = self.sequence_number,
-                "deliver ack dropped: upstream session gone"
-            );
+            tracing::debug!(seq = self.sequence_number, "deliver ack dropped: upstream session gone");
         }
     }
 }

@@ -6,6 +6,8 @@
 //! matched and sent on to their account ([`inbound`]).
 
 mod inbound;
+
+pub use inbound::EarlyReceipts;
 pub mod messages;
 
 use crate::config::Config;
@@ -56,6 +58,8 @@ pub struct Context {
     pub stats: Stats,
     /// The upstream sessions (for status).
     pub sessions: Vec<Arc<SessionHandle>>,
+    /// Receipts that came before their correlation.
+    pub early: EarlyReceipts,
 }
 
 /// A running proxy.
@@ -67,6 +71,7 @@ pub struct Proxy {
     upstreams_stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     upstream_tasks: Vec<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl Proxy {
@@ -102,7 +107,19 @@ impl Proxy {
             next_bind_id: AtomicU64::new(1),
             stats: Stats::default(),
             sessions: handles,
+            early: EarlyReceipts::default(),
         });
+        let sweeper = {
+            let ctx = ctx.clone();
+            let wait = config.early_receipt_wait;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500).min(wait));
+                loop {
+                    tick.tick().await;
+                    ctx.expire_early(wait);
+                }
+            })
+        };
         let (upstreams_stop, upstreams_rx) = watch::channel(false);
         let inbound: Arc<dyn InboundSink> = ctx.clone();
         let upstream_tasks = sessions
@@ -126,6 +143,7 @@ impl Proxy {
             upstreams_stop,
             server,
             upstream_tasks,
+            sweeper,
         })
     }
 
@@ -161,6 +179,7 @@ impl Proxy {
         for task in self.upstream_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+        self.sweeper.abort();
         info!("smpp-proxy stopped");
     }
 }

@@ -91,11 +91,7 @@ mod tests {
                 ids_match(dec.as_bytes(), hex.as_bytes(), IdMatch::Numeric),
                 "{dec} ~ {hex}"
             );
-            assert!(!ids_match(
-                hex.as_bytes(),
-                dec.as_bytes(),
-                IdMatch::Normalised
-            ));
+            assert!(!ids_match(hex.as_bytes(), dec.as_bytes(), IdMatch::Normalised));
         }
     }
 

@@ -89,10 +89,7 @@ impl MessageState {
             (b"SKIPPED", Skipped),
         ];
         let stat = stat.trim_ascii();
-        if let Some((_, state)) = NAMES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(stat))
-        {
+        if let Some((_, state)) = NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(stat)) {
             return Some(*state);
         }
         match stat {
@@ -122,10 +119,7 @@ impl MessageState {
     /// intermediate: most SMSCs send it for "accepted by the network", then a final one.
     pub fn is_final(self) -> bool {
         use MessageState::*;
-        matches!(
-            self,
-            Delivered | Expired | Deleted | Undeliverable | Rejected | Skipped
-        )
+        matches!(self, Delivered | Expired | Deleted | Undeliverable | Rejected | Skipped)
     }
 }
 
@@ -152,11 +146,7 @@ impl ReceiptDate {
         if !text.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let n = |r: Range<usize>| {
-            text[r]
-                .iter()
-                .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'))
-        };
+        let n = |r: Range<usize>| text[r].iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
         let (year, rest) = match text.len() {
             10 | 12 => (2000 + n(0..2), 2),
             14 => (n(0..4), 4),
@@ -240,12 +230,8 @@ pub fn is_receipt_esm_class(esm_class: u8) -> bool {
 /// one, else `message_payload`.
 fn text_source(pdu: &Pdu) -> Option<(Bytes, Carrier)> {
     match &pdu.body {
-        Body::DeliverSm(b) if !b.short_message.is_empty() => {
-            Some((b.short_message.clone(), Carrier::ShortMessage))
-        }
-        Body::DeliverSm(_) | Body::DataSm(_) => {
-            pdu.message_payload().map(|p| (p, Carrier::MessagePayload))
-        }
+        Body::DeliverSm(b) if !b.short_message.is_empty() => Some((b.short_message.clone(), Carrier::ShortMessage)),
+        Body::DeliverSm(_) | Body::DataSm(_) => pdu.message_payload().map(|p| (p, Carrier::MessagePayload)),
         _ => None,
     }
 }
@@ -255,13 +241,11 @@ impl Receipt {
     /// `esm_class` marks a receipt. A plain MO that happens to carry `receipted_message_id`
     /// (OpenMarket does) is not a receipt.
     pub fn from_pdu(pdu: &Pdu) -> Option<Receipt> {
-        if !matches!(pdu.body, Body::DeliverSm(_) | Body::DataSm(_))
-            || !is_receipt_esm_class(pdu.esm_class()?)
-        {
+        if !matches!(pdu.body, Body::DeliverSm(_) | Body::DataSm(_)) || !is_receipt_esm_class(pdu.esm_class()?) {
             return None;
         }
-        let parsed = text_source(pdu)
-            .and_then(|(bytes, carrier)| text::parse(&bytes).map(|spans| (bytes, carrier, spans)));
+        let parsed =
+            text_source(pdu).and_then(|(bytes, carrier)| text::parse(&bytes).map(|spans| (bytes, carrier, spans)));
         let (carried_in, mut receipt) = match &parsed {
             Some((bytes, carrier, spans)) => {
                 let get = |r: &Option<Range<usize>>| r.clone().map(|r| bytes.slice(r));
@@ -350,15 +334,9 @@ impl Receipt {
         o.insert("err".into(), text(&self.err));
         o.insert("sub".into(), text(&self.sub));
         o.insert("dlvrd".into(), text(&self.dlvrd));
-        for (key, value) in [
-            ("submit_date", &self.submit_date),
-            ("done_date", &self.done_date),
-        ] {
+        for (key, value) in [("submit_date", &self.submit_date), ("done_date", &self.done_date)] {
             o.insert(key.into(), text(value));
-            let iso = value
-                .as_deref()
-                .and_then(ReceiptDate::parse)
-                .map(|d| d.iso());
+            let iso = value.as_deref().and_then(ReceiptDate::parse).map(|d| d.iso());
             o.insert(format!("{key}_iso"), json!(iso));
         }
         o.insert("text".into(), text(&self.text));
@@ -452,10 +430,7 @@ mod tests {
 
     #[test]
     fn stat_text_in_every_form() {
-        assert_eq!(
-            MessageState::from_stat(b"DELIVRD"),
-            Some(MessageState::Delivered)
-        );
+        assert_eq!(MessageState::from_stat(b"DELIVRD"), Some(MessageState::Delivered));
         assert_eq!(
             MessageState::from_stat(b" undeliverable "),
             Some(MessageState::Undeliverable)
@@ -492,7 +467,10 @@ mod tests {
             (tag::receipted_message_id, &b"38601fa\0"[..]),
             (tag::message_state, &[5]),
         ]);
-        let pdu = receipt_pdu(b"id:0059113978 sub:001 dlvrd:001 submit date:1002101730 done date:1002101731 stat:DELIVRD err:000 text:x", tlvs);
+        let pdu = receipt_pdu(
+            b"id:0059113978 sub:001 dlvrd:001 submit date:1002101730 done date:1002101731 stat:DELIVRD err:000 text:x",
+            tlvs,
+        );
         let r = Receipt::from_pdu(&pdu).unwrap();
         assert_eq!(r.id().map(|b| &b[..]), Some(&b"38601fa"[..]));
         assert_eq!(r.text_id.as_deref(), Some(&b"0059113978"[..]));
@@ -515,10 +493,7 @@ mod tests {
         assert_eq!(out.short_message().unwrap().as_ref(), &expected_text[..]);
         assert_eq!(out.receipted_message_id(), Some(&b"a1b2c3d4e5f60718"[..]));
         let tags: Vec<u16> = out.tlvs.iter().map(|t| t.tag).collect();
-        assert_eq!(
-            tags,
-            [0x1454, tag::receipted_message_id, tag::message_state]
-        );
+        assert_eq!(tags, [0x1454, tag::receipted_message_id, tag::message_state]);
         // The encoded PDU grows by exactly the id growth in both places, lengths fixed up.
         let before = pdu.to_bytes().unwrap();
         let after = out.to_bytes().unwrap();
@@ -532,10 +507,7 @@ mod tests {
     #[test]
     fn rewrite_keeps_what_follows_a_glued_id() {
         // Fuzz crash: `$err:` glued to the id must stay part of what follows the id.
-        let pdu = receipt_pdu(
-            b"stat:DELIVRD id:AB12 do_\x00\x000000100$err:0",
-            Tlvs::new(),
-        );
+        let pdu = receipt_pdu(b"stat:DELIVRD id:AB12 do_\x00\x000000100$err:0", Tlvs::new());
         let out = rewrite_id(&pdu, b"0123456789abcdef").unwrap();
         assert_eq!(
             out.short_message().unwrap().as_ref(),
@@ -550,17 +522,11 @@ mod tests {
     #[test]
     fn rewrite_in_message_payload() {
         let payload = b"id:0489708364 sub:001 dlvrd:001 submit date:1810151907 done date:1810151907 stat:DELIVRD err:000 text:\x04\x1f";
-        let pdu = receipt_pdu(
-            b"",
-            Tlvs::from_pairs([(tag::message_payload, &payload[..])]),
-        );
+        let pdu = receipt_pdu(b"", Tlvs::from_pairs([(tag::message_payload, &payload[..])]));
         let out = rewrite_id(&pdu, b"77").unwrap();
         assert_eq!(&out.message_payload().unwrap()[..17], b"id:77 sub:001 dlv");
         assert!(out.message_payload().unwrap().ends_with(b"text:\x04\x1f"));
-        assert_eq!(
-            Receipt::from_pdu(&out).unwrap().carried_in,
-            Carrier::MessagePayload
-        );
+        assert_eq!(Receipt::from_pdu(&out).unwrap().carried_in, Carrier::MessagePayload);
     }
 
     #[test]

@@ -78,8 +78,7 @@ fn label_at(s: &[u8], at: usize, first: bool) -> Option<(Label, usize)> {
     LABELS.iter().find_map(|(name, label)| {
         let end = at + name.len();
         let candidate = s.get(at..end)?;
-        (candidate.eq_ignore_ascii_case(name) && s.get(end) == Some(&b':'))
-            .then_some((*label, end + 1))
+        (candidate.eq_ignore_ascii_case(name) && s.get(end) == Some(&b':')).then_some((*label, end + 1))
     })
 }
 
@@ -125,9 +124,7 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
 
 /// The value of a field: its first word (values never hold white space; a NUL ends it too).
 fn word(s: &[u8], r: Range<usize>) -> Range<usize> {
-    let start = (r.start..r.end)
-        .find(|&i| !s[i].is_ascii_whitespace())
-        .unwrap_or(r.end);
+    let start = (r.start..r.end).find(|&i| !s[i].is_ascii_whitespace()).unwrap_or(r.end);
     let end = (start..r.end)
         .find(|&i| s[i].is_ascii_whitespace() || s[i] == 0)
         .unwrap_or(r.end);
@@ -176,14 +173,8 @@ mod tests {
         let p = parse(s).unwrap();
         assert_eq!(field(s, &p.id), b"7");
         assert!(p.err.is_none());
-        assert!(
-            parse(b"paid:5 stat:DELIVRD").is_none(),
-            "'paid:' is not 'id:'"
-        );
+        assert!(parse(b"paid:5 stat:DELIVRD").is_none(), "'paid:' is not 'id:'");
         assert!(parse(b"hello world").is_none());
-        assert!(
-            parse(b"id: stat:DELIVRD").is_none(),
-            "an empty id is no receipt"
-        );
+        assert!(parse(b"id: stat:DELIVRD").is_none(), "an empty id is no receipt");
     }
 }

@@ -82,12 +82,7 @@ impl Account {
     }
 
     fn held(&self) -> usize {
-        self.waiting.len()
-            + self
-                .binds
-                .iter()
-                .map(|(_, b)| b.inflight.len())
-                .sum::<usize>()
+        self.waiting.len() + self.binds.iter().map(|(_, b)| b.inflight.len()).sum::<usize>()
     }
 
     fn handle(&mut self, msg: AccountMsg) {
@@ -124,11 +119,7 @@ impl Account {
                     }
                 }
             }
-            AccountMsg::Delivered {
-                bind_id,
-                entry,
-                status,
-            } => {
+            AccountMsg::Delivered { bind_id, entry, status } => {
                 let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
                     return;
                 };
@@ -155,9 +146,7 @@ impl Account {
         let window = self.config.deliver_window as usize;
         while !self.waiting.is_empty() && !self.binds.is_empty() {
             let n = self.binds.len();
-            let Some(offset) =
-                (0..n).find(|k| self.binds[(self.next_bind + k) % n].1.inflight.len() < window)
-            else {
+            let Some(offset) = (0..n).find(|k| self.binds[(self.next_bind + k) % n].1.inflight.len() < window) else {
                 return;
             };
             let i = (self.next_bind + offset) % n;

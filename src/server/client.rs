@@ -9,9 +9,7 @@
 
 use super::account::AccountHandle;
 use crate::pdu::body::{BindResp, MessageIdResp};
-use crate::pdu::{
-    tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs,
-};
+use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::proxy::messages::{AccountMsg, ClientEvent, Forward, Outcome};
 use crate::proxy::Context;
 use crate::session::{Sequence, SessionState};
@@ -54,12 +52,7 @@ struct Client {
 }
 
 /// Serves one connection until it closes or the proxy shuts down.
-pub async fn run(
-    ctx: Arc<Context>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let codec = SmppCodec::with_max_len(ctx.config.client_sessions.max_pdu_len);
     let mut client = Client {
@@ -94,9 +87,7 @@ async fn next_event(
 
 impl Client {
     fn system_id(&self) -> &str {
-        self.account
-            .as_ref()
-            .map_or("-", |a| a.config.system_id.as_str())
+        self.account.as_ref().map_or("-", |a| a.config.system_id.as_str())
     }
 
     async fn serve(&mut self, mut shutdown: watch::Receiver<bool>) -> &'static str {
@@ -216,14 +207,12 @@ impl Client {
             return Ok(None);
         }
         match id {
-            CommandId::BIND_TRANSMITTER
-            | CommandId::BIND_RECEIVER
-            | CommandId::BIND_TRANSCEIVER => self.bind(pdu).await?,
+            CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER => {
+                self.bind(pdu).await?
+            }
             CommandId::ENQUIRE_LINK => {
                 self.conn
-                    .send(
-                        &Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number),
-                    )
+                    .send(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
                     .await?
             }
             CommandId::UNBIND => {
@@ -234,35 +223,21 @@ impl Client {
                 return Ok(Some("unbound by client"));
             }
             _ if self.draining => self.reply(&pdu, CommandStatus::ESME_RSYSERR).await?,
-            CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => {
-                self.forward_mapped(pdu).await?
-            }
+            CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => self.forward_mapped(pdu).await?,
             _ => self.forward(pdu).await?,
         }
         Ok(None)
     }
 
     async fn bind(&mut self, pdu: Pdu) -> Result<(), FrameError> {
-        let (Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b)) =
-            &pdu.body
-        else {
+        let (Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b)) = &pdu.body else {
             return Ok(());
         };
         let system_id = String::from_utf8_lossy(b.system_id.as_bytes()).into_owned();
         let status = match self.ctx.accounts.get(&system_id) {
             None => CommandStatus::ESME_RINVSYSID,
-            Some(a) if a.config.password.as_bytes() != b.password.as_bytes() => {
-                CommandStatus::ESME_RINVPASWD
-            }
-            Some(a)
-                if !a
-                    .config
-                    .allow
-                    .iter()
-                    .any(|net| net.contains(self.peer.ip())) =>
-            {
-                CommandStatus::ESME_RBINDFAIL
-            }
+            Some(a) if a.config.password.as_bytes() != b.password.as_bytes() => CommandStatus::ESME_RINVPASWD,
+            Some(a) if !a.config.allow.iter().any(|net| net.contains(self.peer.ip())) => CommandStatus::ESME_RBINDFAIL,
             Some(a) if a.binds.fetch_add(1, Ordering::AcqRel) >= a.config.max_binds => {
                 a.binds.fetch_sub(1, Ordering::AcqRel);
                 CommandStatus::ESME_RBINDFAIL
@@ -280,8 +255,7 @@ impl Client {
             CommandId::BIND_RECEIVER => SessionState::BoundRx,
             _ => SessionState::BoundTrx,
         };
-        let capacity =
-            (account.config.window as usize) * 2 + account.config.deliver_window as usize + 64;
+        let capacity = (account.config.window as usize) * 2 + account.config.deliver_window as usize + 64;
         let (tx, rx) = mpsc::channel(capacity);
         self.bind_id = self.ctx.next_bind_id.fetch_add(1, Ordering::Relaxed);
         if self.state.can_receive() {
@@ -306,21 +280,13 @@ impl Client {
         };
         let tlvs = Tlvs::from_pairs([(tag::sc_interface_version, &[0x34][..])]);
         self.conn
-            .send(
-                &Pdu::new(body)
-                    .with_sequence_number(pdu.sequence_number)
-                    .with_tlvs(tlvs),
-            )
+            .send(&Pdu::new(body).with_sequence_number(pdu.sequence_number).with_tlvs(tlvs))
             .await
     }
 
     fn new_forward(&self, pdu: Pdu) -> Forward {
         let reply = self.events.as_ref().expect("bound").0.clone();
-        Forward {
-            pdu,
-            reply,
-            attempt: 0,
-        }
+        Forward { pdu, reply, attempt: 0 }
     }
 
     /// submit_sm, data_sm, submit_multi and the broadcast family: to the account's group.
@@ -358,8 +324,7 @@ impl Client {
                 return self.reply(&pdu, CommandStatus::ESME_RSYSERR).await;
             }
         };
-        let upstream_id =
-            COctetString::new(correlation.upstream_id.clone().into_bytes()).unwrap_or_default();
+        let upstream_id = COctetString::new(correlation.upstream_id.clone().into_bytes()).unwrap_or_default();
         match &mut pdu.body {
             Body::QuerySm(b) => b.message_id = upstream_id,
             Body::CancelSm(b) => b.message_id = upstream_id,
@@ -368,11 +333,7 @@ impl Client {
         }
         let seq = pdu.sequence_number;
         let fwd = self.new_forward(pdu);
-        match self
-            .ctx
-            .router
-            .dispatch_to_upstream(&correlation.upstream, fwd)
-        {
+        match self.ctx.router.dispatch_to_upstream(&correlation.upstream, fwd) {
             Ok(()) => {
                 self.outstanding += 1;
                 self.mapped.insert(
@@ -498,12 +459,7 @@ impl Client {
 
     /// The upstream's answer as the client must see it: its sequence number (already set), and
     /// the client's message id in place of the upstream's.
-    fn map_answer(
-        &mut self,
-        upstream: &crate::upstream::UpstreamInfo,
-        request: Pdu,
-        mut resp: Pdu,
-    ) -> Pdu {
+    fn map_answer(&mut self, upstream: &crate::upstream::UpstreamInfo, request: Pdu, mut resp: Pdu) -> Pdu {
         if let Some(m) = self.mapped.remove(&resp.sequence_number) {
             if let Body::QuerySmResp(Some(b)) = &mut resp.body {
                 b.message_id = m.client_id;
@@ -520,26 +476,11 @@ impl Client {
             return resp;
         };
         let account = self.account.as_ref().expect("bound");
-        let client_id = self
-            .ctx
-            .ids
-            .next(account.config.message_id_format, &upstream_id);
+        let client_id = self.ctx.ids.next(account.config.message_id_format, &upstream_id);
         let (registered_delivery, source_addr, destination_addr) = match &request.body {
-            Body::SubmitSm(b) => (
-                b.registered_delivery,
-                b.source_addr.clone(),
-                b.destination_addr.clone(),
-            ),
-            Body::DataSm(b) => (
-                b.registered_delivery,
-                b.source_addr.clone(),
-                b.destination_addr.clone(),
-            ),
-            Body::SubmitMulti(b) => (
-                b.registered_delivery,
-                b.source_addr.clone(),
-                COctetString::empty(),
-            ),
+            Body::SubmitSm(b) => (b.registered_delivery, b.source_addr.clone(), b.destination_addr.clone()),
+            Body::DataSm(b) => (b.registered_delivery, b.source_addr.clone(), b.destination_addr.clone()),
+            Body::SubmitMulti(b) => (b.registered_delivery, b.source_addr.clone(), COctetString::empty()),
             _ => return resp,
         };
         let correlation = Correlation {
@@ -547,25 +488,20 @@ impl Client {
             upstream_id,
             client: Arc::from(account.config.system_id.as_str()),
             client_id: client_id.clone(),
-            submitted_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            submitted_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             registered_delivery,
             source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
             destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
         };
         // Recorded before the client sees the id, so a receipt can never outrun it here.
-        if let Err(e) = self.ctx.store.record(correlation, upstream.config.id_match) {
+        if let Err(e) = self.ctx.store.record(correlation.clone(), upstream.config.id_match) {
             warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
-            return request
-                .error_response(CommandStatus::ESME_RSYSERR)
-                .unwrap_or(resp);
+            return request.error_response(CommandStatus::ESME_RSYSERR).unwrap_or(resp);
         }
+        self.ctx.correlation_recorded(&correlation, upstream);
         let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();
         match &mut resp.body {
-            Body::SubmitSmResp(Some(b)) | Body::DataSmResp(Some(b)) => {
-                *b = MessageIdResp { message_id: id }
-            }
+            Body::SubmitSmResp(Some(b)) | Body::DataSmResp(Some(b)) => *b = MessageIdResp { message_id: id },
             Body::SubmitMultiResp(Some(b)) => b.message_id = id,
             _ => {}
         }
@@ -584,8 +520,7 @@ impl Client {
         }
         self.state = SessionState::Unbound;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await
-        {
+        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
             if pdu.command_id() == CommandId::UNBIND_RESP {
                 return;
             }
@@ -597,12 +532,7 @@ impl Client {
         if let Some(account) = self.account.take() {
             account.binds.fetch_sub(1, Ordering::AcqRel);
             if self.bind_id != 0 {
-                let _ = account
-                    .tx
-                    .send(AccountMsg::BindDown {
-                        bind_id: self.bind_id,
-                    })
-                    .await;
+                let _ = account.tx.send(AccountMsg::BindDown { bind_id: self.bind_id }).await;
             }
         }
     }

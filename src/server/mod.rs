@@ -33,9 +33,6 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut shutdown: watch
         }
     }
     drop(listener);
-    info!(
-        sessions = sessions.len(),
-        "listener closed; unbinding clients"
-    );
+    info!(sessions = sessions.len(), "listener closed; unbinding clients");
     while sessions.join_next().await.is_some() {}
 }

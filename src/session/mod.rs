@@ -44,8 +44,7 @@ impl TokenBucket {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = &mut *guard;
         let now = Instant::now();
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;

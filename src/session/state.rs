@@ -49,9 +49,7 @@ impl SessionState {
     /// Whether an ESME may send request `id` now; the refusal status if not.
     pub const fn check_request(self, id: CommandId) -> Result<(), CommandStatus> {
         match id {
-            CommandId::BIND_TRANSMITTER
-            | CommandId::BIND_RECEIVER
-            | CommandId::BIND_TRANSCEIVER => match self {
+            CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER => match self {
                 SessionState::Open => Ok(()),
                 _ => Err(CommandStatus::ESME_RALYBND),
             },

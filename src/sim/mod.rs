@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     /// Message id → message_state, for query/cancel/replace.
     pub(crate) messages: DashMap<String, u8>,
+    /// Receipts waiting to be sent (the spooler task retries them, like a real SMSC).
+    spool: mpsc::UnboundedSender<(String, crate::pdu::Pdu, Duration)>,
 }
 
 impl Shared {
@@ -154,26 +156,29 @@ impl Shared {
             .retain(|(_, s, _)| *s != session);
     }
 
-    /// Sends to a receiver-capable session of `system_id` (any account if `None`), round robin.
-    pub(crate) fn to_receiver(&self, system_id: Option<&str>, out: Outgoing) -> bool {
+    /// Sends to a receiver-capable session of `system_id` (any account if `None`), round robin;
+    /// gives the PDU back if none can take it now.
+    pub(crate) fn to_receiver(&self, system_id: Option<&str>, out: Outgoing) -> Result<(), Outgoing> {
         let receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
         let candidates: Vec<&mpsc::Sender<Outgoing>> = receivers
             .iter()
             .filter(|(id, _, _)| system_id.is_none_or(|want| want == id))
             .map(|(_, _, tx)| tx)
             .collect();
-        if candidates.is_empty() {
-            return false;
-        }
         let start = self.next_receiver.fetch_add(1, Ordering::Relaxed);
-        let mut out = Some(out);
+        let mut out = out;
         for k in 0..candidates.len() {
-            match candidates[(start + k) % candidates.len()].try_send(out.take().expect("one")) {
-                Ok(()) => return true,
-                Err(e) => out = Some(e.into_inner()),
+            match candidates[(start + k) % candidates.len()].try_send(out) {
+                Ok(()) => return Ok(()),
+                Err(e) => out = e.into_inner(),
             }
         }
-        false
+        Err(out)
+    }
+
+    /// Queues a receipt for `system_id`, sent after `delay` and retried until a receiver takes it.
+    pub(crate) fn spool_receipt(&self, system_id: String, pdu: crate::pdu::Pdu, delay: Duration) {
+        let _ = self.spool.send((system_id, pdu, delay));
     }
 }
 
@@ -198,16 +203,11 @@ impl SimHandle {
     }
 
     /// Sends an MO to a receiver-capable session of `system_id`; `false` if none is bound.
-    pub fn send_mo(
-        &self,
-        system_id: Option<&str>,
-        source: &str,
-        destination: &str,
-        text: &[u8],
-    ) -> bool {
+    pub fn send_mo(&self, system_id: Option<&str>, source: &str, destination: &str, text: &[u8]) -> bool {
         let sent = self
             .shared
-            .to_receiver(system_id, session::mo(source, destination, text));
+            .to_receiver(system_id, session::mo(source, destination, text))
+            .is_ok();
         if sent {
             self.shared.stats.mo.fetch_add(1, Ordering::Relaxed);
         }
@@ -229,7 +229,9 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_secs())
         << 20;
+    let (spool, spool_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        spool,
         bucket: TokenBucket::new(config.tps),
         config,
         stats: Arc::new(SimStats::default()),
@@ -240,6 +242,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         messages: DashMap::new(),
     });
     let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(spooler(spool_rx, shared.clone(), stop_rx.clone()));
     let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
     Ok(SimHandle {
         addr,
@@ -247,6 +250,39 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         stop,
         task,
     })
+}
+
+/// Sends spooled receipts when due; one no receiver can take now is tried again every 50 ms
+/// for up to 10 minutes (a real SMSC keeps trying for hours).
+async fn spooler(
+    mut rx: mpsc::UnboundedReceiver<(String, crate::pdu::Pdu, Duration)>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    const RETRY: Duration = Duration::from_millis(50);
+    const TRIES: u32 = 12_000;
+    let mut queue = tokio_util::time::DelayQueue::new();
+    loop {
+        tokio::select! {
+            Some((system_id, pdu, delay)) = rx.recv() => {
+                queue.insert((system_id, pdu, 0u32), delay);
+            }
+            Some(due) = queue.next(), if !queue.is_empty() => {
+                let (system_id, pdu, tries) = due.into_inner();
+                match shared.to_receiver(Some(&system_id), Outgoing(pdu)) {
+                    Ok(()) => {
+                        shared.stats.receipts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Outgoing(pdu)) if tries < TRIES => {
+                        queue.insert((system_id, pdu, tries + 1), RETRY);
+                    }
+                    Err(_) => {}
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -262,7 +298,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     _ = tick.tick() => {
                         n += 1;
                         let text = format!("MO message {n}");
-                        if shared.to_receiver(None, session::mo("447700900999", "447700900001", text.as_bytes())) {
+                        if shared.to_receiver(None, session::mo("447700900999", "447700900001", text.as_bytes())).is_ok() {
                             shared.stats.mo.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -3,9 +3,7 @@
 
 use super::{ReceiptVariant, Shared, SimIdFormat};
 use crate::pdu::body::{BindResp, MessageIdResp, QuerySmResp, SubmitMultiResp};
-use crate::pdu::{
-    tag, Body, COctetString, CommandId, CommandStatus, DeliverSm, Pdu, SmppCodec, Tlvs,
-};
+use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, DeliverSm, Pdu, SmppCodec, Tlvs};
 use crate::session::{Sequence, SessionState};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -21,10 +19,8 @@ use tokio_util::time::DelayQueue;
 #[derive(Debug)]
 pub struct Outgoing(pub Pdu);
 
-enum Delayed {
-    Resp(Pdu),
-    Receipt(String, Pdu),
-}
+/// A response held back by the configured latency.
+struct Delayed(Pdu);
 
 /// An MO deliver_sm.
 pub(crate) fn mo(source: &str, destination: &str, text: &[u8]) -> Outgoing {
@@ -42,9 +38,7 @@ pub(crate) fn mo(source: &str, destination: &str, text: &[u8]) -> Outgoing {
 
 /// `YYMMDDhhmm` or `YYMMDDhhmmss` for now (UTC).
 fn receipt_date(with_seconds: bool) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
@@ -72,9 +66,7 @@ fn cstr(s: &str) -> COctetString {
 /// The id as given in submit_sm_resp, and as written in the receipt text.
 fn ids(shared: &Shared, n: u64) -> (String, String) {
     match (shared.config.receipt_variant, shared.config.id_format) {
-        (ReceiptVariant::DecimalTextHexTlv, _) => {
-            (format!("{n:x}"), format!("{:010}", n % 10_000_000_000))
-        }
+        (ReceiptVariant::DecimalTextHexTlv, _) => (format!("{n:x}"), format!("{:010}", n % 10_000_000_000)),
         (_, SimIdFormat::Hex) => (format!("{n:x}"), format!("{n:x}")),
         (_, SimIdFormat::Decimal) => (n.to_string(), n.to_string()),
         (_, SimIdFormat::Uuid) => {
@@ -91,19 +83,15 @@ fn ids(shared: &Shared, n: u64) -> (String, String) {
     }
 }
 
-fn receipt(
-    shared: &Shared,
-    n: u64,
-    source: &COctetString,
-    destination: &COctetString,
-    message: &[u8],
-) -> Pdu {
+fn receipt(shared: &Shared, n: u64, source: &COctetString, destination: &COctetString, message: &[u8]) -> Pdu {
     let variant = shared.config.receipt_variant;
     let (id, text_id) = ids(shared, n);
     let dates12 = variant == ReceiptVariant::Dates12;
     let date = receipt_date(dates12);
     let label = if dates12 { "Text" } else { "text" };
-    let mut text = format!("id:{text_id} sub:001 dlvrd:001 submit date:{date} done date:{date} stat:DELIVRD err:000 {label}:").into_bytes();
+    let mut text =
+        format!("id:{text_id} sub:001 dlvrd:001 submit date:{date} done date:{date} stat:DELIVRD err:000 {label}:")
+            .into_bytes();
     text.extend_from_slice(&message[..message.len().min(20)]);
     let mut tlv_pairs: Vec<(u16, Vec<u8>)> = Vec::new();
     if variant != ReceiptVariant::TextOnly {
@@ -130,9 +118,7 @@ fn receipt(
         short_message,
         ..DeliverSm::default()
     }))
-    .with_tlvs(Tlvs::from_pairs(
-        tlv_pairs.iter().map(|(t, v)| (*t, v.as_slice())),
-    ))
+    .with_tlvs(Tlvs::from_pairs(tlv_pairs.iter().map(|(t, v)| (*t, v.as_slice()))))
 }
 
 struct SimSession {
@@ -180,13 +166,10 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
                 }
                 ok && crate::pdu::codec::flush(&mut s.conn).await.is_ok()
             }
-            Some(expired) = s.delayed.next(), if !s.delayed.is_empty() => match expired.into_inner() {
-                Delayed::Resp(pdu) => s.conn.send(&pdu).await.is_ok(),
-                Delayed::Receipt(system_id, pdu) => {
-                    s.send_receipt(&system_id, pdu);
-                    true
-                }
-            },
+            Some(expired) = s.delayed.next(), if !s.delayed.is_empty() => {
+                let Delayed(pdu) = expired.into_inner();
+                s.conn.send(&pdu).await.is_ok()
+            }
             _ = stop.changed() => false,
         };
         if !keep_going {
@@ -200,18 +183,12 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
 }
 
 impl SimSession {
-    fn send_receipt(&self, system_id: &str, pdu: Pdu) {
-        if self.shared.to_receiver(Some(system_id), Outgoing(pdu)) {
-            self.shared.stats.receipts.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     async fn respond(&mut self, resp: Pdu) -> bool {
         let latency = self.shared.config.latency;
         if latency.is_zero() {
             self.conn.send(&resp).await.is_ok()
         } else {
-            self.delayed.insert(Delayed::Resp(resp), latency);
+            self.delayed.insert(Delayed(resp), latency);
             true
         }
     }
@@ -249,10 +226,7 @@ impl SimSession {
                     CommandStatus::ESME_ROK
                 };
                 if !status.is_ok() {
-                    self.shared
-                        .stats
-                        .binds_refused
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.stats.binds_refused.fetch_add(1, Ordering::Relaxed);
                     // Refused: answer, then hang up as SMSCs do.
                     let _ = self
                         .conn
@@ -267,8 +241,7 @@ impl SimSession {
                     _ => SessionState::BoundTrx,
                 };
                 if self.state.can_receive() {
-                    self.shared
-                        .add_receiver(&self.system_id, self.id, self.tx.clone());
+                    self.shared.add_receiver(&self.system_id, self.id, self.tx.clone());
                 }
                 self.shared.stats.binds.fetch_add(1, Ordering::Relaxed);
                 self.shared.stats.bound_now.fetch_add(1, Ordering::Relaxed);
@@ -280,10 +253,7 @@ impl SimSession {
                     CommandId::BIND_RECEIVER => Body::BindReceiverResp(body),
                     _ => Body::BindTransceiverResp(body),
                 };
-                self.conn
-                    .send(&Pdu::new(body).with_sequence_number(seq))
-                    .await
-                    .is_ok()
+                self.conn.send(&Pdu::new(body).with_sequence_number(seq)).await.is_ok()
             }
             Body::EnquireLink => self
                 .conn
@@ -328,9 +298,7 @@ impl SimSession {
         if self.shared.messages.len() > 1_000_000 {
             self.shared.messages.clear(); // a simulator, not a store: keep memory bounded
         }
-        let message_id = MessageIdResp {
-            message_id: cstr(&id),
-        };
+        let message_id = MessageIdResp { message_id: cstr(&id) };
         let (resp_body, wants_receipt, source, destination, text) = match &pdu.body {
             Body::SubmitSm(b) => (
                 Body::SubmitSmResp(Some(message_id)),
@@ -365,16 +333,10 @@ impl SimSession {
         if wants_receipt && self.shared.config.receipts {
             let r = receipt(&self.shared, n, source, destination, &text);
             let delay = self.shared.config.latency + self.shared.config.receipt_delay;
-            self.delayed
-                .insert(Delayed::Receipt(self.system_id.clone(), r), delay);
+            self.shared.spool_receipt(self.system_id.clone(), r, delay);
         }
         let ok = self.respond(resp).await;
-        if self
-            .shared
-            .config
-            .drop_after
-            .is_some_and(|n| self.submits >= n)
-        {
+        if self.shared.config.drop_after.is_some_and(|n| self.submits >= n) {
             // Flaky SMSC: answer the Nth, then hang up (what is still delayed is never sent).
             return false;
         }
@@ -395,22 +357,15 @@ impl SimSession {
                 message_state: state,
                 error_code: 0,
             }))),
-            (Body::QuerySm(_), None) => pdu
-                .error_response(CommandStatus::ESME_RQUERYFAIL)
-                .expect("resp"),
+            (Body::QuerySm(_), None) => pdu.error_response(CommandStatus::ESME_RQUERYFAIL).expect("resp"),
             (Body::CancelSm(_), Some(_)) => {
                 self.shared.messages.insert(id, 4);
                 Pdu::new(Body::CancelSmResp)
             }
-            (Body::CancelSm(_), None) => pdu
-                .error_response(CommandStatus::ESME_RCANCELFAIL)
-                .expect("resp"),
+            (Body::CancelSm(_), None) => pdu.error_response(CommandStatus::ESME_RCANCELFAIL).expect("resp"),
             (Body::ReplaceSm(_), Some(_)) => Pdu::new(Body::ReplaceSmResp),
-            (_, _) => pdu
-                .error_response(CommandStatus::ESME_RREPLACEFAIL)
-                .expect("resp"),
+            (_, _) => pdu.error_response(CommandStatus::ESME_RREPLACEFAIL).expect("resp"),
         };
-        self.respond(resp.with_sequence_number(pdu.sequence_number))
-            .await
+        self.respond(resp.with_sequence_number(pdu.sequence_number)).await
     }
 }

@@ -48,11 +48,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id_match: IdMatch,
     ) -> Result<Option<Correlation>, StoreError>;
     /// The correlation of the id a client holds.
-    fn find_by_client(
-        &self,
-        client: &str,
-        client_id: &str,
-    ) -> Result<Option<Correlation>, StoreError>;
+    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Correlation>, StoreError>;
     /// Forgets a correlation (after its final receipt).
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError>;
     /// How many correlations are held.
@@ -74,14 +70,10 @@ impl Store for MemoryStore {
     fn record(&self, c: Correlation, id_match: IdMatch) -> Result<(), StoreError> {
         let c = Arc::new(c);
         self.by_upstream.insert(
-            (
-                c.upstream.clone(),
-                canonical(c.upstream_id.as_bytes(), id_match),
-            ),
+            (c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)),
             c.clone(),
         );
-        self.by_client
-            .insert((c.client.clone(), c.client_id.clone()), c);
+        self.by_client.insert((c.client.clone(), c.client_id.clone()), c);
         Ok(())
     }
 
@@ -100,11 +92,7 @@ impl Store for MemoryStore {
         Ok(None)
     }
 
-    fn find_by_client(
-        &self,
-        client: &str,
-        client_id: &str,
-    ) -> Result<Option<Correlation>, StoreError> {
+    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Correlation>, StoreError> {
         Ok(self
             .by_client
             .get(&(Arc::from(client), client_id.to_owned()))
@@ -112,12 +100,9 @@ impl Store for MemoryStore {
     }
 
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError> {
-        self.by_upstream.remove(&(
-            c.upstream.clone(),
-            canonical(c.upstream_id.as_bytes(), id_match),
-        ));
-        self.by_client
-            .remove(&(c.client.clone(), c.client_id.clone()));
+        self.by_upstream
+            .remove(&(c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)));
+        self.by_client.remove(&(c.client.clone(), c.client_id.clone()));
         Ok(())
     }
 
@@ -151,15 +136,10 @@ mod tests {
             Some(c.clone())
         );
         assert_eq!(
-            store
-                .find_by_upstream("smsc-b", b"38601fa", IdMatch::Numeric)
-                .unwrap(),
+            store.find_by_upstream("smsc-b", b"38601fa", IdMatch::Numeric).unwrap(),
             None
         );
-        assert_eq!(
-            store.find_by_client("shop", "0001").unwrap(),
-            Some(c.clone())
-        );
+        assert_eq!(store.find_by_client("shop", "0001").unwrap(), Some(c.clone()));
         store.remove(&c, IdMatch::Numeric).unwrap();
         assert!(store.is_empty());
     }

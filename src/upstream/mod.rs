@@ -87,10 +87,7 @@ impl SessionHandle {
 
     /// Room for more requests now; 0 when unbound, throttled, or full.
     pub fn free_window(&self) -> u32 {
-        if !self.is_bound()
-            || !self.can_submit()
-            || self.throttled_until_ms.load(Ordering::Acquire) > now_ms()
-        {
+        if !self.is_bound() || !self.can_submit() || self.throttled_until_ms.load(Ordering::Acquire) > now_ms() {
             return 0;
         }
         self.upstream.config.window.saturating_sub(self.inflight())
@@ -112,9 +109,7 @@ impl SessionHandle {
     pub(crate) fn done_one(&self) {
         let _ = self
             .inflight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(n.saturating_sub(1))
-            });
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
     }
 
     pub(crate) fn set_bound(&self, bound: bool) {
@@ -129,9 +124,7 @@ impl SessionHandle {
 
 /// Creates the handles and request channels for every configured upstream session.
 /// `pair` binds become a transmitter and a receiver handle.
-pub fn build_sessions(
-    upstreams: &[UpstreamConfig],
-) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Forward>)> {
+pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Forward>)> {
     let mut out = Vec::new();
     for config in upstreams {
         let info = Arc::new(UpstreamInfo {

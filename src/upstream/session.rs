@@ -92,9 +92,7 @@ pub async fn run(
                 let since = Instant::now();
                 handle.set_bound(true);
                 info!(upstream = %name, session = index, kind = ?handle.kind, "bound");
-                let end = Bound::new(&handle, conn, &inbound)
-                    .run(&mut rx, &mut shutdown)
-                    .await;
+                let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &mut shutdown).await;
                 handle.set_bound(false);
                 match &end {
                     End::Shutdown => {
@@ -169,9 +167,7 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
             None => return Err("closed during bind".into()),
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(Err(e))) => debug!(error = %e, "malformed PDU during bind"),
-            Some(Ok(Ok(pdu)))
-                if pdu.command_id() == request.command_id().response().unwrap_or(CommandId(0)) =>
-            {
+            Some(Ok(Ok(pdu))) if pdu.command_id() == request.command_id().response().unwrap_or(CommandId(0)) => {
                 return if pdu.command_status.is_ok() {
                     Ok(conn)
                 } else {
@@ -179,8 +175,7 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
                 };
             }
             Some(Ok(Ok(pdu))) if pdu.command_id() == CommandId::ENQUIRE_LINK => {
-                let resp =
-                    Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number);
+                let resp = Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number);
                 conn.send(&resp).await.map_err(|e| e.to_string())?;
             }
             Some(Ok(Ok(pdu))) => debug!(command = %pdu.command_id(), "ignored before bind"),
@@ -208,11 +203,7 @@ struct Bound<'a> {
 }
 
 impl<'a> Bound<'a> {
-    fn new(
-        handle: &'a Arc<SessionHandle>,
-        conn: Conn,
-        inbound: &'a Arc<dyn InboundSink>,
-    ) -> Bound<'a> {
+    fn new(handle: &'a Arc<SessionHandle>, conn: Conn, inbound: &'a Arc<dyn InboundSink>) -> Bound<'a> {
         let (events_tx, events_rx) = mpsc::channel(1024);
         let mut seq = Sequence::default();
         seq.next_number(); // 1 was the bind
@@ -230,11 +221,7 @@ impl<'a> Bound<'a> {
         }
     }
 
-    async fn run(
-        mut self,
-        rx: &mut mpsc::Receiver<Forward>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> End {
+    async fn run(mut self, rx: &mut mpsc::Receiver<Forward>, shutdown: &mut watch::Receiver<bool>) -> End {
         let end = self.serve(rx, shutdown).await;
         // Written and unanswered: fail (a re-send could duplicate). Queued: route again.
         for (_, w) in self.inflight.drain() {
@@ -248,11 +235,7 @@ impl<'a> Bound<'a> {
         end
     }
 
-    async fn serve(
-        &mut self,
-        rx: &mut mpsc::Receiver<Forward>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> End {
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Forward>, shutdown: &mut watch::Receiver<bool>) -> End {
         let config = &self.handle.upstream.config;
         let mut tick = tokio::time::interval(Duration::from_millis(250).min(config.enquire_link));
         loop {
@@ -297,11 +280,7 @@ impl<'a> Bound<'a> {
         }
     }
 
-    async fn write_requests(
-        &mut self,
-        first: Forward,
-        rx: &mut mpsc::Receiver<Forward>,
-    ) -> Result<(), FrameError> {
+    async fn write_requests(&mut self, first: Forward, rx: &mut mpsc::Receiver<Forward>) -> Result<(), FrameError> {
         self.write_request(first).await?;
         // Everything already queued goes out in the same flush.
         for _ in 0..64 {
@@ -363,18 +342,10 @@ impl<'a> Bound<'a> {
                 other => other,
             };
             self.conn
-                .feed(
-                    &Pdu::new(body)
-                        .with_status(status)
-                        .with_sequence_number(sequence_number),
-                )
+                .feed(&Pdu::new(body).with_status(status).with_sequence_number(sequence_number))
                 .await?;
             n += 1;
-            next = if n < 64 {
-                self.events_rx.try_recv().ok()
-            } else {
-                None
-            };
+            next = if n < 64 { self.events_rx.try_recv().ok() } else { None };
         }
         crate::pdu::codec::flush(&mut self.conn).await
     }
@@ -392,9 +363,7 @@ impl<'a> Bound<'a> {
         match id {
             CommandId::ENQUIRE_LINK => {
                 self.conn
-                    .send(
-                        &Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number),
-                    )
+                    .send(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
                     .await?;
             }
             CommandId::UNBIND => {
@@ -449,9 +418,7 @@ impl<'a> Bound<'a> {
         };
         resp.sequence_number = client_seq;
         let Forward {
-            pdu: request,
-            reply,
-            ..
+            pdu: request, reply, ..
         } = w.fwd;
         let _ = reply.try_send(ClientEvent::Answer(Outcome::Answered {
             upstream: self.handle.upstream.clone(),
@@ -504,8 +471,7 @@ impl<'a> Bound<'a> {
         }
         // Wait briefly for unbind_resp, still taking the answers to what is in flight.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await
-        {
+        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
             match pdu.command_id() {
                 CommandId::UNBIND_RESP => return,
                 id if id.is_response() => self.response(pdu),

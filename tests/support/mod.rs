@@ -24,9 +24,7 @@ impl Fixture {
 
 /// Every fixture under `pdu-fixtures/<dir>/`, sorted by name.
 pub fn fixtures(dir: &str) -> Vec<Fixture> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pdu-fixtures")
-        .join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pdu-fixtures").join(dir);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
