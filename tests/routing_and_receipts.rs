@@ -1,0 +1,261 @@
+//! Several clients and upstreams at once, receipts crossing binds, MO routing, id formats,
+//! query/cancel/replace through the proxy.
+
+mod support;
+
+use smpp_proxy::bench::{self, BenchConfig};
+use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::pdu::body::{CancelSm, QuerySm, ReplaceSm};
+use smpp_proxy::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
+use smpp_proxy::receipt::Receipt;
+use smpp_proxy::sim::SimConfig;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn clients(n: usize, extra: &str) -> String {
+    (0..n)
+        .map(|i| format!("[[clients]]\nsystem_id = \"c{i}\"\npassword = \"pw{i}\"\n{extra}\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_clients_three_upstreams_every_receipt_to_its_own_client() {
+    let sims = start_sims(3, SimConfig::default()).await;
+    let proxy = start_proxy(&proxy_toml(&sims, "sessions = 2", &clients(4, ""), "")).await;
+    let runs = (0..4).map(|i| {
+        bench::run(BenchConfig {
+            connect: proxy.local_addr(),
+            system_id: format!("c{i}"),
+            password: format!("pw{i}"),
+            binds: 2,
+            window: 10,
+            count: Some(300),
+            receipts: true,
+            ..BenchConfig::default()
+        })
+    });
+    let reports = futures_util::future::join_all(runs).await;
+    let mut all_ids = HashSet::new();
+    for r in reports {
+        let r = r.unwrap();
+        // Each client got exactly its own receipts: any other client's id would be unmatched.
+        assert_eq!((r.acked, r.receipts_matched), (300, 300), "{}", r.summary());
+        assert_eq!(
+            (r.receipts_unmatched, r.receipts_duplicated, r.unanswered),
+            (0, 0, 0),
+            "{}",
+            r.summary()
+        );
+        assert!(r.errors.is_empty());
+        for id in r.ids {
+            assert!(all_ids.insert(id), "ids unique across clients");
+        }
+    }
+    for s in &sims {
+        assert!(
+            s.stats().submits.load(Ordering::Relaxed) >= 100,
+            "every upstream carried traffic"
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_arrives_on_the_receiver_bind_of_the_same_account() {
+    let sims = start_sims(1, SimConfig::default()).await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..5 {
+        tx.send(submit_sm("4477", "447700900123", format!("m{i}").as_bytes(), true))
+            .await
+            .unwrap();
+        let resp = tx.recv(T).await.unwrap();
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+        ids.insert(resp.message_id().unwrap().as_str().unwrap().to_owned());
+    }
+    for _ in 0..5 {
+        let pdu = rx.recv(T).await.unwrap();
+        assert_eq!(pdu.command_id(), CommandId::DELIVER_SM);
+        rx.ack(&pdu).await.unwrap();
+        let id = String::from_utf8(Receipt::from_pdu(&pdu).unwrap().tlv_id.unwrap().to_vec()).unwrap();
+        assert!(ids.remove(&id), "receipt {id} for a message of this account");
+    }
+    // The transmitter got no deliver_sm.
+    assert!(tx.recv(Duration::from_millis(300)).await.is_err());
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_id_formats_per_client() {
+    let sims = start_sims(1, SimConfig::default()).await;
+    let clients = "[[clients]]\nsystem_id = \"dec\"\npassword = \"x\"\nmessage_id_format = \"decimal\"\n\
+                   [[clients]]\nsystem_id = \"uuid\"\npassword = \"x\"\nmessage_id_format = \"uuid\"\n\
+                   [[clients]]\nsystem_id = \"pass\"\npassword = \"x\"\nmessage_id_format = \"passthrough\"\n";
+    let proxy = start_proxy(&proxy_toml(&sims, "", clients, "")).await;
+    for (client, check) in [
+        (
+            "dec",
+            (|id: &str| id.chars().all(|c| c.is_ascii_digit())) as fn(&str) -> bool,
+        ),
+        ("uuid", |id: &str| id.len() == 36 && id.matches('-').count() == 4),
+        ("pass", |id: &str| {
+            id.chars().all(|c| c.is_ascii_hexdigit()) && id.len() < 16
+        }),
+    ] {
+        let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, client, "x")
+            .await
+            .unwrap();
+        esme.send(submit_sm("1", "447700900123", b"x", true)).await.unwrap();
+        let (mut id, mut receipt_id) = (None, None);
+        while id.is_none() || receipt_id.is_none() {
+            let pdu = esme.recv(T).await.unwrap();
+            match pdu.command_id() {
+                CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
+                CommandId::DELIVER_SM => {
+                    esme.ack(&pdu).await.unwrap();
+                    receipt_id = Receipt::from_pdu(&pdu)
+                        .unwrap()
+                        .text_id
+                        .map(|b| String::from_utf8(b.to_vec()).unwrap());
+                }
+                _ => {}
+            }
+        }
+        let id = id.unwrap();
+        assert!(check(&id), "{client}: {id}");
+        assert_eq!(
+            receipt_id.as_deref(),
+            Some(id.as_str()),
+            "{client}: receipt carries the same id"
+        );
+    }
+    proxy.shutdown().await;
+}
+
+fn cstr(s: &str) -> COctetString {
+    COctetString::new(s.as_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
+    let sims = start_sims(
+        2,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        esme.send(submit_sm("1", "447700900123", b"x", false)).await.unwrap();
+        ids.push(
+            esme.recv(T)
+                .await
+                .unwrap()
+                .message_id()
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        let query = QuerySm {
+            message_id: cstr(id),
+            source_addr_ton: 1,
+            source_addr_npi: 1,
+            source_addr: cstr("1"),
+        };
+        esme.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
+        let resp = esme.recv(T).await.unwrap();
+        assert_eq!(
+            (resp.command_id(), resp.command_status),
+            (CommandId::QUERY_SM_RESP, CommandStatus::ESME_ROK)
+        );
+        assert_eq!(
+            resp.message_id().unwrap().as_str(),
+            Some(id.as_str()),
+            "answer carries the client's id"
+        );
+        let replace = ReplaceSm {
+            message_id: cstr(id),
+            short_message: bytes::Bytes::from_static(b"new"),
+            ..ReplaceSm::default()
+        };
+        esme.send(Pdu::new(Body::ReplaceSm(replace))).await.unwrap();
+        assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
+        let cancel = CancelSm {
+            message_id: cstr(id),
+            ..CancelSm::default()
+        };
+        esme.send(Pdu::new(Body::CancelSm(cancel))).await.unwrap();
+        let resp = esme.recv(T).await.unwrap();
+        assert_eq!(
+            (resp.command_id(), resp.command_status),
+            (CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK)
+        );
+    }
+    // Each upstream got queries only for its own messages (a foreign id would be ESME_RQUERYFAIL).
+    let queries: u64 = sims.iter().map(|s| s.stats().queries.load(Ordering::Relaxed)).sum();
+    assert_eq!(queries, 18);
+    let query = QuerySm {
+        message_id: cstr("not-ours"),
+        ..QuerySm::default()
+    };
+    esme.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
+    assert_eq!(
+        esme.recv(T).await.unwrap().command_status,
+        CommandStatus::ESME_RINVMSGID
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_goes_by_longest_prefix_with_a_default() {
+    let sims = start_sims(1, SimConfig::default()).await;
+    let routes = "[[mo_routes]]\ndestination_prefix = \"44\"\nclient = \"c0\"\n\
+                  [[mo_routes]]\ndestination_prefix = \"4477\"\nclient = \"c1\"\n\
+                  [[mo_routes]]\ndestination_prefix = \"\"\nclient = \"c2\"\n";
+    let proxy = start_proxy(&proxy_toml(&sims, "", &clients(3, ""), routes)).await;
+    let mut rx = Vec::new();
+    for i in 0..3 {
+        rx.push(
+            Esme::bind(
+                proxy.local_addr(),
+                CommandId::BIND_RECEIVER,
+                &format!("c{i}"),
+                &format!("pw{i}"),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    // The simulator sends MO on its session to the proxy; the proxy routes it by destination.
+    for (destination, client) in [("447700900001", 1), ("442000000000", 0), ("15550000000", 2)] {
+        assert!(wait_until(T, || sims[0].send_mo(None, "447700900999", destination, b"hello")).await);
+        let pdu = rx[client].recv(T).await.unwrap();
+        rx[client].ack(&pdu).await.unwrap();
+        match &pdu.body {
+            Body::DeliverSm(b) => assert_eq!(b.destination_addr.as_str(), Some(destination)),
+            other => panic!("{other:?}"),
+        }
+        assert!(Receipt::from_pdu(&pdu).is_none());
+    }
+    assert_eq!(proxy.context().stats.mo_routed.load(Ordering::Relaxed), 3);
+    proxy.shutdown().await;
+}
