@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# The one command that runs every test. It installs what the tests need first, so it works on
-# a fresh machine; CI (.ci/run) calls exactly this.
+# The one command that runs every test. It first installs what the tests need, so it works on a
+# fresh machine; CI (.ci/run) calls exactly this.
+#   - .venv/ with python-smpplib, and tests/interop/node_modules/ with node-smpp: the third-party
+#     SMPP peers of tests/interop.rs;
+#   - then cargo test over every target (benches run once in test mode, which checks that
+#     rusmpp and smpp-proxy encode the benchmark PDUs identically).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Benches run once in test mode too (--all-targets), which checks that rusmpp and smpp-proxy
-# encode the benchmark PDUs identically.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import smpplib' 2>/dev/null; then
+  echo "installing python-smpplib into .venv/"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+if [ ! -d tests/interop/node_modules/smpp ]; then
+  echo "installing node-smpp into tests/interop/node_modules/"
+  (cd tests/interop && npm ci --no-audit --no-fund --silent)
+fi
+
 cargo test --all-targets "$@"
