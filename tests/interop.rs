@@ -19,13 +19,21 @@ fn root() -> &'static Path {
 
 fn python() -> PathBuf {
     let p = root().join(".venv/bin/python");
-    assert!(p.exists(), "{} missing: run scripts/test.sh, which installs the interop clients", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/test.sh, which installs the interop clients",
+        p.display()
+    );
     p
 }
 
 fn node_ready() {
     let m = root().join("tests/interop/node_modules/smpp");
-    assert!(m.exists(), "{} missing: run scripts/test.sh, which installs the interop clients", m.display());
+    assert!(
+        m.exists(),
+        "{} missing: run scripts/test.sh, which installs the interop clients",
+        m.display()
+    );
 }
 
 /// Runs a client script and checks its JSON: every submit answered with a proxy id, every
@@ -35,16 +43,31 @@ async fn run_client(program: PathBuf, script: &str, addr: std::net::SocketAddr, 
     let out = tokio::task::spawn_blocking(move || {
         Command::new(program)
             .arg(script)
-            .args([addr.ip().to_string(), addr.port().to_string(), "shop".into(), "secret".into(), n.to_string()])
+            .args([
+                addr.ip().to_string(),
+                addr.port().to_string(),
+                "shop".into(),
+                "secret".into(),
+                n.to_string(),
+            ])
             .output()
             .unwrap()
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "client failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let ids: HashSet<&str> = v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
+    let ids: HashSet<&str> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), n, "{stdout}");
     assert!(ids.iter().all(|id| id.len() == 16), "{stdout}");
     assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{stdout}");
@@ -95,9 +118,16 @@ async fn node_smpp_as_the_upstream_smsc() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let _guard = Child(child);
-    let port: u16 = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("node said {line:?}")).parse().unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("node said {line:?}"))
+        .parse()
+        .unwrap();
     let toml = format!(
         "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n{SHOP}\n[[upstreams]]\nname = \"node\"\naddress = \"127.0.0.1:{port}\"\n\
          system_id = \"proxy\"\npassword = \"pw\"\nsessions = 2\n"
@@ -116,7 +146,12 @@ async fn node_smpp_as_the_upstream_smsc() {
     })
     .await
     .unwrap();
-    assert_eq!((report.acked, report.receipts_matched), (200, 200), "{}", report.summary());
+    assert_eq!(
+        (report.acked, report.receipts_matched),
+        (200, 200),
+        "{}",
+        report.summary()
+    );
     assert_eq!((report.receipts_unmatched, report.receipts_duplicated), (0, 0));
     proxy.shutdown().await;
 }
