@@ -1,0 +1,189 @@
+//! Client-session rules that need their own timers or limits: bind timeout, enquire_link on an
+//! idle session, window and tps throttling; and the other submit PDUs and upstream bind modes.
+
+mod support;
+
+use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::pdu::body::{DataSm, SubmitMulti};
+use smpp_proxy::pdu::{Body, COctetString, CommandId, CommandStatus, DestAddress, Pdu};
+use smpp_proxy::sim::SimConfig;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+const FAST_TIMERS: &str =
+    "[sessions]\nbind_timeout = \"300ms\"\nenquire_link = \"200ms\"\nresponse_timeout = \"400ms\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bind_in_time_closes_and_a_dead_client_is_dropped() {
+    let sims = start_sims(1, SimConfig::default()).await;
+    let proxy = start_proxy(&format!("{}{FAST_TIMERS}", proxy_toml(&sims, "", SHOP, ""))).await;
+    let mut idle = Esme::connect(proxy.local_addr()).await.unwrap();
+    let started = Instant::now();
+    assert!(idle.recv(T).await.is_err(), "closed without a bind");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // Bound and silent: the proxy sends enquire_link; one that answers stays.
+    let mut alive = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let pdu = alive.recv(T).await.unwrap();
+        assert_eq!(pdu.command_id(), CommandId::ENQUIRE_LINK);
+        alive.ack(&pdu).await.unwrap();
+    }
+    alive.unbind().await.unwrap();
+    // One that does not answer is closed.
+    let mut dead = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    assert_eq!(dead.recv(T).await.unwrap().command_id(), CommandId::ENQUIRE_LINK);
+    let closed = loop {
+        match dead.recv(T).await {
+            Ok(pdu) if pdu.command_id() == CommandId::ENQUIRE_LINK => continue,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break true,
+        }
+    };
+    assert!(closed);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_and_tps_limits_answer_throttled() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipts: false,
+            latency: Duration::from_millis(200),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let clients = "[[clients]]\nsystem_id = \"win\"\npassword = \"x\"\nwindow = 5\n\
+                   [[clients]]\nsystem_id = \"tps\"\npassword = \"x\"\ntps = 10\n";
+    let proxy = start_proxy(&proxy_toml(&sims, "", clients, "")).await;
+    let mut win = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "win", "x")
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        win.feed(submit_sm("1", "2", b"x", false)).await.unwrap();
+    }
+    win.flush().await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(win.recv(T).await.unwrap().command_status);
+    }
+    // The 3 over the window are refused at once, before the 5 slow answers come.
+    assert_eq!(&statuses[..3], &[CommandStatus::ESME_RTHROTTLED; 3]);
+    assert_eq!(statuses.iter().filter(|s| s.is_ok()).count(), 5);
+
+    let mut tps = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "tps", "x")
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        tps.feed(submit_sm("1", "2", b"x", false)).await.unwrap();
+    }
+    tps.flush().await.unwrap();
+    let mut ok = 0;
+    for _ in 0..30 {
+        ok += usize::from(tps.recv(T).await.unwrap().command_status.is_ok());
+    }
+    assert!((10..=12).contains(&ok), "a burst of one second's worth passes: {ok}");
+    proxy.shutdown().await;
+}
+
+fn cstr(s: &str) -> COctetString {
+    COctetString::new(s.as_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let data = DataSm {
+        source_addr: cstr("1"),
+        destination_addr: cstr("447700900123"),
+        ..DataSm::default()
+    };
+    esme.send(Pdu::new(Body::DataSm(data))).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::DATA_SM_RESP, CommandStatus::ESME_ROK)
+    );
+    assert_eq!(resp.message_id().unwrap().as_bytes().len(), 16, "the proxy's id");
+    let multi = SubmitMulti {
+        source_addr: cstr("1"),
+        dest_addresses: vec![
+            DestAddress::Sme {
+                dest_addr_ton: 1,
+                dest_addr_npi: 1,
+                destination_addr: cstr("447700900001"),
+            },
+            DestAddress::DistributionList { dl_name: cstr("staff") },
+        ],
+        short_message: bytes::Bytes::from_static(b"to all"),
+        ..SubmitMulti::default()
+    };
+    esme.send(Pdu::new(Body::SubmitMulti(multi))).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::SUBMIT_MULTI_RESP, CommandStatus::ESME_ROK)
+    );
+    assert_eq!(resp.message_id().unwrap().as_bytes().len(), 16);
+    assert_eq!(sims[0].stats().submits.load(Ordering::Relaxed), 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_binds_and_upstream_tps_cap() {
+    let sims = start_sims(1, SimConfig::default()).await;
+    let proxy = start_proxy(&proxy_toml(&sims, "bind = \"pair\"\ntps = 20", SHOP, "")).await;
+    // A transmitter and a receiver session to the SMSC.
+    assert_eq!(proxy.context().sessions.len(), 2);
+    assert_eq!(sims[0].stats().binds.load(Ordering::Relaxed), 2);
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        esme.feed(submit_sm("1", "447700900123", b"x", true)).await.unwrap();
+    }
+    esme.flush().await.unwrap();
+    let (mut ok, mut throttled, mut receipts) = (0, 0, 0);
+    while ok + throttled < 40 || receipts < ok {
+        let pdu = esme.recv(T).await.unwrap();
+        match pdu.command_id() {
+            CommandId::SUBMIT_SM_RESP if pdu.command_status.is_ok() => ok += 1,
+            CommandId::SUBMIT_SM_RESP => {
+                assert_eq!(pdu.command_status, CommandStatus::ESME_RTHROTTLED);
+                throttled += 1;
+            }
+            CommandId::DELIVER_SM => {
+                esme.ack(&pdu).await.unwrap();
+                receipts += 1;
+            }
+            _ => {}
+        }
+    }
+    // The upstream's tps cap held (one second's burst), and receipts came over the rx session.
+    assert!((20..=22).contains(&ok), "{ok} passed the cap of 20/s");
+    assert_eq!(
+        sims[0].stats().throttled.load(Ordering::Relaxed),
+        0,
+        "the cap is kept by the proxy, not the SMSC"
+    );
+    proxy.shutdown().await;
+}
