@@ -4,7 +4,6 @@
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, SubmitSm};
 use crate::session::Sequence;
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,15 +37,8 @@ pub struct Esme {
 /// A submit_sm from `source` to `destination` with `text`, asking for a receipt if `receipt`.
 pub fn submit_sm(source: &str, destination: &str, text: &[u8], receipt: bool) -> Pdu {
     Pdu::new(Body::SubmitSm(SubmitSm {
-        source_addr_ton: 1,
-        source_addr_npi: 1,
-        source_addr: COctetString::new(source.as_bytes().to_vec()).unwrap_or_default(),
-        dest_addr_ton: 1,
-        dest_addr_npi: 1,
-        destination_addr: COctetString::new(destination.as_bytes().to_vec()).unwrap_or_default(),
         registered_delivery: u8::from(receipt),
-        short_message: Bytes::copy_from_slice(text),
-        ..SubmitSm::default()
+        ..SubmitSm::text(source, destination, text)
     }))
 }
 
@@ -74,8 +66,8 @@ impl Esme {
     /// Sends a bind on this connection and returns the response, whatever its status.
     pub async fn bind_on(&mut self, kind: CommandId, system_id: &str, password: &str) -> Result<Pdu, EsmeError> {
         let bind = Bind {
-            system_id: COctetString::new(system_id.as_bytes().to_vec()).unwrap_or_default(),
-            password: COctetString::new(password.as_bytes().to_vec()).unwrap_or_default(),
+            system_id: COctetString::from_text(system_id),
+            password: COctetString::from_text(password),
             interface_version: 0x34,
             ..Bind::default()
         };

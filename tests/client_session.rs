@@ -94,10 +94,6 @@ async fn window_and_tps_limits_answer_throttled() {
     proxy.shutdown().await;
 }
 
-fn cstr(s: &str) -> COctetString {
-    COctetString::new(s.as_bytes().to_vec()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
     let sims = start_sims(
@@ -113,8 +109,8 @@ async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
         .await
         .unwrap();
     let data = DataSm {
-        source_addr: cstr("1"),
-        destination_addr: cstr("447700900123"),
+        source_addr: COctetString::from_text("1"),
+        destination_addr: COctetString::from_text("447700900123"),
         ..DataSm::default()
     };
     esme.send(Pdu::new(Body::DataSm(data))).await.unwrap();
@@ -125,14 +121,16 @@ async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
     );
     assert_eq!(resp.message_id().unwrap().as_bytes().len(), 16, "the proxy's id");
     let multi = SubmitMulti {
-        source_addr: cstr("1"),
+        source_addr: COctetString::from_text("1"),
         dest_addresses: vec![
             DestAddress::Sme {
                 dest_addr_ton: 1,
                 dest_addr_npi: 1,
-                destination_addr: cstr("447700900001"),
+                destination_addr: COctetString::from_text("447700900001"),
             },
-            DestAddress::DistributionList { dl_name: cstr("staff") },
+            DestAddress::DistributionList {
+                dl_name: COctetString::from_text("staff"),
+            },
         ],
         short_message: bytes::Bytes::from_static(b"to all"),
         ..SubmitMulti::default()

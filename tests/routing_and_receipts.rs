@@ -142,10 +142,6 @@ async fn message_id_formats_per_client() {
     proxy.shutdown().await;
 }
 
-fn cstr(s: &str) -> COctetString {
-    COctetString::new(s.as_bytes().to_vec()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
     let sims = start_sims(
@@ -176,10 +172,10 @@ async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
     }
     for id in &ids {
         let query = QuerySm {
-            message_id: cstr(id),
+            message_id: COctetString::from_text(id),
             source_addr_ton: 1,
             source_addr_npi: 1,
-            source_addr: cstr("1"),
+            source_addr: COctetString::from_text("1"),
         };
         esme.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
         let resp = esme.recv(T).await.unwrap();
@@ -193,14 +189,14 @@ async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
             "answer carries the client's id"
         );
         let replace = ReplaceSm {
-            message_id: cstr(id),
+            message_id: COctetString::from_text(id),
             short_message: bytes::Bytes::from_static(b"new"),
             ..ReplaceSm::default()
         };
         esme.send(Pdu::new(Body::ReplaceSm(replace))).await.unwrap();
         assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
         let cancel = CancelSm {
-            message_id: cstr(id),
+            message_id: COctetString::from_text(id),
             ..CancelSm::default()
         };
         esme.send(Pdu::new(Body::CancelSm(cancel))).await.unwrap();
@@ -214,7 +210,7 @@ async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
     let queries: u64 = sims.iter().map(|s| s.stats().queries.load(Ordering::Relaxed)).sum();
     assert_eq!(queries, 18);
     let query = QuerySm {
-        message_id: cstr("not-ours"),
+        message_id: COctetString::from_text("not-ours"),
         ..QuerySm::default()
     };
     esme.send(Pdu::new(Body::QuerySm(query))).await.unwrap();

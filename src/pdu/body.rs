@@ -107,6 +107,23 @@ body! {
 /// deliver_sm has the submit_sm layout (SMPP 3.4 §4.6.1).
 pub type DeliverSm = SubmitSm;
 
+impl SubmitSm {
+    /// A plain text message between two international numbers (TON 1, NPI 1), everything else
+    /// default; `text` is cut to the 255 octets `short_message` can hold.
+    pub fn text(source: &str, destination: &str, text: &[u8]) -> SubmitSm {
+        SubmitSm {
+            source_addr_ton: 1,
+            source_addr_npi: 1,
+            source_addr: COctetString::from_text(source),
+            dest_addr_ton: 1,
+            dest_addr_npi: 1,
+            destination_addr: COctetString::from_text(destination),
+            short_message: Bytes::copy_from_slice(&text[..text.len().min(255)]),
+            ..SubmitSm::default()
+        }
+    }
+}
+
 body! {
     /// submit_multi (SMPP 3.4 §4.5.1).
     SubmitMulti {

@@ -63,6 +63,13 @@ impl COctetString {
         Ok(COctetString(octets))
     }
 
+    /// A string copied from text, cut at the first NUL if there is one (NUL ends a C string).
+    pub fn from_text(text: &str) -> COctetString {
+        let bytes = text.as_bytes();
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        COctetString(Bytes::copy_from_slice(&bytes[..end]))
+    }
+
     /// A string from a static literal. Panics if it contains NUL (a programming error).
     pub fn from_static(s: &'static str) -> COctetString {
         assert!(!s.as_bytes().contains(&0), "C-Octet String literal with NUL: {s:?}");

@@ -12,7 +12,7 @@ use crate::pdu::body::{BindResp, MessageIdResp};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::proxy::messages::{AccountMsg, ClientEvent, Forward, Outcome};
 use crate::proxy::Context;
-use crate::session::{Sequence, SessionState};
+use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
 use crate::store::Correlation;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -46,8 +46,7 @@ struct Client {
     seq: Sequence,
     deliveries: HashMap<u32, (u64, Instant)>,
     mapped: HashMap<u32, Mapped>,
-    last_heard: Instant,
-    enquire_sent: Option<Instant>,
+    keep_alive: KeepAlive,
     draining: bool,
 }
 
@@ -67,8 +66,7 @@ pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdow
         seq: Sequence::default(),
         deliveries: HashMap::new(),
         mapped: HashMap::new(),
-        last_heard: Instant::now(),
-        enquire_sent: None,
+        keep_alive: KeepAlive::new(Instant::now()),
         draining: false,
     };
     let reason = client.serve(shutdown).await;
@@ -124,7 +122,7 @@ impl Client {
                         }
                     }
                     Some(Ok(Ok(pdu))) => {
-                        self.last_heard = Instant::now();
+                        self.keep_alive.heard(Instant::now());
                         self.incoming(pdu).await
                     }
                 },
@@ -170,18 +168,15 @@ impl Client {
             }
         }
         if self.state.is_bound() {
-            match self.enquire_sent {
-                Some(at) if now.duration_since(at) >= timers.response_timeout => {
-                    return Ok(Some("enquire_link unanswered"))
-                }
-                None if now.duration_since(self.last_heard) >= timers.enquire_link => {
+            match self.keep_alive.check(now, timers.enquire_link, timers.response_timeout) {
+                KeepAliveAction::Dead => return Ok(Some("enquire_link unanswered")),
+                KeepAliveAction::SendEnquireLink => {
                     let seq = self.seq.next_number();
                     self.conn
                         .send(&Pdu::new(Body::EnquireLink).with_sequence_number(seq))
                         .await?;
-                    self.enquire_sent = Some(now);
                 }
-                _ => {}
+                KeepAliveAction::Wait => {}
             }
         }
         Ok(None)
@@ -351,7 +346,7 @@ impl Client {
 
     async fn response(&mut self, pdu: Pdu) {
         match pdu.command_id() {
-            CommandId::ENQUIRE_LINK_RESP => self.enquire_sent = None,
+            CommandId::ENQUIRE_LINK_RESP => self.keep_alive.answered(),
             CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP | CommandId::GENERIC_NACK => {
                 if let Some((entry, _)) = self.deliveries.remove(&pdu.sequence_number) {
                     let status = if pdu.command_id() == CommandId::GENERIC_NACK {

@@ -63,6 +63,57 @@ impl TokenBucket {
     }
 }
 
+/// What a session's keep-alive wants done now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAliveAction {
+    /// Nothing.
+    Wait,
+    /// Send an enquire_link (the session has been idle for the interval).
+    SendEnquireLink,
+    /// The last enquire_link went unanswered: the session is dead.
+    Dead,
+}
+
+/// enquire_link bookkeeping shared by client and upstream sessions: send one after `interval`
+/// of silence; no response within `timeout` means the peer is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepAlive {
+    last_heard: Instant,
+    enquire_sent: Option<Instant>,
+}
+
+impl KeepAlive {
+    /// Starts counting silence from `now`.
+    pub fn new(now: Instant) -> KeepAlive {
+        KeepAlive {
+            last_heard: now,
+            enquire_sent: None,
+        }
+    }
+
+    /// Something arrived from the peer.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    /// Our enquire_link was answered.
+    pub fn answered(&mut self) {
+        self.enquire_sent = None;
+    }
+
+    /// What to do at `now`; after `SendEnquireLink` the caller sends one.
+    pub fn check(&mut self, now: Instant, interval: Duration, timeout: Duration) -> KeepAliveAction {
+        match self.enquire_sent {
+            Some(at) if now.duration_since(at) >= timeout => KeepAliveAction::Dead,
+            None if now.duration_since(self.last_heard) >= interval => {
+                self.enquire_sent = Some(now);
+                KeepAliveAction::SendEnquireLink
+            }
+            _ => KeepAliveAction::Wait,
+        }
+    }
+}
+
 /// Jittered exponential backoff: `base` doubling to `max`, each delay drawn from [d/2, d].
 #[derive(Debug)]
 pub struct Backoff {
@@ -99,6 +150,35 @@ impl Backoff {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn keep_alive_asks_once_then_declares_dead() {
+        let t0 = Instant::now();
+        let (interval, timeout) = (Duration::from_secs(30), Duration::from_secs(10));
+        let mut k = KeepAlive::new(t0);
+        assert_eq!(
+            k.check(t0 + Duration::from_secs(29), interval, timeout),
+            KeepAliveAction::Wait
+        );
+        assert_eq!(
+            k.check(t0 + Duration::from_secs(30), interval, timeout),
+            KeepAliveAction::SendEnquireLink
+        );
+        assert_eq!(
+            k.check(t0 + Duration::from_secs(35), interval, timeout),
+            KeepAliveAction::Wait
+        );
+        assert_eq!(
+            k.check(t0 + Duration::from_secs(40), interval, timeout),
+            KeepAliveAction::Dead
+        );
+        k.answered();
+        k.heard(t0 + Duration::from_secs(40));
+        assert_eq!(
+            k.check(t0 + Duration::from_secs(41), interval, timeout),
+            KeepAliveAction::Wait
+        );
+    }
 
     #[test]
     fn sequence_wraps_to_one() {

@@ -24,16 +24,7 @@ struct Delayed(Pdu);
 
 /// An MO deliver_sm.
 pub(crate) fn mo(source: &str, destination: &str, text: &[u8]) -> Outgoing {
-    Outgoing(Pdu::new(Body::DeliverSm(DeliverSm {
-        source_addr_ton: 1,
-        source_addr_npi: 1,
-        source_addr: COctetString::new(source.as_bytes().to_vec()).unwrap_or_default(),
-        dest_addr_ton: 1,
-        dest_addr_npi: 1,
-        destination_addr: COctetString::new(destination.as_bytes().to_vec()).unwrap_or_default(),
-        short_message: Bytes::copy_from_slice(&text[..text.len().min(255)]),
-        ..DeliverSm::default()
-    })))
+    Outgoing(Pdu::new(Body::DeliverSm(DeliverSm::text(source, destination, text))))
 }
 
 /// `YYMMDDhhmm` or `YYMMDDhhmmss` for now (UTC).
@@ -57,10 +48,6 @@ fn receipt_date(with_seconds: bool) -> String {
     } else {
         base
     }
-}
-
-fn cstr(s: &str) -> COctetString {
-    COctetString::new(s.as_bytes().to_vec()).unwrap_or_default()
 }
 
 /// The id as given in submit_sm_resp, and as written in the receipt text.
@@ -246,7 +233,7 @@ impl SimSession {
                 self.shared.stats.binds.fetch_add(1, Ordering::Relaxed);
                 self.shared.stats.bound_now.fetch_add(1, Ordering::Relaxed);
                 let body = Some(BindResp {
-                    system_id: cstr("smpp-sim"),
+                    system_id: COctetString::from_text("smpp-sim"),
                 });
                 let body = match id {
                     CommandId::BIND_TRANSMITTER => Body::BindTransmitterResp(body),
@@ -298,7 +285,9 @@ impl SimSession {
         if self.shared.messages.len() > 1_000_000 {
             self.shared.messages.clear(); // a simulator, not a store: keep memory bounded
         }
-        let message_id = MessageIdResp { message_id: cstr(&id) };
+        let message_id = MessageIdResp {
+            message_id: COctetString::from_text(&id),
+        };
         let (resp_body, wants_receipt, source, destination, text) = match &pdu.body {
             Body::SubmitSm(b) => (
                 Body::SubmitSmResp(Some(message_id)),
@@ -352,7 +341,7 @@ impl SimSession {
         let known = self.shared.messages.get(&id).map(|s| *s);
         let resp = match (&pdu.body, known) {
             (Body::QuerySm(_), Some(state)) => Pdu::new(Body::QuerySmResp(Some(QuerySmResp {
-                message_id: cstr(&id),
+                message_id: COctetString::from_text(&id),
                 final_date: COctetString::empty(),
                 message_state: state,
                 error_code: 0,

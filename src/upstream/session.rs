@@ -15,7 +15,7 @@ use super::{InboundSink, SessionHandle, SessionKind};
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
 use crate::proxy::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
-use crate::session::{Backoff, Sequence};
+use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -195,8 +195,7 @@ struct Bound<'a> {
     inbound: &'a Arc<dyn InboundSink>,
     seq: Sequence,
     inflight: HashMap<u32, Written>,
-    last_heard: Instant,
-    enquire_sent: Option<Instant>,
+    keep_alive: KeepAlive,
     throttle: Duration,
     events_tx: mpsc::Sender<UpstreamEvent>,
     events_rx: mpsc::Receiver<UpstreamEvent>,
@@ -213,8 +212,7 @@ impl<'a> Bound<'a> {
             inbound,
             seq,
             inflight: HashMap::new(),
-            last_heard: Instant::now(),
-            enquire_sent: None,
+            keep_alive: KeepAlive::new(Instant::now()),
             throttle: THROTTLE_MIN,
             events_tx,
             events_rx,
@@ -264,7 +262,7 @@ impl<'a> Bound<'a> {
                         }
                     }
                     Some(Ok(Ok(pdu))) => {
-                        self.last_heard = Instant::now();
+                        self.keep_alive.heard(Instant::now());
                         self.incoming(pdu).await
                     }
                 },
@@ -354,7 +352,7 @@ impl<'a> Bound<'a> {
         let id = pdu.command_id();
         if id.is_response() {
             match id {
-                CommandId::ENQUIRE_LINK_RESP => self.enquire_sent = None,
+                CommandId::ENQUIRE_LINK_RESP => self.keep_alive.answered(),
                 CommandId::UNBIND_RESP => {}
                 _ => self.response(pdu),
             }
@@ -443,18 +441,15 @@ impl<'a> Bound<'a> {
                 fail(&w.fwd, CommandStatus::ESME_RSYSERR);
             }
         }
-        match self.enquire_sent {
-            Some(at) if now.duration_since(at) >= config.response_timeout => {
-                return Ok(Some(End::Dead("enquire_link unanswered")))
-            }
-            None if now.duration_since(self.last_heard) >= config.enquire_link => {
+        match self.keep_alive.check(now, config.enquire_link, config.response_timeout) {
+            KeepAliveAction::Dead => return Ok(Some(End::Dead("enquire_link unanswered"))),
+            KeepAliveAction::SendEnquireLink => {
                 let seq = self.seq.next_number();
                 self.conn
                     .send(&Pdu::new(Body::EnquireLink).with_sequence_number(seq))
                     .await?;
-                self.enquire_sent = Some(now);
             }
-            _ => {}
+            KeepAliveAction::Wait => {}
         }
         Ok(None)
     }
