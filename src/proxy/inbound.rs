@@ -68,6 +68,10 @@ impl EarlyReceipts {
     }
 }
 
+fn final_state(receipt: &Receipt) -> bool {
+    receipt.state.is_some_and(|s| s.is_final())
+}
+
 impl Context {
     fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>) {
         let Some(account) = self.accounts.get(client) else {
@@ -88,7 +92,7 @@ impl Context {
         }
     }
 
-    fn find(&self, upstream: &UpstreamInfo, receipt: &Receipt) -> Option<Correlation> {
+    fn find(&self, upstream: &UpstreamInfo, receipt: &Receipt) -> Option<Arc<Correlation>> {
         let ids = [receipt.tlv_id.as_ref(), receipt.text_id.as_ref()];
         for id in ids.into_iter().flatten().filter(|id| !id.is_empty()) {
             match self
@@ -104,10 +108,14 @@ impl Context {
     }
 
     /// A matched receipt: the client's id in, then to the client's account.
-    fn deliver_matched(&self, upstream: &UpstreamInfo, pdu: Pdu, correlation: Correlation, ack: Option<DeliverAck>) {
-        let is_final = Receipt::from_pdu(&pdu)
-            .and_then(|r| r.state)
-            .is_some_and(|s| s.is_final());
+    fn deliver_matched(
+        &self,
+        upstream: &UpstreamInfo,
+        pdu: Pdu,
+        is_final: bool,
+        correlation: Arc<Correlation>,
+        ack: Option<DeliverAck>,
+    ) {
         let out = match rewrite_id(&pdu, correlation.client_id.as_bytes()) {
             Ok(out) => out,
             Err(e) => {
@@ -171,13 +179,13 @@ impl Context {
         if let Some(correlation) = self.find(upstream, receipt) {
             if let Some(pdu) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, pdu, correlation, None);
+                self.deliver_matched(upstream, pdu, final_state(&receipt), correlation, None);
             }
         }
     }
 
     /// Called after a correlation is recorded: delivers a receipt that was waiting for it.
-    pub(crate) fn correlation_recorded(&self, c: &Correlation, upstream: &UpstreamInfo) {
+    pub(crate) fn correlation_recorded(&self, c: &Arc<Correlation>, upstream: &UpstreamInfo) {
         if self.early.by_key.is_empty() {
             return;
         }
@@ -191,7 +199,8 @@ impl Context {
         if let Some(pdu) = early.take() {
             self.early.forget(&early);
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
-            self.deliver_matched(upstream, pdu, c.clone(), None);
+            let is_final = Receipt::from_pdu(&pdu).is_some_and(|r| final_state(&r));
+            self.deliver_matched(upstream, pdu, is_final, c.clone(), None);
         }
     }
 
@@ -217,7 +226,7 @@ impl InboundSink for Context {
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
             match self.find(upstream, &receipt) {
-                Some(correlation) => self.deliver_matched(upstream, pdu, correlation, Some(ack)),
+                Some(correlation) => self.deliver_matched(upstream, pdu, final_state(&receipt), correlation, Some(ack)),
                 None if receipt.id().is_some() => self.hold_early(upstream, &receipt, pdu, ack),
                 None => self.unmatched(upstream, pdu, Some(ack)),
             }

@@ -10,7 +10,7 @@
 // message, and each message is moved once, into a channel.
 #![allow(clippy::large_enum_variant)]
 
-use crate::pdu::{CommandId, CommandStatus, Pdu};
+use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::upstream::UpstreamInfo;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -33,8 +33,8 @@ pub enum Outcome {
     Answered {
         /// Which upstream answered.
         upstream: Arc<UpstreamInfo>,
-        /// The request, as the client sent it.
-        request: Pdu,
+        /// What the correlation needs from the request (submits only).
+        request: Option<RequestInfo>,
         /// Its response.
         resp: Pdu,
     },
@@ -49,6 +49,34 @@ pub enum Outcome {
         /// The status to answer with.
         status: CommandStatus,
     },
+}
+
+/// The fields of a submit the correlation keeps; the rest of the request is not carried back.
+#[derive(Debug)]
+pub struct RequestInfo {
+    /// `registered_delivery`
+    pub registered_delivery: u8,
+    /// `source_addr`
+    pub source_addr: COctetString,
+    /// `destination_addr` (empty for submit_multi)
+    pub destination_addr: COctetString,
+}
+
+impl RequestInfo {
+    /// From a submit_sm, data_sm or submit_multi; `None` for other requests.
+    pub fn of(pdu: &Pdu) -> Option<RequestInfo> {
+        let (registered_delivery, source_addr, destination_addr) = match &pdu.body {
+            Body::SubmitSm(b) => (b.registered_delivery, &b.source_addr, &b.destination_addr),
+            Body::DataSm(b) => (b.registered_delivery, &b.source_addr, &b.destination_addr),
+            Body::SubmitMulti(b) => (b.registered_delivery, &b.source_addr, &COctetString::empty()),
+            _ => return None,
+        };
+        Some(RequestInfo {
+            registered_delivery,
+            source_addr: source_addr.clone(),
+            destination_addr: destination_addr.clone(),
+        })
+    }
 }
 
 /// Something for a client session to act on.

@@ -226,6 +226,11 @@ pub fn is_receipt_esm_class(esm_class: u8) -> bool {
     matches!(esm_class & 0x3C, ESM_CLASS_RECEIPT | ESM_CLASS_INTERMEDIATE)
 }
 
+/// `true` for a deliver_sm or data_sm whose `esm_class` marks a receipt.
+pub fn is_receipt(pdu: &Pdu) -> bool {
+    matches!(pdu.body, Body::DeliverSm(_) | Body::DataSm(_)) && pdu.esm_class().is_some_and(is_receipt_esm_class)
+}
+
 /// The receipt text of a deliver_sm / data_sm and where it is: `short_message` when it has
 /// one, else `message_payload`.
 fn text_source(pdu: &Pdu) -> Option<(Bytes, Carrier)> {
@@ -241,7 +246,7 @@ impl Receipt {
     /// `esm_class` marks a receipt. A plain MO that happens to carry `receipted_message_id`
     /// (OpenMarket does) is not a receipt.
     pub fn from_pdu(pdu: &Pdu) -> Option<Receipt> {
-        if !matches!(pdu.body, Body::DeliverSm(_) | Body::DataSm(_)) || !is_receipt_esm_class(pdu.esm_class()?) {
+        if !is_receipt(pdu) {
             return None;
         }
         let parsed =
@@ -379,7 +384,7 @@ fn splice(bytes: &[u8], span: Range<usize>, new: &[u8]) -> Bytes {
 /// the text's `id:` (whichever are present), and nothing else. `sm_length` and
 /// `command_length` follow on encode.
 pub fn rewrite_id(pdu: &Pdu, new_id: &[u8]) -> Result<Pdu, RewriteError> {
-    if Receipt::from_pdu(pdu).is_none() {
+    if !is_receipt(pdu) {
         return Err(RewriteError::NotAReceipt);
     }
     if new_id.is_empty() || new_id.iter().any(|&b| b == 0 || b.is_ascii_whitespace()) {

@@ -64,21 +64,21 @@ impl Spans {
     }
 }
 
-/// A label starts a word: after white space, or at the start. The first label may also follow
-/// punctuation, for SMSCs that glue a prefix on (`4790000000SMSAlert^id:…`). Inside a value
-/// nothing else counts, so an id like `AB$sub:1` stays one value.
-fn label_at(s: &[u8], at: usize, first: bool) -> Option<(Label, usize)> {
-    if at > 0 {
-        let before = s[at - 1];
-        let boundary = before.is_ascii_whitespace() || (first && !before.is_ascii_alphanumeric());
-        if !boundary {
+/// The label that ends at the colon at `colon`, if any. A label starts a word: after white space,
+/// or at the start. The first label may also follow punctuation, for SMSCs that glue a prefix on
+/// (`4790000000SMSAlert^id:…`). Inside a value nothing else counts, so an id like `AB$sub:1`
+/// stays one value.
+fn label_before(s: &[u8], colon: usize, first: bool) -> Option<(Label, usize)> {
+    LABELS.iter().find_map(|(name, label)| {
+        let start = colon.checked_sub(name.len())?;
+        if !s[start..colon].eq_ignore_ascii_case(name) {
             return None;
         }
-    }
-    LABELS.iter().find_map(|(name, label)| {
-        let end = at + name.len();
-        let candidate = s.get(at..end)?;
-        (candidate.eq_ignore_ascii_case(name) && s.get(end) == Some(&b':')).then_some((*label, end + 1))
+        let boundary = start == 0 || {
+            let before = s[start - 1];
+            before.is_ascii_whitespace() || (first && !before.is_ascii_alphanumeric())
+        };
+        boundary.then_some((*label, start))
     })
 }
 
@@ -90,17 +90,14 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
     // the hot path, and more labels than this means the rest is junk to ignore.
     let mut found = [(Label::Id, 0usize, 0usize); MAX_LABELS];
     let mut count = 0;
-    let mut at = 0;
-    while at < s.len() && count < MAX_LABELS {
-        if let Some((label, value_start)) = label_at(s, at, count == 0) {
-            found[count] = (label, at, value_start);
+    // Every label ends in ':', and receipts have few colons: look only there.
+    for colon in s.iter().enumerate().filter(|(_, &b)| b == b':').map(|(i, _)| i) {
+        if let Some((label, start)) = label_before(s, colon, count == 0) {
+            found[count] = (label, start, colon + 1);
             count += 1;
-            if label == Label::Text {
+            if label == Label::Text || count == MAX_LABELS {
                 break;
             }
-            at = value_start;
-        } else {
-            at += 1;
         }
     }
     let found = &found[..count];

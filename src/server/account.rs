@@ -22,6 +22,8 @@ use tracing::{debug, warn};
 pub struct AccountHandle {
     /// Its configuration.
     pub config: Arc<ClientConfig>,
+    /// Its system_id, shared by every correlation it makes.
+    pub system_id: Arc<str>,
     /// Its task's mailbox.
     pub tx: mpsc::Sender<AccountMsg>,
     /// Binds open now (for `max_binds`).
@@ -61,6 +63,7 @@ pub fn spawn(config: ClientConfig) -> AccountHandle {
     };
     tokio::spawn(account.run(rx));
     AccountHandle {
+        system_id: Arc::from(config.system_id.as_str()),
         bucket: Arc::new(crate::session::TokenBucket::new(config.tps)),
         config,
         tx,

@@ -10,7 +10,7 @@
 use super::account::AccountHandle;
 use crate::pdu::body::{BindResp, MessageIdResp};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
-use crate::proxy::messages::{AccountMsg, ClientEvent, Forward, Outcome};
+use crate::proxy::messages::{AccountMsg, ClientEvent, Forward, Outcome, RequestInfo};
 use crate::proxy::Context;
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
 use crate::store::Correlation;
@@ -454,7 +454,12 @@ impl Client {
 
     /// The upstream's answer as the client must see it: its sequence number (already set), and
     /// the client's message id in place of the upstream's.
-    fn map_answer(&mut self, upstream: &crate::upstream::UpstreamInfo, request: Pdu, mut resp: Pdu) -> Pdu {
+    fn map_answer(
+        &mut self,
+        upstream: &crate::upstream::UpstreamInfo,
+        request: Option<RequestInfo>,
+        mut resp: Pdu,
+    ) -> Pdu {
         if let Some(m) = self.mapped.remove(&resp.sequence_number) {
             if let Body::QuerySmResp(Some(b)) = &mut resp.body {
                 b.message_id = m.client_id;
@@ -472,26 +477,33 @@ impl Client {
         };
         let account = self.account.as_ref().expect("bound");
         let client_id = self.ctx.ids.next(account.config.message_id_format, &upstream_id);
-        let (registered_delivery, source_addr, destination_addr) = match &request.body {
-            Body::SubmitSm(b) => (b.registered_delivery, b.source_addr.clone(), b.destination_addr.clone()),
-            Body::DataSm(b) => (b.registered_delivery, b.source_addr.clone(), b.destination_addr.clone()),
-            Body::SubmitMulti(b) => (b.registered_delivery, b.source_addr.clone(), COctetString::empty()),
-            _ => return resp,
+        let Some(RequestInfo {
+            registered_delivery,
+            source_addr,
+            destination_addr,
+        }) = request
+        else {
+            return resp;
         };
-        let correlation = Correlation {
+        let correlation = Arc::new(Correlation {
             upstream: upstream.name.clone(),
             upstream_id,
-            client: Arc::from(account.config.system_id.as_str()),
+            client: account.system_id.clone(),
             client_id: client_id.clone(),
             submitted_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             registered_delivery,
             source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
             destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
-        };
+        });
         // Recorded before the client sees the id, so a receipt can never outrun it here.
         if let Err(e) = self.ctx.store.record(correlation.clone(), upstream.config.id_match) {
             warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
-            return request.error_response(CommandStatus::ESME_RSYSERR).unwrap_or(resp);
+            let failed = Body::empty_response(resp.command_id()).map(|body| {
+                Pdu::new(body)
+                    .with_status(CommandStatus::ESME_RSYSERR)
+                    .with_sequence_number(resp.sequence_number)
+            });
+            return failed.unwrap_or(resp);
         }
         self.ctx.correlation_recorded(&correlation, upstream);
         let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();

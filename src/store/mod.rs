@@ -39,16 +39,16 @@ pub struct StoreError(pub String);
 /// Where correlations live.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a correlation; `id_match` decides the key its upstream id is filed under.
-    fn record(&self, c: Correlation, id_match: IdMatch) -> Result<(), StoreError>;
+    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Result<(), StoreError>;
     /// The correlation a receipt id from `upstream` refers to, trying each matching form.
     fn find_by_upstream(
         &self,
         upstream: &str,
         receipt_id: &[u8],
         id_match: IdMatch,
-    ) -> Result<Option<Correlation>, StoreError>;
+    ) -> Result<Option<Arc<Correlation>>, StoreError>;
     /// The correlation of the id a client holds.
-    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Correlation>, StoreError>;
+    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError>;
     /// Forgets a correlation (after its final receipt).
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError>;
     /// How many correlations are held.
@@ -67,8 +67,7 @@ pub struct MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn record(&self, c: Correlation, id_match: IdMatch) -> Result<(), StoreError> {
-        let c = Arc::new(c);
+    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Result<(), StoreError> {
         self.by_upstream.insert(
             (c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)),
             c.clone(),
@@ -82,21 +81,21 @@ impl Store for MemoryStore {
         upstream: &str,
         receipt_id: &[u8],
         id_match: IdMatch,
-    ) -> Result<Option<Correlation>, StoreError> {
+    ) -> Result<Option<Arc<Correlation>>, StoreError> {
         let upstream: Arc<str> = Arc::from(upstream);
         for key in lookup_keys(receipt_id, id_match) {
             if let Some(c) = self.by_upstream.get(&(upstream.clone(), key)) {
-                return Ok(Some(Correlation::clone(&c)));
+                return Ok(Some(c.clone()));
             }
         }
         Ok(None)
     }
 
-    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Correlation>, StoreError> {
+    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
         Ok(self
             .by_client
             .get(&(Arc::from(client), client_id.to_owned()))
-            .map(|c| Correlation::clone(&c)))
+            .map(|c| c.clone()))
     }
 
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError> {
@@ -128,6 +127,7 @@ mod tests {
             source_addr: "a".into(),
             destination_addr: "b".into(),
         };
+        let c = Arc::new(c);
         store.record(c.clone(), IdMatch::Numeric).unwrap();
         assert_eq!(
             store

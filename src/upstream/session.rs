@@ -14,7 +14,7 @@
 use super::{InboundSink, SessionHandle, SessionKind};
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
-use crate::proxy::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
+use crate::proxy::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, UpstreamEvent};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
@@ -415,11 +415,10 @@ impl<'a> Bound<'a> {
             resp
         };
         resp.sequence_number = client_seq;
-        let Forward {
-            pdu: request, reply, ..
-        } = w.fwd;
-        let _ = reply.try_send(ClientEvent::Answer(Outcome::Answered {
-            upstream: self.handle.upstream.clone(),
+        let request = RequestInfo::of(&w.fwd.pdu);
+        let upstream = self.handle.upstream.clone();
+        let _ = w.fwd.reply.try_send(ClientEvent::Answer(Outcome::Answered {
+            upstream,
             request,
             resp,
         }));
