@@ -179,7 +179,7 @@ impl Context {
         if let Some(correlation) = self.find(upstream, receipt) {
             if let Some(pdu) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, pdu, final_state(&receipt), correlation, None);
+                self.deliver_matched(upstream, pdu, final_state(receipt), correlation, None);
             }
         }
     }
