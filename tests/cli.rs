@@ -105,3 +105,69 @@ fn encode_lists_every_problem_with_its_key() {
         assert!(err.contains(key), "{key} not in {err}");
     }
 }
+
+/// `smpp-proxy run` as an operator starts it: serves clients, and on SIGTERM unbinds them and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_and_stops_cleanly_on_sigterm() {
+    use smpp_proxy::esme::{submit_sm, Esme};
+    use smpp_proxy::pdu::{CommandId, CommandStatus};
+    let sim = smpp_proxy::sim::start(Default::default()).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = std::env::temp_dir().join(format!("smpp-proxy-run-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:{port}\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
+             [[upstreams]]\nname = \"sim\"\naddress = \"{}\"\nsystem_id = \"p\"\npassword = \"p\"\n",
+            sim.local_addr()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+        .args(["run", "--config", config.to_str().unwrap(), "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut esme = loop {
+        match Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "shop", "secret").await {
+            Ok(e) => break e,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("proxy not up: {e}"),
+        }
+    };
+    // Wait until the upstream is bound, then a submit goes through.
+    let answered = loop {
+        esme.send(submit_sm("1", "2", b"x", false)).await.unwrap();
+        let status = esme
+            .recv(std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+            .command_status;
+        if status.is_ok() || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(answered, CommandStatus::ESME_ROK);
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let unbind = esme.recv(std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!(unbind.command_id(), CommandId::UNBIND);
+    esme.ack(&unbind).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_file(config);
+}

@@ -170,3 +170,30 @@ async fn bind_rules_and_auth_failures() {
     assert!(again.is_ok() || wait_until(T, || true).await);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_error_statuses_reach_the_client_unchanged() {
+    let reject = Some(("999".to_owned(), CommandStatus::ESME_RINVDSTADR));
+    let sims = start_sims(
+        2,
+        SimConfig {
+            reject,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    esme.send(submit_sm("1", "999123", b"x", false)).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RINVDSTADR)
+    );
+    // Not retried on the other upstream: a refusal is an answer.
+    let rejected: u64 = sims.iter().map(|s| s.stats().rejected.load(Ordering::Relaxed)).sum();
+    assert_eq!(rejected, 1);
+    proxy.shutdown().await;
+}

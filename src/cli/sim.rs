@@ -70,6 +70,9 @@ pub(crate) struct SimArgs {
     /// Send an MO this often.
     #[arg(long, value_parser = duration)]
     mo_every: Option<Duration>,
+    /// Refuse submits to destinations starting with this prefix (ESME_RINVDSTADR).
+    #[arg(long)]
+    reject_prefix: Option<String>,
 }
 
 impl SimArgs {
@@ -98,6 +101,9 @@ impl SimArgs {
             drop_after: self.drop_after,
             refuse_binds: self.refuse_binds,
             mo_every: self.mo_every,
+            reject: self
+                .reject_prefix
+                .map(|p| (p, smpp_proxy::pdu::CommandStatus::ESME_RINVDSTADR)),
         };
         super::runtime().block_on(async move {
             let sim = match sim::start(config).await {

@@ -74,6 +74,8 @@ pub struct SimConfig {
     pub refuse_binds: bool,
     /// Send an MO this often to any bound receiver.
     pub mo_every: Option<Duration>,
+    /// Refuse submits to destinations starting with this prefix, with this status.
+    pub reject: Option<(String, crate::pdu::CommandStatus)>,
 }
 
 impl Default for SimConfig {
@@ -91,6 +93,7 @@ impl Default for SimConfig {
             drop_after: None,
             refuse_binds: false,
             mo_every: None,
+            reject: None,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct SimStats {
     pub submits: AtomicU64,
     /// Submits answered ESME_RTHROTTLED.
     pub throttled: AtomicU64,
+    /// Submits refused by `reject`.
+    pub rejected: AtomicU64,
     /// Receipts sent.
     pub receipts: AtomicU64,
     /// MO sent.

@@ -266,6 +266,19 @@ impl SimSession {
     }
 
     async fn submit(&mut self, pdu: Pdu) -> bool {
+        if let Some((prefix, status)) = &self.shared.config.reject {
+            let destination = match &pdu.body {
+                Body::SubmitSm(b) => b.destination_addr.as_bytes(),
+                Body::DataSm(b) => b.destination_addr.as_bytes(),
+                _ => b"",
+            };
+            if destination.starts_with(prefix.as_bytes()) {
+                self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return self
+                    .respond(pdu.error_response(*status).expect("submit has a response"))
+                    .await;
+            }
+        }
         if !self.shared.bucket.try_take() {
             self.shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
             return self
