@@ -194,3 +194,38 @@ async fn upstream_sessions_come_back_after_the_smsc_restarts_one_socket_each() {
     assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbind_from_the_smsc_is_answered_and_the_session_rebinds() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "sessions = 2", SHOP, "")).await;
+    assert_eq!(sims[0].stats().binds.load(Ordering::Relaxed), 2);
+    sims[0].unbind_all();
+    assert!(
+        wait_until(T, || sims[0].stats().bound_now.load(Ordering::Relaxed) == 0).await,
+        "unbind answered, closed"
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || sims[0]
+            .stats()
+            .binds
+            .load(Ordering::Relaxed)
+            == 4)
+        .await,
+        "rebound"
+    );
+    assert!(proxy.wait_bound(T).await);
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    esme.send(submit_sm("1", "2", b"x", false)).await.unwrap();
+    assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
+    proxy.shutdown().await;
+}

@@ -111,6 +111,8 @@ pub struct SimStats {
     pub throttled: AtomicU64,
     /// Submits refused by `reject`.
     pub rejected: AtomicU64,
+    /// unbind_resp received for the sim's own unbind.
+    pub unbinds_answered: AtomicU64,
     /// Receipts sent.
     pub receipts: AtomicU64,
     /// MO sent.
@@ -134,6 +136,8 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     /// Message id → message_state, for query/cancel/replace.
     pub(crate) messages: DashMap<String, u8>,
+    /// Bumped to make every bound session send unbind (an SMSC going down for maintenance).
+    pub(crate) unbind: watch::Sender<u64>,
     /// Receipts waiting to be sent (the spooler task retries them, like a real SMSC).
     spool: mpsc::UnboundedSender<(String, crate::pdu::Pdu, Duration)>,
 }
@@ -219,6 +223,12 @@ impl SimHandle {
         sent
     }
 
+    /// Makes every bound session send unbind and close once answered, as an SMSC does before
+    /// maintenance; clients may bind again right away.
+    pub fn unbind_all(&self) {
+        self.shared.unbind.send_modify(|n| *n += 1);
+    }
+
     /// Stops listening and closes every session.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -236,6 +246,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         << 20;
     let (spool, spool_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        unbind: watch::channel(0).0,
         spool,
         bucket: TokenBucket::new(config.tps),
         config,

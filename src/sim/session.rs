@@ -121,6 +121,7 @@ struct SimSession {
 }
 
 pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut unbind = shared.unbind.subscribe();
     let _ = stream.set_nodelay(true);
     let (tx, mut rx) = mpsc::channel(4096);
     let mut s = SimSession {
@@ -156,6 +157,25 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
             Some(expired) = s.delayed.next(), if !s.delayed.is_empty() => {
                 let Delayed(pdu) = expired.into_inner();
                 s.conn.send(&pdu).await.is_ok()
+            }
+            _ = unbind.changed() => {
+                if s.state.is_bound() {
+                    let seq = s.seq.next_number();
+                    let _ = s.conn.send(&Pdu::new(Body::Unbind).with_sequence_number(seq)).await;
+                    // Wait briefly for unbind_resp, then hang up.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                        while let Some(Ok(Ok(pdu))) = s.conn.next().await {
+                            if pdu.command_id() == CommandId::UNBIND_RESP {
+                                s.shared.stats.unbinds_answered.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    false
+                } else {
+                    true
+                }
             }
             _ = stop.changed() => false,
         };
