@@ -18,7 +18,7 @@ use crate::receipt::{rewrite_id, Receipt};
 use crate::store::Correlation;
 use crate::upstream::{InboundSink, UpstreamInfo};
 use dashmap::DashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
@@ -45,6 +45,9 @@ impl Early {
 #[derive(Debug, Default)]
 pub struct EarlyReceipts {
     by_key: DashMap<Key, Arc<Early>>,
+    /// Entries in `by_key`: checked on every recorded correlation, where `DashMap::is_empty`
+    /// would lock every shard.
+    keys: AtomicUsize,
 }
 
 impl EarlyReceipts {
@@ -61,9 +64,23 @@ impl EarlyReceipts {
         self.len() == 0
     }
 
+    fn file(&self, early: &Arc<Early>) {
+        for key in &early.keys {
+            if self.by_key.insert(key.clone(), early.clone()).is_none() {
+                self.keys.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
     fn forget(&self, early: &Early) {
         for key in &early.keys {
-            self.by_key.remove_if(key, |_, e| std::ptr::eq(Arc::as_ptr(e), early));
+            if self
+                .by_key
+                .remove_if(key, |_, e| std::ptr::eq(Arc::as_ptr(e), early))
+                .is_some()
+            {
+                self.keys.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -170,9 +187,7 @@ impl Context {
             upstream: upstream.clone(),
             at: Instant::now(),
         });
-        for key in &early.keys {
-            self.early.by_key.insert(key.clone(), early.clone());
-        }
+        self.early.file(&early);
         // Held in custody: the SMSC may let go of it.
         ack.send(CommandStatus::ESME_ROK);
         // The correlation may have landed between the lookup and the filing above.
@@ -186,7 +201,7 @@ impl Context {
 
     /// Called after a correlation is recorded: delivers a receipt that was waiting for it.
     pub(crate) fn correlation_recorded(&self, c: &Arc<Correlation>, upstream: &UpstreamInfo) {
-        if self.early.by_key.is_empty() {
+        if self.early.keys.load(Ordering::Acquire) == 0 {
             return;
         }
         let key = (

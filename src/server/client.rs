@@ -47,6 +47,8 @@ struct Client {
     deliveries: HashMap<u32, (u64, Instant)>,
     mapped: HashMap<u32, Mapped>,
     keep_alive: KeepAlive,
+    /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
+    now: Instant,
     draining: bool,
 }
 
@@ -67,6 +69,7 @@ pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdow
         deliveries: HashMap::new(),
         mapped: HashMap::new(),
         keep_alive: KeepAlive::new(Instant::now()),
+        now: Instant::now(),
         draining: false,
     };
     let reason = client.serve(shutdown).await;
@@ -122,7 +125,7 @@ impl Client {
                         }
                     }
                     Some(Ok(Ok(pdu))) => {
-                        self.keep_alive.heard(Instant::now());
+                        self.keep_alive.heard(self.now);
                         self.incoming(pdu).await
                     }
                 },
@@ -152,6 +155,7 @@ impl Client {
         timers: &crate::config::ClientSessionConfig,
     ) -> Result<Option<&'static str>, FrameError> {
         let now = Instant::now();
+        self.now = now;
         if self.state == SessionState::Open && now >= bind_deadline {
             info!(peer = %self.peer, "no bind in time: closing");
             return Ok(Some("bind timeout"));
@@ -446,7 +450,7 @@ impl Client {
                 }
                 let seq = self.seq.next_number();
                 pdu.sequence_number = seq;
-                self.deliveries.insert(seq, (entry, Instant::now()));
+                self.deliveries.insert(seq, (entry, self.now));
                 self.conn.feed(&pdu).await
             }
         }
