@@ -148,7 +148,15 @@ async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_binds_and_upstream_tps_cap() {
-    let sims = start_sims(1, SimConfig::default()).await;
+    // The SMSC would throttle above 25/s; the proxy's cap for it is 20/s.
+    let sims = start_sims(
+        1,
+        SimConfig {
+            tps: 25,
+            ..SimConfig::default()
+        },
+    )
+    .await;
     let proxy = start_proxy(&proxy_toml(&sims, "bind = \"pair\"\ntps = 20", SHOP, "")).await;
     // A transmitter and a receiver session to the SMSC.
     assert_eq!(proxy.context().sessions.len(), 2);
@@ -160,14 +168,17 @@ async fn pair_binds_and_upstream_tps_cap() {
         esme.feed(submit_sm("1", "447700900123", b"x", true)).await.unwrap();
     }
     esme.flush().await.unwrap();
-    let (mut ok, mut throttled, mut receipts) = (0, 0, 0);
-    while ok + throttled < 40 || receipts < ok {
+    let (mut ok, mut receipts) = (0, 0);
+    while ok < 40 || receipts < 40 {
         let pdu = esme.recv(T).await.unwrap();
         match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP if pdu.command_status.is_ok() => ok += 1,
             CommandId::SUBMIT_SM_RESP => {
-                assert_eq!(pdu.command_status, CommandStatus::ESME_RTHROTTLED);
-                throttled += 1;
+                assert_eq!(
+                    pdu.command_status,
+                    CommandStatus::ESME_ROK,
+                    "held within the window, not refused"
+                );
+                ok += 1;
             }
             CommandId::DELIVER_SM => {
                 esme.ack(&pdu).await.unwrap();
@@ -176,12 +187,74 @@ async fn pair_binds_and_upstream_tps_cap() {
             _ => {}
         }
     }
-    // The upstream's tps cap held (one second's burst), and receipts came over the rx session.
-    assert!((20..=22).contains(&ok), "{ok} passed the cap of 20/s");
+    // The burst waited for the proxy's cap instead of hitting the SMSC's: it never throttled.
+    assert_eq!(sims[0].stats().throttled.load(Ordering::Relaxed), 0);
     assert_eq!(
-        sims[0].stats().throttled.load(Ordering::Relaxed),
-        0,
-        "the cap is kept by the proxy, not the SMSC"
+        sims[0].stats().receipts.load(Ordering::Relaxed),
+        40,
+        "receipts came over the rx session"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_upstream_window_waits_instead_of_failing() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipts: false,
+            latency: Duration::from_millis(5),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "window = 5", SHOP, "")).await;
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        esme.feed(submit_sm("1", "2", b"x", false)).await.unwrap();
+    }
+    esme.flush().await.unwrap();
+    for _ in 0..100 {
+        assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(sims[0].stats().submits.load(Ordering::Relaxed), 100);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_upstream_throttles_the_client_after_queue_timeout() {
+    // One slot, and an SMSC that takes 2 s to answer: the second request cannot get a slot in
+    // the 300 ms the client is willing to wait.
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipts: false,
+            latency: Duration::from_secs(2),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let toml = format!(
+        "{}[sessions]\nqueue_timeout = \"300ms\"\n",
+        proxy_toml(&sims, "window = 1", SHOP, "")
+    );
+    let proxy = start_proxy(&toml).await;
+    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let first = esme.send(submit_sm("1", "2", b"a", false)).await.unwrap();
+    let second = esme.send(submit_sm("1", "2", b"b", false)).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.sequence_number, resp.command_status),
+        (second, CommandStatus::ESME_RTHROTTLED)
+    );
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.sequence_number, resp.command_status),
+        (first, CommandStatus::ESME_ROK)
     );
     proxy.shutdown().await;
 }

@@ -58,6 +58,8 @@ pub struct ClientSessionConfig {
     pub response_timeout: Duration,
     /// Largest PDU accepted.
     pub max_pdu_len: usize,
+    /// How long a request within the client's window may wait for upstream window.
+    pub queue_timeout: Duration,
 }
 
 /// One client account.
@@ -272,6 +274,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         enquire_link: p.duration("sessions.enquire_link", &s.enquire_link),
         response_timeout: p.duration("sessions.response_timeout", &s.response_timeout),
         max_pdu_len: s.max_pdu_len,
+        queue_timeout: p.duration("sessions.queue_timeout", &s.queue_timeout),
     };
     if !(1024..=16 * 1024 * 1024).contains(&s.max_pdu_len) {
         p.add("sessions.max_pdu_len", "must be between 1024 and 16777216");

@@ -64,6 +64,7 @@ pub(super) struct RawSessions {
     pub(super) enquire_link: String,
     pub(super) response_timeout: String,
     pub(super) max_pdu_len: usize,
+    pub(super) queue_timeout: String,
 }
 
 impl Default for RawSessions {
@@ -73,6 +74,7 @@ impl Default for RawSessions {
             enquire_link: "30s".into(),
             response_timeout: "30s".into(),
             max_pdu_len: crate::pdu::codec::DEFAULT_MAX_LEN,
+            queue_timeout: "5s".into(),
         }
     }
 }
@@ -236,7 +238,13 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("store", &["path"]),
     (
         "sessions",
-        &["bind_timeout", "enquire_link", "response_timeout", "max_pdu_len"],
+        &[
+            "bind_timeout",
+            "enquire_link",
+            "response_timeout",
+            "max_pdu_len",
+            "queue_timeout",
+        ],
     ),
     (
         "clients",

@@ -15,7 +15,7 @@ use crate::proxy::Context;
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
 use crate::store::Correlation;
 use futures_util::{SinkExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,8 +25,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
-/// A request routed this often (throttled or bounced each time) is answered ESME_RTHROTTLED.
-const MAX_ATTEMPTS: u8 = 4;
+/// A request routed this often (throttled by SMSCs or bounced each time) is answered
+/// ESME_RTHROTTLED.
+const MAX_ATTEMPTS: u8 = 8;
+/// How often queued requests look for upstream window again (answers also wake them).
+const QUEUE_RETRY: Duration = Duration::from_millis(2);
 
 /// Where a query/cancel/replace in flight must go, and the client's id to put back.
 struct Mapped {
@@ -46,6 +49,9 @@ struct Client {
     seq: Sequence,
     deliveries: HashMap<u32, (u64, Instant)>,
     mapped: HashMap<u32, Mapped>,
+    /// Requests within the client's window waiting for upstream window (oldest first), with
+    /// when they started waiting. Bounded by the window; past `queue_timeout`: ESME_RTHROTTLED.
+    queue: VecDeque<(Forward, Instant)>,
     keep_alive: KeepAlive,
     /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
     now: Instant,
@@ -68,6 +74,7 @@ pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdow
         seq: Sequence::default(),
         deliveries: HashMap::new(),
         mapped: HashMap::new(),
+        queue: VecDeque::new(),
         keep_alive: KeepAlive::new(Instant::now()),
         now: Instant::now(),
         draining: false,
@@ -130,6 +137,7 @@ impl Client {
                     }
                 },
                 Some(event) = next_event(&mut self.events) => self.events(event).await.map(|_| None),
+                _ = tokio::time::sleep(QUEUE_RETRY), if !self.queue.is_empty() => self.drain_queue().await.map(|_| None),
                 _ = tick.tick() => self.on_tick(bind_deadline, &timers).await,
             };
             match result {
@@ -294,14 +302,71 @@ impl Client {
         if self.outstanding >= account.config.window || !account.bucket.try_take() {
             return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
         }
+        self.outstanding += 1;
         let fwd = self.new_forward(pdu);
-        match self.ctx.router.dispatch(&account.config.route, fwd) {
-            Ok(()) => {
-                self.outstanding += 1;
+        self.send_or_queue(fwd).await?;
+        crate::pdu::codec::flush(&mut self.conn).await
+    }
+
+    /// Hands a request to the router: the SMSC that took the message for query/cancel/replace,
+    /// the account's group otherwise.
+    fn route(&self, fwd: Forward) -> Result<(), (Forward, CommandStatus)> {
+        match self.mapped.get(&fwd.pdu.sequence_number) {
+            Some(m) => self.ctx.router.dispatch_to_upstream(&m.upstream, fwd),
+            None => {
+                let route = self.account.as_ref().map_or("default", |a| a.config.route.as_str());
+                self.ctx.router.dispatch(route, fwd)
+            }
+        }
+    }
+
+    /// Routes a request (already counted in `outstanding`), or queues it while every upstream
+    /// session is full or throttled: the client's window bounds the queue, so the client is told
+    /// ESME_RTHROTTLED only for its own limits or an upstream stuck for `queue_timeout`.
+    async fn send_or_queue(&mut self, fwd: Forward) -> Result<(), FrameError> {
+        if !self.queue.is_empty() {
+            self.queue.push_back((fwd, self.now));
+            return Ok(());
+        }
+        match self.route(fwd) {
+            Ok(()) => Ok(()),
+            Err((fwd, CommandStatus::ESME_RTHROTTLED)) => {
+                self.queue.push_back((fwd, self.now));
                 Ok(())
             }
-            Err((fwd, status)) => self.reply(&fwd.pdu, status).await,
+            Err((fwd, status)) => self.give_up(&fwd, status).await,
         }
+    }
+
+    /// Routes what waits in the queue, oldest first, as far as upstream window allows.
+    async fn drain_queue(&mut self) -> Result<(), FrameError> {
+        let timeout = self.ctx.config.client_sessions.queue_timeout;
+        while let Some((fwd, since)) = self.queue.pop_front() {
+            if since.elapsed() >= timeout {
+                self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await?;
+                continue;
+            }
+            match self.route(fwd) {
+                Ok(()) => {}
+                Err((fwd, CommandStatus::ESME_RTHROTTLED)) => {
+                    self.queue.push_front((fwd, since));
+                    break;
+                }
+                Err((fwd, status)) => self.give_up(&fwd, status).await?,
+            }
+        }
+        crate::pdu::codec::flush(&mut self.conn).await
+    }
+
+    /// Answers a request that will not be sent with `status`.
+    async fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Result<(), FrameError> {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        self.mapped.remove(&fwd.pdu.sequence_number);
+        let resp = fwd
+            .pdu
+            .error_response(status)
+            .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
+        self.conn.feed(&resp).await
     }
 
     /// query_sm, cancel_sm, replace_sm: to the upstream that took the message, with its id.
@@ -330,22 +395,17 @@ impl Client {
             Body::ReplaceSm(b) => b.message_id = upstream_id,
             _ => {}
         }
-        let seq = pdu.sequence_number;
+        self.mapped.insert(
+            pdu.sequence_number,
+            Mapped {
+                upstream: correlation.upstream.clone(),
+                client_id,
+            },
+        );
+        self.outstanding += 1;
         let fwd = self.new_forward(pdu);
-        match self.ctx.router.dispatch_to_upstream(&correlation.upstream, fwd) {
-            Ok(()) => {
-                self.outstanding += 1;
-                self.mapped.insert(
-                    seq,
-                    Mapped {
-                        upstream: correlation.upstream.clone(),
-                        client_id,
-                    },
-                );
-                Ok(())
-            }
-            Err((fwd, status)) => self.reply(&fwd.pdu, status).await,
-        }
+        self.send_or_queue(fwd).await?;
+        crate::pdu::codec::flush(&mut self.conn).await
     }
 
     async fn response(&mut self, pdu: Pdu) {
@@ -379,6 +439,10 @@ impl Client {
 
     async fn events(&mut self, first: ClientEvent) -> Result<(), FrameError> {
         self.event(first).await?;
+        // Answers free upstream window: queued requests go first.
+        if !self.queue.is_empty() {
+            self.drain_queue().await?;
+        }
         for _ in 0..64 {
             let Some(Ok(event)) = self.events.as_mut().map(|(_, rx)| rx.try_recv()) else {
                 break;
@@ -416,32 +480,10 @@ impl Client {
             }
             ClientEvent::Answer(Outcome::Retry(mut fwd)) => {
                 fwd.attempt += 1;
-                let seq = fwd.pdu.sequence_number;
-                let routed = if fwd.attempt > MAX_ATTEMPTS {
-                    Err((fwd, CommandStatus::ESME_RTHROTTLED))
-                } else if let Some(m) = self.mapped.get(&seq) {
-                    let upstream = m.upstream.clone();
-                    self.ctx.router.dispatch_to_upstream(&upstream, fwd)
-                } else {
-                    let route = self
-                        .account
-                        .as_ref()
-                        .map(|a| a.config.route.clone())
-                        .unwrap_or_default();
-                    self.ctx.router.dispatch(&route, fwd)
-                };
-                match routed {
-                    Ok(()) => Ok(()),
-                    Err((fwd, status)) => {
-                        self.outstanding = self.outstanding.saturating_sub(1);
-                        self.mapped.remove(&seq);
-                        let resp = fwd
-                            .pdu
-                            .error_response(status)
-                            .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
-                        self.conn.feed(&resp).await
-                    }
+                if fwd.attempt > MAX_ATTEMPTS {
+                    return self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await;
                 }
+                self.send_or_queue(fwd).await
             }
             ClientEvent::Deliver { entry, mut pdu } => {
                 if !self.state.can_receive() || self.draining {
