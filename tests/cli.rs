@@ -171,3 +171,30 @@ async fn run_serves_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_file(config);
 }
+
+#[test]
+fn shipped_configs_pass_check_and_a_bad_one_lists_every_problem() {
+    for file in ["config/smpp-proxy.toml", "config/demo.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let (code, out, err) = smpp_proxy(&["check", "--config", path.to_str().unwrap()], None);
+        assert_eq!(code, 0, "{file}: {err}");
+        assert!(out.contains(": ok ("), "{out}");
+    }
+    let bad = std::env::temp_dir().join(format!("smpp-proxy-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "node_id = \"a\"\ncolour = 1\n[listen]\nsmpp = \"nowhere\"\n[[clients]]\nsystem_id = \"s\"\npassword = \"p\"\nwindow = 0\n",
+    )
+    .unwrap();
+    let (code, _, err) = smpp_proxy(&["check", "--config", bad.to_str().unwrap()], None);
+    assert_eq!(code, 1);
+    for key in [
+        "colour: unknown key",
+        "listen.smpp:",
+        "clients[0].window:",
+        "upstreams:",
+    ] {
+        assert!(err.contains(key), "{key} missing in {err}");
+    }
+    let _ = std::fs::remove_file(bad);
+}
