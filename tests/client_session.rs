@@ -25,9 +25,7 @@ async fn no_bind_in_time_closes_and_a_dead_client_is_dropped() {
     assert!(started.elapsed() >= Duration::from_millis(250));
 
     // Bound and silent: the proxy sends enquire_link; one that answers stays.
-    let mut alive = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut alive = shop(&proxy).await;
     for _ in 0..3 {
         let pdu = alive.recv(T).await.unwrap();
         assert_eq!(pdu.command_id(), CommandId::ENQUIRE_LINK);
@@ -35,9 +33,7 @@ async fn no_bind_in_time_closes_and_a_dead_client_is_dropped() {
     }
     alive.unbind().await.unwrap();
     // One that does not answer is closed.
-    let mut dead = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut dead = shop(&proxy).await;
     assert_eq!(dead.recv(T).await.unwrap().command_id(), CommandId::ENQUIRE_LINK);
     let closed = loop {
         match dead.recv(T).await {
@@ -105,9 +101,7 @@ async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
     )
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     let data = DataSm {
         source_addr: COctetString::from_text("1"),
         destination_addr: COctetString::from_text("447700900123"),
@@ -161,9 +155,7 @@ async fn pair_binds_and_upstream_tps_cap() {
     // A transmitter and a receiver session to the SMSC.
     assert_eq!(proxy.context().sessions.len(), 2);
     assert_eq!(sims[0].stats().binds.load(Ordering::Relaxed), 2);
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     for _ in 0..40 {
         esme.feed(submit_sm("1", "447700900123", b"x", true)).await.unwrap();
     }
@@ -209,9 +201,7 @@ async fn a_burst_larger_than_the_upstream_window_waits_instead_of_failing() {
     )
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "window = 5", SHOP, "")).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     for _ in 0..100 {
         esme.feed(submit_sm("1", "2", b"x", false)).await.unwrap();
     }
@@ -241,9 +231,7 @@ async fn a_stuck_upstream_throttles_the_client_after_queue_timeout() {
         proxy_toml(&sims, "window = 1", SHOP, "")
     );
     let proxy = start_proxy(&toml).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     let first = esme.send(submit_sm("1", "2", b"a", false)).await.unwrap();
     let second = esme.send(submit_sm("1", "2", b"b", false)).await.unwrap();
     let resp = esme.recv(T).await.unwrap();

@@ -7,7 +7,6 @@ mod support;
 use smpp_proxy::bench::{self, BenchConfig};
 use smpp_proxy::esme::{submit_sm, Esme};
 use smpp_proxy::pdu::{Body, CommandId, CommandStatus, Pdu};
-use smpp_proxy::receipt::Receipt;
 use smpp_proxy::sim::{ReceiptVariant, SimConfig};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -66,25 +65,8 @@ async fn receipt_text_and_tlv_both_carry_the_client_id() {
     )
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
-    esme.send(submit_sm("4477", "447700900123", b"hello", true))
-        .await
-        .unwrap();
-    let (mut id, mut receipt) = (None, None);
-    while id.is_none() || receipt.is_none() {
-        let pdu = esme.recv(T).await.unwrap();
-        match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
-            CommandId::DELIVER_SM => {
-                esme.ack(&pdu).await.unwrap();
-                receipt = Some(Receipt::from_pdu(&pdu).unwrap());
-            }
-            _ => {}
-        }
-    }
-    let (id, receipt) = (id.unwrap(), receipt.unwrap());
+    let mut esme = shop(&proxy).await;
+    let (id, receipt) = submit_for_receipt(&mut esme).await;
     assert_eq!(receipt.tlv_id.as_deref(), Some(id.as_bytes()));
     assert_eq!(
         receipt.text_id.as_deref(),
@@ -183,9 +165,7 @@ async fn upstream_error_statuses_reach_the_client_unchanged() {
     )
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     esme.send(submit_sm("1", "999123", b"x", false)).await.unwrap();
     let resp = esme.recv(T).await.unwrap();
     assert_eq!(

@@ -141,9 +141,7 @@ async fn a_client_that_does_not_read_receipts_cannot_grow_memory() {
 async fn shutdown_unbinds_clients_and_upstreams() {
     let sims = start_sims(1, SimConfig::default()).await;
     let proxy = start_proxy(&proxy_toml(&sims, "sessions = 2", SHOP, "")).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     let addr = proxy.local_addr();
     let stopping = tokio::spawn(proxy.shutdown());
     let unbind = esme.recv(T).await.unwrap();
@@ -173,9 +171,7 @@ async fn upstream_sessions_come_back_after_the_smsc_restarts_one_socket_each() {
     assert_eq!(first.stats().binds.load(Ordering::Relaxed), 3);
     first.stop().await;
     assert!(wait_until(T, || proxy.context().sessions.iter().all(|s| !s.is_bound())).await);
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     esme.send(submit_sm("1", "2", b"x", false)).await.unwrap();
     assert_eq!(
         esme.recv(T).await.unwrap().command_status,
@@ -222,9 +218,7 @@ async fn an_unbind_from_the_smsc_is_answered_and_the_session_rebinds() {
         "rebound"
     );
     assert!(proxy.wait_bound(T).await);
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     esme.send(submit_sm("1", "2", b"x", false)).await.unwrap();
     assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
     proxy.shutdown().await;

@@ -115,23 +115,8 @@ async fn message_id_formats_per_client() {
         let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, client, "x")
             .await
             .unwrap();
-        esme.send(submit_sm("1", "447700900123", b"x", true)).await.unwrap();
-        let (mut id, mut receipt_id) = (None, None);
-        while id.is_none() || receipt_id.is_none() {
-            let pdu = esme.recv(T).await.unwrap();
-            match pdu.command_id() {
-                CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
-                CommandId::DELIVER_SM => {
-                    esme.ack(&pdu).await.unwrap();
-                    receipt_id = Receipt::from_pdu(&pdu)
-                        .unwrap()
-                        .text_id
-                        .map(|b| String::from_utf8(b.to_vec()).unwrap());
-                }
-                _ => {}
-            }
-        }
-        let id = id.unwrap();
+        let (id, receipt) = submit_for_receipt(&mut esme).await;
+        let receipt_id = receipt.text_id.map(|b| String::from_utf8(b.to_vec()).unwrap());
         assert!(check(&id), "{client}: {id}");
         assert_eq!(
             receipt_id.as_deref(),
@@ -153,9 +138,7 @@ async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
     )
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
-    let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut esme = shop(&proxy).await;
     let mut ids = Vec::new();
     for _ in 0..6 {
         esme.send(submit_sm("1", "447700900123", b"x", false)).await.unwrap();

@@ -101,3 +101,33 @@ pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
     cond()
 }
+
+/// A transceiver bind of `shop` / `secret` to the proxy.
+pub async fn shop(proxy: &Proxy) -> smpp_proxy::esme::Esme {
+    use smpp_proxy::pdu::CommandId;
+    smpp_proxy::esme::Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .unwrap()
+}
+
+/// Submits one message asking for a receipt and waits for both: the id the proxy gave and the
+/// receipt that came back (acknowledged).
+pub async fn submit_for_receipt(esme: &mut smpp_proxy::esme::Esme) -> (String, smpp_proxy::receipt::Receipt) {
+    use smpp_proxy::pdu::CommandId;
+    esme.send(smpp_proxy::esme::submit_sm("4477", "447700900123", b"hello", true))
+        .await
+        .unwrap();
+    let (mut id, mut receipt) = (None, None);
+    while id.is_none() || receipt.is_none() {
+        let pdu = esme.recv(Duration::from_secs(10)).await.unwrap();
+        match pdu.command_id() {
+            CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
+            CommandId::DELIVER_SM => {
+                esme.ack(&pdu).await.unwrap();
+                receipt = smpp_proxy::receipt::Receipt::from_pdu(&pdu);
+            }
+            _ => {}
+        }
+    }
+    (id.unwrap(), receipt.unwrap())
+}
