@@ -86,7 +86,9 @@ async fn window_and_tps_limits_answer_throttled() {
     for _ in 0..30 {
         ok += usize::from(tps.recv(T).await.unwrap().command_status.is_ok());
     }
-    assert!((10..=12).contains(&ok), "a burst of one second's worth passes: {ok}");
+    // One second's burst (10) passes, plus what refills while the 30 arrive (a slow machine
+    // may take a few hundred ms); the rest is refused at once.
+    assert!((10..=15).contains(&ok), "{ok} passed a cap of 10/s");
     proxy.shutdown().await;
 }
 
