@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The data-path benchmark with real process boundaries: one simulator, and the same load
+# (smpp-proxy bench, receipts on) sent three ways in one run: directly to the simulator, through
+# HAProxy in TCP mode (the L4 reference), and through smpp-proxy. Prints msg/s and the ratios.
+# Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW]     (installs haproxy from Debian if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-200000}
+binds=${2:-4}
+window=${3:-100}
+command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+cargo build --release --quiet
+bin=target/release/smpp-proxy
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port)
+
+$bin sim --listen 127.0.0.1:$sim_port --receipt-delay 1ms >"$work/sim.log" 2>&1 &
+cat >"$work/haproxy.cfg" <<CFG
+global
+    maxconn 1000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+listen smpp
+    bind 127.0.0.1:$ha_port
+    server sim 127.0.0.1:$sim_port
+CFG
+haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+cat >"$work/proxy.toml" <<CFG
+node_id = "bench"
+[listen]
+smpp = "127.0.0.1:$px_port"
+[[clients]]
+system_id = "shop"
+password = "secret"
+window = $((window * 2))
+deliver_window = $window
+[[upstreams]]
+name = "sim"
+address = "127.0.0.1:$sim_port"
+system_id = "proxy"
+password = "pw"
+sessions = $binds
+window = $((window * 2))
+CFG
+RUST_LOG=warn $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
+sleep 1
+
+run() {
+  $bin bench --connect "127.0.0.1:$1" --count "$count" --binds "$binds" --window "$window" --receipts --json 2>/dev/null \
+    | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(round(r["acked_per_second"]), r["acked"], r["receipts_matched"], r["response_latency"]["p50_us"], r["response_latency"]["p99_us"])'
+}
+printf '%-22s %10s %8s %9s %9s %9s\n' "path" "msg/s" "acked" "receipts" "p50 us" "p99 us"
+read -r d_rate d_acked d_rcpt d_p50 d_p99 <<<"$(run $sim_port)"
+printf '%-22s %10s %8s %9s %9s %9s\n' "direct" "$d_rate" "$d_acked" "$d_rcpt" "$d_p50" "$d_p99"
+read -r h_rate h_acked h_rcpt h_p50 h_p99 <<<"$(run $ha_port)"
+printf '%-22s %10s %8s %9s %9s %9s\n' "haproxy (tcp)" "$h_rate" "$h_acked" "$h_rcpt" "$h_p50" "$h_p99"
+read -r p_rate p_acked p_rcpt p_p50 p_p99 <<<"$(run $px_port)"
+printf '%-22s %10s %8s %9s %9s %9s\n' "smpp-proxy" "$p_rate" "$p_acked" "$p_rcpt" "$p_p50" "$p_p99"
+python3 -c "print(f'smpp-proxy = {$p_rate/$d_rate:.2f} x direct, {$p_rate/$h_rate:.2f} x haproxy')"
