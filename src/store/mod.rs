@@ -6,6 +6,8 @@
 //! upstream id) and when a client queries, cancels or replaces a message (by client and
 //! client id).
 
+pub mod durable;
+
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use dashmap::DashMap;
 use std::sync::Arc;
