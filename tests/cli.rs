@@ -121,7 +121,7 @@ async fn run_serves_and_stops_cleanly_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:{port}\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
+            "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:{port}\"\n[store]\nbackend = \"memory\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
              [[upstreams]]\nname = \"sim\"\naddress = \"{}\"\nsystem_id = \"p\"\npassword = \"p\"\n",
             sim.local_addr()
         ),

@@ -129,7 +129,7 @@ async fn node_smpp_as_the_upstream_smsc() {
         .parse()
         .unwrap();
     let toml = format!(
-        "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n{SHOP}\n[[upstreams]]\nname = \"node\"\naddress = \"127.0.0.1:{port}\"\n\
+        "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n{SHOP}\n[[upstreams]]\nname = \"node\"\naddress = \"127.0.0.1:{port}\"\n\
          system_id = \"proxy\"\npassword = \"pw\"\nsessions = 2\n"
     );
     let proxy = start_proxy(&toml).await;

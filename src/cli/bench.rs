@@ -118,7 +118,7 @@ impl BenchArgs {
         .await
         .map_err(|e| e.to_string())?;
         let toml = format!(
-            "node_id = \"bench\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[[clients]]\nsystem_id = \"{}\"\npassword = \"{}\"\nwindow = {}\n\
+            "node_id = \"bench\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n[[clients]]\nsystem_id = \"{}\"\npassword = \"{}\"\nwindow = {}\n\
              deliver_window = {}\n[[upstreams]]\nname = \"sim\"\naddress = \"{}\"\nsystem_id = \"proxy\"\npassword = \"pw\"\n\
              sessions = {}\nwindow = {}\n",
             self.system_id,

@@ -56,6 +56,9 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
         sims.push(sim);
     }
     config.listen = "127.0.0.1:0".parse().expect("address");
+    // A store of its own, removed afterwards: the demo runs the real crash-safe store.
+    let store_dir = std::env::temp_dir().join(format!("smpp-proxy-demo-{}", std::process::id()));
+    config.store_path = store_dir.clone();
     let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     let proxy = Proxy::start(config).await.map_err(|e| e.to_string())?;
     println!("smpp-proxy listening on {}", proxy.local_addr());
@@ -97,6 +100,7 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
     for sim in sims {
         sim.stop().await;
     }
+    let _ = std::fs::remove_dir_all(&store_dir);
     let ok = report.acked == count && report.receipts_matched == count && report.receipts_duplicated == 0;
     println!(
         "\n{}",

@@ -8,7 +8,7 @@
 
 mod raw;
 
-pub use raw::{BindMode, MessageIdFormat, Strategy};
+pub use raw::{BindMode, MessageIdFormat, StoreBackend, Strategy};
 
 use crate::receipt::id::IdMatch;
 use serde::Deserialize;
@@ -31,6 +31,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where durable state lives.
     pub store_path: PathBuf,
+    /// Which store holds correlations and held receipts.
+    pub store_backend: StoreBackend,
     /// Settings for client sessions.
     pub client_sessions: ClientSessionConfig,
     /// Client accounts by system_id.
@@ -440,6 +442,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         node_id: raw.node_id,
         listen,
         store_path: raw.store.path,
+        store_backend: raw.store.backend,
         client_sessions,
         clients,
         upstreams,

@@ -43,14 +43,28 @@ pub(super) struct RawListen {
 pub(super) struct RawStore {
     #[serde(default = "default_store_path")]
     pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) backend: StoreBackend,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             path: default_store_path(),
+            backend: StoreBackend::default(),
         }
     }
+}
+
+/// Where correlations and held receipts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// The embedded crash-safe store (redb) under `path`.
+    #[default]
+    Embedded,
+    /// Memory only: lost on restart (tests, throwaway setups).
+    Memory,
 }
 
 fn default_store_path() -> PathBuf {
@@ -235,7 +249,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("listen", &["smpp"]),
-    ("store", &["path"]),
+    ("store", &["path", "backend"]),
     (
         "sessions",
         &[

@@ -142,6 +142,8 @@ impl Context {
         };
         self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
         if is_final {
+            // Not waited for: if it is lost, the correlation lingers until its TTL; the receipt
+            // is already on its way.
             let _ = self.store.remove(&correlation, upstream.config.id_match);
         }
         self.to_account(&correlation.client, out, ack);
@@ -200,10 +202,18 @@ impl Context {
     }
 
     /// Called after a correlation is recorded: delivers a receipt that was waiting for it.
-    pub(crate) fn correlation_recorded(&self, c: &Arc<Correlation>, upstream: &UpstreamInfo) {
+    pub(crate) fn correlation_recorded(&self, c: &Arc<Correlation>) {
         if self.early.keys.load(Ordering::Acquire) == 0 {
             return;
         }
+        let Some(upstream) = self
+            .sessions
+            .iter()
+            .find(|s| s.upstream.name == c.upstream)
+            .map(|s| s.upstream.clone())
+        else {
+            return;
+        };
         let key = (
             c.upstream.clone(),
             canonical(c.upstream_id.as_bytes(), upstream.config.id_match),
@@ -215,7 +225,7 @@ impl Context {
             self.early.forget(&early);
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
             let is_final = Receipt::from_pdu(&pdu).is_some_and(|r| final_state(&r));
-            self.deliver_matched(upstream, pdu, is_final, c.clone(), None);
+            self.deliver_matched(&upstream, pdu, is_final, c.clone(), None);
         }
     }
 

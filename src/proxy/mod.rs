@@ -10,11 +10,11 @@ mod inbound;
 pub use inbound::EarlyReceipts;
 pub mod messages;
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use crate::ids::IdGenerator;
 use crate::router::Router;
 use crate::server::account::{self, AccountHandle};
-use crate::store::{MemoryStore, Store};
+use crate::store::{DurableStore, MemoryStore, Store};
 use crate::upstream::{self, InboundSink, SessionHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,9 +75,22 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the proxy: listens, binds upstreams (in the background) and serves clients.
+    /// Starts the proxy: opens its store, listens, binds upstreams (in the background) and
+    /// serves clients.
     pub async fn start(config: Config) -> std::io::Result<Proxy> {
-        Self::start_with_store(config, Arc::new(MemoryStore::default())).await
+        let store: Arc<dyn Store> = match config.store_backend {
+            StoreBackend::Memory => Arc::new(MemoryStore::default()),
+            StoreBackend::Embedded => {
+                let path = config.store_path.clone();
+                let opened = tokio::task::spawn_blocking(move || DurableStore::open(&path))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Arc::new(
+                    opened.map_err(|e| std::io::Error::other(format!("store {}: {e}", config.store_path.display())))?,
+                )
+            }
+        };
+        Self::start_with_store(config, store).await
     }
 
     /// As [`Proxy::start`], with a given store.

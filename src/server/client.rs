@@ -13,7 +13,7 @@ use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, 
 use crate::proxy::messages::{AccountMsg, ClientEvent, Forward, Outcome, RequestInfo};
 use crate::proxy::Context;
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
-use crate::store::Correlation;
+use crate::store::{Commit, Correlation, StoreError};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -30,6 +30,13 @@ use tracing::{debug, info, warn};
 const MAX_ATTEMPTS: u8 = 8;
 /// How often queued requests look for upstream window again (answers also wake them).
 const QUEUE_RETRY: Duration = Duration::from_millis(2);
+
+/// An answer held until its correlation is durable.
+struct Committing {
+    resp: Pdu,
+    commit: Commit,
+    correlation: Arc<Correlation>,
+}
 
 /// Where a query/cancel/replace in flight must go, and the client's id to put back.
 struct Mapped {
@@ -52,6 +59,9 @@ struct Client {
     /// Requests within the client's window waiting for upstream window (oldest first), with
     /// when they started waiting. Bounded by the window; past `queue_timeout`: ESME_RTHROTTLED.
     queue: VecDeque<(Forward, Instant)>,
+    /// Answers waiting for their correlations to be durable, oldest first. The session goes on
+    /// serving meanwhile; each is written when its commit resolves.
+    committing: VecDeque<Committing>,
     keep_alive: KeepAlive,
     /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
     now: Instant,
@@ -75,6 +85,7 @@ pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdow
         deliveries: HashMap::new(),
         mapped: HashMap::new(),
         queue: VecDeque::new(),
+        committing: VecDeque::new(),
         keep_alive: KeepAlive::new(Instant::now()),
         now: Instant::now(),
         draining: false,
@@ -82,6 +93,13 @@ pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdow
     let reason = client.serve(shutdown).await;
     debug!(peer = %peer, reason, "client connection closed");
     client.release().await;
+}
+
+async fn oldest_commit(committing: &mut VecDeque<Committing>) -> Result<u64, StoreError> {
+    match committing.front_mut() {
+        Some(c) => (&mut c.commit).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_event(
@@ -137,6 +155,9 @@ impl Client {
                     }
                 },
                 Some(event) = next_event(&mut self.events) => self.events(event).await.map(|_| None),
+                committed = oldest_commit(&mut self.committing), if !self.committing.is_empty() => {
+                    self.on_committed(committed).await.map(|_| None)
+                }
                 _ = tokio::time::sleep(QUEUE_RETRY), if !self.queue.is_empty() => self.drain_queue().await.map(|_| None),
                 _ = tick.tick() => self.on_tick(bind_deadline, &timers).await,
             };
@@ -149,7 +170,7 @@ impl Client {
                 }
             }
             if let Some(deadline) = drain_deadline {
-                if self.outstanding == 0 || Instant::now() >= deadline {
+                if (self.outstanding == 0 && self.committing.is_empty()) || Instant::now() >= deadline {
                     self.unbind().await;
                     return "unbound for shutdown";
                 }
@@ -460,8 +481,10 @@ impl Client {
                 resp,
             }) => {
                 self.outstanding = self.outstanding.saturating_sub(1);
-                let resp = self.map_answer(&upstream, request, resp);
-                self.conn.feed(&resp).await
+                match self.map_answer(&upstream, request, resp) {
+                    Some(resp) => self.conn.feed(&resp).await,
+                    None => Ok(()),
+                }
             }
             ClientEvent::Answer(Outcome::Failed {
                 client_seq,
@@ -500,26 +523,27 @@ impl Client {
 
     /// The upstream's answer as the client must see it: its sequence number (already set), and
     /// the client's message id in place of the upstream's.
+    /// `None` when the answer waits for its correlation to be stored (`self.committing`).
     fn map_answer(
         &mut self,
         upstream: &crate::upstream::UpstreamInfo,
         request: Option<RequestInfo>,
         mut resp: Pdu,
-    ) -> Pdu {
+    ) -> Option<Pdu> {
         if let Some(m) = self.mapped.remove(&resp.sequence_number) {
             if let Body::QuerySmResp(Some(b)) = &mut resp.body {
                 b.message_id = m.client_id;
             }
-            return resp;
+            return Some(resp);
         }
         if !resp.command_status.is_ok() {
-            return resp;
+            return Some(resp);
         }
         let Some(upstream_id) = resp
             .message_id()
             .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
         else {
-            return resp;
+            return Some(resp);
         };
         let account = self.account.as_ref().expect("bound");
         let client_id = self.ctx.ids.next(account.config.message_id_format, &upstream_id);
@@ -529,7 +553,7 @@ impl Client {
             destination_addr,
         }) = request
         else {
-            return resp;
+            return Some(resp);
         };
         let correlation = Arc::new(Correlation {
             upstream: upstream.name.clone(),
@@ -541,24 +565,54 @@ impl Client {
             source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
             destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
         });
-        // Recorded before the client sees the id, so a receipt can never outrun it here.
-        if let Err(e) = self.ctx.store.record(correlation.clone(), upstream.config.id_match) {
-            warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
-            let failed = Body::empty_response(resp.command_id()).map(|body| {
-                Pdu::new(body)
-                    .with_status(CommandStatus::ESME_RSYSERR)
-                    .with_sequence_number(resp.sequence_number)
-            });
-            return failed.unwrap_or(resp);
-        }
-        self.ctx.correlation_recorded(&correlation, upstream);
+        let commit = self.ctx.store.record(correlation.clone(), upstream.config.id_match);
         let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();
         match &mut resp.body {
             Body::SubmitSmResp(Some(b)) | Body::DataSmResp(Some(b)) => *b = MessageIdResp { message_id: id },
             Body::SubmitMultiResp(Some(b)) => b.message_id = id,
             _ => {}
         }
-        resp
+        // The client sees the id only once the correlation is durable (see `finish_commits`),
+        // so a receipt can never outrun it.
+        self.committing.push_back(Committing {
+            resp,
+            commit,
+            correlation,
+        });
+        None
+    }
+
+    /// Writes the answers whose correlations are now durable, oldest first; `first` is the
+    /// outcome of the oldest one's commit. The store commits in groups, so the ones behind it
+    /// are usually done too.
+    async fn on_committed(&mut self, first: Result<u64, StoreError>) -> Result<(), FrameError> {
+        let mut result = Some(first);
+        while let Some(front) = self.committing.front_mut() {
+            let outcome = match result.take() {
+                Some(r) => r,
+                None => match futures_util::FutureExt::now_or_never(&mut front.commit) {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let Committing { resp, correlation, .. } = self.committing.pop_front().expect("front exists");
+            match outcome {
+                Ok(_) => {
+                    self.ctx.correlation_recorded(&correlation);
+                    self.conn.feed(&resp).await?;
+                }
+                Err(e) => {
+                    warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
+                    let failed = Body::empty_response(resp.command_id()).map(|body| {
+                        Pdu::new(body)
+                            .with_status(CommandStatus::ESME_RSYSERR)
+                            .with_sequence_number(resp.sequence_number)
+                    });
+                    self.conn.feed(&failed.unwrap_or(resp)).await?;
+                }
+            }
+        }
+        crate::pdu::codec::flush(&mut self.conn).await
     }
 
     async fn unbind(&mut self) {

@@ -13,7 +13,8 @@
 //! - `outbox`: `client \0 seq (u64 BE)` → the PDU to deliver, oldest first;
 //! - `meta`: `outbox_seq` → the last outbox sequence number.
 
-use super::{Correlation, StoreError};
+use super::{Correlation, Store, StoreError};
+use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,31 +52,44 @@ pub struct Commit(CommitState);
 
 #[derive(Debug)]
 enum CommitState {
-    Done(Result<u64, StoreError>),
+    Done(Option<Result<u64, StoreError>>),
     Pending(oneshot::Receiver<Result<u64, StoreError>>),
+}
+
+/// A `Commit` is also a future, so a session can keep serving while its writes are committed.
+impl std::future::Future for Commit {
+    type Output = Result<u64, StoreError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            CommitState::Done(result) => std::task::Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(StoreError("commit polled twice".into()))),
+            ),
+            CommitState::Pending(rx) => std::pin::Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))),
+        }
+    }
 }
 
 impl Commit {
     /// A write that is already durable (stores without a writer, like the memory store).
     pub fn done(result: Result<u64, StoreError>) -> Commit {
-        Commit(CommitState::Done(result))
+        Commit(CommitState::Done(Some(result)))
     }
 
     /// Waits until the write is durable; the value is the outbox sequence number where one was
     /// assigned (0 otherwise).
     pub async fn wait(self) -> Result<u64, StoreError> {
-        match self.0 {
-            CommitState::Done(r) => r,
-            CommitState::Pending(rx) => rx
-                .await
-                .unwrap_or_else(|_| Err(StoreError("store writer stopped".into()))),
-        }
+        self.await
     }
 
     /// Blocks the thread until the write is durable (for tools, not for async tasks).
     pub fn wait_blocking(self) -> Result<u64, StoreError> {
         match self.0 {
-            CommitState::Done(r) => r,
+            CommitState::Done(r) => r.unwrap_or_else(|| Err(StoreError("commit polled twice".into()))),
             CommitState::Pending(rx) => rx
                 .blocking_recv()
                 .unwrap_or_else(|_| Err(StoreError("store writer stopped".into()))),
@@ -277,6 +291,38 @@ impl DurableStore {
             correlations,
             outbox: per_client,
         })
+    }
+}
+
+impl Store for DurableStore {
+    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit {
+        self.put_correlation(&c, &canonical(c.upstream_id.as_bytes(), id_match))
+    }
+
+    fn find_by_upstream(
+        &self,
+        upstream: &str,
+        receipt_id: &[u8],
+        id_match: IdMatch,
+    ) -> Result<Option<Arc<Correlation>>, StoreError> {
+        for key in lookup_keys(receipt_id, id_match) {
+            if let Some(c) = self.correlation_by_upstream(upstream, &key)? {
+                return Ok(Some(Arc::new(c)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
+        Ok(self.correlation_by_client(client, client_id)?.map(Arc::new))
+    }
+
+    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
+        self.remove_correlation(c, &canonical(c.upstream_id.as_bytes(), id_match))
+    }
+
+    fn len(&self) -> usize {
+        self.counts().map_or(0, |c| c.correlations as usize)
     }
 }
 

@@ -8,6 +8,8 @@
 
 pub mod durable;
 
+pub use durable::{Commit, DurableStore};
+
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -38,10 +40,11 @@ pub struct Correlation {
 #[error("store: {0}")]
 pub struct StoreError(pub String);
 
-/// Where correlations live.
+/// Where correlations live. Writes return a [`Commit`] ticket that resolves once the write is
+/// durable, so callers can hand many writes to a group-committing store and wait once.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a correlation; `id_match` decides the key its upstream id is filed under.
-    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Result<(), StoreError>;
+    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit;
     /// The correlation a receipt id from `upstream` refers to, trying each matching form.
     fn find_by_upstream(
         &self,
@@ -52,7 +55,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The correlation of the id a client holds.
     fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError>;
     /// Forgets a correlation (after its final receipt).
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError>;
+    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit;
     /// How many correlations are held.
     fn len(&self) -> usize;
     /// `true` when none are held.
@@ -69,13 +72,13 @@ pub struct MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Result<(), StoreError> {
+    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit {
         self.by_upstream.insert(
             (c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)),
             c.clone(),
         );
         self.by_client.insert((c.client.clone(), c.client_id.clone()), c);
-        Ok(())
+        Commit::done(Ok(0))
     }
 
     fn find_by_upstream(
@@ -100,11 +103,11 @@ impl Store for MemoryStore {
             .map(|c| c.clone()))
     }
 
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Result<(), StoreError> {
+    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
         self.by_upstream
             .remove(&(c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)));
         self.by_client.remove(&(c.client.clone(), c.client_id.clone()));
-        Ok(())
+        Commit::done(Ok(0))
     }
 
     fn len(&self) -> usize {
@@ -130,7 +133,7 @@ mod tests {
             destination_addr: "b".into(),
         };
         let c = Arc::new(c);
-        store.record(c.clone(), IdMatch::Numeric).unwrap();
+        store.record(c.clone(), IdMatch::Numeric).wait_blocking().unwrap();
         assert_eq!(
             store
                 .find_by_upstream("smsc-a", b"0059113978", IdMatch::Numeric)
@@ -142,7 +145,7 @@ mod tests {
             None
         );
         assert_eq!(store.find_by_client("shop", "0001").unwrap(), Some(c.clone()));
-        store.remove(&c, IdMatch::Numeric).unwrap();
+        store.remove(&c, IdMatch::Numeric).wait_blocking().unwrap();
         assert!(store.is_empty());
     }
 }

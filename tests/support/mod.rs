@@ -64,7 +64,7 @@ pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimHandle> {
 /// A proxy config: listen on 127.0.0.1:0, one upstream per simulator (`smsc-0`, `smsc-1`, …),
 /// `clients` as TOML `[[clients]]` blocks, and `extra` appended.
 pub fn proxy_toml(sims: &[SimHandle], upstream_extra: &str, clients: &str, extra: &str) -> String {
-    let mut text = String::from("node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n");
+    let mut text = String::from("node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n");
     text.push_str(clients);
     for (n, s) in sims.iter().enumerate() {
         text.push_str(&format!(
