@@ -144,7 +144,7 @@ impl Context {
         if is_final {
             // Not waited for: if it is lost, the correlation lingers until its TTL; the receipt
             // is already on its way.
-            let _ = self.store.remove(&correlation, upstream.config.id_match);
+            drop(self.store.remove(&correlation, upstream.config.id_match));
         }
         self.to_account(&correlation.client, out, ack);
     }
