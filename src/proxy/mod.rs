@@ -109,7 +109,7 @@ impl Proxy {
         let accounts = config
             .clients
             .iter()
-            .map(|(id, c)| (id.clone(), account::spawn(c.clone())))
+            .map(|(id, c)| (id.clone(), account::spawn(c.clone(), store.clone())))
             .collect();
         let ctx = Arc::new(Context {
             ids: IdGenerator::new(&config.node_id),

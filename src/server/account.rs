@@ -6,11 +6,16 @@
 //!
 //! The outbox is bounded (`outbox_max`): when full, the SMSC is told ESME_RX_T_APPN and retries
 //! later, so a client that does not read cannot grow memory and nothing is lost.
-//! (Kept in memory in this version; durable custody is the next step.)
+//!
+//! Custody: every entry is written to the store first; the SMSC gets its deliver_sm_resp only
+//! when that write is durable (the task keeps serving meanwhile), and the entry is removed from
+//! the store when the client acknowledges it. On start the account reloads what the store holds
+//! for it, oldest first, so receipts survive restarts and crashes.
 
 use crate::config::ClientConfig;
 use crate::pdu::{CommandStatus, Pdu};
-use crate::proxy::messages::{AccountMsg, ClientEvent};
+use crate::proxy::messages::{AccountMsg, ClientEvent, DeliverAck};
+use crate::store::{Commit, Store, StoreError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,25 +44,34 @@ struct Bind {
     inflight: HashMap<u64, Pdu>,
 }
 
+/// An entry being written to the store; it joins `waiting` once durable.
+struct Storing {
+    commit: Commit,
+    pdu: Pdu,
+    ack: Option<DeliverAck>,
+}
+
 struct Account {
     config: Arc<ClientConfig>,
+    store: Arc<dyn Store>,
+    storing: VecDeque<Storing>,
     waiting: VecDeque<(u64, Pdu)>,
     binds: Vec<(u64, Bind)>,
-    next_entry: u64,
     next_bind: usize,
     outbox_len: Arc<AtomicU64>,
 }
 
-/// Starts the task of one account.
-pub fn spawn(config: ClientConfig) -> AccountHandle {
+/// Starts the task of one account, which first reloads the outbox the store holds for it.
+pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> AccountHandle {
     let config = Arc::new(config);
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
     let account = Account {
         config: config.clone(),
+        store,
+        storing: VecDeque::new(),
         waiting: VecDeque::new(),
         binds: Vec::new(),
-        next_entry: 1,
         next_bind: 0,
         outbox_len: outbox_len.clone(),
     };
@@ -72,20 +86,92 @@ pub fn spawn(config: ClientConfig) -> AccountHandle {
     }
 }
 
+async fn oldest_commit(storing: &mut VecDeque<Storing>) -> Result<u64, StoreError> {
+    match storing.front_mut() {
+        Some(s) => (&mut s.commit).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Account {
     async fn run(mut self, mut rx: mpsc::Receiver<AccountMsg>) {
-        while let Some(msg) = rx.recv().await {
-            self.handle(msg);
-            // Take whatever else is queued before pumping, so a burst is sent in one go.
-            while let Ok(msg) = rx.try_recv() {
-                self.handle(msg);
+        self.reload().await;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    // Take whatever else is queued before pumping, so a burst is sent in one go.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg);
+                    }
+                }
+                stored = oldest_commit(&mut self.storing), if !self.storing.is_empty() => self.on_stored(stored),
             }
             self.pump();
+            self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// What survived a restart, oldest first (at most `outbox_max`).
+    async fn reload(&mut self) {
+        let store = self.store.clone();
+        let client = self.config.system_id.clone();
+        let max = self.config.outbox_max;
+        let loaded = tokio::task::spawn_blocking(move || store.outbox_load(&client, 0, max)).await;
+        match loaded {
+            Ok(Ok(entries)) => {
+                for (seq, bytes) in entries {
+                    match Pdu::parse(bytes::Bytes::from(bytes)) {
+                        Ok(pdu) => self.waiting.push_back((seq, pdu)),
+                        Err(e) => {
+                            warn!(client = %self.config.system_id, seq, error = %e, "unreadable outbox entry skipped")
+                        }
+                    }
+                }
+                if !self.waiting.is_empty() {
+                    tracing::info!(client = %self.config.system_id, held = self.waiting.len(), "outbox reloaded");
+                }
+            }
+            Ok(Err(e)) => warn!(client = %self.config.system_id, error = %e, "outbox not reloaded"),
+            Err(e) => warn!(client = %self.config.system_id, error = %e, "outbox reload failed"),
+        }
+        self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+    }
+
+    /// The oldest write became durable (`first`), and maybe the ones behind it: acknowledge
+    /// their SMSCs and queue them for delivery, in order.
+    fn on_stored(&mut self, first: Result<u64, StoreError>) {
+        let mut result = Some(first);
+        while let Some(front) = self.storing.front_mut() {
+            let outcome = match result.take() {
+                Some(r) => r,
+                None => match futures_util::FutureExt::now_or_never(&mut front.commit) {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let Storing { pdu, ack, .. } = self.storing.pop_front().expect("front exists");
+            match outcome {
+                Ok(seq) => {
+                    self.waiting.push_back((seq, pdu));
+                    if let Some(ack) = ack {
+                        ack.send(CommandStatus::ESME_ROK);
+                    }
+                }
+                Err(e) => {
+                    // Not in custody: the SMSC keeps it and tries again.
+                    warn!(client = %self.config.system_id, error = %e, "receipt not stored: SMSC asked to retry");
+                    if let Some(ack) = ack {
+                        ack.send(CommandStatus::ESME_RX_T_APPN);
+                    }
+                }
+            }
         }
     }
 
     fn held(&self) -> usize {
-        self.waiting.len() + self.binds.iter().map(|(_, b)| b.inflight.len()).sum::<usize>()
+        self.storing.len() + self.waiting.len() + self.binds.iter().map(|(_, b)| b.inflight.len()).sum::<usize>()
     }
 
     fn handle(&mut self, msg: AccountMsg) {
@@ -98,12 +184,11 @@ impl Account {
                     }
                     return;
                 }
-                let entry = self.next_entry;
-                self.next_entry += 1;
-                self.waiting.push_back((entry, pdu));
-                if let Some(ack) = ack {
-                    ack.send(CommandStatus::ESME_ROK);
-                }
+                let commit = match pdu.to_bytes() {
+                    Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes),
+                    Err(e) => Commit::done(Err(StoreError(e.to_string()))),
+                };
+                self.storing.push_back(Storing { commit, pdu, ack });
             }
             AccountMsg::BindUp { bind_id, tx } => self.binds.push((
                 bind_id,
@@ -130,9 +215,12 @@ impl Account {
                     return;
                 };
                 match status {
-                    CommandStatus::ESME_ROK => {}
+                    // Not waited for: if the removal is lost in a crash, the entry is delivered
+                    // again after the restart (at least once, never lost).
+                    CommandStatus::ESME_ROK => drop(self.store.outbox_remove(&self.config.system_id, entry)),
                     CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN => {
                         warn!(client = %self.config.system_id, %status, "client refused a delivery for good: dropped");
+                        drop(self.store.outbox_remove(&self.config.system_id, entry));
                     }
                     other => {
                         debug!(client = %self.config.system_id, status = %other, "delivery to retry");
@@ -141,7 +229,6 @@ impl Account {
                 }
             }
         }
-        self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
     }
 
     /// Hands waiting entries to binds with room, round robin.

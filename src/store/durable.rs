@@ -324,6 +324,18 @@ impl Store for DurableStore {
     fn len(&self) -> usize {
         self.counts().map_or(0, |c| c.correlations as usize)
     }
+
+    fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit {
+        DurableStore::outbox_push(self, client, pdu)
+    }
+
+    fn outbox_remove(&self, client: &str, seq: u64) -> Commit {
+        DurableStore::outbox_remove(self, client, seq)
+    }
+
+    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.outbox_after(client, after, limit)
+    }
 }
 
 impl Drop for DurableStore {

@@ -58,6 +58,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit;
     /// How many correlations are held.
     fn len(&self) -> usize;
+    /// Appends a PDU (its wire form) to `client`'s outbox; the ticket gives its sequence number.
+    fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit;
+    /// Removes an outbox entry the client acknowledged.
+    fn outbox_remove(&self, client: &str, seq: u64) -> Commit;
+    /// Up to `limit` outbox entries of `client` after `after`, oldest first (what survived a
+    /// restart; a memory store has none).
+    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// `true` when none are held.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -69,6 +76,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 pub struct MemoryStore {
     by_upstream: DashMap<(Arc<str>, String), Arc<Correlation>>,
     by_client: DashMap<(Arc<str>, String), Arc<Correlation>>,
+    /// Outbox sequence numbers (the entries themselves stay with the account).
+    outbox_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Store for MemoryStore {
@@ -112,6 +121,20 @@ impl Store for MemoryStore {
 
     fn len(&self) -> usize {
         self.by_upstream.len()
+    }
+
+    fn outbox_push(&self, _client: &str, _pdu: &[u8]) -> Commit {
+        Commit::done(Ok(
+            self.outbox_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        ))
+    }
+
+    fn outbox_remove(&self, _client: &str, _seq: u64) -> Commit {
+        Commit::done(Ok(0))
+    }
+
+    fn outbox_load(&self, _client: &str, _after: u64, _limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
     }
 }
 
