@@ -13,7 +13,7 @@
 use super::messages::{AccountMsg, DeliverAck};
 use super::Context;
 use crate::pdu::{Body, CommandStatus, Pdu};
-use crate::receipt::id::{canonical, lookup_keys};
+use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use crate::receipt::{rewrite_id, Receipt};
 use crate::store::Correlation;
 use crate::upstream::{InboundSink, UpstreamInfo};
@@ -28,7 +28,10 @@ type Key = (Arc<str>, String);
 /// A receipt waiting for its correlation, filed under every form its ids may be stored in.
 #[derive(Debug)]
 struct Early {
-    pdu: Mutex<Option<Pdu>>,
+    /// The receipt and the SMSC's pending answer: the SMSC is acknowledged only when the
+    /// receipt is in custody (matched and stored) or given up on, never while it waits here in
+    /// memory, so a crash meanwhile makes the SMSC send it again.
+    held: Mutex<Option<(Pdu, DeliverAck)>>,
     keys: Vec<Key>,
     upstream: Arc<UpstreamInfo>,
     at: Instant,
@@ -36,8 +39,8 @@ struct Early {
 
 impl Early {
     /// The receipt, to exactly one taker.
-    fn take(&self) -> Option<Pdu> {
-        self.pdu.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn take(&self) -> Option<(Pdu, DeliverAck)> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -55,7 +58,7 @@ impl EarlyReceipts {
     pub fn len(&self) -> usize {
         self.by_key
             .iter()
-            .filter(|e| e.pdu.lock().map(|p| p.is_some()).unwrap_or(false))
+            .filter(|e| e.held.lock().map(|p| p.is_some()).unwrap_or(false))
             .count()
     }
 
@@ -90,7 +93,7 @@ fn final_state(receipt: &Receipt) -> bool {
 }
 
 impl Context {
-    fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>) {
+    fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>, forget: Option<(Arc<Correlation>, IdMatch)>) {
         let Some(account) = self.accounts.get(client) else {
             if let Some(ack) = ack {
                 ack.send(CommandStatus::ESME_RX_P_APPN);
@@ -98,7 +101,7 @@ impl Context {
             return;
         };
         // The account swamped or gone: the SMSC is told to retry later.
-        let msg = AccountMsg::Deliver { pdu, ack };
+        let msg = AccountMsg::Deliver { pdu, ack, forget };
         if let Err(tokio::sync::mpsc::error::TrySendError::Full(AccountMsg::Deliver { ack, .. })) =
             account.tx.try_send(msg)
         {
@@ -141,12 +144,9 @@ impl Context {
             }
         };
         self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
-        if is_final {
-            // Not waited for: if it is lost, the correlation lingers until its TTL; the receipt
-            // is already on its way.
-            drop(self.store.remove(&correlation, upstream.config.id_match));
-        }
-        self.to_account(&correlation.client, out, ack);
+        let client = correlation.client.clone();
+        let forget = is_final.then(|| (correlation, upstream.config.id_match));
+        self.to_account(&client, out, ack, forget);
     }
 
     fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: Option<DeliverAck>) {
@@ -159,7 +159,7 @@ impl Context {
             "receipt matches no submission"
         );
         match &self.config.unmatched_receipts_to {
-            Some(client) => self.to_account(client, pdu, ack),
+            Some(client) => self.to_account(client, pdu, ack, None),
             None => {
                 if let Some(ack) = ack {
                     ack.send(CommandStatus::ESME_ROK);
@@ -184,19 +184,17 @@ impl Context {
             }
         }
         let early = Arc::new(Early {
-            pdu: Mutex::new(Some(pdu)),
+            held: Mutex::new(Some((pdu, ack))),
             keys,
             upstream: upstream.clone(),
             at: Instant::now(),
         });
         self.early.file(&early);
-        // Held in custody: the SMSC may let go of it.
-        ack.send(CommandStatus::ESME_ROK);
         // The correlation may have landed between the lookup and the filing above.
         if let Some(correlation) = self.find(upstream, receipt) {
-            if let Some(pdu) = early.take() {
+            if let Some((pdu, ack)) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, pdu, final_state(receipt), correlation, None);
+                self.deliver_matched(upstream, pdu, final_state(receipt), correlation, Some(ack));
             }
         }
     }
@@ -221,11 +219,11 @@ impl Context {
         let Some(early) = self.early.by_key.get(&key).map(|e| e.clone()) else {
             return;
         };
-        if let Some(pdu) = early.take() {
+        if let Some((pdu, ack)) = early.take() {
             self.early.forget(&early);
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
             let is_final = Receipt::from_pdu(&pdu).is_some_and(|r| final_state(&r));
-            self.deliver_matched(&upstream, pdu, is_final, c.clone(), None);
+            self.deliver_matched(&upstream, pdu, is_final, c.clone(), Some(ack));
         }
     }
 
@@ -240,8 +238,8 @@ impl Context {
             .collect();
         for early in expired {
             self.early.forget(&early);
-            if let Some(pdu) = early.take() {
-                self.unmatched(&early.upstream, pdu, None);
+            if let Some((pdu, ack)) = early.take() {
+                self.unmatched(&early.upstream, pdu, Some(ack));
             }
         }
     }
@@ -266,7 +264,7 @@ impl InboundSink for Context {
             Some(client) => {
                 self.stats.mo_routed.fetch_add(1, Ordering::Relaxed);
                 let client = client.to_owned();
-                self.to_account(&client, pdu, Some(ack));
+                self.to_account(&client, pdu, Some(ack), None);
             }
             None => {
                 self.stats.mo_unroutable.fetch_add(1, Ordering::Relaxed);

@@ -11,6 +11,8 @@
 #![allow(clippy::large_enum_variant)]
 
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
+use crate::receipt::id::IdMatch;
+use crate::store::Correlation;
 use crate::upstream::UpstreamInfo;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -102,6 +104,9 @@ pub enum AccountMsg {
         pdu: Pdu,
         /// Who to tell it is held.
         ack: Option<DeliverAck>,
+        /// A correlation to forget once this (final) receipt is held: never before, or a
+        /// crash in between would leave the SMSC's retry with nothing to match.
+        forget: Option<(Arc<Correlation>, IdMatch)>,
     },
     /// A receiver-capable bind came up.
     BindUp {

@@ -72,6 +72,7 @@ pub struct Proxy {
     server: JoinHandle<()>,
     upstream_tasks: Vec<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    account_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -106,10 +107,15 @@ impl Proxy {
             .map(|(name, g)| (name.clone(), g.members.clone()))
             .collect();
         let router = Router::new(&handles, &groups, rand::random());
+        let mut account_tasks = Vec::new();
         let accounts = config
             .clients
             .iter()
-            .map(|(id, c)| (id.clone(), account::spawn(c.clone(), store.clone())))
+            .map(|(id, c)| {
+                let (handle, task) = account::spawn(c.clone(), store.clone());
+                account_tasks.push(task);
+                (id.clone(), handle)
+            })
             .collect();
         let ctx = Arc::new(Context {
             ids: IdGenerator::new(&config.node_id),
@@ -157,6 +163,7 @@ impl Proxy {
             server,
             upstream_tasks,
             sweeper,
+            account_tasks,
         })
     }
 
@@ -193,6 +200,11 @@ impl Proxy {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         self.sweeper.abort();
+        // Accounts end when the last handle goes; then nothing holds the store and it closes.
+        drop(self.ctx);
+        for task in self.account_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         info!("smpp-proxy stopped");
     }
 }

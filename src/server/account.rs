@@ -15,7 +15,8 @@
 use crate::config::ClientConfig;
 use crate::pdu::{CommandStatus, Pdu};
 use crate::proxy::messages::{AccountMsg, ClientEvent, DeliverAck};
-use crate::store::{Commit, Store, StoreError};
+use crate::receipt::id::IdMatch;
+use crate::store::{Commit, Correlation, Store, StoreError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,7 @@ struct Storing {
     commit: Commit,
     pdu: Pdu,
     ack: Option<DeliverAck>,
+    forget: Option<(Arc<Correlation>, IdMatch)>,
 }
 
 struct Account {
@@ -61,8 +63,9 @@ struct Account {
     outbox_len: Arc<AtomicU64>,
 }
 
-/// Starts the task of one account, which first reloads the outbox the store holds for it.
-pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> AccountHandle {
+/// Starts the task of one account, which first reloads the outbox the store holds for it. The
+/// task ends when every handle is dropped.
+pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> (AccountHandle, tokio::task::JoinHandle<()>) {
     let config = Arc::new(config);
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
@@ -75,15 +78,16 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> AccountHandle {
         next_bind: 0,
         outbox_len: outbox_len.clone(),
     };
-    tokio::spawn(account.run(rx));
-    AccountHandle {
+    let task = tokio::spawn(account.run(rx));
+    let handle = AccountHandle {
         system_id: Arc::from(config.system_id.as_str()),
         bucket: Arc::new(crate::session::TokenBucket::new(config.tps)),
         config,
         tx,
         binds: Arc::new(AtomicU32::new(0)),
         outbox_len,
-    }
+    };
+    (handle, task)
 }
 
 async fn oldest_commit(storing: &mut VecDeque<Storing>) -> Result<u64, StoreError> {
@@ -151,10 +155,14 @@ impl Account {
                     None => break,
                 },
             };
-            let Storing { pdu, ack, .. } = self.storing.pop_front().expect("front exists");
+            let Storing { pdu, ack, forget, .. } = self.storing.pop_front().expect("front exists");
             match outcome {
                 Ok(seq) => {
                     self.waiting.push_back((seq, pdu));
+                    if let Some((correlation, id_match)) = forget {
+                        // The final receipt is in custody: its correlation has done its job.
+                        drop(self.store.remove(&correlation, id_match));
+                    }
                     if let Some(ack) = ack {
                         ack.send(CommandStatus::ESME_ROK);
                     }
@@ -176,7 +184,7 @@ impl Account {
 
     fn handle(&mut self, msg: AccountMsg) {
         match msg {
-            AccountMsg::Deliver { pdu, ack } => {
+            AccountMsg::Deliver { pdu, ack, forget } => {
                 if self.held() >= self.config.outbox_max {
                     warn!(client = %self.config.system_id, max = self.config.outbox_max, "outbox full: SMSC asked to retry later");
                     if let Some(ack) = ack {
@@ -188,7 +196,12 @@ impl Account {
                     Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes),
                     Err(e) => Commit::done(Err(StoreError(e.to_string()))),
                 };
-                self.storing.push_back(Storing { commit, pdu, ack });
+                self.storing.push_back(Storing {
+                    commit,
+                    pdu,
+                    ack,
+                    forget,
+                });
             }
             AccountMsg::BindUp { bind_id, tx } => self.binds.push((
                 bind_id,

@@ -113,6 +113,8 @@ pub struct SimStats {
     pub rejected: AtomicU64,
     /// unbind_resp received for the sim's own unbind.
     pub unbinds_answered: AtomicU64,
+    /// Receipts and MO sent again: unanswered when a session closed, or refused for now.
+    pub redelivered: AtomicU64,
     /// Receipts sent.
     pub receipts: AtomicU64,
     /// MO sent.

@@ -118,6 +118,8 @@ struct SimSession {
     submits: u64,
     delayed: DelayQueue<Delayed>,
     tx: mpsc::Sender<Outgoing>,
+    /// deliver_sm sent and not yet answered.
+    sent: std::collections::HashMap<u32, Pdu>,
 }
 
 pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -134,6 +136,7 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
         submits: 0,
         delayed: DelayQueue::new(),
         tx,
+        sent: std::collections::HashMap::new(),
     };
     loop {
         let keep_going = tokio::select! {
@@ -145,12 +148,10 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
                 },
                 _ => false,
             },
-            Some(Outgoing(mut pdu)) = rx.recv() => {
-                pdu.sequence_number = s.seq.next_number();
-                let mut ok = s.conn.feed(&pdu).await.is_ok();
-                while let (true, Ok(Outgoing(mut more))) = (ok, rx.try_recv()) {
-                    more.sequence_number = s.seq.next_number();
-                    ok = s.conn.feed(&more).await.is_ok();
+            Some(Outgoing(pdu)) = rx.recv() => {
+                let mut ok = s.send_out(pdu).await;
+                while let (true, Ok(Outgoing(more))) = (ok, rx.try_recv()) {
+                    ok = s.send_out(more).await;
                 }
                 ok && crate::pdu::codec::flush(&mut s.conn).await.is_ok()
             }
@@ -187,9 +188,29 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
         s.shared.stats.bound_now.fetch_sub(1, Ordering::Relaxed);
     }
     s.shared.remove_receiver(s.id);
+    // Like a real SMSC: what the ESME never acknowledged is sent again, on another session.
+    for (_, pdu) in s.sent.drain() {
+        s.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+        s.shared
+            .spool_receipt(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
+    }
+    // Outgoing PDUs queued for this session but never written go elsewhere too.
+    rx.close();
+    while let Ok(Outgoing(pdu)) = rx.try_recv() {
+        s.shared
+            .spool_receipt(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
+    }
 }
 
 impl SimSession {
+    /// Writes a receipt or MO with the next sequence number and remembers it until answered.
+    async fn send_out(&mut self, mut pdu: Pdu) -> bool {
+        pdu.sequence_number = self.seq.next_number();
+        let ok = self.conn.feed(&pdu).await.is_ok();
+        self.sent.insert(pdu.sequence_number, pdu);
+        ok
+    }
+
     async fn respond(&mut self, resp: Pdu) -> bool {
         let latency = self.shared.config.latency;
         if latency.is_zero() {
@@ -203,7 +224,19 @@ impl SimSession {
     async fn incoming(&mut self, pdu: Pdu) -> bool {
         let id = pdu.command_id();
         if id.is_response() {
-            return true; // deliver_sm_resp, enquire_link_resp: nothing to do
+            if id == CommandId::DELIVER_SM_RESP {
+                if let Some(sent) = self.sent.remove(&pdu.sequence_number) {
+                    let status = pdu.command_status;
+                    let permanent = matches!(status, CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN);
+                    if !status.is_ok() && !permanent {
+                        // Temporary refusal: try again a little later.
+                        self.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .spool_receipt(self.system_id.clone(), sent, std::time::Duration::from_millis(500));
+                    }
+                }
+            }
+            return true;
         }
         if let Err(status) = self.state.check_request(id) {
             let resp = pdu

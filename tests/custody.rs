@@ -1,0 +1,242 @@
+//! Receipt custody with the durable store: nothing lost across unbinds, restarts and `kill -9`.
+
+mod support;
+
+use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::pdu::{CommandId, CommandStatus, Pdu};
+use smpp_proxy::receipt::Receipt;
+use smpp_proxy::sim::SimConfig;
+use smpp_proxy::store::DurableStore;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("smpp-proxy-custody-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn durable(toml: &str, dir: &Path) -> String {
+    toml.replace(
+        "backend = \"memory\"",
+        &format!("backend = \"embedded\"\npath = \"{}\"", dir.display()),
+    )
+}
+
+/// Submits `n` messages asking for receipts, `window` at a time; returns the ids given.
+async fn submit_all(esme: &mut Esme, n: usize, window: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut sent = 0;
+    while ids.len() < n {
+        while sent < n && sent - ids.len() < window {
+            esme.feed(submit_sm("4477", "447700900123", format!("m{sent}").as_bytes(), true))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        esme.flush().await.unwrap();
+        let resp = esme.recv(T).await.unwrap();
+        assert_eq!(resp.command_id(), CommandId::SUBMIT_SM_RESP);
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+        ids.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+fn receipt_id(pdu: &Pdu) -> String {
+    String::from_utf8(Receipt::from_pdu(pdu).expect("a receipt").text_id.unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
+    let dir = temp_dir("restart");
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipt_delay: Duration::from_millis(1),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let toml = durable(&proxy_toml(&sims, "", SHOP, ""), &dir);
+    let proxy = start_proxy(&toml).await;
+    // A transmitter only: every receipt must wait in the outbox.
+    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let ids = submit_all(&mut tx, 1000, 50).await;
+    let account = proxy.context().accounts["shop"].clone();
+    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 1000).await);
+    // Nothing of the proxy may outlive its shutdown, or the store stays locked.
+    drop(account);
+    drop(tx);
+    proxy.shutdown().await;
+
+    // What the store holds, in its order, and nothing else.
+    let stored: Vec<String> = {
+        let store = DurableStore::open(&dir).unwrap();
+        let entries = store.outbox_after("shop", 0, 5000).unwrap();
+        entries
+            .into_iter()
+            .map(|(_, bytes)| receipt_id(&Pdu::parse(bytes.into()).unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        stored.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
+
+    let proxy = start_proxy(&toml).await;
+    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 1000 {
+        let pdu = rx.recv(T).await.unwrap();
+        rx.ack(&pdu).await.unwrap();
+        got.push(receipt_id(&pdu));
+    }
+    assert_eq!(got, stored, "all 1000, oldest first, with the ids the client was given");
+    assert!(rx.recv(Duration::from_millis(300)).await.is_err(), "no duplicates");
+    let account = proxy.context().accounts["shop"].clone();
+    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 0).await);
+    drop(account);
+    drop(rx);
+    proxy.shutdown().await;
+    assert_eq!(
+        DurableStore::open(&dir).unwrap().counts().unwrap().outbox,
+        vec![],
+        "acknowledged entries removed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_proxy(config: &Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn bind_when_up(addr: std::net::SocketAddr, kind: CommandId) -> Esme {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match Esme::bind(addr, kind, "shop", "secret").await {
+            Ok(e) => return e,
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("proxy not up: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
+    let dir = temp_dir("kill");
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipt_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = durable(&proxy_toml(&sims, "sessions = 2", SHOP, ""), &dir)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let config = dir.with_extension("toml");
+    std::fs::write(&config, &toml).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let mut proxy = spawn_proxy(&config);
+    let mut tx = bind_when_up(addr, CommandId::BIND_TRANSMITTER).await;
+    // Keep submitting; kill the proxy with SIGKILL after 300 answers, with requests in flight.
+    let mut acked: Vec<String> = Vec::new();
+    let mut sent = 0;
+    'first: loop {
+        while sent - acked.len() < 20 {
+            tx.feed(submit_sm("4477", "447700900123", format!("m{sent}").as_bytes(), true))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        tx.flush().await.unwrap();
+        let resp = tx.recv(T).await.unwrap();
+        if resp.command_status.is_ok() {
+            acked.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+        }
+        if acked.len() >= 300 {
+            assert!(Command::new("kill")
+                .args(["-KILL", &proxy.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success());
+            // Answers already on the wire still count: they were given after their correlation
+            // was durable.
+            while let Ok(resp) = tx.recv(Duration::from_millis(500)).await {
+                if resp.command_status.is_ok() {
+                    acked.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+                }
+            }
+            break 'first;
+        }
+    }
+    let _ = proxy.0.wait();
+    proxy = spawn_proxy(&config);
+    let mut tx = bind_when_up(addr, CommandId::BIND_TRANSMITTER).await;
+    acked.extend(submit_all(&mut tx, 200, 20).await);
+
+    // Now a receiver: every answered submit must get its receipt.
+    let mut rx = bind_when_up(addr, CommandId::BIND_RECEIVER).await;
+    let want: HashSet<String> = acked.iter().cloned().collect();
+    let mut got: HashSet<String> = HashSet::new();
+    let mut duplicates = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !want.is_subset(&got) && tokio::time::Instant::now() < deadline {
+        let Ok(pdu) = rx.recv(Duration::from_secs(1)).await else {
+            continue;
+        };
+        rx.ack(&pdu).await.unwrap();
+        if pdu.command_id() == CommandId::DELIVER_SM {
+            if !got.insert(receipt_id(&pdu)) {
+                duplicates += 1;
+            }
+        }
+    }
+    let lost: Vec<&String> = want.difference(&got).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered messages got no receipt: {:?}",
+        lost.len(),
+        want.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // Duplicates can only come from the crash window (delivered but not yet removed): bounded.
+    assert!(duplicates <= 50, "{duplicates} duplicates");
+    eprintln!("kill -9: {} answered, 0 lost, {duplicates} duplicated", want.len());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&config);
+}
