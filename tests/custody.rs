@@ -219,10 +219,8 @@ async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
             continue;
         };
         rx.ack(&pdu).await.unwrap();
-        if pdu.command_id() == CommandId::DELIVER_SM {
-            if !got.insert(receipt_id(&pdu)) {
-                duplicates += 1;
-            }
+        if pdu.command_id() == CommandId::DELIVER_SM && !got.insert(receipt_id(&pdu)) {
+            duplicates += 1;
         }
     }
     let lost: Vec<&String> = want.difference(&got).collect();

@@ -145,7 +145,7 @@ impl Context {
         };
         self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
         let client = correlation.client.clone();
-        let forget = is_final.then(|| (correlation, upstream.config.id_match));
+        let forget = is_final.then_some((correlation, upstream.config.id_match));
         self.to_account(&client, out, ack, forget);
     }
 

@@ -202,6 +202,8 @@ struct Bound<'a> {
     throttle: Duration,
     events_tx: mpsc::Sender<UpstreamEvent>,
     events_rx: mpsc::Receiver<UpstreamEvent>,
+    /// deliver_sm / data_sm received and not yet answered (their receipts being stored).
+    unanswered_delivers: usize,
 }
 
 impl<'a> Bound<'a> {
@@ -220,6 +222,7 @@ impl<'a> Bound<'a> {
             throttle: THROTTLE_MIN,
             events_tx,
             events_rx,
+            unanswered_delivers: 0,
         }
     }
 
@@ -329,6 +332,7 @@ impl<'a> Bound<'a> {
             status,
         }) = next
         {
+            self.unanswered_delivers = self.unanswered_delivers.saturating_sub(1);
             let resp_id = command.response().unwrap_or(CommandId::DELIVER_SM_RESP);
             let body = Body::empty_response(resp_id).unwrap_or(Body::GenericNack);
             // deliver_sm_resp / data_sm_resp carry an empty message_id (SMPP 3.4 §4.6.2).
@@ -374,6 +378,7 @@ impl<'a> Bound<'a> {
                     sequence_number: pdu.sequence_number,
                     command: id,
                 };
+                self.unanswered_delivers += 1;
                 self.inbound.inbound(&self.handle.upstream, pdu, ack);
             }
             CommandId::ALERT_NOTIFICATION => {
@@ -453,6 +458,18 @@ impl<'a> Bound<'a> {
     }
 
     async fn unbind(&mut self) {
+        // Answer the SMSC for what is being stored first, or it would send it all again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.unanswered_delivers > 0 {
+            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                Ok(Some(event)) => {
+                    if self.write_events(event).await.is_err() {
+                        return;
+                    }
+                }
+                _ => break,
+            }
+        }
         let seq = self.seq.next_number();
         if self
             .conn
