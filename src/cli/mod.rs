@@ -7,6 +7,7 @@ mod demo;
 mod pdu;
 mod run;
 mod sim;
+mod store;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Three simulated SMSCs, the proxy, and traffic through it: the proxy doing its job.
     Demo(demo::DemoArgs),
+    /// Read the durable store (while the proxy is stopped).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// How logs are written.
@@ -76,6 +80,7 @@ impl Cli {
             Command::Sim(args) => args.run(),
             Command::Bench(args) => args.run(),
             Command::Demo(args) => args.run(),
+            Command::Store(cmd) => cmd.run(),
         }
     }
 }
