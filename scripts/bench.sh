@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The data-path benchmark with real process boundaries: one simulator, and the same load
-# (smpp-proxy bench, receipts on) sent three ways in one run: directly to the simulator, through
-# HAProxy in TCP mode (the L4 reference), and through smpp-proxy. Prints msg/s and the ratios.
+# (smpp-proxy bench, receipts on) sent four ways in one run: directly to the simulator, through
+# HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store, and
+# through smpp-proxy with the memory store. Prints msg/s and the ratios.
 # Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW]     (installs haproxy from Debian if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port)
+sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
 
 $bin sim --listen 127.0.0.1:$sim_port --receipt-delay 1ms >"$work/sim.log" 2>&1 &
 cat >"$work/haproxy.cfg" <<CFG
@@ -31,10 +32,16 @@ listen smpp
     server sim 127.0.0.1:$sim_port
 CFG
 haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-cat >"$work/proxy.toml" <<CFG
+# Each proxy binds with its own system_id: the simulator sends receipts to the account that
+# submitted, so each proxy gets exactly its own.
+proxy_config() { # PORT BACKEND
+cat <<CFG
 node_id = "bench"
 [listen]
-smpp = "127.0.0.1:$px_port"
+smpp = "127.0.0.1:$1"
+[store]
+backend = "$2"
+path = "$work/store-$1"
 [[clients]]
 system_id = "shop"
 password = "secret"
@@ -43,12 +50,16 @@ deliver_window = $window
 [[upstreams]]
 name = "sim"
 address = "127.0.0.1:$sim_port"
-system_id = "proxy"
+system_id = "proxy-$2"
 password = "pw"
 sessions = $binds
 window = $((window * 2))
 CFG
+}
+proxy_config "$px_port" embedded >"$work/proxy.toml"
+proxy_config "$mem_port" memory >"$work/memory.toml"
 RUST_LOG=warn $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
+RUST_LOG=warn $bin run --config "$work/memory.toml" >"$work/memory.log" 2>&1 &
 sleep 1
 
 run() {
@@ -64,5 +75,7 @@ printf '%-22s %10s %8s %9s %9s %9s\n' "direct" "$d_rate" "$d_acked" "$d_rcpt" "$
 read -r h_rate h_acked h_rcpt h_p50 h_p99 <<<"$(run $ha_port)"
 printf '%-22s %10s %8s %9s %9s %9s\n' "haproxy (tcp)" "$h_rate" "$h_acked" "$h_rcpt" "$h_p50" "$h_p99"
 read -r p_rate p_acked p_rcpt p_p50 p_p99 <<<"$(run $px_port)"
-printf '%-22s %10s %8s %9s %9s %9s\n' "smpp-proxy" "$p_rate" "$p_acked" "$p_rcpt" "$p_p50" "$p_p99"
-python3 -c "print(f'smpp-proxy = {$p_rate/$d_rate:.2f} x direct, {$p_rate/$h_rate:.2f} x haproxy')"
+printf '%-22s %10s %8s %9s %9s %9s\n' "smpp-proxy (durable)" "$p_rate" "$p_acked" "$p_rcpt" "$p_p50" "$p_p99"
+read -r m_rate m_acked m_rcpt m_p50 m_p99 <<<"$(run $mem_port)"
+printf '%-22s %10s %8s %9s %9s %9s\n' "smpp-proxy (memory)" "$m_rate" "$m_acked" "$m_rcpt" "$m_p50" "$m_p99"
+python3 -c "print(f'smpp-proxy durable = {$p_rate/$d_rate:.2f} x direct, {$p_rate/$h_rate:.2f} x haproxy, {$p_rate/$m_rate:.2f} x its memory store')"
