@@ -7,7 +7,7 @@ use smpp_proxy::pdu::json::pdu_to_json;
 use smpp_proxy::pdu::Pdu;
 use smpp_proxy::receipt::Receipt;
 use smpp_proxy::store::DurableStore;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -32,7 +32,7 @@ pub(crate) enum StoreCommand {
     },
 }
 
-fn open(config: &PathBuf) -> Result<DurableStore, String> {
+fn open(config: &Path) -> Result<DurableStore, String> {
     let c = Config::load(config).map_err(|e| e.to_string())?;
     DurableStore::open(&c.store_path).map_err(|e| format!("{}: {e}", c.store_path.display()))
 }

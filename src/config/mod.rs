@@ -47,6 +47,8 @@ pub struct Config {
     pub unmatched_receipts_to: Option<String>,
     /// How long a receipt that came before its correlation is held before it is unmatched.
     pub early_receipt_wait: Duration,
+    /// How long a correlation without a final receipt is kept.
+    pub correlation_ttl: Duration,
 }
 
 /// Timers and limits that apply to every client session.
@@ -413,6 +415,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     }
 
     let early_receipt_wait = p.duration("early_receipt_wait", &raw.early_receipt_wait);
+    let correlation_ttl = p.duration("correlation_ttl", &raw.correlation_ttl);
     let mut mo_routes = Vec::new();
     for (n, r) in raw.mo_routes.iter().enumerate() {
         if !clients.contains_key(&r.client) {
@@ -450,6 +453,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         mo_routes,
         unmatched_receipts_to: raw.unmatched_receipts_to,
         early_receipt_wait,
+        correlation_ttl,
     })
 }
 

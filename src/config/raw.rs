@@ -26,6 +26,12 @@ pub(super) struct RawConfig {
     pub(super) unmatched_receipts_to: Option<String>,
     #[serde(default = "default_early_receipt_wait")]
     pub(super) early_receipt_wait: String,
+    #[serde(default = "default_correlation_ttl")]
+    pub(super) correlation_ttl: String,
+}
+
+fn default_correlation_ttl() -> String {
+    "72h".into()
 }
 
 fn default_early_receipt_wait() -> String {
@@ -246,6 +252,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "mo_routes",
             "unmatched_receipts_to",
             "early_receipt_wait",
+            "correlation_ttl",
         ],
     ),
     ("listen", &["smpp"]),

@@ -227,6 +227,28 @@ impl Context {
         }
     }
 
+    /// Forgets correlations past `correlation_ttl`, a batch at a time, through the store's
+    /// writer (never blocking sessions).
+    pub(crate) async fn expire_correlations(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        loop {
+            match self.store.expire(now).await {
+                Ok(n) if n >= 1000 => continue,
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(expired = n, "correlations past correlation_ttl forgotten");
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "correlation expiry failed");
+                    break;
+                }
+            }
+        }
+    }
+
     /// Treats receipts held longer than `wait` as unmatched.
     pub(crate) fn expire_early(&self, wait: Duration) {
         let expired: Vec<Arc<Early>> = self

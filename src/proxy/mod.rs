@@ -80,10 +80,10 @@ impl Proxy {
     /// serves clients.
     pub async fn start(config: Config) -> std::io::Result<Proxy> {
         let store: Arc<dyn Store> = match config.store_backend {
-            StoreBackend::Memory => Arc::new(MemoryStore::default()),
+            StoreBackend::Memory => Arc::new(MemoryStore::with_ttl(config.correlation_ttl)),
             StoreBackend::Embedded => {
-                let path = config.store_path.clone();
-                let opened = tokio::task::spawn_blocking(move || DurableStore::open(&path))
+                let (path, ttl) = (config.store_path.clone(), config.correlation_ttl);
+                let opened = tokio::task::spawn_blocking(move || DurableStore::open_with_ttl(&path, ttl))
                     .await
                     .map_err(std::io::Error::other)?;
                 Arc::new(
@@ -133,9 +133,14 @@ impl Proxy {
             let wait = config.early_receipt_wait;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500).min(wait));
+                let mut n: u64 = 0;
                 loop {
                     tick.tick().await;
                     ctx.expire_early(wait);
+                    n += 1;
+                    if n % 20 == 0 {
+                        ctx.expire_correlations().await;
+                    }
                 }
             })
         };

@@ -11,6 +11,8 @@
 //! - `corr_up`: `upstream \0 canonical upstream id` → encoded [`Correlation`];
 //! - `corr_client`: `client \0 client id` → the `corr_up` key;
 //! - `outbox`: `client \0 seq (u64 BE)` → the PDU to deliver, oldest first;
+//! - `corr_exp`: `expiry (u64 BE) \0-less ++ corr_up key` → the `corr_client` key: what to
+//!   forget when, swept a batch at a time so expiry never blocks the data path;
 //! - `meta`: `outbox_seq` → the last outbox sequence number.
 
 use super::{Correlation, Store, StoreError};
@@ -27,6 +29,20 @@ const CORR_UP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("corr_up");
 const CORR_CLIENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("corr_client");
 const OUTBOX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const CORR_EXP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("corr_exp");
+
+/// How long a correlation without a final receipt is kept unless configured otherwise.
+pub const DEFAULT_CORRELATION_TTL: Duration = Duration::from_secs(72 * 3600);
+/// Expired correlations removed per sweep, so a sweep never holds the writer for long.
+const EXPIRE_BATCH: usize = 1000;
+
+/// `expiry (u64 BE) ++ up_key`: the expiry index, oldest first.
+fn exp_key(expiry: u64, up_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + up_key.len());
+    k.extend_from_slice(&expiry.to_be_bytes());
+    k.extend_from_slice(up_key);
+    k
+}
 
 /// A batch closes at this many operations…
 const BATCH_MAX: usize = 1000;
@@ -102,10 +118,15 @@ enum Op {
         up_key: Vec<u8>,
         client_key: Vec<u8>,
         value: Vec<u8>,
+        expiry: u64,
     },
     RemoveCorrelation {
         up_key: Vec<u8>,
         client_key: Vec<u8>,
+        expiry: u64,
+    },
+    ExpireCorrelations {
+        now: u64,
     },
     OutboxPush {
         client: String,
@@ -132,6 +153,7 @@ pub struct WriterStats {
 #[derive(Debug)]
 pub struct DurableStore {
     db: Arc<Database>,
+    correlation_ttl: u64,
     tx: Option<std_mpsc::SyncSender<(Op, Reply)>>,
     writer: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
@@ -147,8 +169,13 @@ pub struct StoreCounts {
 }
 
 impl DurableStore {
-    /// Opens (or creates) the store in directory `dir`.
+    /// Opens (or creates) the store in directory `dir`, keeping correlations 72 hours.
     pub fn open(dir: &Path) -> Result<DurableStore, StoreError> {
+        DurableStore::open_with_ttl(dir, DEFAULT_CORRELATION_TTL)
+    }
+
+    /// Opens (or creates) the store, keeping correlations without a final receipt for `ttl`.
+    pub fn open_with_ttl(dir: &Path, ttl: Duration) -> Result<DurableStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
         let db = Arc::new(Database::create(dir.join("smpp-proxy.redb")).map_err(err)?);
         // Create the tables so that readers find them.
@@ -158,6 +185,7 @@ impl DurableStore {
             txn.open_table(CORR_CLIENT).map_err(err)?;
             txn.open_table(OUTBOX).map_err(err)?;
             txn.open_table(META).map_err(err)?;
+            txn.open_table(CORR_EXP).map_err(err)?;
         }
         txn.commit().map_err(err)?;
         let (tx, rx) = std_mpsc::sync_channel(BATCH_MAX * 4);
@@ -172,6 +200,7 @@ impl DurableStore {
         };
         Ok(DurableStore {
             db,
+            correlation_ttl: ttl.as_secs(),
             tx: Some(tx),
             writer: Some(writer),
             stats,
@@ -197,6 +226,7 @@ impl DurableStore {
             up_key: key(&c.upstream, canonical_id.as_bytes()),
             client_key: key(&c.client, c.client_id.as_bytes()),
             value: encode(c),
+            expiry: c.submitted_at.saturating_add(self.correlation_ttl),
         })
     }
 
@@ -205,7 +235,14 @@ impl DurableStore {
         self.submit(Op::RemoveCorrelation {
             up_key: key(&c.upstream, canonical_id.as_bytes()),
             client_key: key(&c.client, c.client_id.as_bytes()),
+            expiry: c.submitted_at.saturating_add(self.correlation_ttl),
         })
+    }
+
+    /// Forgets up to 1000 correlations whose TTL ended before `now` (Unix seconds); the ticket
+    /// gives how many. Call again while it returns 1000.
+    pub fn expire_correlations(&self, now: u64) -> Commit {
+        self.submit(Op::ExpireCorrelations { now })
     }
 
     /// The correlation filed under `upstream` and `canonical_id`.
@@ -329,6 +366,10 @@ impl Store for DurableStore {
         DurableStore::outbox_push(self, client, pdu)
     }
 
+    fn expire(&self, now: u64) -> Commit {
+        self.expire_correlations(now)
+    }
+
     fn outbox_remove(&self, client: &str, seq: u64) -> Commit {
         DurableStore::outbox_remove(self, client, seq)
     }
@@ -387,6 +428,7 @@ fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
         let mut by_client = txn.open_table(CORR_CLIENT).map_err(err)?;
         let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
         let mut meta = txn.open_table(META).map_err(err)?;
+        let mut exp = txn.open_table(CORR_EXP).map_err(err)?;
         let mut next = meta.get("outbox_seq").map_err(err)?.map_or(0, |v| v.value());
         for (op, _) in batch {
             let seq = match op {
@@ -394,17 +436,42 @@ fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
                     up_key,
                     client_key,
                     value,
+                    expiry,
                 } => {
                     up.insert(up_key.as_slice(), value.as_slice()).map_err(err)?;
                     by_client
                         .insert(client_key.as_slice(), up_key.as_slice())
                         .map_err(err)?;
+                    exp.insert(exp_key(*expiry, up_key).as_slice(), client_key.as_slice())
+                        .map_err(err)?;
                     0
                 }
-                Op::RemoveCorrelation { up_key, client_key } => {
+                Op::RemoveCorrelation {
+                    up_key,
+                    client_key,
+                    expiry,
+                } => {
                     up.remove(up_key.as_slice()).map_err(err)?;
                     by_client.remove(client_key.as_slice()).map_err(err)?;
+                    exp.remove(exp_key(*expiry, up_key).as_slice()).map_err(err)?;
                     0
+                }
+                Op::ExpireCorrelations { now } => {
+                    let end = now.to_be_bytes();
+                    let mut due: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+                    for item in exp.range(..end.as_slice()).map_err(err)? {
+                        let (k, v) = item.map_err(err)?;
+                        due.push((k.value().to_vec(), v.value().to_vec()));
+                        if due.len() >= EXPIRE_BATCH {
+                            break;
+                        }
+                    }
+                    for (k, client_key) in &due {
+                        exp.remove(k.as_slice()).map_err(err)?;
+                        up.remove(&k[8..]).map_err(err)?;
+                        by_client.remove(client_key.as_slice()).map_err(err)?;
+                    }
+                    due.len() as u64
                 }
                 Op::OutboxPush { client, pdu } => {
                     next += 1;
@@ -567,6 +634,33 @@ mod tests {
         // New entries continue after the old ones (the sequence is durable too).
         let next = store.outbox_push("shop", b"later").wait_blocking().unwrap();
         assert!(next > *seqs.iter().max().unwrap());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn correlations_expire_by_ttl_a_batch_at_a_time() {
+        let d = dir("ttl");
+        let store = DurableStore::open_with_ttl(&d, Duration::from_secs(100)).unwrap();
+        // 1500 old ones (submitted at 1_700_000_000 + n) and one fresh.
+        let tickets: Vec<Commit> = (0..1500)
+            .map(|n| store.put_correlation(&correlation(n), &format!("{n:x}")))
+            .collect();
+        for t in tickets {
+            t.wait_blocking().unwrap();
+        }
+        let mut fresh = correlation(99_999);
+        fresh.submitted_at = 1_800_000_000;
+        store.put_correlation(&fresh, "fresh").wait_blocking().unwrap();
+        // A removed one must not be expired twice (its index entry went with it).
+        store.remove_correlation(&correlation(3), "3").wait_blocking().unwrap();
+        let now = 1_700_000_000 + 100 + 2000;
+        assert_eq!(store.expire_correlations(now).wait_blocking().unwrap(), 1000);
+        assert_eq!(store.expire_correlations(now).wait_blocking().unwrap(), 499);
+        assert_eq!(store.expire_correlations(now).wait_blocking().unwrap(), 0);
+        assert_eq!(store.counts().unwrap().correlations, 1);
+        assert!(store.correlation_by_client("shop", "c7").unwrap().is_none());
+        assert_eq!(store.correlation_by_upstream("smsc-a", "fresh").unwrap(), Some(fresh));
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -62,6 +62,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit;
     /// Removes an outbox entry the client acknowledged.
     fn outbox_remove(&self, client: &str, seq: u64) -> Commit;
+    /// Forgets a batch of correlations whose TTL ended before `now` (Unix seconds); the ticket
+    /// gives how many (call again while it is a full batch).
+    fn expire(&self, now: u64) -> Commit;
     /// Up to `limit` outbox entries of `client` after `after`, oldest first (what survived a
     /// restart; a memory store has none).
     fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
@@ -72,12 +75,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 }
 
 /// Correlations in memory: for tests and for a proxy that accepts losing them on restart.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
+    correlation_ttl: std::time::Duration,
     by_upstream: DashMap<(Arc<str>, String), Arc<Correlation>>,
     by_client: DashMap<(Arc<str>, String), Arc<Correlation>>,
     /// Outbox sequence numbers (the entries themselves stay with the account).
     outbox_seq: std::sync::atomic::AtomicU64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_ttl(durable::DEFAULT_CORRELATION_TTL)
+    }
+}
+
+impl MemoryStore {
+    /// A memory store keeping correlations without a final receipt for `ttl`.
+    pub fn with_ttl(correlation_ttl: std::time::Duration) -> MemoryStore {
+        MemoryStore {
+            correlation_ttl,
+            by_upstream: DashMap::new(),
+            by_client: DashMap::new(),
+            outbox_seq: Default::default(),
+        }
+    }
 }
 
 impl Store for MemoryStore {
@@ -133,6 +155,14 @@ impl Store for MemoryStore {
         Commit::done(Ok(0))
     }
 
+    fn expire(&self, now: u64) -> Commit {
+        let ttl = self.correlation_ttl.as_secs();
+        let before = self.by_upstream.len();
+        self.by_upstream.retain(|_, c| c.submitted_at.saturating_add(ttl) > now);
+        self.by_client.retain(|_, c| c.submitted_at.saturating_add(ttl) > now);
+        Commit::done(Ok(before.saturating_sub(self.by_upstream.len()) as u64))
+    }
+
     fn outbox_load(&self, _client: &str, _after: u64, _limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         Ok(Vec::new())
     }
@@ -170,5 +200,11 @@ mod tests {
         assert_eq!(store.find_by_client("shop", "0001").unwrap(), Some(c.clone()));
         store.remove(&c, IdMatch::Numeric).wait_blocking().unwrap();
         assert!(store.is_empty());
+        // TTL: kept while young, gone once `submitted_at + ttl` has passed.
+        let store = MemoryStore::with_ttl(std::time::Duration::from_secs(100));
+        store.record(c.clone(), IdMatch::Numeric).wait_blocking().unwrap();
+        assert_eq!(store.expire(50).wait_blocking().unwrap(), 0);
+        assert_eq!(store.expire(101).wait_blocking().unwrap(), 1);
+        assert!(store.find_by_client("shop", "0001").unwrap().is_none());
     }
 }
