@@ -238,3 +238,51 @@ async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_stored_correlations_restart_fast_and_still_match() {
+    use smpp_proxy::store::{Correlation, Store};
+    let dir = temp_dir("million");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    {
+        let store = DurableStore::open(&dir).unwrap();
+        let mut tickets = Vec::new();
+        for n in 0..1_000_000u32 {
+            let c = Correlation {
+                upstream: "smsc-0".into(),
+                upstream_id: format!("{n:x}"),
+                client: "shop".into(),
+                client_id: format!("{n:016x}"),
+                submitted_at: now,
+                registered_delivery: 1,
+                source_addr: "4477".into(),
+                destination_addr: "447700900123".into(),
+            };
+            tickets.push(store.put_correlation(&c, &format!("{n:x}")));
+            if tickets.len() == 10_000 {
+                for t in tickets.drain(..) {
+                    t.wait().await.unwrap();
+                }
+            }
+        }
+        for t in tickets {
+            t.wait().await.unwrap();
+        }
+    }
+    // Restart: nothing is loaded into memory, so opening does not depend on what is stored.
+    let started = std::time::Instant::now();
+    let store = DurableStore::open(&dir).unwrap();
+    let opened = started.elapsed();
+    assert!(opened < Duration::from_secs(3), "opening took {opened:?}");
+    let c = store.find_by_upstream("smsc-0", b"0000999999", smpp_proxy::receipt::id::IdMatch::Numeric).unwrap();
+    assert_eq!(c.map(|c| c.client_id.clone()), Some(format!("{:016x}", 999_999)), "decimal receipt id finds the hex one");
+    assert_eq!(store.counts().unwrap().correlations, 1_000_000);
+    drop(store);
+
+    // And a proxy started on it matches a receipt for one of them.
+    let sims = start_sims(1, SimConfig::default()).await;
+    let proxy = start_proxy(&durable(&proxy_toml(&sims, "", SHOP, ""), &dir)).await;
+    assert!(proxy.context().store.find_by_client("shop", &format!("{:016x}", 123_456)).unwrap().is_some());
+    proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
