@@ -84,7 +84,7 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
         let entries = store.outbox_after("shop", 0, 5000).unwrap();
         entries
             .into_iter()
-            .map(|(_, bytes)| receipt_id(&Pdu::parse(bytes.into()).unwrap()))
+            .map(|e| receipt_id(&Pdu::parse(e.pdu.into()).unwrap()))
             .collect()
     };
     assert_eq!(
@@ -243,7 +243,10 @@ async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
 async fn a_million_stored_correlations_restart_fast_and_still_match() {
     use smpp_proxy::store::{Correlation, Store};
     let dir = temp_dir("million");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     {
         let store = DurableStore::open(&dir).unwrap();
         let mut tickets = Vec::new();
@@ -274,15 +277,67 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
     let store = DurableStore::open(&dir).unwrap();
     let opened = started.elapsed();
     assert!(opened < Duration::from_secs(3), "opening took {opened:?}");
-    let c = store.find_by_upstream("smsc-0", b"0000999999", smpp_proxy::receipt::id::IdMatch::Numeric).unwrap();
-    assert_eq!(c.map(|c| c.client_id.clone()), Some(format!("{:016x}", 999_999)), "decimal receipt id finds the hex one");
+    let c = store
+        .find_by_upstream("smsc-0", b"0000999999", smpp_proxy::receipt::id::IdMatch::Numeric)
+        .unwrap();
+    assert_eq!(
+        c.map(|c| c.client_id.clone()),
+        Some(format!("{:016x}", 999_999)),
+        "decimal receipt id finds the hex one"
+    );
     assert_eq!(store.counts().unwrap().correlations, 1_000_000);
     drop(store);
 
     // And a proxy started on it matches a receipt for one of them.
     let sims = start_sims(1, SimConfig::default()).await;
     let proxy = start_proxy(&durable(&proxy_toml(&sims, "", SHOP, ""), &dir)).await;
-    assert!(proxy.context().store.find_by_client("shop", &format!("{:016x}", 123_456)).unwrap().is_some());
+    assert!(proxy
+        .context()
+        .store
+        .find_by_client("shop", &format!("{:016x}", 123_456))
+        .unwrap()
+        .is_some());
     proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
+    let dir = temp_dir("ttl");
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipt_delay: Duration::from_millis(1),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let clients = format!("{SHOP}receipt_ttl = \"1s\"\n");
+    let proxy = start_proxy(&durable(&proxy_toml(&sims, "", &clients, ""), &dir)).await;
+    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    submit_all(&mut tx, 20, 20).await;
+    let account = proxy.context().accounts["shop"].clone();
+    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 20).await);
+    assert!(
+        wait_until(T, || account.expired.load(Ordering::Relaxed) == 20).await,
+        "expired after 1 s"
+    );
+    assert_eq!(account.outbox_len.load(Ordering::Relaxed), 0);
+    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    assert!(
+        rx.recv(Duration::from_millis(500)).await.is_err(),
+        "nothing left to deliver"
+    );
+    drop((account, rx, tx));
+    proxy.shutdown().await;
+    assert_eq!(
+        DurableStore::open(&dir).unwrap().counts().unwrap().outbox,
+        vec![],
+        "removed from the store too"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -122,6 +122,7 @@ async fn a_client_that_does_not_read_receipts_cannot_grow_memory() {
     // Nothing beyond the cap was taken: the SMSC was told to retry the rest (ESME_RX_T_APPN).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(account.outbox_len.load(Ordering::Relaxed), 50);
+    assert!(account.refused_full.load(Ordering::Relaxed) > 0, "refusals counted");
     // When a reader comes, it gets what was held, and the mute bind's deliveries go back to it.
     drop(mute);
     let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")

@@ -49,10 +49,11 @@ impl StoreCommand {
                 Ok(())
             }),
             StoreCommand::Outbox { config, client, limit } => open(&config).and_then(|store| {
-                for (seq, bytes) in store.outbox_after(&client, 0, limit).map_err(|e| e.to_string())? {
-                    let pdu = Pdu::parse(bytes.into()).map_err(|e| e.to_string())?;
+                for entry in store.outbox_after(&client, 0, limit).map_err(|e| e.to_string())? {
+                    let pdu = Pdu::parse(entry.pdu.into()).map_err(|e| e.to_string())?;
                     let mut json = pdu_to_json(&pdu);
-                    json.insert("outbox_seq".into(), seq.into());
+                    json.insert("outbox_seq".into(), entry.seq.into());
+                    json.insert("stored_at".into(), entry.stored_at.into());
                     if let Some(r) = Receipt::from_pdu(&pdu) {
                         json.insert("receipt".into(), serde_json::Value::Object(r.to_json()));
                     }

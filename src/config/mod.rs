@@ -89,6 +89,8 @@ pub struct ClientConfig {
     pub deliver_window: u32,
     /// Receipts and MO held for it at most.
     pub outbox_max: usize,
+    /// How long a receipt or MO waits for it before it is dropped.
+    pub receipt_ttl: Duration,
 }
 
 /// One upstream SMSC.
@@ -366,6 +368,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         members: upstreams.iter().map(|u| u.name.clone()).collect(),
     });
 
+    let receipt_ttl = p.duration("receipt_ttl", &raw.receipt_ttl);
     let mut clients = BTreeMap::new();
     for (n, c) in raw.clients.iter().enumerate() {
         let key = |field: &str| format!("clients[{n}].{field}");
@@ -407,6 +410,10 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
                 message_id_format: c.message_id_format,
                 deliver_window: c.deliver_window,
                 outbox_max: c.outbox_max,
+                receipt_ttl: match &c.receipt_ttl {
+                    Some(text) => p.duration(&key("receipt_ttl"), text),
+                    None => receipt_ttl,
+                },
             },
         );
     }

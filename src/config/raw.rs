@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub(super) early_receipt_wait: String,
     #[serde(default = "default_correlation_ttl")]
     pub(super) correlation_ttl: String,
+    #[serde(default = "default_correlation_ttl")]
+    pub(super) receipt_ttl: String,
 }
 
 fn default_correlation_ttl() -> String {
@@ -135,6 +137,8 @@ pub(super) struct RawClient {
     pub(super) deliver_window: u32,
     #[serde(default = "default_outbox_max")]
     pub(super) outbox_max: usize,
+    #[serde(default)]
+    pub(super) receipt_ttl: Option<String>,
 }
 
 fn default_allow() -> Vec<String> {
@@ -253,6 +257,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "unmatched_receipts_to",
             "early_receipt_wait",
             "correlation_ttl",
+            "receipt_ttl",
         ],
     ),
     ("listen", &["smpp"]),
@@ -280,6 +285,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "message_id_format",
             "deliver_window",
             "outbox_max",
+            "receipt_ttl",
         ],
     ),
     (

@@ -16,7 +16,7 @@ use crate::config::ClientConfig;
 use crate::pdu::{CommandStatus, Pdu};
 use crate::proxy::messages::{AccountMsg, ClientEvent, DeliverAck};
 use crate::receipt::id::IdMatch;
-use crate::store::{Commit, Correlation, Store, StoreError};
+use crate::store::{unix_now, Commit, Correlation, OutboxEntry, Store, StoreError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,13 +36,26 @@ pub struct AccountHandle {
     pub binds: Arc<AtomicU32>,
     /// Entries waiting or in flight.
     pub outbox_len: Arc<AtomicU64>,
+    /// Receipts/MO refused because the outbox was at `outbox_max` (the SMSC retries them).
+    pub refused_full: Arc<AtomicU64>,
+    /// Entries dropped after `receipt_ttl` without the client taking them.
+    pub expired: Arc<AtomicU64>,
     /// Submits per second across its binds.
     pub bucket: Arc<crate::session::TokenBucket>,
 }
 
+/// One outbox entry held for delivery.
+struct Entry {
+    /// Its outbox sequence number (order and identity).
+    seq: u64,
+    /// When it was stored (Unix seconds), for `receipt_ttl`.
+    stored_at: u64,
+    pdu: Pdu,
+}
+
 struct Bind {
     tx: mpsc::Sender<ClientEvent>,
-    inflight: HashMap<u64, Pdu>,
+    inflight: HashMap<u64, Entry>,
 }
 
 /// An entry being written to the store; it joins `waiting` once durable.
@@ -57,7 +70,9 @@ struct Account {
     config: Arc<ClientConfig>,
     store: Arc<dyn Store>,
     storing: VecDeque<Storing>,
-    waiting: VecDeque<(u64, Pdu)>,
+    waiting: VecDeque<Entry>,
+    refused_full: Arc<AtomicU64>,
+    expired: Arc<AtomicU64>,
     binds: Vec<(u64, Bind)>,
     next_bind: usize,
     outbox_len: Arc<AtomicU64>,
@@ -69,11 +84,14 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> (AccountHandle, tok
     let config = Arc::new(config);
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
+    let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let account = Account {
         config: config.clone(),
         store,
         storing: VecDeque::new(),
         waiting: VecDeque::new(),
+        refused_full: refused_full.clone(),
+        expired: expired.clone(),
         binds: Vec::new(),
         next_bind: 0,
         outbox_len: outbox_len.clone(),
@@ -86,6 +104,8 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> (AccountHandle, tok
         tx,
         binds: Arc::new(AtomicU32::new(0)),
         outbox_len,
+        refused_full,
+        expired,
     };
     (handle, task)
 }
@@ -100,8 +120,10 @@ async fn oldest_commit(storing: &mut VecDeque<Storing>) -> Result<u64, StoreErro
 impl Account {
     async fn run(mut self, mut rx: mpsc::Receiver<AccountMsg>) {
         self.reload().await;
+        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(10).min(self.config.receipt_ttl));
         loop {
             tokio::select! {
+                _ = sweep.tick() => self.expire(),
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     self.handle(msg);
@@ -117,6 +139,27 @@ impl Account {
         }
     }
 
+    /// Drops entries that waited longer than `receipt_ttl` (in flight ones are left alone).
+    fn expire(&mut self) {
+        let ttl = self.config.receipt_ttl.as_secs();
+        let now = unix_now();
+        let before = self.waiting.len();
+        let store = &self.store;
+        let client = &self.config.system_id;
+        self.waiting.retain(|e| {
+            let keep = e.stored_at.saturating_add(ttl) > now;
+            if !keep {
+                drop(store.outbox_remove(client, e.seq));
+            }
+            keep
+        });
+        let dropped = before - self.waiting.len();
+        if dropped > 0 {
+            self.expired.fetch_add(dropped as u64, Ordering::Relaxed);
+            warn!(client = %self.config.system_id, dropped, "outbox entries past receipt_ttl dropped");
+        }
+    }
+
     /// What survived a restart, oldest first (at most `outbox_max`).
     async fn reload(&mut self) {
         let store = self.store.clone();
@@ -125,9 +168,9 @@ impl Account {
         let loaded = tokio::task::spawn_blocking(move || store.outbox_load(&client, 0, max)).await;
         match loaded {
             Ok(Ok(entries)) => {
-                for (seq, bytes) in entries {
-                    match Pdu::parse(bytes::Bytes::from(bytes)) {
-                        Ok(pdu) => self.waiting.push_back((seq, pdu)),
+                for OutboxEntry { seq, stored_at, pdu } in entries {
+                    match Pdu::parse(bytes::Bytes::from(pdu)) {
+                        Ok(pdu) => self.waiting.push_back(Entry { seq, stored_at, pdu }),
                         Err(e) => {
                             warn!(client = %self.config.system_id, seq, error = %e, "unreadable outbox entry skipped")
                         }
@@ -158,7 +201,11 @@ impl Account {
             let Storing { pdu, ack, forget, .. } = self.storing.pop_front().expect("front exists");
             match outcome {
                 Ok(seq) => {
-                    self.waiting.push_back((seq, pdu));
+                    self.waiting.push_back(Entry {
+                        seq,
+                        stored_at: unix_now(),
+                        pdu,
+                    });
                     if let Some((correlation, id_match)) = forget {
                         // The final receipt is in custody: its correlation has done its job.
                         drop(self.store.remove(&correlation, id_match));
@@ -186,6 +233,7 @@ impl Account {
         match msg {
             AccountMsg::Deliver { pdu, ack, forget } => {
                 if self.held() >= self.config.outbox_max {
+                    self.refused_full.fetch_add(1, Ordering::Relaxed);
                     warn!(client = %self.config.system_id, max = self.config.outbox_max, "outbox full: SMSC asked to retry later");
                     if let Some(ack) = ack {
                         ack.send(CommandStatus::ESME_RX_T_APPN);
@@ -213,8 +261,8 @@ impl Account {
             AccountMsg::BindDown { bind_id } => {
                 if let Some(pos) = self.binds.iter().position(|(id, _)| *id == bind_id) {
                     let (_, bind) = self.binds.remove(pos);
-                    let mut back: Vec<(u64, Pdu)> = bind.inflight.into_iter().collect();
-                    back.sort_by_key(|(entry, _)| std::cmp::Reverse(*entry));
+                    let mut back: Vec<Entry> = bind.inflight.into_values().collect();
+                    back.sort_by_key(|e| std::cmp::Reverse(e.seq));
                     for item in back {
                         self.waiting.push_front(item);
                     }
@@ -224,7 +272,7 @@ impl Account {
                 let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
                     return;
                 };
-                let Some(pdu) = bind.inflight.remove(&entry) else {
+                let Some(item) = bind.inflight.remove(&entry) else {
                     return;
                 };
                 match status {
@@ -237,7 +285,7 @@ impl Account {
                     }
                     other => {
                         debug!(client = %self.config.system_id, status = %other, "delivery to retry");
-                        self.waiting.push_back((entry, pdu));
+                        self.waiting.push_back(item);
                     }
                 }
             }
@@ -254,18 +302,18 @@ impl Account {
             };
             let i = (self.next_bind + offset) % n;
             self.next_bind = (i + 1) % n;
-            let (entry, pdu) = self.waiting.pop_front().expect("not empty");
+            let item = self.waiting.pop_front().expect("not empty");
             let bind = &mut self.binds[i].1;
             match bind.tx.try_send(ClientEvent::Deliver {
-                entry,
-                pdu: pdu.clone(),
+                entry: item.seq,
+                pdu: item.pdu.clone(),
             }) {
                 Ok(()) => {
-                    bind.inflight.insert(entry, pdu);
+                    bind.inflight.insert(item.seq, item);
                 }
                 Err(_) => {
                     // That bind's session is busy or closing; keep the order and try later.
-                    self.waiting.push_front((entry, pdu));
+                    self.waiting.push_front(item);
                     return;
                 }
             }

@@ -15,7 +15,7 @@
 //!   forget when, swept a batch at a time so expiry never blocks the data path;
 //! - `meta`: `outbox_seq` → the last outbox sequence number.
 
-use super::{Correlation, Store, StoreError};
+use super::{Correlation, OutboxEntry, Store, StoreError};
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -274,11 +274,15 @@ impl DurableStore {
         found.map(|v| decode(v.value())).transpose()
     }
 
-    /// Appends a PDU to `client`'s outbox; the ticket gives its sequence number once durable.
+    /// Appends a PDU to `client`'s outbox, stamped with the time; the ticket gives its sequence
+    /// number once durable.
     pub fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit {
+        let mut value = Vec::with_capacity(8 + pdu.len());
+        value.extend_from_slice(&super::unix_now().to_be_bytes());
+        value.extend_from_slice(pdu);
         self.submit(Op::OutboxPush {
             client: client.to_owned(),
-            pdu: pdu.to_vec(),
+            pdu: value,
         })
     }
 
@@ -291,7 +295,7 @@ impl DurableStore {
     }
 
     /// Up to `limit` entries of `client`'s outbox with a sequence number above `after`, oldest first.
-    pub fn outbox_after(&self, client: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    pub fn outbox_after(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let table = txn.open_table(OUTBOX).map_err(err)?;
         let start = key(client, &(after.saturating_add(1)).to_be_bytes());
@@ -301,7 +305,15 @@ impl DurableStore {
             let (k, v) = item.map_err(err)?;
             let k = k.value();
             let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(err)?);
-            out.push((seq, v.value().to_vec()));
+            let v = v.value();
+            let Some((stored_at, pdu)) = v.split_first_chunk::<8>() else {
+                return Err(StoreError(format!("outbox entry {seq} of {client}: corrupt")));
+            };
+            out.push(OutboxEntry {
+                seq,
+                stored_at: u64::from_be_bytes(*stored_at),
+                pdu: pdu.to_vec(),
+            });
             if out.len() >= limit {
                 break;
             }
@@ -374,7 +386,7 @@ impl Store for DurableStore {
         DurableStore::outbox_remove(self, client, seq)
     }
 
-    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.outbox_after(client, after, limit)
     }
 }
@@ -619,14 +631,15 @@ mod tests {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let store = DurableStore::open(&d).unwrap();
         let shop = store.outbox_after("shop", 0, 100).unwrap();
-        let texts: Vec<String> = shop
-            .iter()
-            .map(|(_, p)| String::from_utf8(p.clone()).unwrap())
-            .collect();
+        let texts: Vec<String> = shop.iter().map(|e| String::from_utf8(e.pdu.clone()).unwrap()).collect();
+        assert!(
+            shop.iter().all(|e| e.stored_at > 1_700_000_000),
+            "stamped with the time"
+        );
         assert_eq!(texts, ["pdu0", "pdu2", "pdu4", "pdu6", "pdu8"]);
-        store.outbox_remove("shop", shop[0].0).wait_blocking().unwrap();
+        store.outbox_remove("shop", shop[0].seq).wait_blocking().unwrap();
         assert_eq!(store.outbox_after("shop", 0, 2).unwrap().len(), 2);
-        assert_eq!(store.outbox_after("shop", shop[3].0, 100).unwrap().len(), 1);
+        assert_eq!(store.outbox_after("shop", shop[3].seq, 100).unwrap().len(), 1);
         assert_eq!(
             store.counts().unwrap().outbox,
             vec![("bank".to_owned(), 5), ("shop".to_owned(), 4)]

@@ -35,6 +35,24 @@ pub struct Correlation {
     pub destination_addr: String,
 }
 
+/// One entry of a client's outbox as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its sequence number: order and identity.
+    pub seq: u64,
+    /// When it was stored (Unix seconds), for `receipt_ttl`.
+    pub stored_at: u64,
+    /// The PDU's wire form.
+    pub pdu: Vec<u8>,
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Storage failed; the caller answers with ESME_RSYSERR rather than lose the correlation.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("store: {0}")]
@@ -67,7 +85,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn expire(&self, now: u64) -> Commit;
     /// Up to `limit` outbox entries of `client` after `after`, oldest first (what survived a
     /// restart; a memory store has none).
-    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
     /// `true` when none are held.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -163,7 +181,7 @@ impl Store for MemoryStore {
         Commit::done(Ok(before.saturating_sub(self.by_upstream.len()) as u64))
     }
 
-    fn outbox_load(&self, _client: &str, _after: u64, _limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    fn outbox_load(&self, _client: &str, _after: u64, _limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(Vec::new())
     }
 }
