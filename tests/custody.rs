@@ -260,6 +260,7 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
                 registered_delivery: 1,
                 source_addr: "4477".into(),
                 destination_addr: "447700900123".into(),
+                part: None,
             };
             tickets.push(store.put_correlation(&c, &format!("{n:x}")));
             if tickets.len() == 10_000 {

@@ -195,3 +195,31 @@ fn pdus_of_a_fixture_stream_come_out_of_the_framer_in_order() {
     }
     assert!(buf.is_empty());
 }
+
+#[test]
+fn concatenation_is_read_from_udh_and_sar() {
+    let find = |name: &str| support::all_fixtures().into_iter().find(|f| f.name() == name).unwrap();
+    let pdu = decode_exact(&find("cu_deliver_sm_china_unicom_concat").bytes()).unwrap();
+    let c = pdu.concatenation().unwrap();
+    assert_eq!((c.reference, c.total, c.seqnum), (5, 3, 1));
+    let pdu = decode_exact(&find("own_submit_sm_udh_concat16").bytes()).unwrap();
+    let c = pdu.concatenation().unwrap();
+    assert_eq!((c.reference, c.total, c.seqnum), (0xabcd, 3, 1));
+    let pdu = decode_exact(&find("own_submit_sm_sar").bytes()).unwrap();
+    let c = pdu.concatenation().unwrap();
+    assert_eq!((c.reference, c.total, c.seqnum), (0x1234, 3, 2));
+    // Ports in the UDH are not concatenation; no UDHI, no UDH.
+    assert!(decode_exact(&find("mz_submit_sm_ringtone_udh_ports").bytes())
+        .unwrap()
+        .concatenation()
+        .is_none());
+    assert!(decode_exact(&find("ch_submit_sm").bytes())
+        .unwrap()
+        .concatenation()
+        .is_none());
+    // The UK MO with a concat UDH but without UDHI: not trusted.
+    assert!(decode_exact(&find("rb_mo_concat_part2").bytes())
+        .unwrap()
+        .concatenation()
+        .is_none());
+}

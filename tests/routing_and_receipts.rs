@@ -238,3 +238,50 @@ async fn mo_goes_by_longest_prefix_with_a_default() {
     assert_eq!(proxy.context().stats.mo_routed.load(Ordering::Relaxed), 3);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_receipts_all_first_or_last_per_client() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipt_delay: Duration::from_millis(1),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let clients = "[[clients]]\nsystem_id = \"all\"\npassword = \"x\"\n\
+                   [[clients]]\nsystem_id = \"first\"\npassword = \"x\"\nmultipart_receipts = \"first\"\n\
+                   [[clients]]\nsystem_id = \"last\"\npassword = \"x\"\nmultipart_receipts = \"last\"\n";
+    let proxy = start_proxy(&proxy_toml(&sims, "", clients, "")).await;
+    for (client, want) in [("all", vec![1, 2, 3]), ("first", vec![1]), ("last", vec![3])] {
+        let mut esme = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, client, "x")
+            .await
+            .unwrap();
+        let mut part_ids = Vec::new();
+        for part in 1..=3u8 {
+            let mut pdu = submit_sm("4477", "447700900123", b"", true);
+            if let Body::SubmitSm(b) = &mut pdu.body {
+                b.esm_class = 0x40;
+                let mut sm = vec![0x05, 0x00, 0x03, 0x2a, 3, part];
+                sm.extend_from_slice(b"part text");
+                b.short_message = bytes::Bytes::from(sm);
+            }
+            esme.send(pdu).await.unwrap();
+            let resp = esme.recv(T).await.unwrap();
+            part_ids.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+        }
+        let mut got = Vec::new();
+        while let Ok(pdu) = esme.recv(Duration::from_millis(500)).await {
+            esme.ack(&pdu).await.unwrap();
+            let id = String::from_utf8(Receipt::from_pdu(&pdu).unwrap().tlv_id.unwrap().to_vec()).unwrap();
+            got.push(part_ids.iter().position(|p| *p == id).unwrap() + 1);
+        }
+        got.sort_unstable();
+        assert_eq!(got, want, "{client}");
+    }
+    assert_eq!(
+        proxy.context().stats.part_receipts_suppressed.load(Ordering::Relaxed),
+        4
+    );
+    proxy.shutdown().await;
+}

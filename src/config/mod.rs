@@ -8,7 +8,7 @@
 
 mod raw;
 
-pub use raw::{BindMode, MessageIdFormat, StoreBackend, Strategy};
+pub use raw::{BindMode, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
 
 use crate::receipt::id::IdMatch;
 use serde::Deserialize;
@@ -91,6 +91,8 @@ pub struct ClientConfig {
     pub outbox_max: usize,
     /// How long a receipt or MO waits for it before it is dropped.
     pub receipt_ttl: Duration,
+    /// Which part receipts of a concatenated message it gets.
+    pub multipart_receipts: MultipartReceipts,
 }
 
 /// One upstream SMSC.
@@ -410,6 +412,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
                 message_id_format: c.message_id_format,
                 deliver_window: c.deliver_window,
                 outbox_max: c.outbox_max,
+                multipart_receipts: c.multipart_receipts,
                 receipt_ttl: match &c.receipt_ttl {
                     Some(text) => p.duration(&key("receipt_ttl"), text),
                     None => receipt_ttl,

@@ -139,6 +139,21 @@ pub(super) struct RawClient {
     pub(super) outbox_max: usize,
     #[serde(default)]
     pub(super) receipt_ttl: Option<String>,
+    #[serde(default)]
+    pub(super) multipart_receipts: MultipartReceipts,
+}
+
+/// Which receipts of a concatenated message's parts a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultipartReceipts {
+    /// One per part (each part has its own id).
+    #[default]
+    All,
+    /// Only the first part's.
+    First,
+    /// Only the last part's.
+    Last,
 }
 
 fn default_allow() -> Vec<String> {
@@ -286,6 +301,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "deliver_window",
             "outbox_max",
             "receipt_ttl",
+            "multipart_receipts",
         ],
     ),
     (

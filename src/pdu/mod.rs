@@ -58,6 +58,17 @@ pub struct NetworkErrorCode {
     pub error_code: u16,
 }
 
+/// Where a message part sits in its concatenated message, from the SAR TLVs or the UDH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Concatenation {
+    /// The reference shared by all parts (8- or 16-bit).
+    pub reference: u16,
+    /// How many parts.
+    pub total: u8,
+    /// This part's number, 1-based.
+    pub seqnum: u8,
+}
+
 /// SAR concatenation TLVs (SMPP 3.4 §5.3.2.22–24), present only when all three are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sar {
@@ -292,6 +303,47 @@ impl Pdu {
             total_segments: self.sar_total_segments()?,
             segment_seqnum: self.sar_segment_seqnum()?,
         })
+    }
+
+    /// Where this PDU sits in a concatenated message: the SAR TLVs, else a concatenation
+    /// information element (8-bit IEI 0x00 or 16-bit IEI 0x08) in the UDH of `short_message`
+    /// when `esm_class` has UDHI (SMPP 3.4 §5.2.12, 3GPP TS 23.040 §9.2.3.24.1).
+    pub fn concatenation(&self) -> Option<Concatenation> {
+        if let Some(sar) = self.sar() {
+            return Some(Concatenation {
+                reference: sar.msg_ref_num,
+                total: sar.total_segments,
+                seqnum: sar.segment_seqnum,
+            });
+        }
+        if self.esm_class()? & 0x40 == 0 {
+            return None;
+        }
+        let sm = self.short_message()?;
+        let udhl = usize::from(*sm.first()?);
+        let mut ies = sm.get(1..1 + udhl)?;
+        while let [iei, len, rest @ ..] = ies {
+            let len = usize::from(*len);
+            let data = rest.get(..len)?;
+            match (*iei, data) {
+                (0x00, [r, total, seq]) => {
+                    return Some(Concatenation {
+                        reference: u16::from(*r),
+                        total: *total,
+                        seqnum: *seq,
+                    })
+                }
+                (0x08, [a, b, total, seq]) => {
+                    return Some(Concatenation {
+                        reference: u16::from_be_bytes([*a, *b]),
+                        total: *total,
+                        seqnum: *seq,
+                    })
+                }
+                _ => ies = &rest[len..],
+            }
+        }
+        None
     }
 
     /// `message_payload` TLV, shared with the frame.

@@ -12,6 +12,7 @@
 
 use super::messages::{AccountMsg, DeliverAck};
 use super::Context;
+use crate::config::MultipartReceipts;
 use crate::pdu::{Body, CommandStatus, Pdu};
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use crate::receipt::{rewrite_id, Receipt};
@@ -127,6 +128,20 @@ impl Context {
         None
     }
 
+    /// `true` when the client's `multipart_receipts` skips this part's receipt.
+    fn suppressed_part(&self, c: &Correlation) -> bool {
+        let Some((part, of)) = c.part else { return false };
+        let policy = self
+            .accounts
+            .get(&*c.client)
+            .map_or(MultipartReceipts::All, |a| a.config.multipart_receipts);
+        match policy {
+            MultipartReceipts::All => false,
+            MultipartReceipts::First => part != 1,
+            MultipartReceipts::Last => part != of,
+        }
+    }
+
     /// A matched receipt: the client's id in, then to the client's account.
     fn deliver_matched(
         &self,
@@ -136,6 +151,17 @@ impl Context {
         correlation: Arc<Correlation>,
         ack: Option<DeliverAck>,
     ) {
+        if self.suppressed_part(&correlation) {
+            // The client wants one receipt per message, not per part: this one is not it.
+            self.stats.part_receipts_suppressed.fetch_add(1, Ordering::Relaxed);
+            if is_final {
+                drop(self.store.remove(&correlation, upstream.config.id_match));
+            }
+            if let Some(ack) = ack {
+                ack.send(CommandStatus::ESME_ROK);
+            }
+            return;
+        }
         let out = match rewrite_id(&pdu, correlation.client_id.as_bytes()) {
             Ok(out) => out,
             Err(e) => {

@@ -62,6 +62,8 @@ pub struct RequestInfo {
     pub source_addr: COctetString,
     /// `destination_addr` (empty for submit_multi)
     pub destination_addr: COctetString,
+    /// `(part, of)` for a part of a concatenated message.
+    pub part: Option<(u8, u8)>,
 }
 
 impl RequestInfo {
@@ -77,6 +79,7 @@ impl RequestInfo {
             registered_delivery,
             source_addr: source_addr.clone(),
             destination_addr: destination_addr.clone(),
+            part: pdu.concatenation().map(|c| (c.seqnum, c.total)),
         })
     }
 }

@@ -37,6 +37,8 @@ pub struct Stats {
     pub mo_routed: AtomicU64,
     /// MO no route matched.
     pub mo_unroutable: AtomicU64,
+    /// Part receipts not passed on because of the client's `multipart_receipts`.
+    pub part_receipts_suppressed: AtomicU64,
 }
 
 /// What the proxy's tasks share.

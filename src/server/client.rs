@@ -551,6 +551,7 @@ impl Client {
             registered_delivery,
             source_addr,
             destination_addr,
+            part,
         }) = request
         else {
             return Some(resp);
@@ -564,6 +565,7 @@ impl Client {
             registered_delivery,
             source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
             destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
+            part,
         });
         let commit = self.ctx.store.record(correlation.clone(), upstream.config.id_match);
         let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();

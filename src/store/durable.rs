@@ -522,6 +522,10 @@ fn encode(c: &Correlation) -> Vec<u8> {
     out.push(c.registered_delivery);
     put_str(&mut out, &c.source_addr);
     put_str(&mut out, &c.destination_addr);
+    match c.part {
+        Some((part, of)) => out.extend_from_slice(&[1, part, of]),
+        None => out.push(0),
+    }
     out
 }
 
@@ -556,6 +560,13 @@ fn decode(bytes: &[u8]) -> Result<Correlation, StoreError> {
         registered_delivery: r.take(1)?[0],
         source_addr: r.string()?,
         destination_addr: r.string()?,
+        part: match r.take(1)? {
+            [1] => {
+                let p = r.take(2)?;
+                Some((p[0], p[1]))
+            }
+            _ => None,
+        },
     })
 }
 
@@ -573,6 +584,7 @@ mod tests {
             registered_delivery: 1,
             source_addr: "4477".into(),
             destination_addr: "447700900123".into(),
+            part: if n % 2 == 0 { Some((1, 3)) } else { None },
         }
     }
 

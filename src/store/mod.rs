@@ -33,6 +33,8 @@ pub struct Correlation {
     pub source_addr: String,
     /// The submit's destination_addr.
     pub destination_addr: String,
+    /// `(part, of)` when the submit was one part of a concatenated message.
+    pub part: Option<(u8, u8)>,
 }
 
 /// One entry of a client's outbox as stored.
@@ -202,6 +204,7 @@ mod tests {
             registered_delivery: 1,
             source_addr: "a".into(),
             destination_addr: "b".into(),
+            part: None,
         };
         let c = Arc::new(c);
         store.record(c.clone(), IdMatch::Numeric).wait_blocking().unwrap();
