@@ -285,3 +285,75 @@ async fn multipart_receipts_all_first_or_last_per_client() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intermediate_receipts_keep_the_correlation_and_the_final_one_ends_it() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            intermediate_receipts: true,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = shop(&proxy).await;
+    esme.send(submit_sm("4477", "447700900123", b"hi", true)).await.unwrap();
+    let id = esme
+        .recv(T)
+        .await
+        .unwrap()
+        .message_id()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut states = Vec::new();
+    while states.len() < 2 {
+        let pdu = esme.recv(T).await.unwrap();
+        esme.ack(&pdu).await.unwrap();
+        let r = Receipt::from_pdu(&pdu).unwrap();
+        assert_eq!(r.tlv_id.as_deref(), Some(id.as_bytes()));
+        states.push(r.state.unwrap().stat_text());
+        if states.len() == 1 {
+            // After ENROUTE the mapping is still there for the final receipt.
+            assert_eq!(proxy.context().store.len(), 1);
+        }
+    }
+    assert_eq!(states, ["ENROUTE", "DELIVRD"]);
+    assert!(
+        wait_until(T, || proxy.context().store.is_empty()).await,
+        "the final receipt ends the correlation"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_receipts_are_acknowledged_counted_and_routed() {
+    use smpp_proxy::pdu::{tag, DeliverSm, Tlvs};
+    let sims = start_sims(1, SimConfig::default()).await;
+    let clients = format!("{SHOP}[[clients]]\nsystem_id = \"ops\"\npassword = \"x\"\n");
+    let extra = "unmatched_receipts_to = \"ops\"\nearly_receipt_wait = \"200ms\"\n";
+    let proxy = start_proxy(&format!("{extra}{}", proxy_toml(&sims, "", &clients, ""))).await;
+    let mut ops = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "ops", "x")
+        .await
+        .unwrap();
+    let text =
+        b"id:nobody-knows sub:001 dlvrd:001 submit date:2401311200 done date:2401311201 stat:DELIVRD err:000 text:";
+    let pdu = Pdu::new(Body::DeliverSm(DeliverSm {
+        esm_class: 0x04,
+        ..DeliverSm::text("1", "2", text)
+    }))
+    .with_tlvs(Tlvs::from_pairs([(tag::receipted_message_id, &b"nobody-knows\0"[..])]));
+    assert!(sims[0].send_pdu(Some("proxy"), pdu));
+    // Held for early_receipt_wait in case its submit_sm_resp is late, then given up on.
+    let got = ops.recv(T).await.unwrap();
+    ops.ack(&got).await.unwrap();
+    assert_eq!(
+        Receipt::from_pdu(&got).unwrap().text_id.as_deref(),
+        Some(&b"nobody-knows"[..]),
+        "delivered as received"
+    );
+    assert_eq!(proxy.context().stats.unmatched_receipts.load(Ordering::Relaxed), 1);
+    proxy.shutdown().await;
+}

@@ -73,6 +73,9 @@ pub(crate) struct SimArgs {
     /// Refuse submits to destinations starting with this prefix (ESME_RINVDSTADR).
     #[arg(long)]
     reject_prefix: Option<String>,
+    /// Send an ENROUTE receipt before each final one.
+    #[arg(long)]
+    intermediate_receipts: bool,
 }
 
 impl SimArgs {
@@ -104,6 +107,7 @@ impl SimArgs {
             reject: self
                 .reject_prefix
                 .map(|p| (p, smpp_proxy::pdu::CommandStatus::ESME_RINVDSTADR)),
+            intermediate_receipts: self.intermediate_receipts,
         };
         super::runtime().block_on(async move {
             let sim = match sim::start(config).await {

@@ -76,6 +76,8 @@ pub struct SimConfig {
     pub mo_every: Option<Duration>,
     /// Refuse submits to destinations starting with this prefix, with this status.
     pub reject: Option<(String, crate::pdu::CommandStatus)>,
+    /// Send an ENROUTE receipt before each final one.
+    pub intermediate_receipts: bool,
 }
 
 impl Default for SimConfig {
@@ -94,6 +96,7 @@ impl Default for SimConfig {
             refuse_binds: false,
             mo_every: None,
             reject: None,
+            intermediate_receipts: false,
         }
     }
 }
@@ -211,6 +214,12 @@ impl SimHandle {
     /// Its counters.
     pub fn stats(&self) -> &Arc<SimStats> {
         &self.shared.stats
+    }
+
+    /// Sends any PDU (say, a receipt for an id never issued) to a receiver-capable session of
+    /// `system_id`; `false` if none is bound.
+    pub fn send_pdu(&self, system_id: Option<&str>, pdu: crate::pdu::Pdu) -> bool {
+        self.shared.to_receiver(system_id, Outgoing(pdu)).is_ok()
     }
 
     /// Sends an MO to a receiver-capable session of `system_id`; `false` if none is bound.

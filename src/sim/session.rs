@@ -70,14 +70,22 @@ fn ids(shared: &Shared, n: u64) -> (String, String) {
     }
 }
 
-fn receipt(shared: &Shared, n: u64, source: &COctetString, destination: &COctetString, message: &[u8]) -> Pdu {
+fn receipt(
+    shared: &Shared,
+    n: u64,
+    source: &COctetString,
+    destination: &COctetString,
+    message: &[u8],
+    enroute: bool,
+) -> Pdu {
+    let (stat, state) = if enroute { ("ENROUTE", 1u8) } else { ("DELIVRD", 2u8) };
     let variant = shared.config.receipt_variant;
     let (id, text_id) = ids(shared, n);
     let dates12 = variant == ReceiptVariant::Dates12;
     let date = receipt_date(dates12);
     let label = if dates12 { "Text" } else { "text" };
     let mut text =
-        format!("id:{text_id} sub:001 dlvrd:001 submit date:{date} done date:{date} stat:DELIVRD err:000 {label}:")
+        format!("id:{text_id} sub:001 dlvrd:001 submit date:{date} done date:{date} stat:{stat} err:000 {label}:")
             .into_bytes();
     text.extend_from_slice(&message[..message.len().min(20)]);
     let mut tlv_pairs: Vec<(u16, Vec<u8>)> = Vec::new();
@@ -85,7 +93,7 @@ fn receipt(shared: &Shared, n: u64, source: &COctetString, destination: &COctetS
         let mut rid = id.into_bytes();
         rid.push(0);
         tlv_pairs.push((tag::receipted_message_id, rid));
-        tlv_pairs.push((tag::message_state, vec![2]));
+        tlv_pairs.push((tag::message_state, vec![state]));
     }
     let short_message = if variant == ReceiptVariant::Payload {
         tlv_pairs.push((tag::message_payload, text));
@@ -386,9 +394,19 @@ impl SimSession {
         };
         let resp = Pdu::new(resp_body).with_sequence_number(pdu.sequence_number);
         if wants_receipt && self.shared.config.receipts {
-            let r = receipt(&self.shared, n, source, destination, &text);
             let delay = self.shared.config.latency + self.shared.config.receipt_delay;
-            self.shared.spool_receipt(self.system_id.clone(), r, delay);
+            if self.shared.config.intermediate_receipts {
+                let r = receipt(&self.shared, n, source, destination, &text, true);
+                self.shared.spool_receipt(self.system_id.clone(), r, delay);
+            }
+            // The final one a little later, so it comes after the intermediate one.
+            let r = receipt(&self.shared, n, source, destination, &text, false);
+            let later = if self.shared.config.intermediate_receipts {
+                delay + std::time::Duration::from_millis(50)
+            } else {
+                delay
+            };
+            self.shared.spool_receipt(self.system_id.clone(), r, later);
         }
         let ok = self.respond(resp).await;
         if self.shared.config.drop_after.is_some_and(|n| self.submits >= n) {
