@@ -7,9 +7,11 @@
 //! The outbox is bounded (`outbox_max`): when full, the SMSC is told ESME_RX_T_APPN and retries
 //! later, so a client that does not read cannot grow memory and nothing is lost.
 //!
-//! Custody: every entry is written to the store first; the SMSC gets its deliver_sm_resp only
-//! when that write is durable (the task keeps serving meanwhile), and the entry is removed from
-//! the store when the client acknowledges it. On start the account reloads what the store holds
+//! Custody: the SMSC gets its deliver_sm_resp only once the client acknowledged the entry or the
+//! entry is durable in the store. A bound client with room and nothing older waiting gets the
+//! entry straight away and its answer goes to the SMSC (no store write); anything else, and any
+//! direct entry the client does not take, is written to the store first (the task keeps serving
+//! meanwhile) and removed from it when the client acknowledges it. On start the account reloads what the store holds
 //! for it, oldest first, so receipts survive restarts and crashes.
 
 use crate::config::ClientConfig;
@@ -44,14 +46,26 @@ pub struct AccountHandle {
     pub bucket: Arc<crate::session::TokenBucket>,
 }
 
-/// One outbox entry held for delivery.
+/// One entry held for delivery.
 struct Entry {
-    /// Its outbox sequence number (order and identity).
+    /// Its outbox sequence number (order and identity); [`DIRECT`] bit set when not stored.
     seq: u64,
     /// When it was stored (Unix seconds), for `receipt_ttl`.
     stored_at: u64,
     pdu: Pdu,
+    /// Not in the store: the SMSC is still waiting for its answer (given when the client
+    /// answers), and the correlation to forget then.
+    direct: Option<Direct>,
 }
+
+struct Direct {
+    ack: Option<DeliverAck>,
+    forget: Option<(Arc<Correlation>, IdMatch)>,
+}
+
+/// Ids of entries handed straight to a bound client without a store write; outbox sequence
+/// numbers never reach this bit.
+const DIRECT: u64 = 1 << 63;
 
 struct Bind {
     tx: mpsc::Sender<ClientEvent>,
@@ -71,6 +85,7 @@ struct Account {
     store: Arc<dyn Store>,
     storing: VecDeque<Storing>,
     waiting: VecDeque<Entry>,
+    next_direct: u64,
     refused_full: Arc<AtomicU64>,
     expired: Arc<AtomicU64>,
     binds: Vec<(u64, Bind)>,
@@ -90,6 +105,7 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> (AccountHandle, tok
         store,
         storing: VecDeque::new(),
         waiting: VecDeque::new(),
+        next_direct: DIRECT,
         refused_full: refused_full.clone(),
         expired: expired.clone(),
         binds: Vec::new(),
@@ -147,7 +163,7 @@ impl Account {
         let store = &self.store;
         let client = &self.config.system_id;
         self.waiting.retain(|e| {
-            let keep = e.stored_at.saturating_add(ttl) > now;
+            let keep = e.direct.is_some() || e.stored_at.saturating_add(ttl) > now;
             if !keep {
                 drop(store.outbox_remove(client, e.seq));
             }
@@ -170,7 +186,12 @@ impl Account {
             Ok(Ok(entries)) => {
                 for OutboxEntry { seq, stored_at, pdu } in entries {
                     match Pdu::parse(bytes::Bytes::from(pdu)) {
-                        Ok(pdu) => self.waiting.push_back(Entry { seq, stored_at, pdu }),
+                        Ok(pdu) => self.waiting.push_back(Entry {
+                            seq,
+                            stored_at,
+                            pdu,
+                            direct: None,
+                        }),
                         Err(e) => {
                             warn!(client = %self.config.system_id, seq, error = %e, "unreadable outbox entry skipped")
                         }
@@ -205,6 +226,7 @@ impl Account {
                         seq,
                         stored_at: unix_now(),
                         pdu,
+                        direct: None,
                     });
                     if let Some((correlation, id_match)) = forget {
                         // The final receipt is in custody: its correlation has done its job.
@@ -240,16 +262,24 @@ impl Account {
                     }
                     return;
                 }
-                let commit = match pdu.to_bytes() {
-                    Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes),
-                    Err(e) => Commit::done(Err(StoreError(e.to_string()))),
-                };
-                self.storing.push_back(Storing {
-                    commit,
-                    pdu,
-                    ack,
-                    forget,
-                });
+                // A bound client with room and nothing older waiting: hand it over straight
+                // away, and answer the SMSC when the client answers (no store write). Anything
+                // else goes through the store first.
+                let window = self.config.deliver_window as usize;
+                let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
+                if room && self.waiting.is_empty() && self.storing.is_empty() {
+                    let seq = self.next_direct;
+                    self.next_direct += 1;
+                    let direct = Some(Direct { ack, forget });
+                    self.waiting.push_back(Entry {
+                        seq,
+                        stored_at: unix_now(),
+                        pdu,
+                        direct,
+                    });
+                } else {
+                    self.store_entry(pdu, ack, forget);
+                }
             }
             AccountMsg::BindUp { bind_id, tx } => self.binds.push((
                 bind_id,
@@ -264,7 +294,11 @@ impl Account {
                     let mut back: Vec<Entry> = bind.inflight.into_values().collect();
                     back.sort_by_key(|e| std::cmp::Reverse(e.seq));
                     for item in back {
-                        self.waiting.push_front(item);
+                        match item.direct {
+                            // The client may be gone for long: now it needs custody.
+                            Some(Direct { ack, forget }) => self.store_entry(item.pdu, ack, forget),
+                            None => self.waiting.push_front(item),
+                        }
                     }
                 }
             }
@@ -275,21 +309,56 @@ impl Account {
                 let Some(item) = bind.inflight.remove(&entry) else {
                     return;
                 };
-                match status {
+                let permanent = matches!(status, CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN);
+                if permanent {
+                    warn!(client = %self.config.system_id, %status, "client refused a delivery for good: dropped");
+                }
+                let Entry {
+                    seq,
+                    stored_at,
+                    pdu,
+                    direct,
+                } = item;
+                match (direct, status.is_ok() || permanent) {
+                    // Handed over directly: the client's answer is the SMSC's answer.
+                    (Some(Direct { ack, forget }), true) => {
+                        if let Some(ack) = ack {
+                            ack.send(status);
+                        }
+                        if let Some((correlation, id_match)) = forget {
+                            drop(self.store.remove(&correlation, id_match));
+                        }
+                    }
+                    (Some(Direct { ack, forget }), false) => self.store_entry(pdu, ack, forget),
                     // Not waited for: if the removal is lost in a crash, the entry is delivered
                     // again after the restart (at least once, never lost).
-                    CommandStatus::ESME_ROK => drop(self.store.outbox_remove(&self.config.system_id, entry)),
-                    CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN => {
-                        warn!(client = %self.config.system_id, %status, "client refused a delivery for good: dropped");
-                        drop(self.store.outbox_remove(&self.config.system_id, entry));
-                    }
-                    other => {
-                        debug!(client = %self.config.system_id, status = %other, "delivery to retry");
-                        self.waiting.push_back(item);
+                    (None, true) => drop(self.store.outbox_remove(&self.config.system_id, entry)),
+                    (None, false) => {
+                        debug!(client = %self.config.system_id, %status, "delivery to retry");
+                        self.waiting.push_back(Entry {
+                            seq,
+                            stored_at,
+                            pdu,
+                            direct: None,
+                        });
                     }
                 }
             }
         }
+    }
+
+    /// Writes an entry to the store; the SMSC is answered once it is durable.
+    fn store_entry(&mut self, pdu: Pdu, ack: Option<DeliverAck>, forget: Option<(Arc<Correlation>, IdMatch)>) {
+        let commit = match pdu.to_bytes() {
+            Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes),
+            Err(e) => Commit::done(Err(StoreError(e.to_string()))),
+        };
+        self.storing.push_back(Storing {
+            commit,
+            pdu,
+            ack,
+            forget,
+        });
     }
 
     /// Hands waiting entries to binds with room, round robin.
