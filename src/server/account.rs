@@ -262,12 +262,13 @@ impl Account {
                     }
                     return;
                 }
-                // A bound client with room and nothing older waiting: hand it over straight
-                // away, and answer the SMSC when the client answers (no store write). Anything
-                // else goes through the store first.
+                // A bound client with room and nothing waiting for it: hand it over straight
+                // away, and answer the SMSC when the client answers (no store write). Entries
+                // still being stored may then reach the client after it: receipts of different
+                // messages carry no order between them. Anything else goes through the store.
                 let window = self.config.deliver_window as usize;
                 let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
-                if room && self.waiting.is_empty() && self.storing.is_empty() {
+                if room && self.waiting.is_empty() {
                     let seq = self.next_direct;
                     self.next_direct += 1;
                     let direct = Some(Direct { ack, forget });
@@ -277,6 +278,9 @@ impl Account {
                         pdu,
                         direct,
                     });
+                    // Now, not after the burst: the next receipt of the burst must find the
+                    // queue empty again to go direct too.
+                    self.pump();
                 } else {
                     self.store_entry(pdu, ack, forget);
                 }

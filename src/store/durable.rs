@@ -157,7 +157,9 @@ pub struct WriterStats {
 pub struct DurableStore {
     db: Arc<Database>,
     correlation_ttl: u64,
-    tx: Option<std_mpsc::SyncSender<(Op, Reply)>>,
+    /// Unbounded on purpose: a bounded one would block the async task that writes when full.
+    /// What waits here is bounded by the proxy's windows and outbox caps.
+    tx: Option<std_mpsc::Sender<(Op, Reply)>>,
     writer: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
 }
@@ -191,7 +193,7 @@ impl DurableStore {
             txn.open_table(CORR_EXP).map_err(err)?;
         }
         txn.commit().map_err(err)?;
-        let (tx, rx) = std_mpsc::sync_channel(BATCH_MAX * 4);
+        let (tx, rx) = std_mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let writer = {
             let db = db.clone();
@@ -426,7 +428,10 @@ fn writer(db: Arc<Database>, rx: std_mpsc::Receiver<(Op, Reply)>, stats: Arc<Wri
                 }
             }
         }
+        let t0 = Instant::now();
         let results = apply(&db, &batch);
+        // Fields are only computed when this debug line is enabled.
+        tracing::debug!(batch = batch.len(), us = t0.elapsed().as_micros() as u64, kinds = ?op_kinds(&batch), "commit");
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.operations.fetch_add(batch.len() as u64, Ordering::Relaxed);
         match results {
@@ -442,6 +447,21 @@ fn writer(db: Arc<Database>, rx: std_mpsc::Receiver<(Op, Reply)>, stats: Arc<Wri
             }
         }
     }
+}
+
+/// How many of each operation a batch holds: correlation puts, removals, expiry sweeps, outbox
+/// pushes, outbox removals (for `RUST_LOG=smpp_proxy::store=debug`).
+fn op_kinds(batch: &[(Op, Reply)]) -> [usize; 5] {
+    batch.iter().fold([0; 5], |mut k, (op, _)| {
+        k[match op {
+            Op::PutCorrelation { .. } => 0,
+            Op::RemoveCorrelation { .. } => 1,
+            Op::ExpireCorrelations { .. } => 2,
+            Op::OutboxPush { .. } => 3,
+            Op::OutboxRemove { .. } => 4,
+        }] += 1;
+        k
+    })
 }
 
 /// Applies a batch in one transaction; returns the outbox sequence given to each op (0 if none).
