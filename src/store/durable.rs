@@ -17,7 +17,7 @@
 //! - `meta`: `outbox_seq` → the last outbox sequence number.
 
 use super::{Correlation, OutboxEntry, Store, StoreError};
-use crate::receipt::id::{canonical, lookup_keys, IdMatch};
+use crate::receipt::id::{canonical, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -353,18 +353,8 @@ impl Store for DurableStore {
         self.put_correlation(&c, &canonical(c.upstream_id.as_bytes(), id_match))
     }
 
-    fn find_by_upstream(
-        &self,
-        upstream: &str,
-        receipt_id: &[u8],
-        id_match: IdMatch,
-    ) -> Result<Option<Arc<Correlation>>, StoreError> {
-        for key in lookup_keys(receipt_id, id_match) {
-            if let Some(c) = self.correlation_by_upstream(upstream, &key)? {
-                return Ok(Some(Arc::new(c)));
-            }
-        }
-        Ok(None)
+    fn get_by_upstream_key(&self, upstream: &str, key: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
+        Ok(self.correlation_by_upstream(upstream, key)?.map(Arc::new))
     }
 
     fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {

@@ -71,7 +71,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         upstream: &str,
         receipt_id: &[u8],
         id_match: IdMatch,
-    ) -> Result<Option<Arc<Correlation>>, StoreError>;
+    ) -> Result<Option<Arc<Correlation>>, StoreError> {
+        for key in lookup_keys(receipt_id, id_match) {
+            if let Some(c) = self.get_by_upstream_key(upstream, &key)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+    /// The correlation filed under `upstream` and one exact key (a [`canonical`] form).
+    fn get_by_upstream_key(&self, upstream: &str, key: &str) -> Result<Option<Arc<Correlation>>, StoreError>;
     /// The correlation of the id a client holds.
     fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError>;
     /// Forgets a correlation (after its final receipt).
@@ -132,19 +141,11 @@ impl Store for MemoryStore {
         Commit::done(Ok(0))
     }
 
-    fn find_by_upstream(
-        &self,
-        upstream: &str,
-        receipt_id: &[u8],
-        id_match: IdMatch,
-    ) -> Result<Option<Arc<Correlation>>, StoreError> {
-        let upstream: Arc<str> = Arc::from(upstream);
-        for key in lookup_keys(receipt_id, id_match) {
-            if let Some(c) = self.by_upstream.get(&(upstream.clone(), key)) {
-                return Ok(Some(c.clone()));
-            }
-        }
-        Ok(None)
+    fn get_by_upstream_key(&self, upstream: &str, key: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
+        Ok(self
+            .by_upstream
+            .get(&(Arc::from(upstream), key.to_owned()))
+            .map(|c| c.clone()))
     }
 
     fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
