@@ -15,7 +15,7 @@ use super::Context;
 use crate::config::MultipartReceipts;
 use crate::pdu::{Body, CommandStatus, Pdu};
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
-use crate::receipt::{rewrite_id, Receipt};
+use crate::receipt::{rewrite_receipt_id, Receipt};
 use crate::store::Correlation;
 use crate::upstream::{InboundSink, UpstreamInfo};
 use dashmap::DashMap;
@@ -147,10 +147,11 @@ impl Context {
         &self,
         upstream: &UpstreamInfo,
         pdu: Pdu,
-        is_final: bool,
+        receipt: &Receipt,
         correlation: Arc<Correlation>,
         ack: Option<DeliverAck>,
     ) {
+        let is_final = final_state(receipt);
         if self.suppressed_part(&correlation) {
             // The client wants one receipt per message, not per part: this one is not it.
             self.stats.part_receipts_suppressed.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +163,7 @@ impl Context {
             }
             return;
         }
-        let out = match rewrite_id(&pdu, correlation.client_id.as_bytes()) {
+        let out = match rewrite_receipt_id(&pdu, receipt, correlation.client_id.as_bytes()) {
             Ok(out) => out,
             Err(e) => {
                 warn!(error = %e, "receipt id not rewritten; delivered as received");
@@ -220,7 +221,7 @@ impl Context {
         if let Some(correlation) = self.find(upstream, receipt) {
             if let Some((pdu, ack)) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, pdu, final_state(receipt), correlation, Some(ack));
+                self.deliver_matched(upstream, pdu, receipt, correlation, Some(ack));
             }
         }
     }
@@ -248,8 +249,11 @@ impl Context {
         if let Some((pdu, ack)) = early.take() {
             self.early.forget(&early);
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
-            let is_final = Receipt::from_pdu(&pdu).is_some_and(|r| final_state(&r));
-            self.deliver_matched(&upstream, pdu, is_final, c.clone(), Some(ack));
+            // Read again: the rare path, not worth keeping every held receipt's parse around.
+            match Receipt::from_pdu(&pdu) {
+                Some(receipt) => self.deliver_matched(&upstream, pdu, &receipt, c.clone(), Some(ack)),
+                None => self.unmatched(&upstream, pdu, Some(ack)),
+            }
         }
     }
 
@@ -297,7 +301,7 @@ impl InboundSink for Context {
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
             match self.find(upstream, &receipt) {
-                Some(correlation) => self.deliver_matched(upstream, pdu, final_state(&receipt), correlation, Some(ack)),
+                Some(correlation) => self.deliver_matched(upstream, pdu, &receipt, correlation, Some(ack)),
                 None if receipt.id().is_some() => self.hold_early(upstream, &receipt, pdu, ack),
                 None => self.unmatched(upstream, pdu, Some(ack)),
             }

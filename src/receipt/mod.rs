@@ -201,6 +201,8 @@ pub struct Receipt {
     pub tlv_id: Option<Bytes>,
     /// `id:` of the text.
     pub text_id: Option<Bytes>,
+    /// Where `text_id` lies in the carrier's text, for [`rewrite_receipt_id`].
+    text_id_span: Option<Range<usize>>,
     /// `message_state` TLV, else the `stat:` text.
     pub state: Option<MessageState>,
     /// `stat:` as written.
@@ -261,6 +263,7 @@ impl Receipt {
                         carried_in: *carrier,
                         tlv_id: None,
                         text_id: get(&spans.id),
+                        text_id_span: spans.id.clone(),
                         state: stat.as_deref().and_then(MessageState::from_stat),
                         stat,
                         err: get(&spans.err),
@@ -292,6 +295,7 @@ impl Receipt {
             carried_in: Carrier::TlvsOnly,
             tlv_id: None,
             text_id: None,
+            text_id_span: None,
             state: None,
             stat: None,
             err: None,
@@ -384,9 +388,13 @@ fn splice(bytes: &[u8], span: Range<usize>, new: &[u8]) -> Bytes {
 /// the text's `id:` (whichever are present), and nothing else. `sm_length` and
 /// `command_length` follow on encode.
 pub fn rewrite_id(pdu: &Pdu, new_id: &[u8]) -> Result<Pdu, RewriteError> {
-    if !is_receipt(pdu) {
-        return Err(RewriteError::NotAReceipt);
-    }
+    let receipt = Receipt::from_pdu(pdu).ok_or(RewriteError::NotAReceipt)?;
+    rewrite_receipt_id(pdu, &receipt, new_id)
+}
+
+/// [`rewrite_id`] for a receipt already read with [`Receipt::from_pdu`] from `pdu`: the text is
+/// not parsed a second time (the receipt path does this for every receipt).
+pub fn rewrite_receipt_id(pdu: &Pdu, receipt: &Receipt, new_id: &[u8]) -> Result<Pdu, RewriteError> {
     if new_id.is_empty() || new_id.iter().any(|&b| b == 0 || b.is_ascii_whitespace()) {
         return Err(RewriteError::BadId);
     }
@@ -397,22 +405,20 @@ pub fn rewrite_id(pdu: &Pdu, new_id: &[u8]) -> Result<Pdu, RewriteError> {
         value.push(0);
         out.tlvs.set(tag::receipted_message_id, &value);
     }
-    if let Some((bytes, carrier)) = text_source(pdu) {
-        if let Some(span) = text::parse(&bytes).and_then(|s| s.id) {
-            let rewritten = splice(&bytes, span, new_id);
-            match (carrier, &mut out.body) {
-                (Carrier::ShortMessage, Body::DeliverSm(b)) => {
-                    if rewritten.len() > 255 {
-                        return Err(RewriteError::ShortMessageTooLong(rewritten.len()));
-                    }
-                    b.short_message = rewritten;
+    if let (Some((bytes, carrier)), Some(span)) = (text_source(pdu), receipt.text_id_span.clone()) {
+        let rewritten = splice(&bytes, span, new_id);
+        match (carrier, &mut out.body) {
+            (Carrier::ShortMessage, Body::DeliverSm(b)) => {
+                if rewritten.len() > 255 {
+                    return Err(RewriteError::ShortMessageTooLong(rewritten.len()));
                 }
-                _ => {
-                    if rewritten.len() > crate::pdu::tlv::MAX_VALUE_LEN {
-                        return Err(RewriteError::PayloadTooLong(rewritten.len()));
-                    }
-                    out.tlvs.set(tag::message_payload, &rewritten);
+                b.short_message = rewritten;
+            }
+            _ => {
+                if rewritten.len() > crate::pdu::tlv::MAX_VALUE_LEN {
+                    return Err(RewriteError::PayloadTooLong(rewritten.len()));
                 }
+                out.tlvs.set(tag::message_payload, &rewritten);
             }
         }
     }
