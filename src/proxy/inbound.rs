@@ -55,19 +55,6 @@ pub struct EarlyReceipts {
 }
 
 impl EarlyReceipts {
-    /// Receipts held now.
-    pub fn len(&self) -> usize {
-        self.by_key
-            .iter()
-            .filter(|e| e.held.lock().map(|p| p.is_some()).unwrap_or(false))
-            .count()
-    }
-
-    /// `true` when none are held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn file(&self, early: &Arc<Early>) {
         for key in &early.keys {
             if self.by_key.insert(key.clone(), early.clone()).is_none() {

@@ -190,8 +190,9 @@ impl Shared {
         Err(out)
     }
 
-    /// Queues a receipt for `system_id`, sent after `delay` and retried until a receiver takes it.
-    pub(crate) fn spool_receipt(&self, system_id: String, pdu: crate::pdu::Pdu, delay: Duration) {
+    /// Queues a receipt or MO for `system_id`, sent after `delay` and retried until a receiver
+    /// takes it.
+    pub(crate) fn spool(&self, system_id: String, pdu: crate::pdu::Pdu, delay: Duration) {
         let _ = self.spool.send((system_id, pdu, delay));
     }
 }

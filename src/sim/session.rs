@@ -200,13 +200,13 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
     for (_, pdu) in s.sent.drain() {
         s.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
         s.shared
-            .spool_receipt(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
+            .spool(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
     }
     // Outgoing PDUs queued for this session but never written go elsewhere too.
     rx.close();
     while let Ok(Outgoing(pdu)) = rx.try_recv() {
         s.shared
-            .spool_receipt(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
+            .spool(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
     }
 }
 
@@ -240,7 +240,7 @@ impl SimSession {
                         // Temporary refusal: try again a little later.
                         self.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
                         self.shared
-                            .spool_receipt(self.system_id.clone(), sent, std::time::Duration::from_millis(500));
+                            .spool(self.system_id.clone(), sent, std::time::Duration::from_millis(500));
                     }
                 }
             }
@@ -397,7 +397,7 @@ impl SimSession {
             let delay = self.shared.config.latency + self.shared.config.receipt_delay;
             if self.shared.config.intermediate_receipts {
                 let r = receipt(&self.shared, n, source, destination, &text, true);
-                self.shared.spool_receipt(self.system_id.clone(), r, delay);
+                self.shared.spool(self.system_id.clone(), r, delay);
             }
             // The final one a little later, so it comes after the intermediate one.
             let r = receipt(&self.shared, n, source, destination, &text, false);
@@ -406,7 +406,7 @@ impl SimSession {
             } else {
                 delay
             };
-            self.shared.spool_receipt(self.system_id.clone(), r, later);
+            self.shared.spool(self.system_id.clone(), r, later);
         }
         let ok = self.respond(resp).await;
         if self.shared.config.drop_after.is_some_and(|n| self.submits >= n) {
