@@ -381,13 +381,10 @@ async fn bind_task(
                 }
                 continue;
             }
-            Err(e) if outstanding.is_empty() && !receipts_pending => {
-                let _ = e;
-                break;
-            }
-            Err(e) => {
+            // The connection is gone: whatever was outstanding stays unanswered.
+            Err(_) if outstanding.is_empty() && !receipts_pending => break,
+            Err(_) => {
                 result.unanswered += outstanding.len() as u64;
-                let _ = e;
                 return Ok(result);
             }
         };
