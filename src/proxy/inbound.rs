@@ -244,25 +244,13 @@ impl Context {
         }
     }
 
-    /// Forgets correlations past `correlation_ttl`, a batch at a time, through the store's
-    /// writer (never blocking sessions).
+    /// Forgets correlations past `correlation_ttl` through the store's writer (a bounded slice
+    /// per call, so sessions never wait long behind it).
     pub(crate) async fn expire_correlations(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        loop {
-            match self.store.expire(now).await {
-                Ok(n) if n >= 1000 => continue,
-                Ok(0) => break,
-                Ok(n) => {
-                    tracing::info!(expired = n, "correlations past correlation_ttl forgotten");
-                    break;
-                }
-                Err(e) => {
-                    warn!(error = %e, "correlation expiry failed");
-                    break;
-                }
-            }
+        match self.store.expire(crate::store::unix_now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "correlations past correlation_ttl forgotten"),
+            Err(e) => warn!(error = %e, "correlation expiry failed"),
         }
     }
 

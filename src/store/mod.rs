@@ -91,8 +91,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit;
     /// Removes an outbox entry the client acknowledged.
     fn outbox_remove(&self, client: &str, seq: u64) -> Commit;
-    /// Forgets a batch of correlations whose TTL ended before `now` (Unix seconds); the ticket
-    /// gives how many (call again while it is a full batch).
+    /// Forgets correlations whose TTL ended before `now` (Unix seconds), a bounded slice per
+    /// call (called every few seconds); the ticket gives how many.
     fn expire(&self, now: u64) -> Commit;
     /// Up to `limit` outbox entries of `client` after `after`, oldest first (what survived a
     /// restart; a memory store has none).
