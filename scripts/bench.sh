@@ -3,17 +3,18 @@
 # (smpp-proxy bench, receipts on) sent four ways in one run: directly to the simulator, through
 # HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store, and
 # through smpp-proxy with the memory store. Prints msg/s and the ratios.
-# Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW]     (installs haproxy from Debian if missing)
+# Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW] [ROUNDS]   (installs haproxy from Debian if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-200000}
 binds=${2:-4}
 window=${3:-100}
+rounds=${4:-1}
 command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
 cargo build --release --quiet
 bin=target/release/smpp-proxy
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOGS:-}" ] && cp "$work"/*.log /tmp/ ; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
@@ -58,7 +59,7 @@ CFG
 }
 proxy_config "$px_port" embedded >"$work/proxy.toml"
 proxy_config "$mem_port" memory >"$work/memory.toml"
-RUST_LOG=warn $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
+RUST_LOG=${PROXY_LOG:-warn} $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
 RUST_LOG=warn $bin run --config "$work/memory.toml" >"$work/memory.log" 2>&1 &
 sleep 1
 
@@ -70,12 +71,25 @@ r = json.load(sys.stdin)
 print(round(r["acked_per_second"]), r["acked"], r["receipts_matched"], r["response_latency"]["p50_us"], r["response_latency"]["p99_us"])'
 }
 printf '%-22s %10s %8s %9s %9s %9s\n' "path" "msg/s" "acked" "receipts" "p50 us" "p99 us"
-read -r d_rate d_acked d_rcpt d_p50 d_p99 <<<"$(run $sim_port)"
-printf '%-22s %10s %8s %9s %9s %9s\n' "direct" "$d_rate" "$d_acked" "$d_rcpt" "$d_p50" "$d_p99"
-read -r h_rate h_acked h_rcpt h_p50 h_p99 <<<"$(run $ha_port)"
-printf '%-22s %10s %8s %9s %9s %9s\n' "haproxy (tcp)" "$h_rate" "$h_acked" "$h_rcpt" "$h_p50" "$h_p99"
-read -r p_rate p_acked p_rcpt p_p50 p_p99 <<<"$(run $px_port)"
-printf '%-22s %10s %8s %9s %9s %9s\n' "smpp-proxy (durable)" "$p_rate" "$p_acked" "$p_rcpt" "$p_p50" "$p_p99"
-read -r m_rate m_acked m_rcpt m_p50 m_p99 <<<"$(run $mem_port)"
-printf '%-22s %10s %8s %9s %9s %9s\n' "smpp-proxy (memory)" "$m_rate" "$m_acked" "$m_rcpt" "$m_p50" "$m_p99"
-python3 -c "print(f'smpp-proxy durable = {$p_rate/$d_rate:.2f} x direct, {$p_rate/$h_rate:.2f} x haproxy, {$p_rate/$m_rate:.2f} x its memory store')"
+# The four paths in turn, ROUNDS times: on a noisy machine a burst of noise then hits one round
+# of every path, not one path; the ratios are of the per-path medians.
+declare -A rates
+for round in $(seq 1 "$rounds"); do
+  for path in direct haproxy durable memory; do
+    case $path in
+      direct) port=$sim_port label="direct" ;;
+      haproxy) port=$ha_port label="haproxy (tcp)" ;;
+      durable) port=$px_port label="smpp-proxy (durable)" ;;
+      memory) port=$mem_port label="smpp-proxy (memory)" ;;
+    esac
+    read -r rate acked rcpt p50 p99 <<<"$(run "$port")"
+    printf '%-22s %10s %8s %9s %9s %9s\n' "$label" "$rate" "$acked" "$rcpt" "$p50" "$p99"
+    rates[$path]="${rates[$path]:-} $rate"
+  done
+done
+python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" <<'PY'
+import statistics, sys
+d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:])
+print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, memory {m:.0f} msg/s")
+print(f"smpp-proxy durable = {p/d:.2f} x direct, {p/h:.2f} x haproxy, {p/m:.2f} x its memory store; memory = {m/h:.2f} x haproxy")
+PY

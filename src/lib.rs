@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bench;
 pub mod config;
 pub mod esme;

@@ -7,6 +7,7 @@ mod demo;
 mod pdu;
 mod run;
 mod sim;
+mod status;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Three simulated SMSCs, the proxy, and traffic through it: the proxy doing its job.
     Demo(demo::DemoArgs),
+    /// A running proxy's upstreams, clients and counters (from its admin endpoint).
+    Status(status::StatusArgs),
     /// Read the durable store (while the proxy is stopped).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -80,6 +83,7 @@ impl Cli {
             Command::Sim(args) => args.run(),
             Command::Bench(args) => args.run(),
             Command::Demo(args) => args.run(),
+            Command::Status(args) => args.run(),
             Command::Store(cmd) => cmd.run(),
         }
     }

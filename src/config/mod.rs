@@ -29,6 +29,8 @@ pub struct Config {
     pub node_id: String,
     /// Where SMPP clients connect.
     pub listen: SocketAddr,
+    /// Where the admin HTTP endpoint (`/metrics`, `/status`) listens, if anywhere.
+    pub admin: Option<SocketAddr>,
     /// Where durable state lives.
     pub store_path: PathBuf,
     /// Which store holds correlations and held receipts.
@@ -276,6 +278,16 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         );
         SocketAddr::from(([127, 0, 0, 1], 2775))
     });
+    let admin = raw.listen.admin.as_ref().and_then(|a| match a.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.add(
+                "listen.admin",
+                format!("{a:?} is not an address like \"127.0.0.1:9090\""),
+            );
+            None
+        }
+    });
     let s = &raw.sessions;
     let client_sessions = ClientSessionConfig {
         bind_timeout: p.duration("sessions.bind_timeout", &s.bind_timeout),
@@ -454,6 +466,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         node_id: raw.node_id,
         listen,
+        admin,
         store_path: raw.store.path,
         store_backend: raw.store.backend,
         client_sessions,

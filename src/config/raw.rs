@@ -44,6 +44,8 @@ fn default_early_receipt_wait() -> String {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawListen {
     pub(super) smpp: String,
+    #[serde(default)]
+    pub(super) admin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,7 +277,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "receipt_ttl",
         ],
     ),
-    ("listen", &["smpp"]),
+    ("listen", &["smpp", "admin"]),
     ("store", &["path", "backend"]),
     (
         "sessions",

@@ -68,6 +68,7 @@ pub struct Context {
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     ctx: Arc<Context>,
     clients_stop: watch::Sender<bool>,
     upstreams_stop: watch::Sender<bool>,
@@ -100,6 +101,11 @@ impl Proxy {
     pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let admin = match config.admin {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         let config = Arc::new(config);
         let sessions = upstream::build_sessions(&config.upstreams);
         let handles: Vec<Arc<SessionHandle>> = sessions.iter().map(|(h, _)| h.clone()).collect();
@@ -161,9 +167,14 @@ impl Proxy {
             .collect();
         let (clients_stop, clients_rx) = watch::channel(false);
         let server = tokio::spawn(crate::server::serve(ctx.clone(), listener, clients_rx));
+        if let Some(admin) = admin {
+            tokio::spawn(crate::admin::serve(ctx.clone(), admin, upstreams_rx.clone()));
+            info!(addr = ?admin_addr, "admin endpoint: /metrics, /status");
+        }
         info!(%addr, upstreams = config.upstreams.len(), clients = config.clients.len(), "smpp-proxy listening");
         Ok(Proxy {
             addr,
+            admin_addr,
             ctx,
             clients_stop,
             upstreams_stop,
@@ -177,6 +188,11 @@ impl Proxy {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the admin endpoint, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The shared context (stats, sessions, store).

@@ -372,7 +372,12 @@ impl Store for DurableStore {
     }
 
     fn len(&self) -> usize {
-        self.counts().map_or(0, |c| c.correlations as usize)
+        let read = || -> Result<u64, StoreError> {
+            let txn = self.db.begin_read().map_err(err)?;
+            let n = txn.open_table(CORR_UP).map_err(err)?.len().map_err(err)?;
+            Ok(n)
+        };
+        read().unwrap_or(0) as usize
     }
 
     fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit {

@@ -1,0 +1,103 @@
+//! The admin endpoint: a small HTTP/1.1 server on `[listen] admin` for operators and their
+//! tooling. `GET /metrics` is the Prometheus text format, `GET /status` the same figures as JSON
+//! (what `smpp-proxy status` prints). Both render one [`Snapshot`] of the proxy's counters and
+//! upstream health, so the two never disagree.
+//!
+//! It answers GET only, one request per connection, with bounded reads and a timeout: it is
+//! meant for a scraper and a person, not for the public.
+
+mod snapshot;
+
+pub use snapshot::{ClientStatus, Counters, Snapshot, UpstreamStatus};
+
+use crate::proxy::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::debug;
+
+/// Longest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+/// A client that has not sent its request by then is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the admin endpoint until `stop` turns true.
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(&ctx, socket).await {
+                            debug!(%peer, error = %e, "admin request failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn answer(ctx: &Context, mut socket: TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let read = async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+            let n = socket.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(READ_TIMEOUT, read)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request not sent in time"))??;
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let (method, path) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    let (status, kind, body) = match (method, path) {
+        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4", Snapshot::take(ctx).prometheus()),
+        (b"GET", b"/status") => (
+            "200 OK",
+            "application/json",
+            serde_json::to_string_pretty(&Snapshot::take(ctx)).unwrap_or_default(),
+        ),
+        (b"GET", _) => ("404 Not Found", "text/plain", "try /metrics or /status\n".to_owned()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(response.as_bytes()).await?;
+    socket.shutdown().await
+}
+
+/// Fetches `path` from an admin endpoint at `addr` (for `smpp-proxy status` and tests): the
+/// body of a 200 answer, else an error naming the status line.
+pub fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200 ") {
+        return Err(std::io::Error::other(status.to_owned()));
+    }
+    Ok(body.to_owned())
+}

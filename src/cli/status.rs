@@ -1,0 +1,96 @@
+//! `smpp-proxy status`: a running proxy's upstreams, clients and counters, read from its admin
+//! endpoint (`[listen] admin`).
+
+use clap::Args;
+use smpp_proxy::admin::{self, Snapshot};
+use smpp_proxy::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The admin endpoint's address; by default the `[listen] admin` of --config.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// The configuration file (its `[listen] admin`).
+    #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+    config: PathBuf,
+    /// Print the JSON as served by /status.
+    #[arg(long)]
+    json: bool,
+}
+
+impl StatusArgs {
+    pub(crate) fn run(self) -> ExitCode {
+        let addr = match self.admin {
+            Some(a) => a,
+            None => match Config::load(&self.config).map(|c| c.admin) {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    eprintln!("{}: no [listen] admin; give --admin ADDR", self.config.display());
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", self.config.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let body = match admin::get(addr, "/status") {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if self.json {
+            println!("{body}");
+            return ExitCode::SUCCESS;
+        }
+        match serde_json::from_str::<Snapshot>(&body) {
+            Ok(s) => {
+                print!("{}", table(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{addr}: unexpected /status answer: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn table(s: &Snapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let c = &s.counters;
+    let _ = writeln!(
+        out,
+        "node {}: {} correlations held; receipts {} matched, {} unmatched, {} parts suppressed; MO {} routed, {} unroutable\n",
+        s.node_id, s.correlations, c.receipts_matched, c.receipts_unmatched, c.part_receipts_suppressed, c.mo_routed, c.mo_unroutable
+    );
+    let _ = writeln!(out, "{:<20} {:>8} {:>9}", "upstream", "bound", "inflight");
+    for u in &s.upstreams {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>8} {:>9}",
+            u.name,
+            format!("{}/{}", u.sessions_bound, u.sessions),
+            u.inflight
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:>6} {:>8} {:>13} {:>8}",
+        "client", "binds", "outbox", "refused_full", "expired"
+    );
+    for cl in &s.clients {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>6} {:>8} {:>13} {:>8}",
+            cl.system_id, cl.binds, cl.outbox, cl.outbox_refused_full, cl.outbox_expired
+        );
+    }
+    out
+}
