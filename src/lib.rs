@@ -23,7 +23,7 @@ pub mod ids;
 pub mod pdu;
 pub mod proxy;
 pub mod receipt;
-pub mod router;
+pub mod routing;
 pub mod server;
 pub mod session;
 pub mod sim;

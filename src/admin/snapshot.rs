@@ -18,6 +18,10 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Every upstream, in config order.
     pub upstreams: Vec<UpstreamStatus>,
+    /// Every routing group.
+    pub groups: Vec<GroupStatus>,
+    /// Concatenated messages whose parts are being kept on one upstream.
+    pub concatenations_in_progress: u64,
     /// Every client account, by system_id.
     pub clients: Vec<ClientStatus>,
 }
@@ -48,6 +52,37 @@ pub struct UpstreamStatus {
     pub sessions: u32,
     /// Requests in flight across its sessions.
     pub inflight: u32,
+    /// `available`, `slow-start`, `ejected` or `unbound`.
+    pub state: String,
+    /// Latency estimate (peak EWMA), milliseconds.
+    pub rtt_ms: f64,
+    /// Acknowledged per second, smoothed.
+    pub rate: f64,
+    /// Its share of all upstreams' acknowledged rate (0..1).
+    pub share: f64,
+    /// The rate cap its throttling taught, if any (messages per second).
+    pub adaptive_limit: Option<f64>,
+    /// Requests routed to it since start.
+    pub picked: u64,
+    /// Answers since start (other than throttles and link errors).
+    pub acked: u64,
+    /// ESME_RTHROTTLED / ESME_RMSGQFUL answers since start.
+    pub throttled: u64,
+    /// Response timeouts and ESME_RSYSERR since start.
+    pub link_errors: u64,
+}
+
+/// One routing group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Its name.
+    pub name: String,
+    /// `load-balance`, `failover` or `round-robin`.
+    pub strategy: String,
+    /// Its members (upstreams or groups).
+    pub members: Vec<String>,
+    /// For failover groups: the member carrying traffic.
+    pub active: Option<String>,
 }
 
 /// One client account.
@@ -70,23 +105,44 @@ impl Snapshot {
     pub fn take(ctx: &Context) -> Snapshot {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let s = &ctx.stats;
-        let mut upstreams: Vec<UpstreamStatus> = Vec::new();
+        let mut upstreams: Vec<UpstreamStatus> = ctx
+            .router
+            .upstream_figures()
+            .into_iter()
+            .map(|f| UpstreamStatus {
+                name: f.name,
+                sessions_bound: 0,
+                sessions: 0,
+                inflight: 0,
+                state: f.state.to_owned(),
+                rtt_ms: f.rtt_ms,
+                rate: f.rate,
+                share: f.share,
+                adaptive_limit: f.limit,
+                picked: f.picked,
+                acked: f.acked,
+                throttled: f.throttled,
+                link_errors: f.link_errors,
+            })
+            .collect();
         for session in &ctx.sessions {
-            let name = &*session.upstream.name;
-            if upstreams.last().is_none_or(|u| u.name != name) {
-                upstreams.push(UpstreamStatus {
-                    name: name.to_owned(),
-                    sessions_bound: 0,
-                    sessions: 0,
-                    inflight: 0,
-                });
-            }
-            if let Some(u) = upstreams.last_mut() {
+            if let Some(u) = upstreams.iter_mut().find(|u| *u.name == *session.upstream.name) {
                 u.sessions += 1;
                 u.sessions_bound += u32::from(session.is_bound());
                 u.inflight += session.inflight();
             }
         }
+        let groups = ctx
+            .router
+            .group_figures()
+            .into_iter()
+            .map(|g| GroupStatus {
+                name: g.name,
+                strategy: g.strategy.as_str().to_owned(),
+                members: g.members,
+                active: g.active,
+            })
+            .collect();
         let mut clients: Vec<ClientStatus> = ctx
             .accounts
             .values()
@@ -110,6 +166,8 @@ impl Snapshot {
                 mo_unroutable: load(&s.mo_unroutable),
             },
             upstreams,
+            groups,
+            concatenations_in_progress: ctx.router.concatenations_in_progress() as u64,
             clients,
         }
     }
@@ -208,6 +266,60 @@ impl Snapshot {
             "gauge",
             "Requests in flight to an upstream.",
             &per_upstream(|u| u64::from(u.inflight)),
+        );
+        metric(
+            "upstream_available",
+            "gauge",
+            "1 while an upstream is in rotation (bound, not ejected).",
+            &per_upstream(|u| u64::from(u.state == "available" || u.state == "slow-start")),
+        );
+        metric(
+            "upstream_picked_total",
+            "counter",
+            "Requests routed to an upstream.",
+            &per_upstream(|u| u.picked),
+        );
+        metric(
+            "upstream_acked_total",
+            "counter",
+            "Answers from an upstream other than throttles and link errors.",
+            &per_upstream(|u| u.acked),
+        );
+        metric(
+            "upstream_throttled_total",
+            "counter",
+            "ESME_RTHROTTLED / ESME_RMSGQFUL from an upstream.",
+            &per_upstream(|u| u.throttled),
+        );
+        metric(
+            "upstream_link_errors_total",
+            "counter",
+            "Response timeouts and ESME_RSYSERR from an upstream.",
+            &per_upstream(|u| u.link_errors),
+        );
+        let gauge = |name: &str, help: &str, f: fn(&UpstreamStatus) -> f64, out: &mut String| {
+            let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} gauge");
+            for u in &self.upstreams {
+                let _ = writeln!(out, "smpp_proxy_{name}{{upstream=\"{}\"}} {}", escape(&u.name), f(u));
+            }
+        };
+        gauge(
+            "upstream_latency_seconds",
+            "Latency estimate of an upstream (peak EWMA).",
+            |u| u.rtt_ms / 1e3,
+            &mut out,
+        );
+        gauge(
+            "upstream_rate",
+            "Messages per second an upstream acknowledges (smoothed).",
+            |u| u.rate,
+            &mut out,
+        );
+        gauge(
+            "upstream_share",
+            "An upstream's share of all acknowledged traffic.",
+            |u| u.share,
+            &mut out,
         );
         out
     }

@@ -108,6 +108,7 @@ impl SimArgs {
                 .reject_prefix
                 .map(|p| (p, smpp_proxy::pdu::CommandStatus::ESME_RINVDSTADR)),
             intermediate_receipts: self.intermediate_receipts,
+            record: false,
         };
         super::runtime().block_on(async move {
             let sim = match sim::start(config).await {

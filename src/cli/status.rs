@@ -70,14 +70,38 @@ fn table(s: &Snapshot) -> String {
         "node {}: {} correlations held; receipts {} matched, {} unmatched, {} parts suppressed; MO {} routed, {} unroutable\n",
         s.node_id, s.correlations, c.receipts_matched, c.receipts_unmatched, c.part_receipts_suppressed, c.mo_routed, c.mo_unroutable
     );
-    let _ = writeln!(out, "{:<20} {:>8} {:>9}", "upstream", "bound", "inflight");
+    let _ = writeln!(
+        out,
+        "{:<16} {:<10} {:>6} {:>8} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8}",
+        "upstream", "state", "bound", "inflight", "rtt ms", "msg/s", "share", "limit/s", "throttled", "errors"
+    );
     for u in &s.upstreams {
+        let limit = u.adaptive_limit.map_or_else(|| "-".to_owned(), |l| format!("{l:.0}"));
         let _ = writeln!(
             out,
-            "{:<20} {:>8} {:>9}",
+            "{:<16} {:<10} {:>6} {:>8} {:>9.1} {:>9.0} {:>5.0}% {:>10} {:>10} {:>8}",
             u.name,
+            u.state,
             format!("{}/{}", u.sessions_bound, u.sessions),
-            u.inflight
+            u.inflight,
+            u.rtt_ms,
+            u.rate,
+            u.share * 100.0,
+            limit,
+            u.throttled,
+            u.link_errors
+        );
+    }
+    let _ = writeln!(out, "\n{:<16} {:<13} {:<12} members", "group", "strategy", "active");
+    for g in &s.groups {
+        let active = g.active.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "{:<16} {:<13} {:<12} {}",
+            g.name,
+            g.strategy,
+            active,
+            g.members.join(", ")
         );
     }
     let _ = writeln!(

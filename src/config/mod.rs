@@ -7,8 +7,10 @@
 //! group's members name upstreams or groups).
 
 mod raw;
+mod routing;
 
-pub use raw::{BindMode, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
+pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
+pub use routing::{GroupConfig, RouteConfig, RoutingConfig};
 
 use crate::receipt::id::IdMatch;
 use serde::Deserialize;
@@ -43,6 +45,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Routing groups by name.
     pub groups: BTreeMap<String, GroupConfig>,
+    /// Rules choosing a group per message, before the client's own `route`.
+    pub routes: Vec<RouteConfig>,
+    /// Settings shared by every group.
+    pub routing: RoutingConfig,
     /// MO routes: destination prefix → client system_id; `""` is the default.
     pub mo_routes: Vec<(String, String)>,
     /// Where receipts that match no submission go (a client system_id), if anywhere.
@@ -124,17 +130,6 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// How receipt ids are matched to submit_sm_resp ids.
     pub id_match: IdMatch,
-}
-
-/// A routing group.
-#[derive(Debug, Clone)]
-pub struct GroupConfig {
-    /// Its name.
-    pub name: String,
-    /// How members share traffic.
-    pub strategy: Strategy,
-    /// Upstream names (groups nest in the routing issue).
-    pub members: Vec<String>,
 }
 
 /// An IPv4 or IPv6 network.
@@ -343,44 +338,11 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         p.add("upstreams", "at least one [[upstreams]] is needed");
     }
 
-    let mut groups = BTreeMap::new();
-    for (n, g) in raw.groups.iter().enumerate() {
-        let key = |field: &str| format!("groups[{n}].{field}");
-        if groups.contains_key(&g.name) {
-            p.add(key("name"), format!("{:?} is used twice", g.name));
-        }
-        if g.members.is_empty() {
-            p.add(key("members"), "must list at least one upstream");
-        }
-        for (m, member) in g.members.iter().enumerate() {
-            if !upstream_names.contains(member) {
-                p.add(
-                    format!("groups[{n}].members[{m}]"),
-                    format!("no upstream is called {member:?}"),
-                );
-            }
-        }
-        if g.strategy == Strategy::Failover {
-            p.add(
-                key("strategy"),
-                "\"failover\" comes with the routing issue; use \"load-balance\" for now",
-            );
-        }
-        groups.insert(
-            g.name.clone(),
-            GroupConfig {
-                name: g.name.clone(),
-                strategy: g.strategy,
-                members: g.members.clone(),
-            },
-        );
-    }
+    let mut groups = routing::groups(&raw.groups, &upstream_names, &mut p);
     // Without a group called "default", "default" means every upstream.
-    groups.entry("default".to_owned()).or_insert_with(|| GroupConfig {
-        name: "default".to_owned(),
-        strategy: Strategy::LoadBalance,
-        members: upstreams.iter().map(|u| u.name.clone()).collect(),
-    });
+    groups
+        .entry("default".to_owned())
+        .or_insert_with(|| GroupConfig::load_balance("default", upstreams.iter().map(|u| u.name.clone()).collect()));
 
     let receipt_ttl = p.duration("receipt_ttl", &raw.receipt_ttl);
     let mut clients = BTreeMap::new();
@@ -436,6 +398,9 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         p.add("clients", "at least one [[clients]] is needed");
     }
 
+    let client_names: HashSet<&str> = clients.keys().map(String::as_str).collect();
+    let routes = routing::routes(&raw.routes, &groups, &client_names, &mut p);
+    let routing = routing::routing(&raw.routing, &mut p);
     let early_receipt_wait = p.duration("early_receipt_wait", &raw.early_receipt_wait);
     let correlation_ttl = p.duration("correlation_ttl", &raw.correlation_ttl);
     let mut mo_routes = Vec::new();
@@ -473,6 +438,8 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         clients,
         upstreams,
         groups,
+        routes,
+        routing,
         mo_routes,
         unmatched_receipts_to: raw.unmatched_receipts_to,
         early_receipt_wait,

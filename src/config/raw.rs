@@ -21,6 +21,10 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) groups: Vec<RawGroup>,
     #[serde(default)]
+    pub(super) routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub(super) routing: RawRouting,
+    #[serde(default)]
     pub(super) mo_routes: Vec<RawMoRoute>,
     #[serde(default)]
     pub(super) unmatched_receipts_to: Option<String>,
@@ -234,11 +238,46 @@ fn default_response_timeout() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
-    /// All members at once.
+    /// All members at once, each by what it measurably delivers.
     #[default]
     LoadBalance,
     /// One at a time, in order.
     Failover,
+    /// All members in turn, blind to how they perform (a baseline, and for SMSCs that insist).
+    RoundRobin,
+}
+
+impl Strategy {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::LoadBalance => "load-balance",
+            Strategy::Failover => "failover",
+            Strategy::RoundRobin => "round-robin",
+        }
+    }
+}
+
+/// Whether a failover group returns to a preferred member by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failback {
+    /// Once the preferred member has been healthy for `failback_after`.
+    #[default]
+    Auto,
+    /// Only when an operator asks (`smpp-proxy failback`).
+    Manual,
+}
+
+/// What the remaining parts of a concatenated message do when their upstream is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConcatFailover {
+    /// Go together to another upstream of the group.
+    #[default]
+    Reroute,
+    /// Are refused (ESME_RSUBMITFAIL), so the client sends the whole message again.
+    Reject,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +287,69 @@ pub(super) struct RawGroup {
     #[serde(default)]
     pub(super) strategy: Strategy,
     pub(super) members: Vec<String>,
+    #[serde(default)]
+    pub(super) max_share: std::collections::BTreeMap<String, f64>,
+    #[serde(default = "default_slow_start")]
+    pub(super) slow_start: String,
+    #[serde(default)]
+    pub(super) failback: Failback,
+    #[serde(default = "default_failback_after")]
+    pub(super) failback_after: String,
+}
+
+fn default_slow_start() -> String {
+    "10s".into()
+}
+fn default_failback_after() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) group: String,
+    #[serde(default)]
+    pub(super) system_id: Option<String>,
+    #[serde(default)]
+    pub(super) destination_prefix: Option<String>,
+    #[serde(default)]
+    pub(super) source_addr: Option<String>,
+    #[serde(default)]
+    pub(super) service_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouting {
+    #[serde(default)]
+    pub(super) concat_failover: ConcatFailover,
+    #[serde(default = "default_concat_ttl")]
+    pub(super) concat_ttl: String,
+    #[serde(default = "default_eject_error_rate")]
+    pub(super) eject_error_rate: f64,
+    #[serde(default = "default_eject_for")]
+    pub(super) eject_for: String,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            concat_failover: ConcatFailover::default(),
+            concat_ttl: default_concat_ttl(),
+            eject_error_rate: default_eject_error_rate(),
+            eject_for: default_eject_for(),
+        }
+    }
+}
+
+fn default_concat_ttl() -> String {
+    "5m".into()
+}
+fn default_eject_error_rate() -> f64 {
+    0.5
+}
+fn default_eject_for() -> String {
+    "10s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +372,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "clients",
             "upstreams",
             "groups",
+            "routes",
+            "routing",
             "mo_routes",
             "unmatched_receipts_to",
             "early_receipt_wait",
@@ -323,7 +427,32 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "id_match",
         ],
     ),
-    ("groups", &["name", "strategy", "members"]),
+    (
+        "groups",
+        &[
+            "name",
+            "strategy",
+            "members",
+            "max_share",
+            "slow_start",
+            "failback",
+            "failback_after",
+        ],
+    ),
+    (
+        "routes",
+        &[
+            "group",
+            "system_id",
+            "destination_prefix",
+            "source_addr",
+            "service_type",
+        ],
+    ),
+    (
+        "routing",
+        &["concat_failover", "concat_ttl", "eject_error_rate", "eject_for"],
+    ),
     ("mo_routes", &["destination_prefix", "client"]),
 ];
 

@@ -12,7 +12,7 @@ pub mod messages;
 
 use crate::config::{Config, StoreBackend};
 use crate::ids::IdGenerator;
-use crate::router::Router;
+use crate::routing::Router;
 use crate::server::account::{self, AccountHandle};
 use crate::store::{DurableStore, MemoryStore, Store};
 use crate::upstream::{self, InboundSink, SessionHandle};
@@ -109,18 +109,15 @@ impl Proxy {
         let config = Arc::new(config);
         let sessions = upstream::build_sessions(&config.upstreams);
         let handles: Vec<Arc<SessionHandle>> = sessions.iter().map(|(h, _)| h.clone()).collect();
-        let groups: HashMap<String, Vec<String>> = config
-            .groups
-            .iter()
-            .map(|(name, g)| (name.clone(), g.members.clone()))
-            .collect();
-        let router = Router::new(&handles, &groups, rand::random());
+        let router = Router::new(&handles, &config, rand::random());
         let mut account_tasks = Vec::new();
         let accounts = config
             .clients
             .iter()
             .map(|(id, c)| {
-                let (handle, task) = account::spawn(c.clone(), store.clone());
+                // Validation made sure every route names a group.
+                let group = router.group(&c.route).unwrap_or_default();
+                let (handle, task) = account::spawn(c.clone(), group, store.clone());
                 account_tasks.push(task);
                 (id.clone(), handle)
             })
@@ -140,13 +137,17 @@ impl Proxy {
             let ctx = ctx.clone();
             let wait = config.early_receipt_wait;
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500).min(wait));
-                let mut n: u64 = 0;
+                let mut tick = tokio::time::interval(crate::routing::TICK);
+                let (mut n, mut last_early) = (0u64, tokio::time::Instant::now());
                 loop {
                     tick.tick().await;
-                    ctx.expire_early(wait);
+                    ctx.router.tick();
+                    if last_early.elapsed() >= Duration::from_millis(500).min(wait) {
+                        last_early = tokio::time::Instant::now();
+                        ctx.expire_early(wait);
+                    }
                     n += 1;
-                    if n % 20 == 0 {
+                    if n % 100 == 0 {
                         ctx.expire_correlations().await;
                     }
                 }

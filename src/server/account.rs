@@ -44,6 +44,8 @@ pub struct AccountHandle {
     pub expired: Arc<AtomicU64>,
     /// Submits per second across its binds.
     pub bucket: Arc<crate::session::TokenBucket>,
+    /// Its `route` as the router's group index (set when the proxy starts).
+    pub group: usize,
 }
 
 /// One entry held for delivery.
@@ -95,7 +97,11 @@ struct Account {
 
 /// Starts the task of one account, which first reloads the outbox the store holds for it. The
 /// task ends when every handle is dropped.
-pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> (AccountHandle, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    config: ClientConfig,
+    group: usize,
+    store: Arc<dyn Store>,
+) -> (AccountHandle, tokio::task::JoinHandle<()>) {
     let config = Arc::new(config);
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
@@ -116,6 +122,7 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>) -> (AccountHandle, tok
     let handle = AccountHandle {
         system_id: Arc::from(config.system_id.as_str()),
         bucket: Arc::new(crate::session::TokenBucket::new(config.tps)),
+        group,
         config,
         tx,
         binds: Arc::new(AtomicU32::new(0)),

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 /// A request routed this often (throttled by SMSCs or bounced each time) is answered
 /// ESME_RTHROTTLED.
-const MAX_ATTEMPTS: u8 = 8;
+const MAX_ATTEMPTS: u8 = 32;
 /// How often queued requests look for upstream window again (answers also wake them).
 const QUEUE_RETRY: Duration = Duration::from_millis(2);
 
@@ -334,10 +334,10 @@ impl Client {
     fn route(&self, fwd: Forward) -> Result<(), (Forward, CommandStatus)> {
         match self.mapped.get(&fwd.pdu.sequence_number) {
             Some(m) => self.ctx.router.dispatch_to_upstream(&m.upstream, fwd),
-            None => {
-                let route = self.account.as_ref().map_or("default", |a| a.config.route.as_str());
-                self.ctx.router.dispatch(route, fwd)
-            }
+            None => match self.account.as_ref() {
+                Some(a) => self.ctx.router.dispatch(&a.system_id, a.group, fwd),
+                None => Err((fwd, CommandStatus::ESME_RINVBNDSTS)),
+            },
         }
     }
 

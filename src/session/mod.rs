@@ -19,20 +19,35 @@ impl Sequence {
     }
 }
 
-/// A token bucket: `rate` tokens per second, bursts up to one second's worth. Rate 0 = no limit.
+/// A token bucket: `rate` tokens per second, bursts up to `burst`. Rate 0 = no limit.
 /// A std mutex: the critical section is a few float operations, never held across `.await`.
 #[derive(Debug)]
 pub struct TokenBucket {
     rate: f64,
+    burst: f64,
     inner: Mutex<(f64, Instant)>,
 }
 
 impl TokenBucket {
-    /// A bucket for `rate` per second, starting full.
+    /// A bucket for `rate` per second with bursts of up to one second's worth, starting full
+    /// (what a client's `tps` allows: a client may send a second's worth at once).
     pub fn new(rate: u32) -> TokenBucket {
+        TokenBucket::with_burst(rate, f64::from(rate))
+    }
+
+    /// A bucket for `rate` per second that lets at most 1/20 s of it through at once, so no
+    /// second ever sees more than `rate` and a twentieth (what an upstream's `tps` and an
+    /// SMSC's cap mean).
+    pub fn smooth(rate: u32) -> TokenBucket {
+        TokenBucket::with_burst(rate, (f64::from(rate) / 20.0).max(1.0))
+    }
+
+    /// A bucket for `rate` per second with bursts of up to `burst`, starting full.
+    pub fn with_burst(rate: u32, burst: f64) -> TokenBucket {
         TokenBucket {
             rate: f64::from(rate),
-            inner: Mutex::new((f64::from(rate), Instant::now())),
+            burst,
+            inner: Mutex::new((burst, Instant::now())),
         }
     }
 
@@ -44,7 +59,7 @@ impl TokenBucket {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = &mut *guard;
         let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst.max(1.0));
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -58,7 +73,7 @@ impl TokenBucket {
     pub fn give_back(&self) {
         if self.rate > 0.0 {
             let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            guard.0 = (guard.0 + 1.0).min(self.rate.max(1.0));
+            guard.0 = (guard.0 + 1.0).min(self.burst.max(1.0));
         }
     }
 }
@@ -204,5 +219,14 @@ mod tests {
         let taken = (0..100).filter(|_| bucket.try_take()).count();
         assert!((10..=11).contains(&taken), "{taken}");
         assert!(TokenBucket::new(0).try_take());
+        // Smooth: a twentieth of a second at once, then the rate.
+        let smooth = TokenBucket::smooth(200);
+        assert_eq!((0..100).filter(|_| smooth.try_take()).count(), 10);
+        let start = Instant::now();
+        let mut taken = 0;
+        while start.elapsed() < Duration::from_millis(500) {
+            taken += u32::from(smooth.try_take());
+        }
+        assert!((95..=112).contains(&taken), "about 100 in half a second: {taken}");
     }
 }

@@ -66,7 +66,8 @@ pub struct SimConfig {
     pub receipt_variant: ReceiptVariant,
     /// Delay before every response.
     pub latency: Duration,
-    /// Submits per second accepted; beyond, ESME_RTHROTTLED. 0 = no cap.
+    /// Submits per second accepted (a quarter second of it at once); beyond, ESME_RTHROTTLED.
+    /// 0 = no cap.
     pub tps: u32,
     /// Close each connection after this many submits.
     pub drop_after: Option<u64>,
@@ -78,6 +79,8 @@ pub struct SimConfig {
     pub reject: Option<(String, crate::pdu::CommandStatus)>,
     /// Send an ENROUTE receipt before each final one.
     pub intermediate_receipts: bool,
+    /// Keep every accepted submit, for [`SimHandle::received`] (tests).
+    pub record: bool,
 }
 
 impl Default for SimConfig {
@@ -97,6 +100,7 @@ impl Default for SimConfig {
             mo_every: None,
             reject: None,
             intermediate_receipts: false,
+            record: false,
         }
     }
 }
@@ -134,6 +138,10 @@ pub(crate) struct Shared {
     pub(crate) config: SimConfig,
     pub(crate) stats: Arc<SimStats>,
     pub(crate) bucket: TokenBucket,
+    /// Response latency now, microseconds (starts as `config.latency`; tests change it).
+    pub(crate) latency_us: AtomicU64,
+    /// Accepted submits, when `config.record`.
+    pub(crate) received: Mutex<Vec<crate::pdu::Pdu>>,
     next_id: AtomicU64,
     /// Receiver-capable sessions by system_id.
     receivers: Mutex<Vec<(String, u64, mpsc::Sender<Outgoing>)>>,
@@ -235,6 +243,18 @@ impl SimHandle {
         sent
     }
 
+    /// Changes the latency of every response from now on (an SMSC getting slow).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared
+            .latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The submits accepted so far, in order (with `record`).
+    pub fn received(&self) -> Vec<crate::pdu::Pdu> {
+        self.shared.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Makes every bound session send unbind and close once answered, as an SMSC does before
     /// maintenance; clients may bind again right away.
     pub fn unbind_all(&self) {
@@ -260,7 +280,10 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
     let shared = Arc::new(Shared {
         unbind: watch::channel(0).0,
         spool,
-        bucket: TokenBucket::new(config.tps),
+        // Like SMSCs counting per second: a quarter second's worth may come at once.
+        bucket: TokenBucket::with_burst(config.tps, f64::from(config.tps) / 4.0),
+        latency_us: AtomicU64::new(config.latency.as_micros() as u64),
+        received: Mutex::new(Vec::new()),
         config,
         stats: Arc::new(SimStats::default()),
         next_id: AtomicU64::new(base),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
@@ -171,13 +171,21 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
                 if s.state.is_bound() {
                     let seq = s.seq.next_number();
                     let _ = s.conn.send(&Pdu::new(Body::Unbind).with_sequence_number(seq)).await;
-                    // Wait briefly for unbind_resp, then hang up.
+                    // Until the unbind_resp, answer what the ESME sent before it saw the unbind
+                    // (a polite SMSC loses nothing); then hang up.
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
                         while let Some(Ok(Ok(pdu))) = s.conn.next().await {
                             if pdu.command_id() == CommandId::UNBIND_RESP {
                                 s.shared.stats.unbinds_answered.fetch_add(1, Ordering::Relaxed);
                                 break;
                             }
+                            if !s.incoming(pdu).await {
+                                break;
+                            }
+                        }
+                        while let Some(held) = s.delayed.next().await {
+                            let Delayed(pdu) = held.into_inner();
+                            let _ = s.conn.send(&pdu).await;
                         }
                     })
                     .await;
@@ -220,7 +228,7 @@ impl SimSession {
     }
 
     async fn respond(&mut self, resp: Pdu) -> bool {
-        let latency = self.shared.config.latency;
+        let latency = Duration::from_micros(self.shared.latency_us.load(Ordering::Relaxed));
         if latency.is_zero() {
             self.conn.send(&resp).await.is_ok()
         } else {
@@ -353,6 +361,13 @@ impl SimSession {
         }
         self.submits += 1;
         self.shared.stats.submits.fetch_add(1, Ordering::Relaxed);
+        if self.shared.config.record {
+            self.shared
+                .received
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(pdu.clone());
+        }
         let n = self.shared.next_number();
         let (id, _) = ids(&self.shared, n);
         self.shared.messages.insert(id.clone(), 1);

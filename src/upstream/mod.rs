@@ -11,10 +11,11 @@ pub mod session;
 use crate::config::{BindMode, UpstreamConfig};
 use crate::pdu::Pdu;
 use crate::proxy::messages::{DeliverAck, Forward};
+use crate::routing::load::Load;
 use crate::session::TokenBucket;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// What every session of one upstream shares.
@@ -26,6 +27,8 @@ pub struct UpstreamInfo {
     pub config: UpstreamConfig,
     /// Its tps cap, across its sessions.
     pub bucket: TokenBucket,
+    /// What its traffic measures (latency, rate, throttles, errors), for the router.
+    pub load: Load,
 }
 
 /// Where receipts and MO from upstreams go.
@@ -45,15 +48,6 @@ pub enum SessionKind {
     Transceiver,
 }
 
-fn process_start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    process_start().elapsed().as_millis() as u64
-}
-
 /// The router's view of one session, written by the session task.
 #[derive(Debug)]
 pub struct SessionHandle {
@@ -66,7 +60,6 @@ pub struct SessionHandle {
     tx: mpsc::Sender<Forward>,
     bound: AtomicBool,
     inflight: AtomicU32,
-    throttled_until_ms: AtomicU64,
 }
 
 impl SessionHandle {
@@ -85,9 +78,9 @@ impl SessionHandle {
         self.inflight.load(Ordering::Acquire)
     }
 
-    /// Room for more requests now; 0 when unbound, throttled, or full.
+    /// Room for more requests now; 0 when unbound or full.
     pub fn free_window(&self) -> u32 {
-        if !self.is_bound() || !self.can_submit() || self.throttled_until_ms.load(Ordering::Acquire) > now_ms() {
+        if !self.is_bound() || !self.can_submit() {
             return 0;
         }
         self.upstream.config.window.saturating_sub(self.inflight())
@@ -115,11 +108,6 @@ impl SessionHandle {
     pub(crate) fn set_bound(&self, bound: bool) {
         self.bound.store(bound, Ordering::Release);
     }
-
-    pub(crate) fn throttle_for(&self, d: Duration) {
-        self.throttled_until_ms
-            .store(now_ms() + d.as_millis() as u64, Ordering::Release);
-    }
 }
 
 /// Creates the handles and request channels for every configured upstream session.
@@ -130,7 +118,8 @@ pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, 
         let info = Arc::new(UpstreamInfo {
             name: Arc::from(config.name.as_str()),
             config: config.clone(),
-            bucket: TokenBucket::new(config.tps),
+            bucket: TokenBucket::smooth(config.tps),
+            load: Load::new(Instant::now()),
         });
         let kinds: &[SessionKind] = match config.bind {
             BindMode::Transmitter => &[SessionKind::Transmitter],
@@ -148,7 +137,6 @@ pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, 
                     tx,
                     bound: AtomicBool::new(false),
                     inflight: AtomicU32::new(0),
-                    throttled_until_ms: AtomicU64::new(0),
                 });
                 out.push((handle, rx));
             }

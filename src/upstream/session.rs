@@ -8,8 +8,9 @@
 //!
 //! Requests never written (still queued when the session dies) go back to their client session
 //! to be routed again; requests written and unanswered fail with ESME_RSYSERR, never re-sent,
-//! so nothing is duplicated. ESME_RTHROTTLED / ESME_RMSGQFUL from the SMSC pause this session
-//! (doubling from 100 ms to 5 s) and send the request back to be routed elsewhere.
+//! so nothing is duplicated. ESME_RTHROTTLED / ESME_RMSGQFUL from the SMSC send the request
+//! back to be routed again; the upstream's [`Load`](crate::routing::load::Load) hears of it
+//! (and of every answer's latency, and of timeouts) and the router adapts its rate.
 
 use super::{InboundSink, SessionHandle, SessionKind};
 use crate::pdu::body::Bind;
@@ -33,8 +34,6 @@ type Conn = Framed<TcpStream, SmppCodec>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A session that stayed bound this long resets its reconnect backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
-const THROTTLE_MIN: Duration = Duration::from_millis(100);
-const THROTTLE_MAX: Duration = Duration::from_secs(5);
 
 /// Why a bound session ended.
 #[derive(Debug)]
@@ -199,7 +198,6 @@ struct Bound<'a> {
     /// The time as of the last tick: timers here are seconds long, and a clock read per PDU
     /// showed in profiles.
     now: Instant,
-    throttle: Duration,
     events_tx: mpsc::Sender<UpstreamEvent>,
     events_rx: mpsc::Receiver<UpstreamEvent>,
     /// deliver_sm / data_sm received and not yet answered (their receipts being stored).
@@ -219,7 +217,6 @@ impl<'a> Bound<'a> {
             inflight: HashMap::new(),
             keep_alive: KeepAlive::new(Instant::now()),
             now: Instant::now(),
-            throttle: THROTTLE_MIN,
             events_tx,
             events_rx,
             unanswered_delivers: 0,
@@ -286,18 +283,20 @@ impl<'a> Bound<'a> {
     }
 
     async fn write_requests(&mut self, first: Forward, rx: &mut mpsc::Receiver<Forward>) -> Result<(), FrameError> {
-        self.write_request(first).await?;
+        // One clock read per batch: latency is measured from here.
+        let at = Instant::now();
+        self.write_request(first, at).await?;
         // Everything already queued goes out in the same flush.
         for _ in 0..64 {
             match rx.try_recv() {
-                Ok(fwd) => self.write_request(fwd).await?,
+                Ok(fwd) => self.write_request(fwd, at).await?,
                 Err(_) => break,
             }
         }
         crate::pdu::codec::flush(&mut self.conn).await
     }
 
-    async fn write_request(&mut self, mut fwd: Forward) -> Result<(), FrameError> {
+    async fn write_request(&mut self, mut fwd: Forward, at: Instant) -> Result<(), FrameError> {
         let ours = self.seq.next_number();
         let client_seq = fwd.pdu.sequence_number;
         fwd.pdu.sequence_number = ours;
@@ -305,7 +304,7 @@ impl<'a> Bound<'a> {
         fwd.pdu.sequence_number = client_seq;
         match written {
             Ok(()) => {
-                self.inflight.insert(ours, Written { fwd, sent_at: self.now });
+                self.inflight.insert(ours, Written { fwd, sent_at: at });
                 Ok(())
             }
             Err(FrameError::Encode(e)) => {
@@ -370,6 +369,8 @@ impl<'a> Bound<'a> {
                 self.conn
                     .send(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))
                     .await?;
+                // Nothing new goes out; answers to what was already written may still come.
+                self.drain_answers(Duration::from_secs(2)).await;
                 return Ok(Some(End::Unbound));
             }
             CommandId::DELIVER_SM | CommandId::DATA_SM => {
@@ -400,16 +401,16 @@ impl<'a> Bound<'a> {
         };
         self.handle.done_one();
         let status = resp.command_status;
+        let now = Instant::now();
+        self.handle
+            .upstream
+            .load
+            .on_answer(status, now.saturating_duration_since(w.sent_at), now);
         if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
-            self.handle.throttle_for(self.throttle);
-            debug!(upstream = %self.handle.upstream.name, pause = ?self.throttle, "throttled by SMSC");
-            self.throttle = (self.throttle * 2).min(THROTTLE_MAX);
-            let mut fwd = w.fwd;
-            fwd.attempt += 1;
-            bounce(fwd);
+            debug!(upstream = %self.handle.upstream.name, "throttled by SMSC: routed again");
+            bounce(w.fwd);
             return;
         }
-        self.throttle = THROTTLE_MIN;
         let client_seq = w.fwd.pdu.sequence_number;
         let mut resp = if resp.command_id() == CommandId::GENERIC_NACK {
             // Answer the client in its request's own response type.
@@ -440,6 +441,7 @@ impl<'a> Bound<'a> {
         for seq in expired {
             if let Some(w) = self.inflight.remove(&seq) {
                 self.handle.done_one();
+                self.handle.upstream.load.on_timeout();
                 warn!(upstream = %self.handle.upstream.name, seq, "no response in time: request failed, not re-sent");
                 fail(&w.fwd, CommandStatus::ESME_RSYSERR);
             }
@@ -455,6 +457,18 @@ impl<'a> Bound<'a> {
             KeepAliveAction::Wait => {}
         }
         Ok(None)
+    }
+
+    /// Reads answers to requests in flight until there are none or `within` passes.
+    async fn drain_answers(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, self.conn.next()).await {
+                Ok(Some(Ok(Ok(pdu)))) if pdu.command_id().is_response() => self.response(pdu),
+                Ok(Some(Ok(_))) => {}
+                _ => return,
+            }
+        }
     }
 
     async fn unbind(&mut self) {

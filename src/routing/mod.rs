@@ -1,0 +1,581 @@
+//! Where each request goes: `[[routes]]` choose a group per message, the group's strategy
+//! chooses a member (an upstream or another group), and within an upstream the session with
+//! the most room takes it. Parts of one concatenated message stay on one upstream.
+//!
+//! - `load-balance`: power of two choices over members' measured cost (peak-EWMA latency x
+//!   (outstanding + 1), slowed by slow start after a return); members whose adaptive rate (what
+//!   the SMSC's throttling taught) or window is used up, or that are over a `max_share` cap,
+//!   sit out the pick; unavailable ones (no bound session, ejected for errors) are skipped.
+//! - `failover`: the active member takes everything; when it becomes unavailable the next
+//!   available one takes over at once; failback after `failback_after` of uninterrupted health.
+//! - `round-robin`: members in turn, blind to measurements (a baseline).
+//!
+//! The choices themselves are pure functions in [`pick`]; this module takes the snapshots
+//! ([`load::Load`] per upstream, written by the session tasks), applies the rate limits and
+//! hands the request to a session's channel. [`Router::tick`] (every 100 ms) advances the
+//! measurements, ejects and readmits upstreams, fails back, and logs every change.
+
+// A refused request is handed back by value (no allocation) so the caller can answer or retry it.
+#![allow(clippy::result_large_err)]
+
+pub mod concat;
+pub mod load;
+pub mod pick;
+pub mod routes;
+
+use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy};
+use crate::pdu::CommandStatus;
+use crate::proxy::messages::Forward;
+use crate::upstream::{SessionHandle, UpstreamInfo};
+use load::Change;
+use pick::{Candidate, Standing};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Most members a group may have (picks use a stack array of this size).
+pub const MAX_MEMBERS: usize = 16;
+/// How often [`Router::tick`] should run.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Each tick, a group's pick counts keep this share (about a second of memory), for `max_share`.
+const PICKS_KEEP: f64 = 0.9;
+/// Below this many recent picks a group's shares are not judged.
+const SHARE_MIN_PICKS: f64 = 50.0;
+
+type Refused = (Forward, CommandStatus);
+
+/// A group member or route target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Upstream(usize),
+    Group(usize),
+}
+
+#[derive(Debug)]
+struct Slot {
+    info: Arc<UpstreamInfo>,
+    /// Its sessions that can submit.
+    sessions: Vec<Arc<SessionHandle>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    config: GroupConfig,
+    members: Vec<Target>,
+    caps: Vec<Option<f64>>,
+    /// The member carrying traffic (failover).
+    active: AtomicUsize,
+    /// The next member's turn (round robin).
+    next: AtomicUsize,
+    /// Recent picks per member (f64 bits), decayed every tick.
+    picks: Vec<AtomicU64>,
+}
+
+/// One member as the router sees it now.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    available: bool,
+    room: bool,
+    score: f64,
+    ramp: f64,
+    since: Option<Instant>,
+}
+
+/// Routes requests over the upstream sessions.
+#[derive(Debug)]
+pub struct Router {
+    upstreams: Vec<Slot>,
+    groups: Vec<Group>,
+    names: HashMap<String, Target>,
+    rules: Vec<routes::Rule>,
+    affinity: concat::Affinity,
+    config: RoutingConfig,
+    rng: Mutex<SmallRng>,
+    last_tick: Mutex<Instant>,
+}
+
+impl Router {
+    /// A router over `sessions` as `config` groups and routes them; `seed` feeds its RNG.
+    pub fn new(sessions: &[Arc<SessionHandle>], config: &Config, seed: u64) -> Router {
+        let mut upstreams: Vec<Slot> = Vec::new();
+        let mut names = HashMap::new();
+        for s in sessions {
+            let i = match upstreams.iter().position(|u| Arc::ptr_eq(&u.info, &s.upstream)) {
+                Some(i) => i,
+                None => {
+                    names.insert(s.upstream.name.to_string(), Target::Upstream(upstreams.len()));
+                    upstreams.push(Slot {
+                        info: s.upstream.clone(),
+                        sessions: Vec::new(),
+                    });
+                    upstreams.len() - 1
+                }
+            };
+            if s.can_submit() {
+                upstreams[i].sessions.push(s.clone());
+            }
+        }
+        for (n, name) in config.groups.keys().enumerate() {
+            names.insert(name.clone(), Target::Group(n));
+        }
+        let groups = config
+            .groups
+            .values()
+            .map(|g| Group {
+                members: g.members.iter().filter_map(|m| names.get(m).copied()).collect(),
+                caps: g.members.iter().map(|m| g.max_share.get(m).copied()).collect(),
+                active: AtomicUsize::new(0),
+                next: AtomicUsize::new(0),
+                picks: g.members.iter().map(|_| AtomicU64::new(0)).collect(),
+                config: g.clone(),
+            })
+            .collect();
+        let rules = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let Some(Target::Group(group)) = names.get(&r.group).copied() else {
+                    return None;
+                };
+                Some(routes::Rule {
+                    group,
+                    client: r.system_id.clone(),
+                    destination_prefix: r.destination_prefix.as_ref().map(|p| p.as_bytes().to_vec()),
+                    source: r.source_addr.as_ref().map(|s| s.as_bytes().to_vec()),
+                    service_type: r.service_type.as_ref().map(|s| s.as_bytes().to_vec()),
+                })
+            })
+            .collect();
+        Router {
+            upstreams,
+            groups,
+            names,
+            rules,
+            affinity: concat::Affinity::default(),
+            config: config.routing.clone(),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            last_tick: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The index of the group called `name`.
+    pub fn group(&self, name: &str) -> Option<usize> {
+        match self.names.get(name) {
+            Some(Target::Group(g)) => Some(*g),
+            _ => None,
+        }
+    }
+
+    /// Sends a request from `client` where the routes (else `default_group`) say, keeping the
+    /// parts of a concatenated message together. Gives it back with the status to answer when
+    /// it cannot go now: ESME_RTHROTTLED while upstreams are available but full (the client
+    /// session queues it), ESME_RSYSERR when none is available, ESME_RSUBMITFAIL for a part
+    /// whose message lost its upstream under `concat_failover = "reject"`.
+    pub fn dispatch(&self, client: &str, default_group: usize, fwd: Forward) -> Result<(), Refused> {
+        let now = Instant::now();
+        let keys = routes::Keys::of(client, &fwd.pdu);
+        let group = routes::select(&self.rules, &keys).unwrap_or(default_group);
+        let Some((key, part, total)) = concat::key_of(client, &fwd.pdu) else {
+            return self.to_target(Target::Group(group), fwd, now).map(drop);
+        };
+        if let Some(u) = self.affinity.pinned(key) {
+            if self.view(Target::Upstream(u), now, Duration::ZERO).available {
+                let u = self.to_upstream(u, fwd, now, true)?;
+                self.affinity.routed(key, part, total, u, now);
+                return Ok(());
+            }
+            if self.config.concat_failover == ConcatFailover::Reject {
+                return Err((fwd, CommandStatus::ESME_RSUBMITFAIL));
+            }
+            info!(client, upstream = %self.upstreams[u].info.name, "upstream lost between parts: the rest of the message goes elsewhere");
+        }
+        let u = self.to_target(Target::Group(group), fwd, now)?;
+        self.affinity.routed(key, part, total, u, now);
+        Ok(())
+    }
+
+    /// Sends a request to one upstream by name (query/cancel/replace go where the message went).
+    pub fn dispatch_to_upstream(&self, name: &str, fwd: Forward) -> Result<(), Refused> {
+        match self.names.get(name) {
+            Some(&Target::Upstream(u)) => self.to_upstream(u, fwd, Instant::now(), false).map(drop),
+            _ => Err((fwd, CommandStatus::ESME_RSYSERR)),
+        }
+    }
+
+    fn to_target(&self, target: Target, fwd: Forward, now: Instant) -> Result<usize, Refused> {
+        match target {
+            Target::Upstream(u) => self.to_upstream(u, fwd, now, true),
+            Target::Group(g) => self.to_group(g, fwd, now),
+        }
+    }
+
+    fn to_group(&self, gi: usize, mut fwd: Forward, now: Instant) -> Result<usize, Refused> {
+        let g = &self.groups[gi];
+        let n = g.members.len().min(MAX_MEMBERS);
+        let mut views = [View {
+            available: false,
+            room: false,
+            score: 0.0,
+            ramp: 1.0,
+            since: None,
+        }; MAX_MEMBERS];
+        for (k, m) in g.members.iter().take(n).enumerate() {
+            views[k] = self.view(*m, now, g.config.slow_start);
+        }
+        let any_available = views[..n].iter().any(|v| v.available);
+        if !any_available {
+            return Err((fwd, CommandStatus::ESME_RSYSERR));
+        }
+        if g.config.strategy == Strategy::Failover {
+            let k = self.failover_member(gi, &views[..n]);
+            return self.to_target(g.members[k], fwd, now);
+        }
+        let adaptive = g.config.strategy == Strategy::LoadBalance;
+        let total: f64 = g.picks.iter().map(|p| f64::from_bits(p.load(Ordering::Relaxed))).sum();
+        let mut cands = [Candidate::new(0.0); MAX_MEMBERS];
+        for k in 0..n {
+            let over_cap = g.caps[k].is_some_and(|cap| {
+                total >= SHARE_MIN_PICKS && f64::from_bits(g.picks[k].load(Ordering::Relaxed)) / total > cap
+            });
+            cands[k] = Candidate {
+                usable: views[k].available && (views[k].room || !adaptive) && !over_cap,
+                score: views[k].score,
+                ramp: views[k].ramp,
+            };
+        }
+        let start = g.next.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let chosen = match g.config.strategy {
+                Strategy::RoundRobin => pick::round_robin(&cands[..n], start),
+                _ => pick::p2c(&cands[..n], &mut *self.rng.lock().unwrap_or_else(|e| e.into_inner())),
+            };
+            let Some(k) = chosen else {
+                return Err((fwd, CommandStatus::ESME_RTHROTTLED));
+            };
+            let sent = match g.members[k] {
+                Target::Upstream(u) => self.to_upstream(u, fwd, now, adaptive),
+                group => self.to_target(group, fwd, now),
+            };
+            match sent {
+                Ok(u) => {
+                    let p = &g.picks[k];
+                    let _ = p.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some((f64::from_bits(b) + 1.0).to_bits())
+                    });
+                    return Ok(u);
+                }
+                Err((back, _)) => {
+                    cands[k].usable = false;
+                    fwd = back;
+                }
+            }
+        }
+    }
+
+    /// The failover member to use now: the active one if available, else the first available
+    /// (switching at once, logged). Failback is the tick's job.
+    fn failover_member(&self, gi: usize, views: &[View]) -> usize {
+        let g = &self.groups[gi];
+        let active = g.active.load(Ordering::Acquire);
+        if views.get(active).is_some_and(|v| v.available) {
+            return active;
+        }
+        let Some(next) = views.iter().position(|v| v.available) else {
+            return active;
+        };
+        if g.active
+            .compare_exchange(active, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            warn!(group = %g.config.name, from = %self.member_name(gi, active), to = %self.member_name(gi, next), "failover: active member unavailable");
+        }
+        next
+    }
+
+    fn member_name(&self, gi: usize, k: usize) -> &str {
+        self.groups[gi].config.members.get(k).map_or("?", String::as_str)
+    }
+
+    /// Hands `fwd` to the session of upstream `u` with the most room, within its tps cap and
+    /// (when `adaptive`) the rate its throttling taught; gives back the upstream's index.
+    fn to_upstream(&self, u: usize, mut fwd: Forward, now: Instant, adaptive: bool) -> Result<usize, Refused> {
+        let slot = &self.upstreams[u];
+        let sessions = &slot.sessions;
+        if !sessions.iter().any(|s| s.is_bound()) {
+            return Err((fwd, CommandStatus::ESME_RSYSERR));
+        }
+        if !slot.info.bucket.try_take() {
+            return Err((fwd, CommandStatus::ESME_RTHROTTLED));
+        }
+        if adaptive && !slot.info.load.try_take(now) {
+            slot.info.bucket.give_back();
+            return Err((fwd, CommandStatus::ESME_RTHROTTLED));
+        }
+        let first = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            pick::most_free(sessions.len(), |i| sessions[i].free_window(), &mut *rng)
+        };
+        // The fullest-first order after the first choice hardly matters: refusals are rare
+        // (the channel is as deep as the window).
+        let order = first
+            .into_iter()
+            .chain((0..sessions.len()).filter(|&i| Some(i) != first));
+        for i in order {
+            if sessions[i].free_window() == 0 {
+                continue;
+            }
+            match sessions[i].offer(fwd) {
+                Ok(()) => {
+                    slot.info.load.counters.picked.fetch_add(1, Ordering::Relaxed);
+                    return Ok(u);
+                }
+                Err(back) => fwd = back,
+            }
+        }
+        slot.info.bucket.give_back();
+        if adaptive {
+            slot.info.load.give_back();
+        }
+        Err((fwd, CommandStatus::ESME_RTHROTTLED))
+    }
+
+    fn view(&self, target: Target, now: Instant, slow_start: Duration) -> View {
+        match target {
+            Target::Upstream(u) => {
+                let slot = &self.upstreams[u];
+                let bound = slot.sessions.iter().any(|s| s.is_bound());
+                let lv = slot.info.load.view(now, bound, slow_start);
+                let outstanding: u32 = slot.sessions.iter().map(|s| s.inflight()).sum();
+                View {
+                    available: lv.available,
+                    room: slot.sessions.iter().any(|s| s.free_window() > 0),
+                    score: pick::score(lv.rtt, outstanding),
+                    ramp: lv.ramp,
+                    since: slot.info.load.available_since(),
+                }
+            }
+            Target::Group(gi) => {
+                let g = &self.groups[gi];
+                let mut out = View {
+                    available: false,
+                    room: false,
+                    score: f64::INFINITY,
+                    ramp: 0.0,
+                    since: None,
+                };
+                let active = g.active.load(Ordering::Relaxed);
+                for (k, m) in g.members.iter().enumerate() {
+                    let v = self.view(*m, now, g.config.slow_start);
+                    if !v.available {
+                        continue;
+                    }
+                    let counts = g.config.strategy != Strategy::Failover || k == active || !out.available;
+                    out.available = true;
+                    out.since = match (out.since, v.since) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    if counts {
+                        out.room |= v.room;
+                        out.score = out.score.min(v.score);
+                        out.ramp = out.ramp.max(v.ramp);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Advances measurements, health and failback; expires concatenation pins. Run every
+    /// [`TICK`].
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let dt = {
+            let mut last = self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
+            let dt = now.saturating_duration_since(*last);
+            *last = now;
+            dt
+        };
+        for slot in &self.upstreams {
+            let bound = slot.sessions.iter().any(|s| s.is_bound());
+            let change = slot
+                .info
+                .load
+                .tick(now, dt, bound, self.config.eject_error_rate, self.config.eject_for);
+            let name = &slot.info.name;
+            match change {
+                Some(Change::Available) => info!(upstream = %name, "upstream available: in rotation (slow start)"),
+                Some(Change::Unbound) => warn!(upstream = %name, "upstream unavailable: no bound session"),
+                Some(Change::Ejected { error_rate }) => warn!(
+                    upstream = %name,
+                    error_rate = format_args!("{:.0}%", error_rate * 100.0),
+                    eject_for = ?self.config.eject_for,
+                    "upstream ejected: link errors over the threshold"
+                ),
+                None => {}
+            }
+        }
+        for (gi, g) in self.groups.iter().enumerate() {
+            for p in &g.picks {
+                let _ = p.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    Some((f64::from_bits(b) * PICKS_KEEP).to_bits())
+                });
+            }
+            if g.config.strategy != Strategy::Failover {
+                continue;
+            }
+            let standings: Vec<Standing> = g
+                .members
+                .iter()
+                .map(|m| {
+                    let v = self.view(*m, now, g.config.slow_start);
+                    Standing {
+                        available: v.available,
+                        since: v.since,
+                    }
+                })
+                .collect();
+            let active = g.active.load(Ordering::Acquire);
+            let chosen = pick::failover(&standings, active, g.config.failback, g.config.failback_after, now);
+            if chosen != active
+                && g.active
+                    .compare_exchange(active, chosen, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                let how = if chosen < active { "failback" } else { "failover" };
+                warn!(group = %g.config.name, from = %self.member_name(gi, active), to = %self.member_name(gi, chosen), "{how}");
+            }
+        }
+        self.affinity.expire(now, self.config.concat_ttl);
+    }
+
+    /// Moves a failover group back to its first available member (what `failback = "manual"`
+    /// waits for). `Err` says why not.
+    pub fn fail_back(&self, group: &str) -> Result<String, String> {
+        let gi = self
+            .group(group)
+            .ok_or_else(|| format!("no group is called {group:?}"))?;
+        let g = &self.groups[gi];
+        if g.config.strategy != Strategy::Failover {
+            return Err(format!("{group:?} is not a failover group"));
+        }
+        let now = Instant::now();
+        let first = g
+            .members
+            .iter()
+            .position(|m| self.view(*m, now, g.config.slow_start).available)
+            .ok_or_else(|| format!("no member of {group:?} is available"))?;
+        let was = g.active.swap(first, Ordering::AcqRel);
+        if was != first {
+            warn!(group, from = %self.member_name(gi, was), to = %self.member_name(gi, first), "failback (asked for)");
+        }
+        Ok(self.member_name(gi, first).to_owned())
+    }
+
+    /// Every upstream's figures now, in config order.
+    pub fn upstream_figures(&self) -> Vec<UpstreamFigures> {
+        let now = Instant::now();
+        let views: Vec<(load::LoadView, &Slot)> = self
+            .upstreams
+            .iter()
+            .map(|s| {
+                (
+                    s.info
+                        .load
+                        .view(now, s.sessions.iter().any(|x| x.is_bound()), Duration::from_secs(10)),
+                    s,
+                )
+            })
+            .collect();
+        let total_rate: f64 = views.iter().map(|(v, _)| v.rate).sum();
+        views
+            .into_iter()
+            .map(|(v, s)| {
+                let c = &s.info.load.counters;
+                let state = if v.ejected_for.is_some() {
+                    "ejected"
+                } else if !v.available {
+                    "unbound"
+                } else if v.ramp < 1.0 {
+                    "slow-start"
+                } else {
+                    "available"
+                };
+                UpstreamFigures {
+                    name: s.info.name.to_string(),
+                    state,
+                    rtt_ms: v.rtt * 1e3,
+                    rate: v.rate,
+                    share: if total_rate > 0.0 { v.rate / total_rate } else { 0.0 },
+                    limit: v.limit,
+                    picked: c.picked.load(Ordering::Relaxed),
+                    acked: c.acked.load(Ordering::Relaxed),
+                    throttled: c.throttled.load(Ordering::Relaxed),
+                    link_errors: c.link_errors.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Every group: its strategy and, for failover, the member carrying traffic.
+    pub fn group_figures(&self) -> Vec<GroupFigures> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| GroupFigures {
+                name: g.config.name.clone(),
+                strategy: g.config.strategy,
+                members: g.config.members.clone(),
+                active: (g.config.strategy == Strategy::Failover)
+                    .then(|| self.member_name(gi, g.active.load(Ordering::Relaxed)).to_owned()),
+            })
+            .collect()
+    }
+
+    /// Concatenated messages whose parts are being kept together.
+    pub fn concatenations_in_progress(&self) -> usize {
+        self.affinity.len()
+    }
+}
+
+/// One upstream's health and load, for status and metrics.
+#[derive(Debug, Clone)]
+pub struct UpstreamFigures {
+    /// Its name.
+    pub name: String,
+    /// `available`, `slow-start`, `ejected` or `unbound`.
+    pub state: &'static str,
+    /// Latency estimate (peak EWMA), milliseconds.
+    pub rtt_ms: f64,
+    /// Acknowledged per second, smoothed.
+    pub rate: f64,
+    /// Its share of all upstreams' acknowledged rate.
+    pub share: f64,
+    /// The adaptive rate cap its throttling set, if any.
+    pub limit: Option<f64>,
+    /// Requests routed to it since start.
+    pub picked: u64,
+    /// Answers (not throttles or link errors) since start.
+    pub acked: u64,
+    /// Throttle answers since start.
+    pub throttled: u64,
+    /// Timeouts and ESME_RSYSERR since start.
+    pub link_errors: u64,
+}
+
+/// One group, for status.
+#[derive(Debug, Clone)]
+pub struct GroupFigures {
+    /// Its name.
+    pub name: String,
+    /// Its strategy.
+    pub strategy: Strategy,
+    /// Its members.
+    pub members: Vec<String>,
+    /// The member carrying traffic (failover groups).
+    pub active: Option<String>,
+}

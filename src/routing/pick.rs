@@ -1,0 +1,266 @@
+//! The choices themselves, as pure functions over snapshots with the RNG and the time passed
+//! in, so every one is tested deterministically: power of two choices for load balancing, the
+//! round-robin baseline, the failover decision with its failback hysteresis, and the session
+//! with the most room within one upstream.
+
+use crate::config::Failback;
+use rand::Rng;
+use std::time::{Duration, Instant};
+
+/// One member as a pick sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Available and with room now.
+    pub usable: bool,
+    /// Expected cost of one more request (lower is better): latency x (outstanding + 1).
+    pub score: f64,
+    /// The chance it takes part in a pick (below 1 during slow start).
+    pub ramp: f64,
+}
+
+impl Candidate {
+    /// A usable candidate at full weight.
+    pub fn new(score: f64) -> Candidate {
+        Candidate {
+            usable: true,
+            score,
+            ramp: 1.0,
+        }
+    }
+}
+
+/// The cost of sending one more request to an upstream with latency `rtt` (seconds) and
+/// `outstanding` requests.
+pub fn score(rtt: f64, outstanding: u32) -> f64 {
+    rtt * f64::from(outstanding + 1)
+}
+
+/// Power of two choices: two distinct usable candidates at random, the cheaper one wins. The
+/// best is not always taken (that herds everyone onto it); the worst is never taken while
+/// two or more are usable. A candidate in slow start takes part in a pick only with the
+/// chance of its ramp, so its share grows with the ramp instead of jumping.
+pub fn p2c(candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
+    let mut in_pick = [false; 64];
+    let n = candidates.len().min(in_pick.len());
+    for (k, c) in candidates.iter().take(n).enumerate() {
+        in_pick[k] = c.usable && (c.ramp >= 1.0 || rng.gen::<f64>() < c.ramp);
+    }
+    if !in_pick[..n].iter().any(|&u| u) {
+        // Only ramping members are left: better them than nothing.
+        for (k, c) in candidates.iter().take(n).enumerate() {
+            in_pick[k] = c.usable;
+        }
+    }
+    let usable = in_pick[..n].iter().filter(|&&u| u).count();
+    let nth_usable = |nth: usize| (0..n).filter(|&k| in_pick[k]).nth(nth);
+    match usable {
+        0 => None,
+        1 => nth_usable(0),
+        n => {
+            let a = rng.gen_range(0..n);
+            let b = (a + rng.gen_range(1..n)) % n;
+            let (a, b) = (nth_usable(a)?, nth_usable(b)?);
+            Some(if candidates[b].score < candidates[a].score {
+                b
+            } else {
+                a
+            })
+        }
+    }
+}
+
+/// The first usable candidate at or after `start`, going round.
+pub fn round_robin(candidates: &[Candidate], start: usize) -> Option<usize> {
+    let n = candidates.len();
+    (0..n).map(|k| (start + k) % n).find(|&i| candidates[i].usable)
+}
+
+/// A failover member as the decision sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Available now.
+    pub available: bool,
+    /// Since when, without interruption.
+    pub since: Option<Instant>,
+}
+
+/// Which member of a failover group carries traffic: the active one while it is available,
+/// else the first available in order of preference. With `Failback::Auto`, a more preferred
+/// member takes over again once available without interruption for `failback_after`
+/// (hysteresis: a link that flaps faster never gets traffic back).
+pub fn failover(
+    members: &[Standing],
+    active: usize,
+    failback: Failback,
+    failback_after: Duration,
+    now: Instant,
+) -> usize {
+    let active = active.min(members.len().saturating_sub(1));
+    if members.get(active).is_some_and(|m| m.available) {
+        if failback == Failback::Auto {
+            let settled = |m: &Standing| {
+                m.available
+                    && m.since
+                        .is_some_and(|s| now.saturating_duration_since(s) >= failback_after)
+            };
+            if let Some(better) = members[..active].iter().position(settled) {
+                return better;
+            }
+        }
+        return active;
+    }
+    members.iter().position(|m| m.available).unwrap_or(active)
+}
+
+/// Of `n` sessions with `free(i)` room each, the index of the one with the most; ties at
+/// random; `None` if all are full.
+pub fn most_free(n: usize, free: impl Fn(usize) -> u32, rng: &mut impl Rng) -> Option<usize> {
+    // One pass (the figures move under us), ties kept by reservoir sampling.
+    let (mut best, mut ties, mut chosen) = (0, 0u32, None);
+    for i in 0..n {
+        let f = free(i);
+        if f == 0 || f < best {
+            continue;
+        }
+        if f > best {
+            (best, ties) = (f, 0);
+        }
+        ties += 1;
+        if rng.gen_range(0..ties) == 0 {
+            chosen = Some(i);
+        }
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+
+    fn c(score: f64) -> Candidate {
+        Candidate::new(score)
+    }
+
+    fn off(score: f64) -> Candidate {
+        Candidate {
+            usable: false,
+            ..c(score)
+        }
+    }
+
+    #[test]
+    fn p2c_favours_cheap_never_takes_the_worst_and_skips_unusable() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let cands = [c(1.0), c(2.0), c(10.0), off(0.1)];
+        let mut seen = [0; 4];
+        for _ in 0..30_000 {
+            seen[p2c(&cands, &mut rng).unwrap()] += 1;
+        }
+        // Pairs {0,1},{0,2},{1,2} equally likely: 0 wins two of three, 1 one, 2 none.
+        assert_eq!((seen[2], seen[3]), (0, 0));
+        assert!((19_000..21_000).contains(&seen[0]), "{seen:?}");
+        assert!((9_000..11_000).contains(&seen[1]), "{seen:?}");
+        assert_eq!(p2c(&[c(5.0)], &mut rng), Some(0));
+        assert_eq!(p2c(&[off(1.0)], &mut rng), None);
+    }
+
+    #[test]
+    fn scores_grow_with_latency_and_queue() {
+        assert!(score(0.01, 0) < score(0.1, 0));
+        assert!(score(0.01, 0) < score(0.01, 5));
+        assert!((score(0.01, 4) - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_ramping_candidate_takes_part_by_its_ramp() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let count = |ramp: f64, rng: &mut SmallRng| {
+            let cands = [c(1.0), c(1.0), Candidate { ramp, ..c(0.5) }];
+            (0..10_000).filter(|_| p2c(&cands, rng) == Some(2)).count()
+        };
+        let (low, high, full) = (count(0.1, &mut rng), count(0.5, &mut rng), count(1.0, &mut rng));
+        // Cheapest, so it wins every pick it takes part in: two of three pairs at full weight.
+        assert!((6_300..7_000).contains(&full), "{full}");
+        assert!(low < high && high < full, "{low} {high} {full}");
+        assert!((400..1_000).contains(&low), "{low}");
+        let alone = [Candidate { ramp: 0.0, ..c(1.0) }];
+        assert_eq!(p2c(&alone, &mut rng), Some(0), "alone it still serves");
+    }
+
+    #[test]
+    fn round_robin_goes_round_and_skips() {
+        let cands = [c(1.0), off(1.0), c(1.0)];
+        let picks: Vec<_> = (0..4).map(|s| round_robin(&cands, s).unwrap()).collect();
+        assert_eq!(picks, [0, 2, 2, 0]);
+    }
+
+    #[test]
+    fn failover_moves_at_once_and_fails_back_only_after_a_quiet_period() {
+        let t0 = Instant::now();
+        let after = Duration::from_secs(30);
+        let up = |since: Instant| Standing {
+            available: true,
+            since: Some(since),
+        };
+        let down = Standing {
+            available: false,
+            since: None,
+        };
+        // Primary down: the standby at once.
+        assert_eq!(failover(&[down, up(t0)], 0, Failback::Auto, after, t0), 1);
+        // Primary back 10 s: not yet.
+        let now = t0 + Duration::from_secs(100);
+        assert_eq!(
+            failover(
+                &[up(now - Duration::from_secs(10)), up(t0)],
+                1,
+                Failback::Auto,
+                after,
+                now
+            ),
+            1
+        );
+        // Back 30 s: fail back.
+        assert_eq!(failover(&[up(now - after), up(t0)], 1, Failback::Auto, after, now), 0);
+        // Manual: stays.
+        assert_eq!(failover(&[up(t0), up(t0)], 1, Failback::Manual, after, now), 1);
+        // Nothing available: stays where it was.
+        assert_eq!(failover(&[down, down], 1, Failback::Auto, after, now), 1);
+        // A flapping primary (up for 2 s at a time) never gets it back.
+        let mut active = 1;
+        for k in 0..30u64 {
+            let at = t0 + Duration::from_secs(4 * k);
+            for (avail, since) in [(true, at), (false, at)] {
+                let primary = Standing {
+                    available: avail,
+                    since: avail.then_some(since),
+                };
+                active = failover(
+                    &[primary, up(t0)],
+                    active,
+                    Failback::Auto,
+                    after,
+                    at + Duration::from_secs(2),
+                );
+                assert_eq!(active, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn most_free_wins_ties_are_spread_full_is_none() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let of = |f: &'static [u32]| move |i: usize| f[i];
+        assert_eq!(most_free(3, of(&[3, 9, 2]), &mut rng), Some(1));
+        let mut seen = [0; 3];
+        for _ in 0..1000 {
+            seen[most_free(3, of(&[5, 0, 5]), &mut rng).unwrap()] += 1;
+        }
+        assert_eq!(seen[1], 0);
+        assert!(seen[0] > 400 && seen[2] > 400, "{seen:?}");
+        assert_eq!(most_free(1, of(&[0]), &mut rng), None);
+        assert_eq!(most_free(0, of(&[]), &mut rng), None);
+    }
+}

@@ -1,0 +1,284 @@
+//! Load balancing (`strategy = "load-balance"`) with the project's simulator as SMSCs: shares
+//! follow what each upstream really takes, a dead upstream leaves the rotation at once and
+//! comes back gradually, a slow one loses its share. Real sockets on 127.0.0.1, real time.
+
+mod support;
+
+use smpp_proxy::bench::{self, BenchConfig, BenchReport};
+use smpp_proxy::proxy::Proxy;
+use smpp_proxy::sim::{self, SimConfig, SimHandle};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn group(strategy: &str, n: usize, extra: &str) -> String {
+    let members: Vec<String> = (0..n).map(|i| format!("\"smsc-{i}\"")).collect();
+    format!(
+        "[[groups]]\nname = \"default\"\nstrategy = \"{strategy}\"\nmembers = [{}]\n{extra}",
+        members.join(", ")
+    )
+}
+
+fn load(proxy: &Proxy, rate: u32, seconds: u64) -> BenchConfig {
+    BenchConfig {
+        connect: proxy.local_addr(),
+        system_id: "shop".into(),
+        password: "secret".into(),
+        binds: 2,
+        window: 100,
+        rate,
+        count: None,
+        duration: Some(Duration::from_secs(seconds)),
+        ..BenchConfig::default()
+    }
+}
+
+/// Requests the router has handed to each upstream so far.
+fn picked(proxy: &Proxy) -> Vec<u64> {
+    proxy
+        .context()
+        .router
+        .upstream_figures()
+        .iter()
+        .map(|u| u.picked)
+        .collect()
+}
+
+fn submits(sims: &[SimHandle]) -> Vec<u64> {
+    sims.iter().map(|s| s.stats().submits.load(Ordering::Relaxed)).collect()
+}
+
+struct Run {
+    accepted: Vec<u64>,
+    throttled: u64,
+    report: BenchReport,
+}
+
+/// 600 msg/s at three SMSCs that take 100, 200 and 300 msg/s (beyond: ESME_RTHROTTLED, with
+/// a second's worth of burst, as SMSCs count): 3 s for the proxy to learn them, then 10 s
+/// measured.
+async fn capped_run(strategy: &str) -> Run {
+    let mut sims = Vec::new();
+    for tps in [100, 200, 300] {
+        sims.push(
+            sim::start(SimConfig {
+                tps,
+                receipts: false,
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let toml = proxy_toml(&sims, "window = 100\n", SHOP, &group(strategy, 3, ""));
+    let proxy = start_proxy(&toml).await;
+    let traffic = tokio::spawn(bench::run(load(&proxy, 600, 13)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (start, throttled_start) = (submits(&sims), throttles(&sims));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (end, throttled_end) = (submits(&sims), throttles(&sims));
+    let report = traffic.await.unwrap().unwrap();
+    proxy.shutdown().await;
+    Run {
+        accepted: start.iter().zip(&end).map(|(a, b)| b - a).collect(),
+        throttled: throttled_end - throttled_start,
+        report,
+    }
+}
+
+fn throttles(sims: &[SimHandle]) -> u64 {
+    sims.iter().map(|s| s.stats().throttled.load(Ordering::Relaxed)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_follow_capacity_1_2_3_and_round_robin_does_worse() {
+    let lb = capped_run("load-balance").await;
+    let total: u64 = lb.accepted.iter().sum();
+    for (i, want) in [1.0, 2.0, 3.0].iter().enumerate() {
+        let share = lb.accepted[i] as f64 / total as f64;
+        assert!(
+            (share / (want / 6.0) - 1.0).abs() <= 0.10,
+            "smsc-{i} took {share:.3} of {total}, want {:.3} ±10%: {:?}",
+            want / 6.0,
+            lb.accepted
+        );
+    }
+    let r = &lb.report;
+    assert!(
+        r.errors.is_empty() && r.unanswered == 0,
+        "client errors: {:?}, unanswered {}",
+        r.errors,
+        r.unanswered
+    );
+    assert!(
+        total >= 5400,
+        "{total} taken in the 10 s measured (>= 90% of 600/s wanted)"
+    );
+    assert_eq!(r.acked, r.sent);
+
+    // Round robin, blind to what each SMSC takes, in the same test against fresh simulators.
+    let rr = capped_run("round-robin").await;
+    println!(
+        "load-balance: taken {:?} throttled {} errors {:?}; round-robin: taken {:?} throttled {} errors {:?}",
+        lb.accepted, lb.throttled, lb.report.errors, rr.accepted, rr.throttled, rr.report.errors
+    );
+    let rr_errors: u64 = rr.report.errors.values().sum();
+    assert!(
+        rr.throttled > 5 * lb.throttled.max(1) || rr_errors > 0 || rr.report.acked < lb.report.acked * 9 / 10,
+        "round robin did as well: {} throttles vs {}",
+        rr.throttled,
+        lb.throttled
+    );
+    assert!(
+        lb.throttled * 10 < total,
+        "load-balance drew {} throttles for {total} messages",
+        lb.throttled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upstream_leaves_at_once_and_returns_gradually() {
+    let sims = start_sims(
+        3,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let extra = group("load-balance", 3, "slow_start = \"3s\"\n");
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
+    let ctx = proxy.context().clone();
+    let traffic = tokio::spawn(bench::run(load(&proxy, 300, 9)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = picked(&proxy);
+    assert!(before.iter().all(|&n| n > 10), "all three carry traffic: {before:?}");
+
+    let addr = sims[1].local_addr();
+    let mut sims = sims;
+    let killed = sims.remove(1);
+    let killed_at = Instant::now();
+    killed.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a = picked(&proxy)[1];
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        picked(&proxy)[1],
+        a,
+        "no traffic to the dead upstream 1 s after it died"
+    );
+    let status = smpp_proxy::admin::Snapshot::take(&ctx);
+    assert_eq!(status.upstreams[1].state, "unbound");
+
+    // Back on the same port: rebound within the reconnect backoff, then ramped up.
+    let back = sim::start(SimConfig {
+        listen: addr,
+        receipts: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || ctx.sessions[1].is_bound()).await,
+        "rebound"
+    );
+    let rebound = picked(&proxy);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first_second = picked(&proxy);
+    let share =
+        |a: &[u64], b: &[u64], i: usize| (b[i] - a[i]) as f64 / (0..3).map(|k| b[k] - a[k]).sum::<u64>().max(1) as f64;
+    let early = share(&rebound, &first_second, 1);
+    assert!(
+        early < 0.25,
+        "a returning upstream starts small: {early:.2} in its first second"
+    );
+
+    let r = traffic.await.unwrap().unwrap();
+    let late_window = picked(&proxy);
+    let _ = late_window;
+    assert_eq!(r.sent, r.acked + r.errors.values().sum::<u64>() + r.unanswered);
+    assert_eq!(r.unanswered, 0, "every submit answered");
+    // Only requests already written to the killed SMSC can fail (re-sending them could
+    // duplicate a message); everything never written went elsewhere.
+    let failed: u64 = r.errors.values().sum();
+    assert!(failed <= 50, "{failed} errors: {:?}", r.errors);
+    assert!(r.errors.keys().all(|k| k.contains("RSYSERR")), "{:?}", r.errors);
+    println!(
+        "killed at {:?}: {failed} written-unanswered failed, rebound share in first second {early:.2}",
+        killed_at.elapsed()
+    );
+    // Later it carries a full share again.
+    let t = picked(&proxy);
+    let more = bench::run(load(&proxy, 300, 2)).await.unwrap();
+    assert!(more.errors.is_empty());
+    let after = picked(&proxy);
+    assert!(
+        share(&t, &after, 1) > early,
+        "ramped up: {:.2} > {early:.2}",
+        share(&t, &after, 1)
+    );
+    drop(back);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smsc_going_down_politely_costs_clients_nothing() {
+    let sims = start_sims(
+        3,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &group("load-balance", 3, ""))).await;
+    let traffic = tokio::spawn(bench::run(load(&proxy, 300, 4)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sims[2].unbind_all();
+    let r = traffic.await.unwrap().unwrap();
+    assert!(r.sent > 1000);
+    assert!(
+        r.errors.is_empty() && r.unanswered == 0,
+        "{:?} unanswered {}",
+        r.errors,
+        r.unanswered
+    );
+    assert_eq!(r.acked, r.sent);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_gets_ten_times_slower_loses_most_of_its_share() {
+    let sims = start_sims(
+        3,
+        SimConfig {
+            receipts: false,
+            latency: Duration::from_millis(5),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &group("load-balance", 3, ""))).await;
+    let traffic = tokio::spawn(bench::run(load(&proxy, 400, 8)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = picked(&proxy);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = picked(&proxy);
+    let share =
+        |a: &[u64], b: &[u64], i: usize| (b[i] - a[i]) as f64 / (0..3).map(|k| b[k] - a[k]).sum::<u64>().max(1) as f64;
+    let before = share(&a, &b, 0);
+    assert!(before > 0.2, "an equal share first: {before:.2}");
+    sims[0].set_latency(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = picked(&proxy);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = picked(&proxy);
+    let after = share(&c, &d, 0);
+    assert!(
+        after < before / 2.0,
+        "most of its share gone: {before:.2} -> {after:.2}"
+    );
+    let r = traffic.await.unwrap().unwrap();
+    assert!(r.errors.is_empty() && r.unanswered == 0, "{:?}", r.errors);
+    proxy.shutdown().await;
+}
