@@ -197,3 +197,71 @@ async fn balance_a_and_b_with_c_as_backup() {
     assert!(r.errors.keys().all(|k| k.contains("RSYSERR")), "{:?}", r.errors);
     proxy.shutdown().await;
 }
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_failback_waits_for_the_operator() {
+    let sims = start_sims(2, quiet()).await;
+    let groups = "[[groups]]\nname = \"default\"\nstrategy = \"failover\"\nmembers = [\"smsc-0\", \"smsc-1\"]\n\
+                  failback = \"manual\"\nfailback_after = \"500ms\"\n";
+    let toml = proxy_toml(&sims, "", SHOP, groups).replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
+    let proxy = start_proxy(&toml).await;
+    let ctx = proxy.context().clone();
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let mut sims = sims;
+    let primary = sims.remove(0);
+    let addr = primary.local_addr();
+    primary.stop().await;
+    let back = restart(addr).await;
+    assert!(wait_until(T, || ctx.sessions[0].is_bound()).await);
+    let one = |proxy: &Proxy| {
+        bench::run(BenchConfig {
+            count: Some(20),
+            duration: None,
+            rate: 0,
+            ..load(proxy, 0)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(one(&proxy).await.unwrap().acked, 20);
+    assert_eq!(
+        submits(&back),
+        0,
+        "healthy for 4 x failback_after, still not used: manual"
+    );
+    assert_eq!(submits(&sims[0]), 20);
+
+    let admin_for = admin.clone();
+    let (ok, status) = tokio::task::spawn_blocking(move || cli(&["status", "--admin", &admin_for]))
+        .await
+        .unwrap();
+    assert!(ok, "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("default ") && l.contains("failover") && l.contains("smsc-1")),
+        "{status}"
+    );
+    let (ok, said) = tokio::task::spawn_blocking(move || cli(&["failback", "--admin", &admin, "--group", "default"]))
+        .await
+        .unwrap();
+    assert!(ok, "{said}");
+    assert!(said.contains("traffic on smsc-0"), "{said}");
+    assert_eq!(one(&proxy).await.unwrap().acked, 20);
+    assert_eq!(submits(&back), 20, "the operator moved it back");
+    let refused = smpp_proxy::admin::post(proxy.admin_addr().unwrap(), "/groups/nope/failback").unwrap_err();
+    assert!(refused.to_string().contains("409"), "{refused}");
+    proxy.shutdown().await;
+}

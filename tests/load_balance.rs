@@ -282,3 +282,40 @@ async fn an_upstream_that_gets_ten_times_slower_loses_most_of_its_share() {
     assert!(r.errors.is_empty() && r.unanswered == 0, "{:?}", r.errors);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_tps_cap_holds_across_its_sessions() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "sessions = 3\ntps = 50\n", SHOP, "")).await;
+    let started = Instant::now();
+    let burst = tokio::spawn(bench::run(BenchConfig {
+        count: Some(150),
+        duration: None,
+        rate: 0,
+        ..load(&proxy, 0, 0)
+    }));
+    // Never more than the cap (plus its twentieth of a second) in any stretch of time.
+    let mut checked = 0;
+    while !burst.is_finished() {
+        let elapsed = started.elapsed().as_secs_f64();
+        let taken = submits(&sims)[0] as f64;
+        assert!(taken <= 50.0 * elapsed + 3.5, "{taken} taken after {elapsed:.2} s");
+        checked += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = burst.await.unwrap().unwrap();
+    assert!(checked > 40, "watched for about 3 s");
+    assert_eq!(
+        r.acked, 150,
+        "the burst waited for the cap instead of failing: {:?}",
+        r.errors
+    );
+    proxy.shutdown().await;
+}

@@ -3,8 +3,11 @@
 //! (what `smpp-proxy status` prints). Both render one [`Snapshot`] of the proxy's counters and
 //! upstream health, so the two never disagree.
 //!
-//! It answers GET only, one request per connection, with bounded reads and a timeout: it is
-//! meant for a scraper and a person, not for the public.
+//! One action: `POST /groups/NAME/failback` moves a failover group back to its first available
+//! member (what `failback = "manual"` waits for; `smpp-proxy failback` sends it).
+//!
+//! One request per connection, bounded reads and a timeout: it is meant for a scraper and an
+//! operator on a management network, not for the public.
 
 mod snapshot;
 
@@ -72,8 +75,19 @@ async fn answer(ctx: &Context, mut socket: TcpStream) -> std::io::Result<()> {
             "application/json",
             serde_json::to_string_pretty(&Snapshot::take(ctx)).unwrap_or_default(),
         ),
+        (b"POST", p) if p.starts_with(b"/groups/") && p.ends_with(b"/failback") => {
+            let name = String::from_utf8_lossy(&p[b"/groups/".len()..p.len() - b"/failback".len()]);
+            match ctx.router.fail_back(&name) {
+                Ok(member) => ("200 OK", "text/plain", format!("{name}: traffic on {member}\n")),
+                Err(why) => ("409 Conflict", "text/plain", format!("{why}\n")),
+            }
+        }
         (b"GET", _) => ("404 Not Found", "text/plain", "try /metrics or /status\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET /metrics, GET /status, POST /groups/NAME/failback\n".to_owned(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -84,12 +98,24 @@ async fn answer(ctx: &Context, mut socket: TcpStream) -> std::io::Result<()> {
 }
 
 /// Fetches `path` from an admin endpoint at `addr` (for `smpp-proxy status` and tests): the
-/// body of a 200 answer, else an error naming the status line.
+/// body of a 200 answer, else an error naming the status line and the body.
 pub fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    request(addr, "GET", path)
+}
+
+/// Sends `POST path` to an admin endpoint (for `smpp-proxy failback`), as [`get`].
+pub fn post(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    request(addr, "POST", path)
+}
+
+fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     let (head, body) = text
@@ -97,7 +123,7 @@ pub fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
         .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
     let status = head.lines().next().unwrap_or_default();
     if !status.contains(" 200 ") {
-        return Err(std::io::Error::other(status.to_owned()));
+        return Err(std::io::Error::other(format!("{status}: {}", body.trim())));
     }
     Ok(body.to_owned())
 }

@@ -1,7 +1,8 @@
 //! `smpp-proxy demo`: the proxy doing its job in one command. Three simulated SMSCs (one writes
 //! receipt ids in another format, one is slower), the proxy with `config/demo.toml` in front of
 //! them, and the load generator as the client: every submit answered with the proxy's id, every
-//! receipt back with that id, and the share each SMSC carried.
+//! receipt back with that id, the share each SMSC carried, and, halfway, one SMSC going down
+//! for maintenance without a client noticing.
 
 use clap::Args;
 use smpp_proxy::bench::{self, BenchConfig};
@@ -66,6 +67,22 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
         return Err("the proxy could not bind to the simulators".into());
     }
     println!("all upstream sessions bound; sending {count} messages with receipts from 4 client binds\n");
+    // Halfway, smsc-b unbinds everyone (maintenance) and takes binds again a moment later.
+    let maintenance = {
+        let counters: Vec<_> = sims.iter().map(|s| s.stats().clone()).collect();
+        let unbind = sims[1].unbinder();
+        tokio::spawn(async move {
+            loop {
+                let sent: u64 = counters.iter().map(|c| c.submits.load(Ordering::Relaxed)).sum();
+                if sent >= count / 2 {
+                    println!("  -- smsc-b goes down for maintenance (unbinds every session) --");
+                    unbind();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
     let report = bench::run(BenchConfig {
         connect: proxy.local_addr(),
         system_id: "shop".into(),
@@ -79,6 +96,7 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
     })
     .await
     .map_err(|e| e.to_string())?;
+    maintenance.abort();
     println!("\n{}\n", report.summary());
     let total: u64 = sims.iter().map(|s| s.stats().submits.load(Ordering::Relaxed)).sum();
     println!("share per upstream:");
@@ -87,6 +105,14 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
         println!(
             "  {name:7} {n:7} submits ({:5.1}%)",
             100.0 * n as f64 / total.max(1) as f64
+        );
+    }
+    let status = smpp_proxy::admin::Snapshot::take(proxy.context());
+    println!("\nupstream state (as `smpp-proxy status` shows it):");
+    for u in &status.upstreams {
+        println!(
+            "  {:7} {:10} latency {:5.2} ms, picked {:6}, throttled {}, link errors {}",
+            u.name, u.state, u.rtt_ms, u.picked, u.throttled, u.link_errors
         );
     }
     let stats = &proxy.context().stats;

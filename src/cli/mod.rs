@@ -1,13 +1,13 @@
 //! The command line: argument parsing and the subcommands. Each subcommand is a thin layer over
 //! the library; this module owns only I/O and exit codes.
 
+mod admin;
 mod bench;
 mod check;
 mod demo;
 mod pdu;
 mod run;
 mod sim;
-mod status;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +37,9 @@ enum Command {
     /// Three simulated SMSCs, the proxy, and traffic through it: the proxy doing its job.
     Demo(demo::DemoArgs),
     /// A running proxy's upstreams, clients and counters (from its admin endpoint).
-    Status(status::StatusArgs),
+    Status(admin::StatusArgs),
+    /// Move a failover group back to its first available member (for `failback = "manual"`).
+    Failback(admin::FailbackArgs),
     /// Read the durable store (while the proxy is stopped).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -84,6 +86,7 @@ impl Cli {
             Command::Bench(args) => args.run(),
             Command::Demo(args) => args.run(),
             Command::Status(args) => args.run(),
+            Command::Failback(args) => args.run(),
             Command::Store(cmd) => cmd.run(),
         }
     }

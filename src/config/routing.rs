@@ -209,3 +209,114 @@ pub(super) fn routing(raw: &RawRouting, p: &mut Problems) -> RoutingConfig {
         eject_for: p.duration("routing.eject_for", &raw.eject_for),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Failback, Strategy};
+    use std::time::Duration;
+
+    const BASE: &str = r#"
+        node_id = "a"
+        [listen]
+        smpp = "127.0.0.1:2775"
+        [[clients]]
+        system_id = "shop"
+        password = "secret"
+        [[upstreams]]
+        name = "a"
+        address = "127.0.0.1:2776"
+        system_id = "p"
+        password = "p"
+        [[upstreams]]
+        name = "b"
+        address = "127.0.0.1:2777"
+        system_id = "p"
+        password = "p"
+        [[upstreams]]
+        name = "c"
+        address = "127.0.0.1:2778"
+        system_id = "p"
+        password = "p"
+    "#;
+
+    #[test]
+    fn groups_nest_routes_and_routing_settings_parse() {
+        let text = format!(
+            r#"{BASE}
+            [[groups]]
+            name = "ab"
+            members = ["a", "b"]
+            max_share = {{ a = 0.7 }}
+            slow_start = "5s"
+            [[groups]]
+            name = "default"
+            strategy = "failover"
+            members = ["ab", "c"]
+            failback = "manual"
+            failback_after = "1m"
+            [[routes]]
+            group = "ab"
+            destination_prefix = "4477"
+            system_id = "shop"
+            [routing]
+            concat_failover = "reject"
+            concat_ttl = "1m"
+            eject_error_rate = 0.3
+            eject_for = "20s"
+            "#
+        );
+        let c = Config::from_toml(&text).unwrap();
+        let d = &c.groups["default"];
+        assert_eq!(
+            (d.strategy, d.failback, d.failback_after),
+            (Strategy::Failover, Failback::Manual, Duration::from_secs(60))
+        );
+        assert_eq!(c.groups["ab"].max_share["a"], 0.7);
+        assert_eq!(c.groups["ab"].slow_start, Duration::from_secs(5));
+        assert_eq!(c.routes[0].destination_prefix.as_deref(), Some("4477"));
+        assert_eq!(c.routing.eject_for, Duration::from_secs(20));
+        assert_eq!(c.routing.concat_failover, crate::config::ConcatFailover::Reject);
+    }
+
+    #[test]
+    fn every_routing_problem_is_listed_with_its_key() {
+        let text = format!(
+            r#"{BASE}
+            [[groups]]
+            name = "x"
+            members = ["y", "a", "a"]
+            max_share = {{ c = 2.0 }}
+            [[groups]]
+            name = "y"
+            strategy = "failover"
+            members = ["x", "nowhere"]
+            max_share = {{ x = 0.5 }}
+            [[groups]]
+            name = "b"
+            members = ["a"]
+            [[routes]]
+            group = "ghost"
+            system_id = "nobody"
+            [routing]
+            eject_error_rate = 1.5
+            eject_for = "soon"
+            "#
+        );
+        let e = Config::from_toml(&text).unwrap_err().to_string();
+        for want in [
+            "groups[0].members[2]: \"a\" is listed twice",
+            "groups[0].max_share: \"c\" is not a member",
+            "groups[0].max_share: \"c\": 2 is not in (0, 1]",
+            "groups[1].members[1]: no upstream or group is called \"nowhere\"",
+            "groups[1].max_share: only load-balance groups have shares",
+            "groups[0].members: groups contain each other: x -> y -> x",
+            "groups[2].name: \"b\" is also an upstream's name",
+            "routes[0].group: no group is called \"ghost\"",
+            "routes[0].system_id: no client has system_id \"nobody\"",
+            "routing.eject_error_rate: 1.5 is not in (0, 1]",
+            "routing.eject_for: \"soon\" is not a duration",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+}

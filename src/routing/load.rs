@@ -110,6 +110,8 @@ struct Inner {
     ejected_until: Option<Instant>,
     /// When it last became available; `None` while it is not.
     available_since: Option<Instant>,
+    /// It was available once and then was not: its next availability ramps up (slow start).
+    returned: bool,
 }
 
 impl Load {
@@ -132,6 +134,7 @@ impl Load {
                 last_errors: 0,
                 ejected_until: None,
                 available_since: None,
+                returned: false,
             }),
             counters: LoadCounters::default(),
         }
@@ -213,18 +216,18 @@ impl Load {
 
     /// Its figures now; `bound` says whether a session that can submit is bound.
     pub fn view(&self, now: Instant, bound: bool, slow_start: Duration) -> LoadView {
-        let mut i = self.lock();
+        let i = self.lock();
         let ejected_for = i
             .ejected_until
             .and_then(|t| t.checked_duration_since(now))
             .filter(|d| !d.is_zero());
         let available = bound && ejected_for.is_none();
-        if available && i.available_since.is_none() {
-            i.available_since = Some(now);
-        }
-        let ramp = match i.available_since {
-            Some(since) if available => ramp(now.saturating_duration_since(since), slow_start),
-            _ => 1.0,
+        // The first bind is no return: everyone starts at full weight together.
+        let ramp = match (i.returned && available, i.available_since) {
+            (false, _) => 1.0,
+            (true, Some(since)) => ramp(now.saturating_duration_since(since), slow_start),
+            // Back since the last tick: the smallest share until the tick notes it.
+            (true, None) => RAMP_FLOOR,
         };
         // Without answers the estimate fades, so an idle upstream gets a probe now and then
         // instead of being judged forever by its last bad moment.
@@ -284,6 +287,7 @@ impl Load {
             let error_rate = i.errors / i.answers;
             i.ejected_until = Some(now + eject_for);
             i.available_since = None;
+            i.returned = true;
             // It starts its next chance with a clean slate.
             (i.answers, i.errors) = (0.0, 0.0);
             return Some(Change::Ejected { error_rate });
@@ -296,6 +300,7 @@ impl Load {
             }
             (true, false) => {
                 i.available_since = None;
+                i.returned = true;
                 (!bound).then_some(Change::Unbound)
             }
             _ => None,
@@ -390,10 +395,12 @@ mod tests {
         let t0 = Instant::now();
         let load = Load::new(t0);
         let tick = Duration::from_millis(100);
+        let slow = Duration::from_secs(10);
         assert_eq!(
             load.tick(t0, tick, true, 0.5, Duration::from_secs(1)),
             Some(Change::Available)
         );
+        assert_eq!(load.view(t0, true, slow).ramp, 1.0, "the first bind is no return");
         for _ in 0..4 {
             load.on_answer(OK, Duration::from_millis(1), t0);
         }
@@ -407,10 +414,14 @@ mod tests {
         assert!(!load.view(t0 + tick * 2, true, Duration::ZERO).available);
         let back = t0 + Duration::from_millis(1200);
         assert_eq!(
+            load.view(back, true, slow).ramp,
+            RAMP_FLOOR,
+            "back before the tick saw it"
+        );
+        assert_eq!(
             load.tick(back, tick, true, 0.5, Duration::from_secs(1)),
             Some(Change::Available)
         );
-        let slow = Duration::from_secs(10);
         assert!((load.view(back + Duration::from_secs(1), true, slow).ramp - 0.1).abs() < 1e-9);
         assert_eq!(load.view(back + Duration::from_secs(20), true, slow).ramp, 1.0);
         assert_eq!(

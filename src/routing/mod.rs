@@ -482,13 +482,18 @@ impl Router {
         let views: Vec<(load::LoadView, &Slot)> = self
             .upstreams
             .iter()
-            .map(|s| {
-                (
-                    s.info
-                        .load
-                        .view(now, s.sessions.iter().any(|x| x.is_bound()), Duration::from_secs(10)),
-                    s,
-                )
+            .enumerate()
+            .map(|(u, s)| {
+                // Slow start as long as the longest of the groups it is directly in.
+                let slow_start = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.members.contains(&Target::Upstream(u)))
+                    .map(|g| g.config.slow_start)
+                    .max()
+                    .unwrap_or_default();
+                let bound = s.sessions.iter().any(|x| x.is_bound());
+                (s.info.load.view(now, bound, slow_start), s)
             })
             .collect();
         let total_rate: f64 = views.iter().map(|(v, _)| v.rate).sum();

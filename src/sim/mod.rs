@@ -261,6 +261,12 @@ impl SimHandle {
         self.shared.unbind.send_modify(|n| *n += 1);
     }
 
+    /// [`unbind_all`](Self::unbind_all) as a function another task can keep.
+    pub fn unbinder(&self) -> impl Fn() + Send + 'static {
+        let shared = self.shared.clone();
+        move || shared.unbind.send_modify(|n| *n += 1)
+    }
+
     /// Stops listening and closes every session.
     pub async fn stop(self) {
         let _ = self.stop.send(true);

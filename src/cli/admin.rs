@@ -1,5 +1,5 @@
-//! `smpp-proxy status`: a running proxy's upstreams, clients and counters, read from its admin
-//! endpoint (`[listen] admin`).
+//! The commands that talk to a running proxy's admin endpoint (`[listen] admin`):
+//! `smpp-proxy status` (upstreams, groups, clients and counters) and `smpp-proxy failback`.
 
 use clap::Args;
 use smpp_proxy::admin::{self, Snapshot};
@@ -8,34 +8,77 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Where the admin endpoint is.
 #[derive(Debug, Args)]
-pub(crate) struct StatusArgs {
+pub(crate) struct Endpoint {
     /// The admin endpoint's address; by default the `[listen] admin` of --config.
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// The configuration file (its `[listen] admin`).
     #[arg(long, short, default_value = "config/smpp-proxy.toml")]
     config: PathBuf,
+}
+
+impl Endpoint {
+    fn addr(&self) -> Result<SocketAddr, String> {
+        if let Some(a) = self.admin {
+            return Ok(a);
+        }
+        match Config::load(&self.config).map(|c| c.admin) {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(format!(
+                "{}: no [listen] admin; give --admin ADDR",
+                self.config.display()
+            )),
+            Err(e) => Err(format!("{}: {e}", self.config.display())),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
     /// Print the JSON as served by /status.
     #[arg(long)]
     json: bool,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct FailbackArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// The failover group to move back to its first available member.
+    #[arg(long)]
+    group: String,
+}
+
+impl FailbackArgs {
+    pub(crate) fn run(self) -> ExitCode {
+        let answer = self.endpoint.addr().and_then(|addr| {
+            admin::post(addr, &format!("/groups/{}/failback", self.group)).map_err(|e| format!("{addr}: {e}"))
+        });
+        match answer {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
 impl StatusArgs {
     pub(crate) fn run(self) -> ExitCode {
-        let addr = match self.admin {
-            Some(a) => a,
-            None => match Config::load(&self.config).map(|c| c.admin) {
-                Ok(Some(a)) => a,
-                Ok(None) => {
-                    eprintln!("{}: no [listen] admin; give --admin ADDR", self.config.display());
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", self.config.display());
-                    return ExitCode::FAILURE;
-                }
-            },
+        let addr = match self.endpoint.addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
         };
         let body = match admin::get(addr, "/status") {
             Ok(b) => b,
