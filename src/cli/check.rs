@@ -17,11 +17,12 @@ impl CheckArgs {
         match Config::load(&self.config) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} clients, {} upstreams, {} groups, {} MO routes)",
+                    "{}: ok ({} clients, {} upstreams, {} groups, {} routes, {} MO routes)",
                     self.config.display(),
                     c.clients.len(),
                     c.upstreams.len(),
                     c.groups.len(),
+                    c.routes.len(),
                     c.mo_routes.len()
                 );
                 ExitCode::SUCCESS

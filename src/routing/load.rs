@@ -54,8 +54,11 @@ pub struct LoadCounters {
 /// How an upstream's health changed in a tick (for the log).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Change {
-    /// Usable again (bound and not ejected): slow start begins.
-    Available,
+    /// Usable (bound and not ejected): for the first time, or back (slow start begins).
+    Available {
+        /// It was available before: this is a return.
+        returned: bool,
+    },
     /// No bound session.
     Unbound,
     /// Taken out of rotation for its error rate.
@@ -296,7 +299,7 @@ impl Load {
         match (was_available, available) {
             (false, true) => {
                 i.available_since = Some(now);
-                Some(Change::Available)
+                Some(Change::Available { returned: i.returned })
             }
             (true, false) => {
                 i.available_since = None;
@@ -398,7 +401,7 @@ mod tests {
         let slow = Duration::from_secs(10);
         assert_eq!(
             load.tick(t0, tick, true, 0.5, Duration::from_secs(1)),
-            Some(Change::Available)
+            Some(Change::Available { returned: false })
         );
         assert_eq!(load.view(t0, true, slow).ramp, 1.0, "the first bind is no return");
         for _ in 0..4 {
@@ -420,7 +423,7 @@ mod tests {
         );
         assert_eq!(
             load.tick(back, tick, true, 0.5, Duration::from_secs(1)),
-            Some(Change::Available)
+            Some(Change::Available { returned: true })
         );
         assert!((load.view(back + Duration::from_secs(1), true, slow).ramp - 0.1).abs() < 1e-9);
         assert_eq!(load.view(back + Duration::from_secs(20), true, slow).ramp, 1.0);

@@ -408,7 +408,12 @@ impl Router {
                 .tick(now, dt, bound, self.config.eject_error_rate, self.config.eject_for);
             let name = &slot.info.name;
             match change {
-                Some(Change::Available) => info!(upstream = %name, "upstream available: in rotation (slow start)"),
+                Some(Change::Available { returned: false }) => {
+                    info!(upstream = %name, "upstream available: in rotation")
+                }
+                Some(Change::Available { returned: true }) => {
+                    info!(upstream = %name, "upstream back: in rotation again, with slow start")
+                }
                 Some(Change::Unbound) => warn!(upstream = %name, "upstream unavailable: no bound session"),
                 Some(Change::Ejected { error_rate }) => warn!(
                     upstream = %name,
