@@ -319,3 +319,68 @@ async fn an_upstream_tps_cap_holds_across_its_sessions() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_max_share_caps_a_member() {
+    let sims = start_sims(
+        2,
+        SimConfig {
+            receipts: false,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let extra = group("load-balance", 2, "max_share = { \"smsc-0\" = 0.2 }\n");
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
+    let r = bench::run(load(&proxy, 400, 3)).await.unwrap();
+    assert!(r.errors.is_empty() && r.unanswered == 0, "{:?}", r.errors);
+    let taken = submits(&sims);
+    let share = taken[0] as f64 / (taken[0] + taken[1]) as f64;
+    assert!(share <= 0.25, "capped near 20%: {share:.2} of {taken:?}");
+    assert!(share > 0.05, "but still used: {share:.2}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_failing_every_request_is_ejected() {
+    use smpp_proxy::pdu::CommandStatus;
+    let broken = sim::start(SimConfig {
+        receipts: false,
+        reject: Some((String::new(), CommandStatus::ESME_RSYSERR)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut sims = vec![broken];
+    sims.extend(
+        start_sims(
+            2,
+            SimConfig {
+                receipts: false,
+                ..SimConfig::default()
+            },
+        )
+        .await,
+    );
+    let extra = format!("{}[routing]\neject_for = \"30s\"\n", group("load-balance", 3, ""));
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
+    let ctx = proxy.context().clone();
+    let traffic = tokio::spawn(bench::run(load(&proxy, 300, 4)));
+    let ejected = || smpp_proxy::admin::Snapshot::take(&ctx).upstreams[0].state == "ejected";
+    assert!(
+        wait_until(Duration::from_secs(3), ejected).await,
+        "ejected for its error rate"
+    );
+    let at = picked(&proxy)[0];
+    let r = traffic.await.unwrap().unwrap();
+    assert_eq!(picked(&proxy)[0], at, "no traffic once ejected");
+    // The SMSC's own answers reach the client unchanged until then: a handful.
+    let failed = r.errors.get("ESME_RSYSERR").copied().unwrap_or(0);
+    assert!(
+        failed < 50 && r.acked + failed == r.sent,
+        "{:?} of {}",
+        r.errors,
+        r.sent
+    );
+    proxy.shutdown().await;
+}
