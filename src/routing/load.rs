@@ -83,6 +83,8 @@ pub struct LoadView {
     pub ramp: f64,
     /// Ejected until this long from now.
     pub ejected_for: Option<Duration>,
+    /// Available without interruption since (as of the last tick).
+    pub since: Option<Instant>,
 }
 
 /// The measured state of one upstream.
@@ -242,12 +244,8 @@ impl Load {
             limit: i.limit.is_finite().then_some(i.limit),
             ramp,
             ejected_for,
+            since: i.available_since,
         }
-    }
-
-    /// When it last became available, if it is.
-    pub fn available_since(&self) -> Option<Instant> {
-        self.lock().available_since
     }
 
     /// Advances the measurements by one tick of `dt`: the acknowledged rate, the adaptive rate,

@@ -358,7 +358,7 @@ impl Router {
                     room: slot.sessions.iter().any(|s| s.free_window() > 0),
                     score: pick::score(lv.rtt, outstanding),
                     ramp: lv.ramp,
-                    since: slot.info.load.available_since(),
+                    since: lv.since,
                 }
             }
             Target::Group(gi) => {
