@@ -174,153 +174,163 @@ impl Snapshot {
 
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
         let c = &self.counters;
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let totals: [(&str, &str, &str, u64); 6] = [
+            (
+                "correlations",
+                "gauge",
+                "Submissions waiting for a final receipt.",
+                self.correlations,
+            ),
+            (
+                "receipts_matched_total",
+                "counter",
+                "Receipts matched to a submission and passed on.",
+                c.receipts_matched,
+            ),
+            (
+                "receipts_unmatched_total",
+                "counter",
+                "Receipts whose id matched no submission.",
+                c.receipts_unmatched,
+            ),
+            (
+                "part_receipts_suppressed_total",
+                "counter",
+                "Part receipts held back by a client's multipart_receipts.",
+                c.part_receipts_suppressed,
+            ),
+            (
+                "mo_routed_total",
+                "counter",
+                "Mobile-originated messages passed on to a client.",
+                c.mo_routed,
+            ),
+            (
+                "mo_unroutable_total",
+                "counter",
+                "Mobile-originated messages no route matched.",
+                c.mo_unroutable,
+            ),
+        ];
+        type PerClient = fn(&ClientStatus) -> f64;
+        let per_client: [(&str, &str, &str, PerClient); 4] = [
+            ("client_binds", "gauge", "Binds open per client account.", |c| {
+                f64::from(c.binds)
+            }),
+            (
+                "outbox_entries",
+                "gauge",
+                "Receipts and MO waiting for a client.",
+                |c| c.outbox as f64,
+            ),
+            (
+                "outbox_refused_full_total",
+                "counter",
+                "Receipts and MO refused because the client's outbox was at outbox_max.",
+                |c| c.outbox_refused_full as f64,
+            ),
+            (
+                "outbox_expired_total",
+                "counter",
+                "Receipts and MO dropped after receipt_ttl.",
+                |c| c.outbox_expired as f64,
+            ),
+        ];
+        type PerUpstream = fn(&UpstreamStatus) -> f64;
+        let per_upstream: [(&str, &str, &str, PerUpstream); 11] = [
+            (
+                "upstream_sessions_bound",
+                "gauge",
+                "Upstream sessions bound now.",
+                |u| f64::from(u.sessions_bound),
+            ),
+            (
+                "upstream_inflight",
+                "gauge",
+                "Requests in flight to an upstream.",
+                |u| f64::from(u.inflight),
+            ),
+            (
+                "upstream_available",
+                "gauge",
+                "1 while an upstream is in rotation (bound, not ejected).",
+                |u| f64::from(u8::from(u.state == "available" || u.state == "slow-start")),
+            ),
+            (
+                "upstream_picked_total",
+                "counter",
+                "Requests routed to an upstream.",
+                |u| u.picked as f64,
+            ),
+            (
+                "upstream_acked_total",
+                "counter",
+                "Answers from an upstream other than throttles and link errors.",
+                |u| u.acked as f64,
+            ),
+            (
+                "upstream_throttled_total",
+                "counter",
+                "ESME_RTHROTTLED / ESME_RMSGQFUL from an upstream.",
+                |u| u.throttled as f64,
+            ),
+            (
+                "upstream_link_errors_total",
+                "counter",
+                "Response timeouts and ESME_RSYSERR from an upstream.",
+                |u| u.link_errors as f64,
+            ),
+            (
+                "upstream_latency_seconds",
+                "gauge",
+                "Latency estimate of an upstream (peak EWMA).",
+                |u| u.rtt_ms / 1e3,
+            ),
+            (
+                "upstream_rate",
+                "gauge",
+                "Messages per second an upstream acknowledges (smoothed).",
+                |u| u.rate,
+            ),
+            (
+                "upstream_share",
+                "gauge",
+                "An upstream's share of all acknowledged traffic.",
+                |u| u.share,
+            ),
+            (
+                "upstream_adaptive_limit",
+                "gauge",
+                "The rate an upstream's throttling taught (0: none).",
+                |u| u.adaptive_limit.unwrap_or(0.0),
+            ),
+        ];
+        let mut out = String::with_capacity(8192);
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "smpp_proxy_{name}{labels} {value}");
+        };
+        for (name, kind, help, value) in totals {
+            head(&mut out, name, kind, help);
+            let _ = writeln!(out, "smpp_proxy_{name} {value}");
+        }
+        for (name, kind, help, f) in per_client {
+            head(&mut out, name, kind, help);
+            for cl in &self.clients {
+                let _ = writeln!(
+                    out,
+                    "smpp_proxy_{name}{{client=\"{}\"}} {}",
+                    escape(&cl.system_id),
+                    f(cl)
+                );
             }
-        };
-        let one = |v: u64| [(String::new(), v)];
-        metric(
-            "correlations",
-            "gauge",
-            "Submissions waiting for a final receipt.",
-            &one(self.correlations),
-        );
-        metric(
-            "receipts_matched_total",
-            "counter",
-            "Receipts matched to a submission and passed on.",
-            &one(c.receipts_matched),
-        );
-        metric(
-            "receipts_unmatched_total",
-            "counter",
-            "Receipts whose id matched no submission.",
-            &one(c.receipts_unmatched),
-        );
-        metric(
-            "part_receipts_suppressed_total",
-            "counter",
-            "Part receipts held back by a client's multipart_receipts.",
-            &one(c.part_receipts_suppressed),
-        );
-        metric(
-            "mo_routed_total",
-            "counter",
-            "Mobile-originated messages passed on to a client.",
-            &one(c.mo_routed),
-        );
-        metric(
-            "mo_unroutable_total",
-            "counter",
-            "Mobile-originated messages no route matched.",
-            &one(c.mo_unroutable),
-        );
-        let per_client = |f: fn(&ClientStatus) -> u64| -> Vec<(String, u64)> {
-            self.clients
-                .iter()
-                .map(|cl| (format!("{{client=\"{}\"}}", escape(&cl.system_id)), f(cl)))
-                .collect()
-        };
-        metric(
-            "client_binds",
-            "gauge",
-            "Binds open per client account.",
-            &per_client(|c| u64::from(c.binds)),
-        );
-        metric(
-            "outbox_entries",
-            "gauge",
-            "Receipts and MO waiting for a client.",
-            &per_client(|c| c.outbox),
-        );
-        metric(
-            "outbox_refused_full_total",
-            "counter",
-            "Receipts and MO refused because the client's outbox was at outbox_max.",
-            &per_client(|c| c.outbox_refused_full),
-        );
-        metric(
-            "outbox_expired_total",
-            "counter",
-            "Receipts and MO dropped after receipt_ttl.",
-            &per_client(|c| c.outbox_expired),
-        );
-        let per_upstream = |f: fn(&UpstreamStatus) -> u64| -> Vec<(String, u64)> {
-            self.upstreams
-                .iter()
-                .map(|u| (format!("{{upstream=\"{}\"}}", escape(&u.name)), f(u)))
-                .collect()
-        };
-        metric(
-            "upstream_sessions_bound",
-            "gauge",
-            "Upstream sessions bound now.",
-            &per_upstream(|u| u64::from(u.sessions_bound)),
-        );
-        metric(
-            "upstream_inflight",
-            "gauge",
-            "Requests in flight to an upstream.",
-            &per_upstream(|u| u64::from(u.inflight)),
-        );
-        metric(
-            "upstream_available",
-            "gauge",
-            "1 while an upstream is in rotation (bound, not ejected).",
-            &per_upstream(|u| u64::from(u.state == "available" || u.state == "slow-start")),
-        );
-        metric(
-            "upstream_picked_total",
-            "counter",
-            "Requests routed to an upstream.",
-            &per_upstream(|u| u.picked),
-        );
-        metric(
-            "upstream_acked_total",
-            "counter",
-            "Answers from an upstream other than throttles and link errors.",
-            &per_upstream(|u| u.acked),
-        );
-        metric(
-            "upstream_throttled_total",
-            "counter",
-            "ESME_RTHROTTLED / ESME_RMSGQFUL from an upstream.",
-            &per_upstream(|u| u.throttled),
-        );
-        metric(
-            "upstream_link_errors_total",
-            "counter",
-            "Response timeouts and ESME_RSYSERR from an upstream.",
-            &per_upstream(|u| u.link_errors),
-        );
-        let gauge = |name: &str, help: &str, f: fn(&UpstreamStatus) -> f64, out: &mut String| {
-            let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} gauge");
+        }
+        for (name, kind, help, f) in per_upstream {
+            head(&mut out, name, kind, help);
             for u in &self.upstreams {
                 let _ = writeln!(out, "smpp_proxy_{name}{{upstream=\"{}\"}} {}", escape(&u.name), f(u));
             }
-        };
-        gauge(
-            "upstream_latency_seconds",
-            "Latency estimate of an upstream (peak EWMA).",
-            |u| u.rtt_ms / 1e3,
-            &mut out,
-        );
-        gauge(
-            "upstream_rate",
-            "Messages per second an upstream acknowledges (smoothed).",
-            |u| u.rate,
-            &mut out,
-        );
-        gauge(
-            "upstream_share",
-            "An upstream's share of all acknowledged traffic.",
-            |u| u.share,
-            &mut out,
-        );
+        }
         out
     }
 }

@@ -451,7 +451,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    pub(super) const MINIMAL: &str = r#"
         node_id = "a"
         [listen]
         smpp = "127.0.0.1:2775"

@@ -215,38 +215,22 @@ mod tests {
     use crate::config::{Config, Failback, Strategy};
     use std::time::Duration;
 
-    const BASE: &str = r#"
-        node_id = "a"
-        [listen]
-        smpp = "127.0.0.1:2775"
-        [[clients]]
-        system_id = "shop"
-        password = "secret"
-        [[upstreams]]
-        name = "a"
-        address = "127.0.0.1:2776"
-        system_id = "p"
-        password = "p"
-        [[upstreams]]
-        name = "b"
-        address = "127.0.0.1:2777"
-        system_id = "p"
-        password = "p"
-        [[upstreams]]
-        name = "c"
-        address = "127.0.0.1:2778"
-        system_id = "p"
-        password = "p"
-    "#;
+    /// The minimal configuration (upstream `smsc-a`) with upstreams `b` and `c` added.
+    fn base() -> String {
+        let more = ["b", "c"].map(|n| {
+            format!("[[upstreams]]\nname = \"{n}\"\naddress = \"127.0.0.1:1\"\nsystem_id = \"p\"\npassword = \"p\"\n")
+        });
+        format!("{}\n{}", crate::config::tests::MINIMAL, more.concat())
+    }
 
     #[test]
     fn groups_nest_routes_and_routing_settings_parse() {
         let text = format!(
-            r#"{BASE}
+            r#"{}
             [[groups]]
             name = "ab"
-            members = ["a", "b"]
-            max_share = {{ a = 0.7 }}
+            members = ["smsc-a", "b"]
+            max_share = {{ "smsc-a" = 0.7 }}
             slow_start = "5s"
             [[groups]]
             name = "default"
@@ -263,7 +247,8 @@ mod tests {
             concat_ttl = "1m"
             eject_error_rate = 0.3
             eject_for = "20s"
-            "#
+            "#,
+            base()
         );
         let c = Config::from_toml(&text).unwrap();
         let d = &c.groups["default"];
@@ -271,7 +256,7 @@ mod tests {
             (d.strategy, d.failback, d.failback_after),
             (Strategy::Failover, Failback::Manual, Duration::from_secs(60))
         );
-        assert_eq!(c.groups["ab"].max_share["a"], 0.7);
+        assert_eq!(c.groups["ab"].max_share["smsc-a"], 0.7);
         assert_eq!(c.groups["ab"].slow_start, Duration::from_secs(5));
         assert_eq!(c.routes[0].destination_prefix.as_deref(), Some("4477"));
         assert_eq!(c.routing.eject_for, Duration::from_secs(20));
@@ -281,10 +266,10 @@ mod tests {
     #[test]
     fn every_routing_problem_is_listed_with_its_key() {
         let text = format!(
-            r#"{BASE}
+            r#"{}
             [[groups]]
             name = "x"
-            members = ["y", "a", "a"]
+            members = ["y", "smsc-a", "smsc-a"]
             max_share = {{ c = 2.0 }}
             [[groups]]
             name = "y"
@@ -293,18 +278,19 @@ mod tests {
             max_share = {{ x = 0.5 }}
             [[groups]]
             name = "b"
-            members = ["a"]
+            members = ["smsc-a"]
             [[routes]]
             group = "ghost"
             system_id = "nobody"
             [routing]
             eject_error_rate = 1.5
             eject_for = "soon"
-            "#
+            "#,
+            base()
         );
         let e = Config::from_toml(&text).unwrap_err().to_string();
         for want in [
-            "groups[0].members[2]: \"a\" is listed twice",
+            "groups[0].members[2]: \"smsc-a\" is listed twice",
             "groups[0].max_share: \"c\" is not a member",
             "groups[0].max_share: \"c\": 2 is not in (0, 1]",
             "groups[1].members[1]: no upstream or group is called \"nowhere\"",
