@@ -274,6 +274,7 @@ async fn an_upstream_that_gets_ten_times_slower_loses_most_of_its_share() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let d = picked(&proxy);
     let after = share(&c, &d, 0);
+    println!("share of the slowed upstream: {before:.2} -> {after:.2}");
     assert!(
         after < before / 2.0,
         "most of its share gone: {before:.2} -> {after:.2}"

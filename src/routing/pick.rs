@@ -35,10 +35,13 @@ pub fn score(rtt: f64, outstanding: u32) -> f64 {
     rtt * f64::from(outstanding + 1)
 }
 
-/// Power of two choices: two distinct usable candidates at random, the cheaper one wins. The
-/// best is not always taken (that herds everyone onto it); the worst is never taken while
-/// two or more are usable. A candidate in slow start takes part in a pick only with the
-/// chance of its ramp, so its share grows with the ramp instead of jumping.
+/// Power of two choices: two distinct usable candidates at random, and of those two each wins
+/// in proportion to the inverse square of its cost. Links about as good share the traffic (1.0
+/// against 1.2 ms: 59 % to 41 % of their pairs) where a strict "cheaper wins" would send
+/// everything to the marginally faster one; a link ten times costlier wins 1 % of its pairs,
+/// nearly nothing. The best is not always taken (that herds everyone onto it). A candidate in
+/// slow start takes part in a pick only with the chance of its ramp, so its share grows with
+/// the ramp instead of jumping.
 pub fn p2c(candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
     let mut in_pick = [false; 64];
     let n = candidates.len().min(in_pick.len());
@@ -60,11 +63,9 @@ pub fn p2c(candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
             let a = rng.gen_range(0..n);
             let b = (a + rng.gen_range(1..n)) % n;
             let (a, b) = (nth_usable(a)?, nth_usable(b)?);
-            Some(if candidates[b].score < candidates[a].score {
-                b
-            } else {
-                a
-            })
+            let weight = |k: usize| candidates[k].score.max(1e-12).powi(-2);
+            let (wa, wb) = (weight(a), weight(b));
+            Some(if rng.gen::<f64>() * (wa + wb) < wa { a } else { b })
         }
     }
 }
@@ -151,17 +152,23 @@ mod tests {
     }
 
     #[test]
-    fn p2c_favours_cheap_never_takes_the_worst_and_skips_unusable() {
+    fn p2c_favours_cheap_starves_the_costly_and_skips_unusable() {
         let mut rng = SmallRng::seed_from_u64(7);
         let cands = [c(1.0), c(2.0), c(10.0), off(0.1)];
         let mut seen = [0; 4];
         for _ in 0..30_000 {
             seen[p2c(&cands, &mut rng).unwrap()] += 1;
         }
-        // Pairs {0,1},{0,2},{1,2} equally likely: 0 wins two of three, 1 one, 2 none.
-        assert_eq!((seen[2], seen[3]), (0, 0));
-        assert!((19_000..21_000).contains(&seen[0]), "{seen:?}");
-        assert!((9_000..11_000).contains(&seen[1]), "{seen:?}");
+        // Pairs {0,1},{0,2},{1,2} equally likely, each won by 1/cost²: 0 takes 0.80 and 0.99
+        // of its pairs, 1 takes 0.20 and 0.96, 2 takes 0.01 and 0.04.
+        assert_eq!(seen[3], 0, "unusable");
+        assert!(seen[2] < 700, "ten times the cost: nearly nothing: {seen:?}");
+        assert!((17_000..18_800).contains(&seen[0]), "{seen:?}");
+        assert!((10_800..12_400).contains(&seen[1]), "{seen:?}");
+        // Near-equal links share.
+        let close = [c(1.0), c(1.2)];
+        let first = (0..10_000).filter(|_| p2c(&close, &mut rng) == Some(0)).count();
+        assert!((5_600..6_200).contains(&first), "{first}");
         assert_eq!(p2c(&[c(5.0)], &mut rng), Some(0));
         assert_eq!(p2c(&[off(1.0)], &mut rng), None);
     }
@@ -181,10 +188,10 @@ mod tests {
             (0..10_000).filter(|_| p2c(&cands, rng) == Some(2)).count()
         };
         let (low, high, full) = (count(0.1, &mut rng), count(0.5, &mut rng), count(1.0, &mut rng));
-        // Cheapest, so it wins every pick it takes part in: two of three pairs at full weight.
-        assert!((6_300..7_000).contains(&full), "{full}");
+        // In two of three pairs at full weight, winning 0.8 of them (half the others' cost).
+        assert!((5_000..5_700).contains(&full), "{full}");
         assert!(low < high && high < full, "{low} {high} {full}");
-        assert!((400..1_000).contains(&low), "{low}");
+        assert!((350..750).contains(&low), "{low}");
         let alone = [Candidate { ramp: 0.0, ..c(1.0) }];
         assert_eq!(p2c(&alone, &mut rng), Some(0), "alone it still serves");
     }
