@@ -98,7 +98,8 @@ pub struct Router {
     affinity: concat::Affinity,
     config: RoutingConfig,
     rng: Mutex<SmallRng>,
-    last_tick: Mutex<Instant>,
+    /// When the last tick ran, and how many have.
+    last_tick: Mutex<(Instant, u64)>,
 }
 
 impl Router {
@@ -161,7 +162,7 @@ impl Router {
             affinity: concat::Affinity::default(),
             config: config.routing.clone(),
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
-            last_tick: Mutex::new(Instant::now()),
+            last_tick: Mutex::new((Instant::now(), 0)),
         }
     }
 
@@ -397,11 +398,11 @@ impl Router {
     /// [`TICK`].
     pub fn tick(&self) {
         let now = Instant::now();
-        let dt = {
+        let (dt, ticks) = {
             let mut last = self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
-            let dt = now.saturating_duration_since(*last);
-            *last = now;
-            dt
+            let dt = now.saturating_duration_since(last.0);
+            *last = (now, last.1 + 1);
+            (dt, last.1)
         };
         for slot in &self.upstreams {
             let bound = slot.sessions.iter().any(|s| s.is_bound());
@@ -458,7 +459,10 @@ impl Router {
                 warn!(group = %g.config.name, from = %self.member_name(gi, active), to = %self.member_name(gi, chosen), "{how}");
             }
         }
-        self.affinity.expire(now, self.config.concat_ttl);
+        // Pins live for minutes: a pass over them every second is plenty.
+        if ticks % 10 == 0 {
+            self.affinity.expire(now, self.config.concat_ttl);
+        }
     }
 
     /// Moves a failover group back to its first available member (what `failback = "manual"`
