@@ -3,9 +3,10 @@
 //! the most room takes it. Parts of one concatenated message stay on one upstream.
 //!
 //! - `load-balance`: power of two choices over members' measured cost (peak-EWMA latency x
-//!   (outstanding + 1), slowed by slow start after a return); members whose adaptive rate (what
-//!   the SMSC's throttling taught) or window is used up, or that are over a `max_share` cap,
-//!   sit out the pick; unavailable ones (no bound session, ejected for errors) are skipped.
+//!   (outstanding + 1)); a member back from an outage takes part with a chance that ramps up
+//!   over `slow_start`; members whose adaptive rate (what the SMSC's throttling taught) or
+//!   window is used up, or that are over a `max_share` cap, sit out the pick; unavailable ones
+//!   (no bound session, ejected for errors) are skipped.
 //! - `failover`: the active member takes everything; when it becomes unavailable the next
 //!   available one takes over at once; failback after `failback_after` of uninterrupted health.
 //! - `round-robin`: members in turn, blind to measurements (a baseline).
