@@ -25,7 +25,8 @@ const CUT_MIN: f64 = 0.05;
 const CUT_MAX: f64 = 0.5;
 /// …at most once per this long (one burst of throttles is one signal).
 const DECREASE_EVERY: Duration = Duration::from_millis(200);
-/// Each tick without throttles, an adaptive rate that was used up grows by this share of itself.
+/// Each tick without throttles, an adaptive rate that was used up grows by a fixed step: this
+/// share of the rate the last throttle set (additive, and in proportion to the link's size).
 const INCREASE: f64 = 0.03;
 /// An adaptive rate never goes below this many messages per second.
 const MIN_RATE: f64 = 2.0;
@@ -106,6 +107,8 @@ struct Inner {
     tokens: f64,
     tokens_at: Instant,
     last_decrease: Option<Instant>,
+    /// What each quiet tick adds to the adaptive rate (set by the last throttle).
+    step: f64,
     /// The adaptive rate ran out since the last tick (demand is above it).
     limited: bool,
     answers: f64,
@@ -132,6 +135,7 @@ impl Load {
                 tokens: 0.0,
                 tokens_at: now,
                 last_decrease: None,
+                step: 1.0,
                 limited: false,
                 answers: 0.0,
                 errors: 0.0,
@@ -165,6 +169,7 @@ impl Load {
                 .max(MIN_RATE);
                 i.tokens = i.tokens.min(1.0);
                 i.last_decrease = Some(now);
+                i.step = (i.limit * INCREASE).max(1.0);
             }
             return;
         }
@@ -273,7 +278,7 @@ impl Load {
         if i.limit.is_finite() {
             let quiet = i.last_decrease.is_none_or(|t| now.duration_since(t) >= DECREASE_EVERY);
             if quiet && i.limited {
-                i.limit += (i.limit * INCREASE).max(1.0);
+                i.limit += i.step;
             }
             if i.last_decrease
                 .is_none_or(|t| now.duration_since(t) >= FORGET_LIMIT_AFTER)
