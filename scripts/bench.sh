@@ -4,6 +4,8 @@
 # HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store, and
 # through smpp-proxy with the memory store. Prints msg/s and the ratios.
 # Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW] [ROUNDS]   (installs haproxy from Debian if missing)
+# PROXY_LOG sets the durable proxy's RUST_LOG (e.g. smpp_proxy::store=debug: every group commit);
+# KEEP_LOGS=1 copies the logs to /tmp before the work directory goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-200000}
