@@ -64,6 +64,8 @@ struct Slot {
     info: Arc<UpstreamInfo>,
     /// Its sessions that can submit.
     sessions: Vec<Arc<SessionHandle>>,
+    /// Whose turn it is among its sessions with equal room.
+    turn: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -116,6 +118,7 @@ impl Router {
                     upstreams.push(Slot {
                         info: s.upstream.clone(),
                         sessions: Vec::new(),
+                        turn: AtomicUsize::new(0),
                     });
                     upstreams.len() - 1
                 }
@@ -320,10 +323,8 @@ impl Router {
             slot.info.bucket.give_back();
             return Err((fwd, CommandStatus::ESME_RTHROTTLED));
         }
-        let first = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            pick::most_free(sessions.len(), |i| sessions[i].free_window(), &mut *rng)
-        };
+        let turn = slot.turn.fetch_add(1, Ordering::Relaxed);
+        let first = pick::most_free(sessions.len(), |i| sessions[i].free_window(), turn);
         // The fullest-first order after the first choice hardly matters: refusals are rare
         // (the channel is as deep as the window).
         let order = first
