@@ -64,6 +64,9 @@ pub struct Context {
     pub early: EarlyReceipts,
 }
 
+/// How often the store sweeps a slice of its correlations for `correlation_ttl`.
+const CORRELATION_SWEEP: Duration = Duration::from_secs(10);
+
 /// A running proxy.
 #[derive(Debug)]
 pub struct Proxy {
@@ -138,7 +141,7 @@ impl Proxy {
             let wait = config.early_receipt_wait;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(crate::routing::TICK);
-                let (mut n, mut last_early) = (0u64, tokio::time::Instant::now());
+                let (mut last_early, mut last_sweep) = (tokio::time::Instant::now(), tokio::time::Instant::now());
                 loop {
                     tick.tick().await;
                     ctx.router.tick();
@@ -146,8 +149,8 @@ impl Proxy {
                         last_early = tokio::time::Instant::now();
                         ctx.expire_early(wait);
                     }
-                    n += 1;
-                    if n % 100 == 0 {
+                    if last_sweep.elapsed() >= CORRELATION_SWEEP {
+                        last_sweep = tokio::time::Instant::now();
                         ctx.expire_correlations().await;
                     }
                 }

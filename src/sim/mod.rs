@@ -160,6 +160,11 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Every bound session sends unbind (see [`SimHandle::unbind_all`]).
+    fn unbind_all(&self) {
+        self.unbind.send_modify(|n| *n += 1);
+    }
+
     pub(crate) fn session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
@@ -258,13 +263,13 @@ impl SimHandle {
     /// Makes every bound session send unbind and close once answered, as an SMSC does before
     /// maintenance; clients may bind again right away.
     pub fn unbind_all(&self) {
-        self.shared.unbind.send_modify(|n| *n += 1);
+        self.shared.unbind_all();
     }
 
     /// [`unbind_all`](Self::unbind_all) as a function another task can keep.
     pub fn unbinder(&self) -> impl Fn() + Send + 'static {
         let shared = self.shared.clone();
-        move || shared.unbind.send_modify(|n| *n += 1)
+        move || shared.unbind_all()
     }
 
     /// Stops listening and closes every session.
