@@ -86,6 +86,8 @@ pub struct LoadView {
     pub ejected_for: Option<Duration>,
     /// Available without interruption since (as of the last tick).
     pub since: Option<Instant>,
+    /// Never lost since it first came up.
+    pub fresh: bool,
 }
 
 /// The measured state of one upstream.
@@ -151,6 +153,12 @@ impl Load {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A bound session of it was lost: from now on it counts as having failed (its returns are
+    /// slow-started and failback waits for its hysteresis), even if no tick saw it down.
+    pub fn lost(&self) {
+        self.lock().returned = true;
     }
 
     /// An answer came `rtt` after its request was written.
@@ -250,6 +258,7 @@ impl Load {
             ramp,
             ejected_for,
             since: i.available_since,
+            fresh: !i.returned,
         }
     }
 

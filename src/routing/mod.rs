@@ -89,6 +89,10 @@ struct View {
     score: f64,
     ramp: f64,
     since: Option<Instant>,
+    /// Available and never lost since it first came up.
+    fresh: bool,
+    /// Lost at least once (as opposed to not up yet).
+    failed: bool,
 }
 
 /// Routes requests over the upstream sessions.
@@ -230,6 +234,8 @@ impl Router {
             score: 0.0,
             ramp: 1.0,
             since: None,
+            fresh: false,
+            failed: false,
         }; MAX_MEMBERS];
         for (k, m) in g.members.iter().take(n).enumerate() {
             views[k] = self.view(*m, now, g.config.slow_start);
@@ -362,6 +368,8 @@ impl Router {
                     score: pick::score(lv.rtt, outstanding),
                     ramp: lv.ramp,
                     since: lv.since,
+                    fresh: lv.available && lv.fresh,
+                    failed: !lv.fresh,
                 }
             }
             Target::Group(gi) => {
@@ -372,15 +380,19 @@ impl Router {
                     score: f64::INFINITY,
                     ramp: 0.0,
                     since: None,
+                    fresh: true,
+                    failed: false,
                 };
                 let active = g.active.load(Ordering::Relaxed);
                 for (k, m) in g.members.iter().enumerate() {
                     let v = self.view(*m, now, g.config.slow_start);
+                    out.failed |= v.failed;
                     if !v.available {
                         continue;
                     }
                     let counts = g.config.strategy != Strategy::Failover || k == active || !out.available;
                     out.available = true;
+                    out.fresh &= v.fresh;
                     out.since = match (out.since, v.since) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -391,6 +403,7 @@ impl Router {
                         out.ramp = out.ramp.max(v.ramp);
                     }
                 }
+                out.fresh &= out.available;
                 out
             }
         }
@@ -447,12 +460,18 @@ impl Router {
                     Standing {
                         available: v.available,
                         since: v.since,
+                        fresh: v.fresh,
+                        failed: v.failed,
                     }
                 })
                 .collect();
             let active = g.active.load(Ordering::Acquire);
             let chosen = pick::failover(&standings, active, g.config.failback, g.config.failback_after, now);
+            // Away from an active member only when it failed: one that is not up yet (at start
+            // the standby may bind first) keeps its place until a request needs another.
+            let failed = standings.get(active).is_some_and(|s| !s.available && s.failed);
             if chosen != active
+                && (chosen < active || failed)
                 && g.active
                     .compare_exchange(active, chosen, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()

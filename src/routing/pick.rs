@@ -83,12 +83,18 @@ pub struct Standing {
     pub available: bool,
     /// Since when, without interruption.
     pub since: Option<Instant>,
+    /// Never lost since it first came up (it is starting, not flapping).
+    pub fresh: bool,
+    /// Lost at least once (as opposed to not up yet).
+    pub failed: bool,
 }
 
 /// Which member of a failover group carries traffic: the active one while it is available,
 /// else the first available in order of preference. With `Failback::Auto`, a more preferred
 /// member takes over again once available without interruption for `failback_after`
-/// (hysteresis: a link that flaps faster never gets traffic back).
+/// (hysteresis: a link that flaps faster never gets traffic back). A more preferred member
+/// that has never failed takes over as soon as it is up, whatever `failback` says: at start
+/// the standby may simply have bound first, and that is no failure to recover from.
 pub fn failover(
     members: &[Standing],
     active: usize,
@@ -98,17 +104,14 @@ pub fn failover(
 ) -> usize {
     let active = active.min(members.len().saturating_sub(1));
     if members.get(active).is_some_and(|m| m.available) {
-        if failback == Failback::Auto {
-            let settled = |m: &Standing| {
-                m.available
-                    && m.since
-                        .is_some_and(|s| now.saturating_duration_since(s) >= failback_after)
-            };
-            if let Some(better) = members[..active].iter().position(settled) {
-                return better;
-            }
-        }
-        return active;
+        let settled = |m: &Standing| {
+            m.available
+                && (m.fresh
+                    || failback == Failback::Auto
+                        && m.since
+                            .is_some_and(|s| now.saturating_duration_since(s) >= failback_after))
+        };
+        return members[..active].iter().position(settled).unwrap_or(active);
     }
     members.iter().position(|m| m.available).unwrap_or(active)
 }
@@ -204,11 +207,23 @@ mod tests {
         let up = |since: Instant| Standing {
             available: true,
             since: Some(since),
+            fresh: false,
+            failed: true,
         };
         let down = Standing {
             available: false,
             since: None,
+            fresh: false,
+            failed: true,
         };
+        // At start the standby bound first: the primary takes over as soon as it is up.
+        let starting = Standing {
+            fresh: true,
+            failed: false,
+            ..up(t0)
+        };
+        assert_eq!(failover(&[starting, up(t0)], 1, Failback::Auto, after, t0), 0);
+        assert_eq!(failover(&[starting, up(t0)], 1, Failback::Manual, after, t0), 0);
         // Primary down: the standby at once.
         assert_eq!(failover(&[down, up(t0)], 0, Failback::Auto, after, t0), 1);
         // Primary back 10 s: not yet.
@@ -237,6 +252,8 @@ mod tests {
                 let primary = Standing {
                     available: avail,
                     since: avail.then_some(since),
+                    fresh: false,
+                    failed: true,
                 };
                 active = failover(
                     &[primary, up(t0)],

@@ -93,6 +93,8 @@ pub async fn run(
                 info!(upstream = %name, session = index, kind = ?handle.kind, "bound");
                 let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &mut shutdown).await;
                 handle.set_bound(false);
+                // Whatever the router saw of it, this upstream has now failed once.
+                handle.upstream.load.lost();
                 match &end {
                     End::Shutdown => {
                         info!(upstream = %name, session = index, "unbound for shutdown")
