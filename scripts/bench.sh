@@ -5,7 +5,8 @@
 # through smpp-proxy with the memory store. Prints msg/s and the ratios.
 # Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW] [ROUNDS]   (installs haproxy from Debian if missing)
 # PROXY_LOG sets the durable proxy's RUST_LOG (e.g. smpp_proxy::store=debug: every group commit);
-# KEEP_LOGS=1 copies the logs to /tmp before the work directory goes.
+# KEEP_LOGS=1 copies the logs to /tmp before the work directory goes. RECEIPT_DELAY (default
+# 1ms) is how long the simulator waits before it sends each receipt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-200000}
@@ -21,7 +22,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOGS:-}" ] && 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
 
-$bin sim --listen 127.0.0.1:$sim_port --receipt-delay 1ms >"$work/sim.log" 2>&1 &
+$bin sim --listen 127.0.0.1:$sim_port --receipt-delay "${RECEIPT_DELAY:-1ms}" >"$work/sim.log" 2>&1 &
 cat >"$work/haproxy.cfg" <<CFG
 global
     maxconn 1000
