@@ -94,14 +94,7 @@ async fn window_and_tps_limits_answer_throttled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_sm_and_submit_multi_are_forwarded_and_mapped() {
-    let sims = start_sims(
-        1,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(1).await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
     let mut esme = shop(&proxy).await;
     let data = DataSm {

@@ -138,14 +138,7 @@ async fn shares_follow_capacity_1_2_3_and_round_robin_does_worse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_upstream_leaves_at_once_and_returns_gradually() {
-    let sims = start_sims(
-        3,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(3).await;
     let extra = group("load-balance", 3, "slow_start = \"3s\"\n");
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
     let ctx = proxy.context().clone();
@@ -223,14 +216,7 @@ async fn a_killed_upstream_leaves_at_once_and_returns_gradually() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_smsc_going_down_politely_costs_clients_nothing() {
-    let sims = start_sims(
-        3,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(3).await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &group("load-balance", 3, ""))).await;
     let traffic = tokio::spawn(bench::run(load(&proxy, 300, 4)));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -286,14 +272,7 @@ async fn an_upstream_that_gets_ten_times_slower_loses_most_of_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_tps_cap_holds_across_its_sessions() {
-    let sims = start_sims(
-        1,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(1).await;
     let proxy = start_proxy(&proxy_toml(&sims, "sessions = 3\ntps = 50\n", SHOP, "")).await;
     let started = Instant::now();
     let burst = tokio::spawn(bench::run(BenchConfig {
@@ -323,14 +302,7 @@ async fn an_upstream_tps_cap_holds_across_its_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_max_share_caps_a_member() {
-    let sims = start_sims(
-        2,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(2).await;
     let extra = group("load-balance", 2, "max_share = { \"smsc-0\" = 0.2 }\n");
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
     let r = bench::run(load(&proxy, 400, 3)).await.unwrap();
@@ -353,16 +325,7 @@ async fn an_upstream_failing_every_request_is_ejected() {
     .await
     .unwrap();
     let mut sims = vec![broken];
-    sims.extend(
-        start_sims(
-            2,
-            SimConfig {
-                receipts: false,
-                ..SimConfig::default()
-            },
-        )
-        .await,
-    );
+    sims.extend(start_sims_without_receipts(2).await);
     let extra = format!("{}[routing]\neject_for = \"30s\"\n", group("load-balance", 3, ""));
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
     let ctx = proxy.context().clone();

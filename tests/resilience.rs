@@ -194,14 +194,7 @@ async fn upstream_sessions_come_back_after_the_smsc_restarts_one_socket_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unbind_from_the_smsc_is_answered_and_the_session_rebinds() {
-    let sims = start_sims(
-        1,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(1).await;
     let proxy = start_proxy(&proxy_toml(&sims, "sessions = 2", SHOP, "")).await;
     assert_eq!(sims[0].stats().binds.load(Ordering::Relaxed), 2);
     sims[0].unbind_all();

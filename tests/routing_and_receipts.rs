@@ -129,14 +129,7 @@ async fn message_id_formats_per_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
-    let sims = start_sims(
-        2,
-        SimConfig {
-            receipts: false,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = start_sims_without_receipts(2).await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
     let mut esme = shop(&proxy).await;
     let mut ids = Vec::new();

@@ -61,6 +61,15 @@ pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimHandle> {
     sims
 }
 
+/// `n` simulators that answer submits but send no receipts.
+pub async fn start_sims_without_receipts(n: usize) -> Vec<SimHandle> {
+    let config = SimConfig {
+        receipts: false,
+        ..SimConfig::default()
+    };
+    start_sims(n, config).await
+}
+
 /// A proxy config: listen on 127.0.0.1:0, one upstream per simulator (`smsc-0`, `smsc-1`, …),
 /// `clients` as TOML `[[clients]]` blocks, and `extra` appended.
 pub fn proxy_toml(sims: &[SimHandle], upstream_extra: &str, clients: &str, extra: &str) -> String {
