@@ -262,7 +262,7 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
                 destination_addr: "447700900123".into(),
                 part: None,
             };
-            tickets.push(store.put_correlation(&c, &format!("{n:x}")));
+            tickets.push(store.put_correlation(std::sync::Arc::new(c), &format!("{n:x}")));
             if tickets.len() == 10_000 {
                 for t in tickets.drain(..) {
                     t.wait().await.unwrap();

@@ -7,6 +7,9 @@
 //! client id).
 
 pub mod durable;
+mod hot;
+mod record;
+mod writer;
 
 pub use durable::{Commit, DurableStore};
 

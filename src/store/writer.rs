@@ -1,0 +1,656 @@
+//! The durable store's one writer thread: group commits, the log, and folding the hot tier into
+//! the tables a generation later.
+//!
+//! Callers hand it operations through a channel and get a [`Commit`](super::Commit) ticket; the
+//! writer takes everything that queued up while it was committing (up to 1000 operations; when
+//! that is under 16, or the writer is busy, it sleeps 0.5 ms for more), applies it in one write
+//! transaction, commits once (one fsync for the whole batch), publishes the correlation writes
+//! to the hot tier, then answers every ticket. Hot correlation writes go to the `log` table as
+//! one row per batch; outbox writes, and correlation writes in direct mode, go straight to
+//! their tables (stamped with the batch's row number, so a replay knows they are newer).
+//!
+//! Direct mode: when a flushed generation shows that most of its hot puts were still live (late
+//! receipts: the hot tier only adds work), puts go straight to the tables, except one in
+//! `SAMPLE`, which keeps measuring; the next flushed generation may switch back. A removal of
+//! a key only the tables hold is applied there at once, unless a flush under way still has log
+//! rows naming it (`guarded`).
+//!
+//! Generations: log rows are counted into generations that close at `GEN_WRITES` correlation
+//! writes or after `GEN_SPAN`. Once two have closed, the older is flushed: the hot entries
+//! whose latest write is in its rows go to the tables, a slice at a time between group commits
+//! (commits without fsync: until the last slice deletes the generation's rows, in the same
+//! transaction, the log still has them), then leave the hot tier. So a correlation stays hot for
+//! at least one whole generation, and the hot tier holds at most about three.
+
+use super::durable::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
+use super::hot::{Entry, Hot, Stage, UpKey};
+use super::record::{
+    client_key, decode, encode_stamped, key, log_ops, log_put, log_remove, restamp, stamp, time_and_client_key,
+    unstamp, LogOp,
+};
+use super::{Correlation, StoreError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A batch closes at this many operations.
+const BATCH_MAX: usize = 1000;
+/// When fewer than `BATCH_SMALL` operations were waiting, or the last batch had `BATCH_BUSY` or
+/// more, the writer waits this long for more before it commits.
+const BATCH_DELAY: Duration = Duration::from_micros(500);
+const BATCH_SMALL: usize = 16;
+const BATCH_BUSY: usize = 64;
+/// A generation closes at this many correlation writes (what the hot tier holds is about three
+/// generations: ~50 000 correlations at most, a few tens of MB)…
+const GEN_WRITES: usize = 16_384;
+/// …or this long after it opened, when it has any.
+const GEN_SPAN: Duration = Duration::from_secs(20);
+/// A flush moves at most this many keys between two group commits (~10 ms of the writer).
+const FLUSH_SLICE: usize = 2048;
+/// A quiet writer still wakes this often to close generations…
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// …and this often to go on with a flush.
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
+/// A sweep reads at least this many correlations (a few milliseconds of the writer)…
+const SWEEP_MIN: u64 = 10_000;
+/// …and at most this many, so one sweep never holds the writer for long…
+const SWEEP_MAX: u64 = 100_000;
+/// …and otherwise the number that makes a full pass in this many sweeps (every 10 s: an hour).
+const SWEEPS_PER_PASS: u64 = 360;
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+pub(super) enum Op {
+    PutCorrelation {
+        up_key: UpKey,
+        c: Arc<Correlation>,
+        /// `c` as a table value (its stamp filled in by the writer), and its `corr_client` key.
+        value: Vec<u8>,
+        client_key: Vec<u8>,
+    },
+    RemoveCorrelation {
+        up_key: UpKey,
+    },
+    ExpireCorrelations {
+        /// Correlations submitted before this (Unix seconds) are dropped.
+        before: u64,
+        /// How many table rows to read at most; `None`: by the table's size.
+        budget: Option<u64>,
+    },
+    OutboxPush {
+        client: String,
+        pdu: Vec<u8>,
+    },
+    OutboxRemove {
+        client: String,
+        seq: u64,
+    },
+    /// Fold the whole hot tier into the tables and empty the log (answered once durable).
+    Checkpoint,
+}
+
+pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
+
+/// How the writer has been doing, for tests, benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Group commits (write transactions with an fsync).
+    pub commits: AtomicU64,
+    /// Operations applied.
+    pub operations: AtomicU64,
+    /// Correlation keys the flush wrote to (or deleted from) the tables; a correlation put and
+    /// removed while hot never counts here.
+    pub flushed: AtomicU64,
+    /// Puts go straight to the tables (most of what the hot tier held outlived it).
+    pub direct: AtomicBool,
+}
+
+struct Generation {
+    first_row: u64,
+    opened: Instant,
+    /// Correlation writes, hot or direct.
+    writes: usize,
+    /// Puts that went to the hot tier.
+    hot_puts: usize,
+}
+
+impl Generation {
+    fn new(first_row: u64) -> Generation {
+        Generation {
+            first_row,
+            opened: Instant::now(),
+            writes: 0,
+            hot_puts: 0,
+        }
+    }
+}
+
+struct Flush {
+    first_row: u64,
+    upto: u64,
+    /// Sorted.
+    keys: Vec<UpKey>,
+    done: usize,
+    /// The generation's hot puts, and how many of those were still live when flushed.
+    puts: usize,
+    live: usize,
+}
+
+/// `true` when a flush under way has moved `k` to the tables while its log rows still name it:
+/// such a key keeps going through the hot tier (and the log), so that a replay cannot bring back
+/// an older write over a table write that left no trace (a direct removal).
+fn guarded(flush: &Option<Flush>, k: &[u8]) -> bool {
+    flush
+        .as_ref()
+        .is_some_and(|f| f.keys[..f.done].binary_search_by(|x| (**x).cmp(k)).is_ok())
+}
+
+pub(super) struct Writer {
+    db: Arc<Database>,
+    hot: Arc<Hot>,
+    stats: Arc<WriterStats>,
+    /// Where the table sweep goes on: the last `corr_up` key it read.
+    sweep_from: Option<Vec<u8>>,
+    next_row: u64,
+    gens: VecDeque<Generation>,
+    flush: Option<Flush>,
+    /// Puts go straight to the tables (the hot tier was not paying: most of what it held
+    /// outlived it), but for every `SAMPLE`th, which keeps measuring.
+    direct: bool,
+    puts: u64,
+    /// The batch being applied (kept for its capacity, like the log row it writes).
+    stage: Stage,
+    row: Vec<u8>,
+}
+
+/// In direct mode, one put in this many still goes to the hot tier.
+const SAMPLE: u64 = 32;
+/// A flushed generation with at least this many hot puts decides the mode.
+const DECIDE_MIN: usize = 256;
+
+/// Whether a table holds `k`.
+fn holds(table: &Table<&[u8], &[u8]>, k: &[u8]) -> Result<bool, StoreError> {
+    Ok(table.get(k).map_err(err)?.is_some())
+}
+
+impl Writer {
+    /// Replays the log into the hot tier (what the last run wrote but did not flush), so readers
+    /// see the store as the last commit left it.
+    pub(super) fn open(db: Arc<Database>, hot: Arc<Hot>, stats: Arc<WriterStats>) -> Result<Writer, StoreError> {
+        let txn = db.begin_read().map_err(err)?;
+        let log = txn.open_table(LOG).map_err(err)?;
+        let up = txn.open_table(CORR_UP).map_err(err)?;
+        // The log row the tables' version of `k` is as new as (`None`: not there). A log write
+        // no newer than that is already in the tables (flushed, or superseded by a direct write).
+        let stamp_of = |k: &[u8]| Ok::<_, StoreError>(up.get(k).map_err(err)?.map(|v| stamp(v.value())));
+        let mut stage = Stage::default();
+        let (mut first, mut last, mut writes) = (None, None, 0);
+        for item in log.iter().map_err(err)? {
+            let (row, ops) = item.map_err(err)?;
+            let row = row.value();
+            first.get_or_insert(row);
+            last = Some(row);
+            for op in log_ops(ops.value())? {
+                writes += 1;
+                let (LogOp::Put { up_key, .. } | LogOp::Remove { up_key }) = op;
+                let stamped = stamp_of(up_key)?;
+                if stamped.is_some_and(|s| s >= row) {
+                    continue;
+                }
+                let in_tables = || Ok::<_, StoreError>(stamped.is_some());
+                match op {
+                    LogOp::Put { up_key, value } => {
+                        let c = Arc::new(decode(value)?);
+                        stage.put(&hot, &Arc::from(up_key), c, row, in_tables)?;
+                    }
+                    LogOp::Remove { up_key } => {
+                        stage.remove(&hot, &Arc::from(up_key), row, in_tables)?;
+                    }
+                }
+            }
+        }
+        stage.publish(&hot);
+        let next_row = last.map_or(0, |r| r + 1);
+        let mut gens = VecDeque::new();
+        if let Some(first_row) = first {
+            gens.push_back(Generation {
+                writes,
+                ..Generation::new(first_row)
+            });
+        }
+        gens.push_back(Generation::new(next_row));
+        if writes > 0 {
+            tracing::info!(writes, hot = hot.len(), "store: replayed the log");
+        }
+        Ok(Writer {
+            db,
+            hot,
+            stats,
+            sweep_from: None,
+            next_row,
+            gens,
+            flush: None,
+            direct: false,
+            puts: 0,
+            stage,
+            row: Vec::new(),
+        })
+    }
+
+    /// Serves the channel until every sender is gone.
+    pub(super) fn run(mut self, rx: std_mpsc::Receiver<(Op, Reply)>) {
+        let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(BATCH_MAX);
+        let mut last = 0;
+        loop {
+            // A flush under way goes on between requests, and also when there are none.
+            let idle = if self.flush.is_some() { IDLE_FLUSH } else { IDLE_WAKE };
+            let first = match rx.recv_timeout(idle) {
+                Ok(op) => op,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    self.maintain();
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            batch.push(first);
+            // Take what queued up while the last batch was committing. A commit costs about the
+            // same for ten operations as for five hundred, so when that is little, or the writer
+            // is busy (its last batch was big), it waits a moment for more: asleep, not on the
+            // channel, so senders do not have to wake it for each one.
+            drain(&rx, &mut batch);
+            if batch.len() < BATCH_SMALL || (last >= BATCH_BUSY && batch.len() < BATCH_MAX / 2) {
+                std::thread::sleep(BATCH_DELAY);
+                drain(&rx, &mut batch);
+            }
+            last = batch.len();
+            let t0 = Instant::now();
+            let mut results = self.apply(&mut batch);
+            if results.is_ok() && batch.iter().any(|(op, _)| matches!(op, Op::Checkpoint)) {
+                if let Err(e) = self.checkpoint() {
+                    tracing::warn!(error = %e, "store: checkpoint failed; the log keeps what it holds");
+                    results = Err(e);
+                }
+            }
+            // Fields are only computed when this debug line is enabled.
+            tracing::debug!(batch = batch.len(), us = t0.elapsed().as_micros() as u64, kinds = ?op_kinds(&batch), "commit");
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            self.stats.operations.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            match results {
+                Ok(seqs) => {
+                    for ((_, reply), seq) in batch.drain(..).zip(seqs) {
+                        let _ = reply.send(Ok(seq));
+                    }
+                }
+                Err(e) => {
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            self.maintain();
+        }
+    }
+
+    /// Applies a batch in one transaction; returns the outbox sequence given to each op (0 if none).
+    fn apply(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
+        self.row.clear();
+        let applied = self.write(batch);
+        if applied.is_err() {
+            self.stage.clear();
+            return applied;
+        }
+        self.stage.publish(&self.hot);
+        applied
+    }
+
+    fn write(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        // This batch's log row number, also the stamp of what it writes straight to the tables:
+        // it is used up if either happens, so later log rows are always newer.
+        let row = self.next_row;
+        let stage = &mut self.stage;
+        let mut seqs = Vec::with_capacity(batch.len());
+        let (mut writes, mut hot_puts, mut direct) = (0, 0, 0);
+        {
+            let mut up = txn.open_table(CORR_UP).map_err(err)?;
+            let mut by_client = None;
+            // Most batches carry no outbox writes: those tables are opened only when needed.
+            let outbox_ops = batch
+                .iter()
+                .any(|(op, _)| matches!(op, Op::OutboxPush { .. } | Op::OutboxRemove { .. }));
+            let mut outbox = outbox_ops.then(|| txn.open_table(OUTBOX)).transpose().map_err(err)?;
+            let mut meta = outbox_ops.then(|| txn.open_table(META)).transpose().map_err(err)?;
+            let first = match &meta {
+                Some(meta) => meta.get("outbox_seq").map_err(err)?.map_or(0, |v| v.value()),
+                None => 0,
+            };
+            let mut next = first;
+            for (op, _) in batch.iter_mut() {
+                let seq = match op {
+                    Op::PutCorrelation {
+                        up_key,
+                        c,
+                        value,
+                        client_key: ck,
+                    } => {
+                        writes += 1;
+                        self.puts += 1;
+                        let known = stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key);
+                        if known || !self.direct || self.puts % SAMPLE == 0 {
+                            stage.put(&self.hot, up_key, c.clone(), row, || holds(&up, up_key))?;
+                            log_put(&mut self.row, up_key, unstamp(value).1);
+                            hot_puts += 1;
+                        } else {
+                            restamp(value, row);
+                            let old = up.insert(&**up_key, value.as_slice()).map_err(err)?;
+                            let old = old.and_then(|v| time_and_client_key(v.value()));
+                            let by_client = match &mut by_client {
+                                Some(t) => t,
+                                None => by_client.insert(txn.open_table(CORR_CLIENT).map_err(err)?),
+                            };
+                            if let Some((_, old)) = old.filter(|(_, old)| old != ck) {
+                                by_client.remove(old.as_slice()).map_err(err)?;
+                            }
+                            by_client.insert(ck.as_slice(), &**up_key).map_err(err)?;
+                            direct += 1;
+                        }
+                        0
+                    }
+                    Op::RemoveCorrelation { up_key } => {
+                        if stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key) {
+                            if stage.remove(&self.hot, up_key, row, || holds(&up, up_key))? {
+                                log_remove(&mut self.row, up_key);
+                                writes += 1;
+                            }
+                        } else {
+                            // Only the tables have it (and no log row): removed there at once.
+                            let old = up.remove(&**up_key).map_err(err)?;
+                            if let Some((_, ck)) = old.and_then(|v| time_and_client_key(v.value())) {
+                                let by_client = match &mut by_client {
+                                    Some(t) => t,
+                                    None => by_client.insert(txn.open_table(CORR_CLIENT).map_err(err)?),
+                                };
+                                by_client.remove(ck.as_slice()).map_err(err)?;
+                                writes += 1;
+                                direct += 1;
+                            }
+                        }
+                        0
+                    }
+                    Op::ExpireCorrelations { before, budget } => {
+                        let mut n = 0;
+                        for k in self.hot.expired(*before) {
+                            if !stage.has(&k) && stage.remove(&self.hot, &k, row, || holds(&up, &k))? {
+                                log_remove(&mut self.row, &k);
+                                writes += 1;
+                                n += 1;
+                            }
+                        }
+                        let by_client = match &mut by_client {
+                            Some(t) => t,
+                            None => by_client.insert(txn.open_table(CORR_CLIENT).map_err(err)?),
+                        };
+                        let sweep = Sweep {
+                            before: *before,
+                            budget: *budget,
+                            from: &mut self.sweep_from,
+                            hot: &self.hot,
+                            stage,
+                        };
+                        n + sweep.run(&mut up, by_client)?
+                    }
+                    Op::OutboxPush { client, pdu } => {
+                        next += 1;
+                        if let Some(outbox) = outbox.as_mut() {
+                            outbox
+                                .insert(key(client, &next.to_be_bytes()).as_slice(), pdu.as_slice())
+                                .map_err(err)?;
+                        }
+                        next
+                    }
+                    Op::OutboxRemove { client, seq } => {
+                        if let Some(outbox) = outbox.as_mut() {
+                            outbox.remove(key(client, &seq.to_be_bytes()).as_slice()).map_err(err)?;
+                        }
+                        0
+                    }
+                    Op::Checkpoint => 0,
+                };
+                seqs.push(seq);
+            }
+            if let Some(meta) = meta.as_mut().filter(|_| next != first) {
+                meta.insert("outbox_seq", next).map_err(err)?;
+            }
+            if !self.row.is_empty() {
+                let mut log = txn.open_table(LOG).map_err(err)?;
+                log.insert(row, self.row.as_slice()).map_err(err)?;
+            }
+        }
+        txn.commit().map_err(err)?;
+        if !self.row.is_empty() || direct > 0 {
+            self.next_row += 1;
+        }
+        if let Some(g) = self.gens.back_mut() {
+            g.writes += writes;
+            g.hot_puts += hot_puts;
+        }
+        Ok(seqs)
+    }
+
+    /// Closes the open generation when it is full or old, and moves a flush on by a slice.
+    fn maintain(&mut self) {
+        let now = Instant::now();
+        if let Some(g) = self.gens.back() {
+            if g.writes >= GEN_WRITES || (g.writes > 0 && now.duration_since(g.opened) >= GEN_SPAN) {
+                self.gens.push_back(Generation::new(self.next_row));
+            }
+        }
+        if self.flush.is_none() && self.gens.len() >= 3 {
+            let first_row = self.gens[0].first_row;
+            let upto = self.gens[1].first_row.saturating_sub(1);
+            self.flush = Some(Flush {
+                first_row,
+                upto,
+                keys: self.hot.due(upto),
+                done: 0,
+                puts: self.gens[0].hot_puts,
+                live: 0,
+            });
+        }
+        if self.flush.is_some() {
+            match self.flush_slice(false) {
+                Ok(true) => {
+                    if let Some(f) = self.flush.take() {
+                        self.decide(&f);
+                    }
+                    self.gens.pop_front();
+                }
+                Ok(false) => {}
+                // The log still has everything; the next call tries again.
+                Err(e) => tracing::warn!(error = %e, "store: flushing the hot tier failed"),
+            }
+        }
+    }
+
+    /// Folds the whole hot tier into the tables and empties the log, durably.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        // A flush under way covers a prefix of the rows: finish it, then take all the rest.
+        while self.flush.is_some() {
+            if self.flush_slice(false)? {
+                self.flush = None;
+                self.gens.pop_front();
+            }
+        }
+        let upto = self.next_row.saturating_sub(1);
+        self.flush = Some(Flush {
+            first_row: self.gens.front().map_or(self.next_row, |g| g.first_row),
+            upto,
+            keys: self.hot.due(upto),
+            done: 0,
+            puts: 0,
+            live: 0,
+        });
+        while !self.flush_slice(true)? {}
+        self.flush = None;
+        self.gens.clear();
+        self.gens.push_back(Generation::new(self.next_row));
+        Ok(())
+    }
+
+    /// Puts go straight to the tables while most of what the hot tier held outlived it (late
+    /// receipts: holding them first only adds work), through the hot tier otherwise.
+    fn decide(&mut self, f: &Flush) {
+        if f.puts < DECIDE_MIN {
+            return;
+        }
+        let direct = f.live * 2 > f.puts;
+        if direct != self.direct {
+            self.direct = direct;
+            self.stats.direct.store(direct, Ordering::Relaxed);
+            tracing::info!(
+                direct,
+                kept = f.live,
+                of = f.puts,
+                "store: correlations now go {}",
+                if direct {
+                    "straight to the tables"
+                } else {
+                    "through the hot tier"
+                }
+            );
+        }
+    }
+
+    /// Writes the next slice of the flush to the tables; `true` when the flush is complete.
+    /// `durable`: the last slice is committed with an fsync.
+    fn flush_slice(&mut self, durable: bool) -> Result<bool, StoreError> {
+        let Some(f) = self.flush.as_mut() else {
+            return Ok(true);
+        };
+        let end = (f.done + FLUSH_SLICE).min(f.keys.len());
+        let last = end == f.keys.len();
+        let mut txn = self.db.begin_write().map_err(err)?;
+        if !(durable && last) {
+            // No fsync: the log holds these writes until the last slice deletes its rows, and
+            // the next group commit makes this one durable with it.
+            txn.set_durability(Durability::None).map_err(err)?;
+        }
+        let mut value = Vec::new();
+        {
+            let mut up = txn.open_table(CORR_UP).map_err(err)?;
+            let mut by_client = txn.open_table(CORR_CLIENT).map_err(err)?;
+            for k in &f.keys[f.done..end] {
+                let entry = match self.hot.entry(k) {
+                    Some(e) if e.seq() <= f.upto => e,
+                    // Written since: a later generation's flush takes it.
+                    _ => continue,
+                };
+                if matches!(entry, Entry::Gone { .. } | Entry::Live { stored: true, .. }) {
+                    // The version the tables hold goes first, with its client id.
+                    let old = up.remove(&**k).map_err(err)?;
+                    if let Some((_, ck)) = old.and_then(|v| time_and_client_key(v.value())) {
+                        by_client.remove(ck.as_slice()).map_err(err)?;
+                    }
+                }
+                if let Entry::Live { c, seq, .. } = &entry {
+                    f.live += 1;
+                    value.clear();
+                    encode_stamped(&mut value, c, *seq);
+                    up.insert(&**k, value.as_slice()).map_err(err)?;
+                    by_client.insert(client_key(c).as_slice(), &**k).map_err(err)?;
+                }
+            }
+            if last {
+                let mut log = txn.open_table(LOG).map_err(err)?;
+                log.retain_in(f.first_row..=f.upto, |_, _| false).map_err(err)?;
+            }
+        }
+        txn.commit().map_err(err)?;
+        for k in &f.keys[f.done..end] {
+            self.hot.flushed(k, f.upto);
+        }
+        self.stats.flushed.fetch_add((end - f.done) as u64, Ordering::Relaxed);
+        f.done = end;
+        Ok(last)
+    }
+}
+
+/// One slice of the table sweep: drops correlations past their TTL from the tables, leaving
+/// keys the hot tier (or this batch) has a newer say about.
+struct Sweep<'a> {
+    before: u64,
+    budget: Option<u64>,
+    from: &'a mut Option<Vec<u8>>,
+    hot: &'a Hot,
+    stage: &'a Stage,
+}
+
+impl Sweep<'_> {
+    fn run(self, up: &mut Table<&[u8], &[u8]>, by_client: &mut Table<&[u8], &[u8]>) -> Result<u64, StoreError> {
+        let budget = self.budget.unwrap_or_else(|| {
+            let len = up.len().unwrap_or(0);
+            (len / SWEEPS_PER_PASS).clamp(SWEEP_MIN, SWEEP_MAX)
+        });
+        let from = match self.from.as_deref() {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut due: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut read = 0;
+        let mut last = None;
+        for item in up.range::<&[u8]>((from, Bound::Unbounded)).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            match time_and_client_key(v.value()) {
+                Some((submitted_at, client_key))
+                    if submitted_at < self.before && !self.stage.touches(self.hot, k.value()) =>
+                {
+                    due.push((k.value().to_vec(), client_key));
+                }
+                _ => {}
+            }
+            read += 1;
+            if read >= budget {
+                last = Some(k.value().to_vec());
+                break;
+            }
+        }
+        // At the end of the table the next sweep starts a new pass.
+        *self.from = last;
+        for (up_key, client_key) in &due {
+            up.remove(up_key.as_slice()).map_err(err)?;
+            by_client.remove(client_key.as_slice()).map_err(err)?;
+        }
+        Ok(due.len() as u64)
+    }
+}
+
+/// Moves what waits in the channel into the batch, up to `BATCH_MAX`.
+fn drain(rx: &std_mpsc::Receiver<(Op, Reply)>, batch: &mut Vec<(Op, Reply)>) {
+    while batch.len() < BATCH_MAX {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
+/// How many of each operation a batch holds: correlation puts, removals, expiry sweeps, outbox
+/// pushes, outbox removals and checkpoints (for `RUST_LOG=smpp_proxy::store=debug`).
+fn op_kinds(batch: &[(Op, Reply)]) -> [usize; 5] {
+    batch.iter().fold([0; 5], |mut k, (op, _)| {
+        k[match op {
+            Op::PutCorrelation { .. } => 0,
+            Op::RemoveCorrelation { .. } => 1,
+            Op::ExpireCorrelations { .. } => 2,
+            Op::OutboxPush { .. } => 3,
+            Op::OutboxRemove { .. } | Op::Checkpoint => 4,
+        }] += 1;
+        k
+    })
+}
