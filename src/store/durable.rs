@@ -431,6 +431,25 @@ mod tests {
         }
     }
 
+    fn remove_all(store: &DurableStore, ns: impl Iterator<Item = u32>) {
+        let tickets: Vec<Commit> = ns
+            .map(|n| store.remove_correlation(&correlation(n), &format!("{n:x}")))
+            .collect();
+        for t in tickets {
+            t.wait_blocking().unwrap();
+        }
+    }
+
+    /// Checks `store`, stops it as a crash would, checks it again reopened, and cleans up.
+    fn check_across_a_crash(store: DurableStore, d: &std::path::Path, check: impl Fn(&DurableStore)) {
+        check(&store);
+        store.stop_like_a_crash();
+        let store = DurableStore::open(d).unwrap();
+        check(&store);
+        drop(store);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
     fn assert_holds_2000_but_7(store: &DurableStore) {
         assert_eq!(
             store.correlation_by_upstream("smsc-a", "1f").unwrap(),
@@ -495,24 +514,14 @@ mod tests {
         for wave in 120..240 {
             let ns = wave * 1000..(wave + 1) * 1000;
             put_all(&store, ns.clone());
-            let tickets: Vec<Commit> = ns
-                .map(|n| store.remove_correlation(&correlation(n), &format!("{n:x}")))
-                .collect();
-            for t in tickets {
-                t.wait_blocking().unwrap();
-            }
+            remove_all(&store, ns);
         }
         assert!(
             !stats.direct.load(Ordering::Relaxed),
             "fast receipts: through the hot tier"
         );
         // Both kinds, and removals of what went straight to the tables, survive a crash.
-        let tickets: Vec<Commit> = (0..1000)
-            .map(|n| store.remove_correlation(&correlation(n), &format!("{n:x}")))
-            .collect();
-        for t in tickets {
-            t.wait_blocking().unwrap();
-        }
+        remove_all(&store, 0..1000);
         let check = |store: &DurableStore| {
             assert_eq!(store.counts().unwrap().correlations, 119_000);
             for n in (0..240_000).step_by(991) {
@@ -520,12 +529,7 @@ mod tests {
                 assert_eq!(found, (1000..120_000).contains(&n).then(|| correlation(n)), "c{n}");
             }
         };
-        check(&store);
-        store.stop_like_a_crash();
-        let store = DurableStore::open(&d).unwrap();
-        check(&store);
-        drop(store);
-        let _ = std::fs::remove_dir_all(&d);
+        check_across_a_crash(store, &d, check);
     }
 
     #[test]
@@ -584,13 +588,7 @@ mod tests {
         for wave in 0..60 {
             let ns = wave * 1000..(wave + 1) * 1000;
             put_all(&store, ns.clone());
-            let tickets: Vec<Commit> = ns
-                .filter(|n| n % 2 == 0)
-                .map(|n| store.remove_correlation(&correlation(n), &format!("{n:x}")))
-                .collect();
-            for t in tickets {
-                t.wait_blocking().unwrap();
-            }
+            remove_all(&store, ns.filter(|n| n % 2 == 0));
         }
         let flushed = store.writer_stats().flushed.load(Ordering::Relaxed);
         assert!(
@@ -611,11 +609,7 @@ mod tests {
         // Removing what the tables hold works the same; and all of it survives a crash.
         store.remove_correlation(&correlation(1), "1").wait_blocking().unwrap();
         put_all(&store, [1].into_iter());
-        store.stop_like_a_crash();
-        let store = DurableStore::open(&d).unwrap();
-        check(&store);
-        drop(store);
-        let _ = std::fs::remove_dir_all(&d);
+        check_across_a_crash(store, &d, check);
     }
 
     #[test]
