@@ -14,12 +14,15 @@
 
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod admin;
 pub mod bench;
 pub mod config;
+pub mod context;
 pub mod esme;
 pub mod hex;
 pub mod ids;
+pub mod messages;
 pub mod pdu;
 pub mod proxy;
 pub mod receipt;

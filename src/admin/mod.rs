@@ -13,7 +13,7 @@ mod snapshot;
 
 pub use snapshot::{ClientStatus, Counters, Snapshot, UpstreamStatus};
 
-use crate::proxy::Context;
+use crate::context::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,7 +2,7 @@
 //! one after another, no locks. Rendered as JSON (`/status`, `smpp-proxy status`) and as the
 //! Prometheus text format (`/metrics`).
 
-use crate::proxy::Context;
+use crate::context::Context;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;

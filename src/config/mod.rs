@@ -10,7 +10,7 @@ mod raw;
 mod routing;
 
 pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
-pub use routing::{GroupConfig, RouteConfig, RoutingConfig};
+pub use routing::{GroupConfig, RouteConfig, RoutingConfig, MAX_MEMBERS};
 
 use crate::receipt::id::IdMatch;
 use serde::Deserialize;

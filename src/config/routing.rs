@@ -7,6 +7,10 @@ use super::{ConcatFailover, Failback, Problems, Strategy};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+/// Most members a group may have: the router chooses among them in arrays of this size on the
+/// stack, without allocating per message.
+pub const MAX_MEMBERS: usize = 16;
+
 /// A routing group.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
@@ -82,11 +86,8 @@ pub(super) fn groups(raw: &[RawGroup], upstreams: &HashSet<String>, p: &mut Prob
         if g.members.is_empty() {
             p.add(key("members"), "must list at least one upstream or group");
         }
-        if g.members.len() > crate::routing::MAX_MEMBERS {
-            p.add(
-                key("members"),
-                format!("at most {} members", crate::routing::MAX_MEMBERS),
-            );
+        if g.members.len() > MAX_MEMBERS {
+            p.add(key("members"), format!("at most {} members", MAX_MEMBERS));
         }
         let mut seen = HashSet::new();
         for (m, member) in g.members.iter().enumerate() {

@@ -1,22 +1,14 @@
-//! Wiring: builds the accounts, upstream sessions, router and store from the configuration,
-//! starts their tasks, and stops them in order on shutdown (stop accepting, unbind clients
-//! after their requests are answered, then unbind upstreams).
-//!
-//! [`Context`] is what every task shares; it is also where receipts and MO from upstreams are
-//! matched and sent on to their account ([`inbound`]).
+//! Wiring: builds the accounts, upstream sessions, router and store from the configuration into
+//! one [`Context`], starts their tasks, and stops them in order on shutdown (stop accepting,
+//! unbind clients after their requests are answered, then unbind upstreams).
 
-mod inbound;
-
-pub use inbound::EarlyReceipts;
-pub mod messages;
-
+use crate::account;
 use crate::config::{Config, StoreBackend};
+use crate::context::{Context, EarlyReceipts, Stats};
 use crate::ids::IdGenerator;
 use crate::routing::Router;
-use crate::server::account::{self, AccountHandle};
 use crate::store::{DurableStore, MemoryStore, Store};
 use crate::upstream::{self, InboundSink, SessionHandle};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -25,44 +17,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
-
-/// Counters worth reporting.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Receipts whose id matched no submission.
-    pub unmatched_receipts: AtomicU64,
-    /// Receipts matched and sent on to their client.
-    pub matched_receipts: AtomicU64,
-    /// MO sent on to a client.
-    pub mo_routed: AtomicU64,
-    /// MO no route matched.
-    pub mo_unroutable: AtomicU64,
-    /// Part receipts not passed on because of the client's `multipart_receipts`.
-    pub part_receipts_suppressed: AtomicU64,
-}
-
-/// What the proxy's tasks share.
-#[derive(Debug)]
-pub struct Context {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// Accounts by system_id.
-    pub accounts: HashMap<String, AccountHandle>,
-    /// The router over the upstream sessions.
-    pub router: Router,
-    /// Correlations.
-    pub store: Arc<dyn Store>,
-    /// Client message ids.
-    pub ids: IdGenerator,
-    /// Bind ids (per process).
-    pub next_bind_id: AtomicU64,
-    /// Counters.
-    pub stats: Stats,
-    /// The upstream sessions (for status).
-    pub sessions: Vec<Arc<SessionHandle>>,
-    /// Receipts that came before their correlation.
-    pub early: EarlyReceipts,
-}
 
 /// How often the store sweeps a slice of its correlations for `correlation_ttl`.
 const CORRELATION_SWEEP: Duration = Duration::from_secs(10);

@@ -1,8 +1,9 @@
 //! What the router shows of itself for `/status`, `/metrics` and `smpp-proxy status`: every
 //! upstream's state and measurements, every group's strategy and active member.
 
-use super::{load, Router, Slot, Target};
+use super::{Router, Slot, Target};
 use crate::config::Strategy;
+use crate::upstream::load;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 

@@ -12,7 +12,7 @@
 //! - `round-robin`: members in turn, blind to measurements (a baseline).
 //!
 //! The choices themselves are pure functions in [`pick`]; this module takes the snapshots
-//! ([`load::Load`] per upstream, written by the session tasks), applies the rate limits and
+//! ([`Load`](crate::upstream::load::Load) per upstream, written by the session tasks), applies the rate limits and
 //! hands the request to a session's channel. [`Router::tick`] (every 100 ms) advances the
 //! measurements, ejects and readmits upstreams, fails back, and logs every change.
 
@@ -21,17 +21,16 @@
 
 pub mod concat;
 mod figures;
-pub mod load;
 pub mod pick;
 pub mod routes;
 
 pub use figures::{GroupFigures, UpstreamFigures};
 
-use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy};
+use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy, MAX_MEMBERS};
+use crate::messages::Forward;
 use crate::pdu::CommandStatus;
-use crate::proxy::messages::Forward;
+use crate::upstream::load::Change;
 use crate::upstream::{SessionHandle, UpstreamInfo};
-use load::Change;
 use pick::{Candidate, Standing};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -41,8 +40,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-/// Most members a group may have (picks use a stack array of this size).
-pub const MAX_MEMBERS: usize = 16;
 /// How often [`Router::tick`] should run.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Each tick, a group's pick counts keep this share (about a second of memory), for `max_share`.

@@ -3,7 +3,7 @@
 //! round-robin baseline, the failover decision with its failback hysteresis, and the session
 //! with the most room within one upstream.
 
-use crate::config::Failback;
+use crate::config::{Failback, MAX_MEMBERS};
 use rand::Rng;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ pub fn score(rtt: f64, outstanding: u32) -> f64 {
 /// slow start takes part in a pick only with the chance of its ramp, so its share grows with
 /// the ramp instead of jumping.
 pub fn p2c(candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
-    let mut in_pick = [false; 64];
+    let mut in_pick = [false; MAX_MEMBERS];
     let n = candidates.len().min(in_pick.len());
     for (k, c) in candidates.iter().take(n).enumerate() {
         in_pick[k] = c.usable && (c.ramp >= 1.0 || rng.gen::<f64>() < c.ramp);

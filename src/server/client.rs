@@ -7,11 +7,12 @@
 //! recorded with the id the client gets before the client sees it; query/cancel/replace
 //! carrying the client's id go to the upstream that took the message, with that upstream's id.
 
-use super::account::AccountHandle;
+use crate::account::AccountHandle;
+use crate::context::Context;
+use crate::messages::{AccountMsg, ClientEvent, Forward, Outcome, RequestInfo};
 use crate::pdu::body::{BindResp, MessageIdResp};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
-use crate::proxy::messages::{AccountMsg, ClientEvent, Forward, Outcome, RequestInfo};
-use crate::proxy::Context;
+use crate::receipt::id::IdMatch;
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
 use crate::store::{Commit, Correlation, StoreError};
 use futures_util::{SinkExt, StreamExt};
@@ -477,11 +478,12 @@ impl Client {
         match event {
             ClientEvent::Answer(Outcome::Answered {
                 upstream,
+                id_match,
                 request,
                 resp,
             }) => {
                 self.outstanding = self.outstanding.saturating_sub(1);
-                match self.map_answer(&upstream, request, resp) {
+                match self.map_answer(upstream, id_match, request, resp) {
                     Some(resp) => self.conn.feed(&resp).await,
                     None => Ok(()),
                 }
@@ -526,7 +528,8 @@ impl Client {
     /// `None` when the answer waits for its correlation to be stored (`self.committing`).
     fn map_answer(
         &mut self,
-        upstream: &crate::upstream::UpstreamInfo,
+        upstream: Arc<str>,
+        id_match: IdMatch,
         request: Option<RequestInfo>,
         mut resp: Pdu,
     ) -> Option<Pdu> {
@@ -557,7 +560,7 @@ impl Client {
             return Some(resp);
         };
         let correlation = Arc::new(Correlation {
-            upstream: upstream.name.clone(),
+            upstream,
             upstream_id,
             client: account.system_id.clone(),
             client_id: client_id.clone(),
@@ -567,7 +570,7 @@ impl Client {
             destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
             part,
         });
-        let commit = self.ctx.store.record(correlation.clone(), upstream.config.id_match);
+        let commit = self.ctx.store.record(correlation.clone(), id_match);
         let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();
         match &mut resp.body {
             Body::SubmitSmResp(Some(b)) | Body::DataSmResp(Some(b)) => *b = MessageIdResp { message_id: id },

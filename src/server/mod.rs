@@ -1,12 +1,11 @@
 //! The proxy as an SMSC: the listener and the client-side tasks.
 //!
-//! [`serve`] accepts connections and gives each its session task ([`client::run`]); accounts
-//! ([`account`]) hold what must be delivered to each client system_id.
+//! [`serve`] accepts connections and gives each its session task ([`client::run`]). What must
+//! be delivered to each client system_id is held by its account ([`crate::account`]).
 
-pub mod account;
 pub mod client;
 
-use crate::proxy::Context;
+use crate::context::Context;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;

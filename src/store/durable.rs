@@ -22,85 +22,25 @@
 
 use super::hot::{Hot, Seen, UpKey};
 use super::record::{client_key, decode_stamped, encode_stamped, key};
+use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 pub use super::writer::WriterStats;
 use super::writer::{Op, Reply, Writer};
-use super::{Correlation, OutboxEntry, Store, StoreError};
+use super::{Commit, Correlation, OutboxEntry, Store, StoreError};
 use crate::receipt::id::{canonical, IdMatch};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::Path;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-pub(super) const CORR_UP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("corr_up");
-pub(super) const CORR_CLIENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("corr_client");
-pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-pub(super) const OUTBOX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbox");
-pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
 /// How long a correlation without a final receipt is kept unless configured otherwise.
 pub const DEFAULT_CORRELATION_TTL: Duration = Duration::from_secs(72 * 3600);
-
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
 
 /// A `corr_up` key (`upstream \0 id`), built in its one allocation.
 fn up_key(upstream: &str, canonical_id: &str) -> UpKey {
     let bytes = upstream.bytes().chain([0]).chain(canonical_id.bytes());
     bytes.collect()
-}
-
-/// The waiting side of a write: resolves when the write is durable (or failed).
-#[derive(Debug)]
-pub struct Commit(CommitState);
-
-#[derive(Debug)]
-enum CommitState {
-    Done(Option<Result<u64, StoreError>>),
-    Pending(oneshot::Receiver<Result<u64, StoreError>>),
-}
-
-/// A `Commit` is also a future, so a session can keep serving while its writes are committed.
-impl std::future::Future for Commit {
-    type Output = Result<u64, StoreError>;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        match &mut self.0 {
-            CommitState::Done(result) => std::task::Poll::Ready(
-                result
-                    .take()
-                    .unwrap_or_else(|| Err(StoreError("commit polled twice".into()))),
-            ),
-            CommitState::Pending(rx) => std::pin::Pin::new(rx)
-                .poll(cx)
-                .map(|r| r.unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))),
-        }
-    }
-}
-
-impl Commit {
-    /// A write that is already durable (stores without a writer, like the memory store).
-    pub fn done(result: Result<u64, StoreError>) -> Commit {
-        Commit(CommitState::Done(Some(result)))
-    }
-
-    /// Waits until the write is durable; the value is the outbox sequence number where one was
-    /// assigned (0 otherwise).
-    pub async fn wait(self) -> Result<u64, StoreError> {
-        self.await
-    }
-
-    /// Blocks the thread until the write is durable (for tools, not for async tasks).
-    pub fn wait_blocking(self) -> Result<u64, StoreError> {
-        match self.0 {
-            CommitState::Done(r) => r.unwrap_or_else(|| Err(StoreError("commit polled twice".into()))),
-            CommitState::Pending(rx) => rx
-                .blocking_recv()
-                .unwrap_or_else(|_| Err(StoreError("store writer stopped".into()))),
-        }
-    }
 }
 
 /// The durable store.
@@ -133,18 +73,25 @@ impl DurableStore {
 
     /// Opens (or creates) the store, keeping correlations without a final receipt for `ttl`.
     pub fn open_with_ttl(dir: &Path, ttl: Duration) -> Result<DurableStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
-        let db = Arc::new(Database::create(dir.join("smpp-proxy.redb")).map_err(err)?);
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir {
+            path: dir.to_owned(),
+            source: Arc::new(e),
+        })?;
+        let db = match Database::create(dir.join("smpp-proxy.redb")) {
+            Ok(db) => Arc::new(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_owned())),
+            Err(e) => return Err(e.into()),
+        };
         // Create the tables so that readers find them.
-        let txn = db.begin_write().map_err(err)?;
+        let txn = db.begin_write()?;
         {
-            txn.open_table(CORR_UP).map_err(err)?;
-            txn.open_table(CORR_CLIENT).map_err(err)?;
-            txn.open_table(LOG).map_err(err)?;
-            txn.open_table(OUTBOX).map_err(err)?;
-            txn.open_table(META).map_err(err)?;
+            txn.open_table(CORR_UP)?;
+            txn.open_table(CORR_CLIENT)?;
+            txn.open_table(LOG)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(META)?;
         }
-        txn.commit().map_err(err)?;
+        txn.commit()?;
         let (tx, rx) = std_mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let hot = Arc::new(Hot::default());
@@ -152,7 +99,7 @@ impl DurableStore {
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError(format!("store writer thread: {e}")))?;
+            .map_err(|_| StoreError::WriterStopped)?;
         Ok(DurableStore {
             db,
             hot,
@@ -171,8 +118,8 @@ impl DurableStore {
     fn submit(&self, op: Op) -> Commit {
         let (reply, rx) = oneshot::channel();
         match self.tx.as_ref().map(|tx| tx.send((op, reply))) {
-            Some(Ok(())) => Commit(CommitState::Pending(rx)),
-            _ => Commit::done(Err(StoreError("store writer stopped".into()))),
+            Some(Ok(())) => Commit::pending(rx),
+            _ => Commit::done(Err(StoreError::WriterStopped)),
         }
     }
 
@@ -233,9 +180,9 @@ impl DurableStore {
             Seen::Gone => return Ok(None),
             Seen::NotHere => {}
         }
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(CORR_UP).map_err(err)?;
-        let found = table.get(up_key).map_err(err)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CORR_UP)?;
+        let found = table.get(up_key)?;
         found.map(|v| decode_stamped(v.value()).map(Arc::new)).transpose()
     }
 
@@ -245,9 +192,9 @@ impl DurableStore {
         let up_key = match self.hot.up_key_of_client(&client_key) {
             Some(k) => k,
             None => {
-                let txn = self.db.begin_read().map_err(err)?;
-                let by_client = txn.open_table(CORR_CLIENT).map_err(err)?;
-                match by_client.get(client_key.as_slice()).map_err(err)? {
+                let txn = self.db.begin_read()?;
+                let by_client = txn.open_table(CORR_CLIENT)?;
+                match by_client.get(client_key.as_slice())? {
                     Some(k) => UpKey::from(k.value()),
                     None => return Ok(None),
                 }
@@ -281,18 +228,23 @@ impl DurableStore {
 
     /// Up to `limit` entries of `client`'s outbox with a sequence number above `after`, oldest first.
     pub fn outbox_after(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(OUTBOX).map_err(err)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
         let start = key(client, &(after.saturating_add(1)).to_be_bytes());
         let end = key(client, &u64::MAX.to_be_bytes());
         let mut out = Vec::new();
-        for item in table.range(start.as_slice()..=end.as_slice()).map_err(err)? {
-            let (k, v) = item.map_err(err)?;
+        for item in table.range(start.as_slice()..=end.as_slice())? {
+            let (k, v) = item?;
             let k = k.value();
-            let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(err)?);
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| k[at..].try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("outbox key of {client}")))?;
             let v = v.value();
             let Some((stored_at, pdu)) = v.split_first_chunk::<8>() else {
-                return Err(StoreError(format!("outbox entry {seq} of {client}: corrupt")));
+                return Err(StoreError::Corrupt(format!("outbox entry {seq} of {client}")));
             };
             out.push(OutboxEntry {
                 seq,
@@ -308,13 +260,13 @@ impl DurableStore {
 
     /// Correlations held and outbox entries per client.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let correlations = txn.open_table(CORR_UP).map_err(err)?.len().map_err(err)?;
+        let txn = self.db.begin_read()?;
+        let correlations = txn.open_table(CORR_UP)?.len()?;
         let correlations = correlations.saturating_add_signed(self.hot.delta());
-        let outbox = txn.open_table(OUTBOX).map_err(err)?;
+        let outbox = txn.open_table(OUTBOX)?;
         let mut per_client: Vec<(String, u64)> = Vec::new();
-        for item in outbox.iter().map_err(err)? {
-            let (k, _) = item.map_err(err)?;
+        for item in outbox.iter()? {
+            let (k, _) = item?;
             let k = k.value();
             let name = String::from_utf8_lossy(&k[..k.len().saturating_sub(9)]).into_owned();
             match per_client.last_mut() {
@@ -349,8 +301,8 @@ impl Store for DurableStore {
 
     fn len(&self) -> usize {
         let read = || -> Result<u64, StoreError> {
-            let txn = self.db.begin_read().map_err(err)?;
-            let n = txn.open_table(CORR_UP).map_err(err)?.len().map_err(err)?;
+            let txn = self.db.begin_read()?;
+            let n = txn.open_table(CORR_UP)?.len()?;
             Ok(n.saturating_add_signed(self.hot.delta()))
         };
         read().unwrap_or(0) as usize

@@ -1,17 +1,23 @@
-//! Correlations between the ids clients get and the ids upstreams gave, behind a trait so the
-//! durable (redb) and shared (Redis) stores plug in without touching the sessions.
+//! Correlations between the ids clients get and the ids upstreams gave, and the outboxes of
+//! receipts and MO waiting for their clients, behind one trait ([`Store`]) so that each backend
+//! (memory, the embedded durable store) plugs in without touching the sessions.
 //!
 //! A correlation is written by the client session after the upstream's submit_sm_resp and
 //! before the client gets its own; it is read when a receipt comes back (by upstream and
 //! upstream id) and when a client queries, cancels or replaces a message (by client and
 //! client id).
 
+mod commit;
 pub mod durable;
+mod error;
 mod hot;
 mod record;
+mod tables;
 mod writer;
 
-pub use durable::{Commit, DurableStore};
+pub use commit::Commit;
+pub use durable::DurableStore;
+pub use error::StoreError;
 
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use dashmap::DashMap;
@@ -57,11 +63,6 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
-
-/// Storage failed; the caller answers with ESME_RSYSERR rather than lose the correlation.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
 
 /// Where correlations live. Writes return a [`Commit`] ticket that resolves once the write is
 /// durable, so callers can hand many writes to a group-committing store and wait once.

@@ -90,7 +90,7 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.0.len() < n {
-            return Err(StoreError("corrupt record".into()));
+            return Err(StoreError::Corrupt("record".into()));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -141,7 +141,7 @@ pub(super) fn time_and_client_key(bytes: &[u8]) -> Option<(u64, Vec<u8>)> {
 pub(super) fn decode(bytes: &[u8]) -> Result<Correlation, StoreError> {
     let mut r = Reader(bytes);
     if r.take(1)? != [VERSION] {
-        return Err(StoreError("unknown correlation record version".into()));
+        return Err(StoreError::Corrupt("correlation record (unknown version)".into()));
     }
     Ok(Correlation {
         upstream: Arc::from(r.string()?.as_str()),
@@ -201,7 +201,7 @@ pub(super) fn log_ops(row: &[u8]) -> Result<Vec<LogOp<'_>>, StoreError> {
                 value: r.bytes()?,
             },
             LOG_REMOVE => LogOp::Remove { up_key },
-            other => return Err(StoreError(format!("unknown log record {other}"))),
+            other => return Err(StoreError::Corrupt(format!("log record (unknown kind {other})"))),
         });
     }
     Ok(ops)

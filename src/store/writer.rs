@@ -22,12 +22,12 @@
 //! transaction, the log still has them), then leave the hot tier. So a correlation stays hot for
 //! at least one whole generation, and the hot tier holds at most about three.
 
-use super::durable::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 use super::hot::{Entry, Hot, Stage, UpKey};
 use super::record::{
     client_key, decode, encode_stamped, key, log_ops, log_put, log_remove, restamp, stamp, time_and_client_key,
     unstamp, LogOp,
 };
+use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 use super::{Correlation, StoreError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 use std::collections::VecDeque;
@@ -61,10 +61,6 @@ const SWEEP_MIN: u64 = 10_000;
 const SWEEP_MAX: u64 = 100_000;
 /// …and otherwise the number that makes a full pass in this many sweeps (every 10 s: an hour).
 const SWEEPS_PER_PASS: u64 = 360;
-
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
 
 pub(super) enum Op {
     PutCorrelation {
@@ -176,23 +172,23 @@ const DECIDE_MIN: usize = 256;
 
 /// Whether a table holds `k`.
 fn holds(table: &Table<&[u8], &[u8]>, k: &[u8]) -> Result<bool, StoreError> {
-    Ok(table.get(k).map_err(err)?.is_some())
+    Ok(table.get(k)?.is_some())
 }
 
 impl Writer {
     /// Replays the log into the hot tier (what the last run wrote but did not flush), so readers
     /// see the store as the last commit left it.
     pub(super) fn open(db: Arc<Database>, hot: Arc<Hot>, stats: Arc<WriterStats>) -> Result<Writer, StoreError> {
-        let txn = db.begin_read().map_err(err)?;
-        let log = txn.open_table(LOG).map_err(err)?;
-        let up = txn.open_table(CORR_UP).map_err(err)?;
+        let txn = db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        let up = txn.open_table(CORR_UP)?;
         // The log row the tables' version of `k` is as new as (`None`: not there). A log write
         // no newer than that is already in the tables (flushed, or superseded by a direct write).
-        let stamp_of = |k: &[u8]| Ok::<_, StoreError>(up.get(k).map_err(err)?.map(|v| stamp(v.value())));
+        let stamp_of = |k: &[u8]| Ok::<_, StoreError>(up.get(k)?.map(|v| stamp(v.value())));
         let mut stage = Stage::default();
         let (mut first, mut last, mut writes) = (None, None, 0);
-        for item in log.iter().map_err(err)? {
-            let (row, ops) = item.map_err(err)?;
+        for item in log.iter()? {
+            let (row, ops) = item?;
             let row = row.value();
             first.get_or_insert(row);
             last = Some(row);
@@ -310,7 +306,7 @@ impl Writer {
     }
 
     fn write(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_write().map_err(err)?;
+        let txn = self.db.begin_write()?;
         // This batch's log row number, also the stamp of what it writes straight to the tables:
         // it is used up if either happens, so later log rows are always newer.
         let row = self.next_row;
@@ -318,16 +314,16 @@ impl Writer {
         let mut seqs = Vec::with_capacity(batch.len());
         let (mut writes, mut hot_puts, mut direct) = (0, 0, 0);
         {
-            let mut up = txn.open_table(CORR_UP).map_err(err)?;
+            let mut up = txn.open_table(CORR_UP)?;
             let mut by_client = None;
             // Most batches carry no outbox writes: those tables are opened only when needed.
             let outbox_ops = batch
                 .iter()
                 .any(|(op, _)| matches!(op, Op::OutboxPush { .. } | Op::OutboxRemove { .. }));
-            let mut outbox = outbox_ops.then(|| txn.open_table(OUTBOX)).transpose().map_err(err)?;
-            let mut meta = outbox_ops.then(|| txn.open_table(META)).transpose().map_err(err)?;
+            let mut outbox = outbox_ops.then(|| txn.open_table(OUTBOX)).transpose()?;
+            let mut meta = outbox_ops.then(|| txn.open_table(META)).transpose()?;
             let first = match &meta {
-                Some(meta) => meta.get("outbox_seq").map_err(err)?.map_or(0, |v| v.value()),
+                Some(meta) => meta.get("outbox_seq")?.map_or(0, |v| v.value()),
                 None => 0,
             };
             let mut next = first;
@@ -348,16 +344,16 @@ impl Writer {
                             hot_puts += 1;
                         } else {
                             restamp(value, row);
-                            let old = up.insert(&**up_key, value.as_slice()).map_err(err)?;
+                            let old = up.insert(&**up_key, value.as_slice())?;
                             let old = old.and_then(|v| time_and_client_key(v.value()));
                             let by_client = match &mut by_client {
                                 Some(t) => t,
-                                None => by_client.insert(txn.open_table(CORR_CLIENT).map_err(err)?),
+                                None => by_client.insert(txn.open_table(CORR_CLIENT)?),
                             };
                             if let Some((_, old)) = old.filter(|(_, old)| old != ck) {
-                                by_client.remove(old.as_slice()).map_err(err)?;
+                                by_client.remove(old.as_slice())?;
                             }
-                            by_client.insert(ck.as_slice(), &**up_key).map_err(err)?;
+                            by_client.insert(ck.as_slice(), &**up_key)?;
                             direct += 1;
                         }
                         0
@@ -370,13 +366,13 @@ impl Writer {
                             }
                         } else {
                             // Only the tables have it (and no log row): removed there at once.
-                            let old = up.remove(&**up_key).map_err(err)?;
+                            let old = up.remove(&**up_key)?;
                             if let Some((_, ck)) = old.and_then(|v| time_and_client_key(v.value())) {
                                 let by_client = match &mut by_client {
                                     Some(t) => t,
-                                    None => by_client.insert(txn.open_table(CORR_CLIENT).map_err(err)?),
+                                    None => by_client.insert(txn.open_table(CORR_CLIENT)?),
                                 };
-                                by_client.remove(ck.as_slice()).map_err(err)?;
+                                by_client.remove(ck.as_slice())?;
                                 writes += 1;
                                 direct += 1;
                             }
@@ -394,7 +390,7 @@ impl Writer {
                         }
                         let by_client = match &mut by_client {
                             Some(t) => t,
-                            None => by_client.insert(txn.open_table(CORR_CLIENT).map_err(err)?),
+                            None => by_client.insert(txn.open_table(CORR_CLIENT)?),
                         };
                         let sweep = Sweep {
                             before: *before,
@@ -408,15 +404,13 @@ impl Writer {
                     Op::OutboxPush { client, pdu } => {
                         next += 1;
                         if let Some(outbox) = outbox.as_mut() {
-                            outbox
-                                .insert(key(client, &next.to_be_bytes()).as_slice(), pdu.as_slice())
-                                .map_err(err)?;
+                            outbox.insert(key(client, &next.to_be_bytes()).as_slice(), pdu.as_slice())?;
                         }
                         next
                     }
                     Op::OutboxRemove { client, seq } => {
                         if let Some(outbox) = outbox.as_mut() {
-                            outbox.remove(key(client, &seq.to_be_bytes()).as_slice()).map_err(err)?;
+                            outbox.remove(key(client, &seq.to_be_bytes()).as_slice())?;
                         }
                         0
                     }
@@ -425,14 +419,14 @@ impl Writer {
                 seqs.push(seq);
             }
             if let Some(meta) = meta.as_mut().filter(|_| next != first) {
-                meta.insert("outbox_seq", next).map_err(err)?;
+                meta.insert("outbox_seq", next)?;
             }
             if !self.row.is_empty() {
-                let mut log = txn.open_table(LOG).map_err(err)?;
-                log.insert(row, self.row.as_slice()).map_err(err)?;
+                let mut log = txn.open_table(LOG)?;
+                log.insert(row, self.row.as_slice())?;
             }
         }
-        txn.commit().map_err(err)?;
+        txn.commit()?;
         if !self.row.is_empty() || direct > 0 {
             self.next_row += 1;
         }
@@ -535,16 +529,16 @@ impl Writer {
         };
         let end = (f.done + FLUSH_SLICE).min(f.keys.len());
         let last = end == f.keys.len();
-        let mut txn = self.db.begin_write().map_err(err)?;
+        let mut txn = self.db.begin_write()?;
         if !(durable && last) {
             // No fsync: the log holds these writes until the last slice deletes its rows, and
             // the next group commit makes this one durable with it.
-            txn.set_durability(Durability::None).map_err(err)?;
+            txn.set_durability(Durability::None)?;
         }
         let mut value = Vec::new();
         {
-            let mut up = txn.open_table(CORR_UP).map_err(err)?;
-            let mut by_client = txn.open_table(CORR_CLIENT).map_err(err)?;
+            let mut up = txn.open_table(CORR_UP)?;
+            let mut by_client = txn.open_table(CORR_CLIENT)?;
             for k in &f.keys[f.done..end] {
                 let entry = match self.hot.entry(k) {
                     Some(e) if e.seq() <= f.upto => e,
@@ -553,25 +547,25 @@ impl Writer {
                 };
                 if matches!(entry, Entry::Gone { .. } | Entry::Live { stored: true, .. }) {
                     // The version the tables hold goes first, with its client id.
-                    let old = up.remove(&**k).map_err(err)?;
+                    let old = up.remove(&**k)?;
                     if let Some((_, ck)) = old.and_then(|v| time_and_client_key(v.value())) {
-                        by_client.remove(ck.as_slice()).map_err(err)?;
+                        by_client.remove(ck.as_slice())?;
                     }
                 }
                 if let Entry::Live { c, seq, .. } = &entry {
                     f.live += 1;
                     value.clear();
                     encode_stamped(&mut value, c, *seq);
-                    up.insert(&**k, value.as_slice()).map_err(err)?;
-                    by_client.insert(client_key(c).as_slice(), &**k).map_err(err)?;
+                    up.insert(&**k, value.as_slice())?;
+                    by_client.insert(client_key(c).as_slice(), &**k)?;
                 }
             }
             if last {
-                let mut log = txn.open_table(LOG).map_err(err)?;
-                log.retain_in(f.first_row..=f.upto, |_, _| false).map_err(err)?;
+                let mut log = txn.open_table(LOG)?;
+                log.retain_in(f.first_row..=f.upto, |_, _| false)?;
             }
         }
-        txn.commit().map_err(err)?;
+        txn.commit()?;
         for k in &f.keys[f.done..end] {
             self.hot.flushed(k, f.upto);
         }
@@ -604,8 +598,8 @@ impl Sweep<'_> {
         let mut due: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut read = 0;
         let mut last = None;
-        for item in up.range::<&[u8]>((from, Bound::Unbounded)).map_err(err)? {
-            let (k, v) = item.map_err(err)?;
+        for item in up.range::<&[u8]>((from, Bound::Unbounded))? {
+            let (k, v) = item?;
             match time_and_client_key(v.value()) {
                 Some((submitted_at, client_key))
                     if submitted_at < self.before && !self.stage.touches(self.hot, k.value()) =>
@@ -623,8 +617,8 @@ impl Sweep<'_> {
         // At the end of the table the next sweep starts a new pass.
         *self.from = last;
         for (up_key, client_key) in &due {
-            up.remove(up_key.as_slice()).map_err(err)?;
-            by_client.remove(client_key.as_slice()).map_err(err)?;
+            up.remove(up_key.as_slice())?;
+            by_client.remove(client_key.as_slice())?;
         }
         Ok(due.len() as u64)
     }

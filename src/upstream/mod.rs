@@ -6,13 +6,14 @@
 //! the router reads its [`SessionHandle`] (bound? how much window free? throttled?) to choose.
 //! Receipts and MO it receives go to an [`InboundSink`] (the proxy's receipt path).
 
+pub mod load;
 pub mod session;
 
 use crate::config::{BindMode, UpstreamConfig};
+use crate::messages::{DeliverAck, Forward};
 use crate::pdu::Pdu;
-use crate::proxy::messages::{DeliverAck, Forward};
-use crate::routing::load::Load;
 use crate::session::TokenBucket;
+use load::Load;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;

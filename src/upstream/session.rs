@@ -9,13 +9,13 @@
 //! Requests never written (still queued when the session dies) go back to their client session
 //! to be routed again; requests written and unanswered fail with ESME_RSYSERR, never re-sent,
 //! so nothing is duplicated. ESME_RTHROTTLED / ESME_RMSGQFUL from the SMSC send the request
-//! back to be routed again; the upstream's [`Load`](crate::routing::load::Load) hears of it
+//! back to be routed again; the upstream's [`Load`](crate::upstream::load::Load) hears of it
 //! (and of every answer's latency, and of timeouts) and the router adapts its rate.
 
 use super::{InboundSink, SessionHandle, SessionKind};
+use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, UpstreamEvent};
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
-use crate::proxy::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, UpstreamEvent};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
@@ -422,9 +422,10 @@ impl<'a> Bound<'a> {
         };
         resp.sequence_number = client_seq;
         let request = RequestInfo::of(&w.fwd.pdu);
-        let upstream = self.handle.upstream.clone();
+        let upstream = &self.handle.upstream;
         let _ = w.fwd.reply.try_send(ClientEvent::Answer(Outcome::Answered {
-            upstream,
+            upstream: upstream.name.clone(),
+            id_match: upstream.config.id_match,
             request,
             resp,
         }));

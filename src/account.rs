@@ -15,8 +15,8 @@
 //! for it, oldest first, so receipts survive restarts and crashes.
 
 use crate::config::ClientConfig;
+use crate::messages::{AccountMsg, ClientEvent, DeliverAck};
 use crate::pdu::{CommandStatus, Pdu};
-use crate::proxy::messages::{AccountMsg, ClientEvent, DeliverAck};
 use crate::receipt::id::IdMatch;
 use crate::store::{unix_now, Commit, Correlation, OutboxEntry, Store, StoreError};
 use std::collections::{HashMap, VecDeque};
@@ -362,7 +362,7 @@ impl Account {
     fn store_entry(&mut self, pdu: Pdu, ack: Option<DeliverAck>, forget: Option<(Arc<Correlation>, IdMatch)>) {
         let commit = match pdu.to_bytes() {
             Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes),
-            Err(e) => Commit::done(Err(StoreError(e.to_string()))),
+            Err(e) => Commit::done(Err(e.into())),
         };
         self.storing.push_back(Storing {
             commit,

@@ -10,9 +10,9 @@
 //! session). Such a receipt is held ([`EarlyReceipts`]) and matched the moment the correlation
 //! is recorded; after `early_receipt_wait` without one it counts as unmatched.
 
-use super::messages::{AccountMsg, DeliverAck};
 use super::Context;
 use crate::config::MultipartReceipts;
+use crate::messages::{AccountMsg, DeliverAck};
 use crate::pdu::{Body, CommandStatus, Pdu};
 use crate::receipt::id::{canonical, lookup_keys, IdMatch};
 use crate::receipt::{rewrite_receipt_id, Receipt};

@@ -13,7 +13,6 @@
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::Correlation;
-use crate::upstream::UpstreamInfo;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -33,8 +32,10 @@ pub struct Forward {
 pub enum Outcome {
     /// The upstream answered; `resp.sequence_number` is already the client's.
     Answered {
-        /// Which upstream answered.
-        upstream: Arc<UpstreamInfo>,
+        /// Which upstream answered (its name).
+        upstream: Arc<str>,
+        /// How that upstream's receipt ids are matched (the key its correlation is filed under).
+        id_match: IdMatch,
         /// What the correlation needs from the request (submits only).
         request: Option<RequestInfo>,
         /// Its response.

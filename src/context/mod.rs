@@ -1,0 +1,59 @@
+//! What every task of a running proxy shares: the configuration, the accounts, the router over
+//! the upstream sessions, the store, the id generator and the counters. [`Proxy`](crate::proxy::Proxy)
+//! builds one [`Context`] at start and hands an `Arc` of it to the listener, the admin endpoint
+//! and (as their [`InboundSink`](crate::upstream::InboundSink)) the upstream sessions.
+//!
+//! The receipt and MO path lives here too ([`inbound`]): what an upstream session receives is
+//! matched to its client and handed to that client's account.
+
+mod inbound;
+
+pub use inbound::EarlyReceipts;
+
+use crate::account::AccountHandle;
+use crate::config::Config;
+use crate::ids::IdGenerator;
+use crate::routing::Router;
+use crate::store::Store;
+use crate::upstream::SessionHandle;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Counters worth reporting.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Receipts whose id matched no submission.
+    pub unmatched_receipts: AtomicU64,
+    /// Receipts matched and sent on to their client.
+    pub matched_receipts: AtomicU64,
+    /// MO sent on to a client.
+    pub mo_routed: AtomicU64,
+    /// MO no route matched.
+    pub mo_unroutable: AtomicU64,
+    /// Part receipts not passed on because of the client's `multipart_receipts`.
+    pub part_receipts_suppressed: AtomicU64,
+}
+
+/// What the proxy's tasks share.
+#[derive(Debug)]
+pub struct Context {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Accounts by system_id.
+    pub accounts: HashMap<String, AccountHandle>,
+    /// The router over the upstream sessions.
+    pub router: Router,
+    /// Correlations and outboxes.
+    pub store: Arc<dyn Store>,
+    /// Client message ids.
+    pub ids: IdGenerator,
+    /// Bind ids (per process).
+    pub next_bind_id: AtomicU64,
+    /// Counters.
+    pub stats: Stats,
+    /// The upstream sessions (for status).
+    pub sessions: Vec<Arc<SessionHandle>>,
+    /// Receipts that came before their correlation.
+    pub early: EarlyReceipts,
+}
