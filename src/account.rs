@@ -18,11 +18,14 @@ use crate::config::ClientConfig;
 use crate::messages::{AccountMsg, ClientEvent, DeliverAck};
 use crate::pdu::{CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
+use crate::session::{SharedBucket, TokenBucket};
 use crate::store::{unix_now, Commit, Correlation, OutboxEntry, Store, StoreError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 /// The handle other tasks use to reach an account.
@@ -43,7 +46,7 @@ pub struct AccountHandle {
     /// Entries dropped after `receipt_ttl` without the client taking them.
     pub expired: Arc<AtomicU64>,
     /// Submits per second across its binds.
-    pub bucket: Arc<crate::session::TokenBucket>,
+    pub bucket: Arc<SharedBucket>,
     /// Its `route` as the router's group index (set when the proxy starts).
     pub group: usize,
 }
@@ -95,13 +98,9 @@ struct Account {
     outbox_len: Arc<AtomicU64>,
 }
 
-/// Starts the task of one account, which first reloads the outbox the store holds for it. The
-/// task ends when every handle is dropped.
-pub fn spawn(
-    config: ClientConfig,
-    group: usize,
-    store: Arc<dyn Store>,
-) -> (AccountHandle, tokio::task::JoinHandle<()>) {
+/// Starts the task of one account on `tasks`; it first reloads the outbox the store holds for
+/// it, and ends when every handle is dropped.
+pub fn spawn(config: ClientConfig, group: usize, store: Arc<dyn Store>, tasks: &TaskTracker) -> AccountHandle {
     let config = Arc::new(config);
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
@@ -118,10 +117,10 @@ pub fn spawn(
         next_bind: 0,
         outbox_len: outbox_len.clone(),
     };
-    let task = tokio::spawn(account.run(rx));
-    let handle = AccountHandle {
+    tasks.spawn(account.run(rx));
+    AccountHandle {
         system_id: Arc::from(config.system_id.as_str()),
-        bucket: Arc::new(crate::session::TokenBucket::new(config.tps)),
+        bucket: Arc::new(SharedBucket::new(TokenBucket::per_second(config.tps, Instant::now()))),
         group,
         config,
         tx,
@@ -129,8 +128,7 @@ pub fn spawn(
         outbox_len,
         refused_full,
         expired,
-    };
-    (handle, task)
+    }
 }
 
 async fn oldest_commit(storing: &mut VecDeque<Storing>) -> Result<u64, StoreError> {

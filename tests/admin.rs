@@ -90,7 +90,7 @@ async fn metrics_and_status_count_what_happened() {
     assert_eq!(status.counters.receipts_unmatched, 1);
     let shop = status.clients.iter().find(|c| c.system_id == "shop").unwrap();
     assert_eq!((shop.binds, shop.outbox), (1, 5));
-    let names: Vec<&str> = status.upstreams.iter().map(|u| u.name.as_str()).collect();
+    let names: Vec<&str> = status.upstreams.iter().map(|u| u.figures.name.as_str()).collect();
     assert_eq!(names, ["smsc-0", "smsc-1"]);
     assert!(status
         .upstreams

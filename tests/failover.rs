@@ -215,7 +215,8 @@ fn cli(args: &[&str]) -> (bool, String) {
 async fn manual_failback_waits_for_the_operator() {
     let sims = start_sims(2, quiet()).await;
     let groups = "[[groups]]\nname = \"default\"\nstrategy = \"failover\"\nmembers = [\"smsc-0\", \"smsc-1\"]\n\
-                  failback = \"manual\"\nfailback_after = \"500ms\"\n";
+                  failback = \"manual\"\nfailback_after = \"500ms\"\n\
+                  [[groups]]\nname = \"spread\"\nmembers = [\"smsc-0\", \"smsc-1\"]\n";
     let toml = proxy_toml(&sims, "", SHOP, groups).replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
     let proxy = start_proxy(&toml).await;
     let ctx = proxy.context().clone();
@@ -261,7 +262,21 @@ async fn manual_failback_waits_for_the_operator() {
     assert!(said.contains("traffic on smsc-0"), "{said}");
     assert_eq!(one(&proxy).await.unwrap().acked, 20);
     assert_eq!(submits(&back), 20, "the operator moved it back");
-    let refused = smpp_proxy::admin::post(proxy.admin_addr().unwrap(), "/groups/nope/failback").unwrap_err();
-    assert!(refused.to_string().contains("409"), "{refused}");
+    let post = |path: &str| {
+        smpp_proxy::admin::post(proxy.admin_addr().unwrap(), path)
+            .unwrap_err()
+            .to_string()
+    };
+    let unknown = post("/groups/nope/failback");
+    assert!(
+        unknown.contains("404") && unknown.contains("no group is called \"nope\""),
+        "{unknown}"
+    );
+    // A group that exists but does not fail over: a conflict with its state, not a missing name.
+    let balanced = post("/groups/spread/failback");
+    assert!(
+        balanced.contains("409") && balanced.contains("not a failover group"),
+        "{balanced}"
+    );
     proxy.shutdown().await;
 }

@@ -6,6 +6,7 @@ mod support;
 
 use smpp_proxy::bench::{self, BenchConfig, BenchReport};
 use smpp_proxy::proxy::Proxy;
+use smpp_proxy::routing::UpstreamState;
 use smpp_proxy::sim::{self, SimConfig, SimHandle};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -160,8 +161,8 @@ async fn a_killed_upstream_leaves_at_once_and_returns_gradually() {
         a,
         "no traffic to the dead upstream 1 s after it died"
     );
-    let status = smpp_proxy::admin::Snapshot::take(&ctx);
-    assert_eq!(status.upstreams[1].state, "unbound");
+    let status = proxy.snapshot();
+    assert_eq!(status.upstreams[1].figures.state, UpstreamState::Unbound);
 
     // Back on the same port: rebound within the reconnect backoff, then ramped up.
     let back = sim::start(SimConfig {
@@ -330,7 +331,7 @@ async fn an_upstream_failing_every_request_is_ejected() {
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, &extra)).await;
     let ctx = proxy.context().clone();
     let traffic = tokio::spawn(bench::run(load(&proxy, 300, 4)));
-    let ejected = || smpp_proxy::admin::Snapshot::take(&ctx).upstreams[0].state == "ejected";
+    let ejected = || smpp_proxy::admin::Snapshot::take(&ctx).upstreams[0].figures.state == UpstreamState::Ejected;
     assert!(
         wait_until(Duration::from_secs(3), ejected).await,
         "ejected for its error rate"

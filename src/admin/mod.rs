@@ -14,11 +14,12 @@ mod snapshot;
 pub use snapshot::{ClientStatus, Counters, Snapshot, UpstreamStatus};
 
 use crate::context::Context;
+use crate::routing::FailBackError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// Longest request head read.
@@ -26,8 +27,8 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// A client that has not sent its request by then is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves the admin endpoint until `stop` turns true.
-pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Serves the admin endpoint until `stop` is cancelled.
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, stop: CancellationToken) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -44,7 +45,7 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut stop: watch::Re
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -79,7 +80,8 @@ async fn answer(ctx: &Context, mut socket: TcpStream) -> std::io::Result<()> {
             let name = String::from_utf8_lossy(&p[b"/groups/".len()..p.len() - b"/failback".len()]);
             match ctx.router.fail_back(&name) {
                 Ok(member) => ("200 OK", "text/plain", format!("{name}: traffic on {member}\n")),
-                Err(why) => ("409 Conflict", "text/plain", format!("{why}\n")),
+                Err(e @ FailBackError::NoSuchGroup(_)) => ("404 Not Found", "text/plain", format!("{e}\n")),
+                Err(e) => ("409 Conflict", "text/plain", format!("{e}\n")),
             }
         }
         (b"GET", _) => ("404 Not Found", "text/plain", "try /metrics or /status\n".to_owned()),

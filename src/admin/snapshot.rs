@@ -3,6 +3,7 @@
 //! Prometheus text format (`/metrics`).
 
 use crate::context::Context;
+use crate::routing::{GroupFigures, UpstreamFigures};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ pub struct Snapshot {
     /// Every upstream, in config order.
     pub upstreams: Vec<UpstreamStatus>,
     /// Every routing group.
-    pub groups: Vec<GroupStatus>,
+    pub groups: Vec<GroupFigures>,
     /// Concatenated messages whose parts are being kept on one upstream.
     pub concatenations_in_progress: u64,
     /// Every client account, by system_id.
@@ -41,48 +42,18 @@ pub struct Counters {
     pub mo_unroutable: u64,
 }
 
-/// One upstream.
+/// One upstream: the router's figures, and its sessions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpstreamStatus {
-    /// Its name.
-    pub name: String,
+    /// Health and load, as the router measures them.
+    #[serde(flatten)]
+    pub figures: UpstreamFigures,
     /// Sessions bound now.
     pub sessions_bound: u32,
     /// Sessions configured (a `pair` counts two).
     pub sessions: u32,
     /// Requests in flight across its sessions.
     pub inflight: u32,
-    /// `available`, `slow-start`, `ejected` or `unbound`.
-    pub state: String,
-    /// Latency estimate (peak EWMA), milliseconds.
-    pub rtt_ms: f64,
-    /// Acknowledged per second, smoothed.
-    pub rate: f64,
-    /// Its share of all upstreams' acknowledged rate (0..1).
-    pub share: f64,
-    /// The rate cap its throttling taught, if any (messages per second).
-    pub adaptive_limit: Option<f64>,
-    /// Requests routed to it since start.
-    pub picked: u64,
-    /// Answers since start (other than throttles and link errors).
-    pub acked: u64,
-    /// ESME_RTHROTTLED / ESME_RMSGQFUL answers since start.
-    pub throttled: u64,
-    /// Response timeouts and ESME_RSYSERR since start.
-    pub link_errors: u64,
-}
-
-/// One routing group.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupStatus {
-    /// Its name.
-    pub name: String,
-    /// `load-balance`, `failover` or `round-robin`.
-    pub strategy: String,
-    /// Its members (upstreams or groups).
-    pub members: Vec<String>,
-    /// For failover groups: the member carrying traffic.
-    pub active: Option<String>,
 }
 
 /// One client account.
@@ -109,40 +80,21 @@ impl Snapshot {
             .router
             .upstream_figures()
             .into_iter()
-            .map(|f| UpstreamStatus {
-                name: f.name,
+            .map(|figures| UpstreamStatus {
+                figures,
                 sessions_bound: 0,
                 sessions: 0,
                 inflight: 0,
-                state: f.state.to_owned(),
-                rtt_ms: f.rtt_ms,
-                rate: f.rate,
-                share: f.share,
-                adaptive_limit: f.limit,
-                picked: f.picked,
-                acked: f.acked,
-                throttled: f.throttled,
-                link_errors: f.link_errors,
             })
             .collect();
         for session in &ctx.sessions {
-            if let Some(u) = upstreams.iter_mut().find(|u| *u.name == *session.upstream.name) {
+            if let Some(u) = upstreams.iter_mut().find(|u| *u.figures.name == *session.upstream.name) {
                 u.sessions += 1;
                 u.sessions_bound += u32::from(session.is_bound());
                 u.inflight += session.inflight();
             }
         }
-        let groups = ctx
-            .router
-            .group_figures()
-            .into_iter()
-            .map(|g| GroupStatus {
-                name: g.name,
-                strategy: g.strategy.as_str().to_owned(),
-                members: g.members,
-                active: g.active,
-            })
-            .collect();
+        let groups = ctx.router.group_figures();
         let mut clients: Vec<ClientStatus> = ctx
             .accounts
             .values()
@@ -255,55 +207,55 @@ impl Snapshot {
                 "upstream_available",
                 "gauge",
                 "1 while an upstream is in rotation (bound, not ejected).",
-                |u| f64::from(u8::from(u.state == "available" || u.state == "slow-start")),
+                |u| f64::from(u8::from(u.figures.state.in_rotation())),
             ),
             (
                 "upstream_picked_total",
                 "counter",
                 "Requests routed to an upstream.",
-                |u| u.picked as f64,
+                |u| u.figures.picked as f64,
             ),
             (
                 "upstream_acked_total",
                 "counter",
                 "Answers from an upstream other than throttles and link errors.",
-                |u| u.acked as f64,
+                |u| u.figures.acked as f64,
             ),
             (
                 "upstream_throttled_total",
                 "counter",
                 "ESME_RTHROTTLED / ESME_RMSGQFUL from an upstream.",
-                |u| u.throttled as f64,
+                |u| u.figures.throttled as f64,
             ),
             (
                 "upstream_link_errors_total",
                 "counter",
                 "Response timeouts and ESME_RSYSERR from an upstream.",
-                |u| u.link_errors as f64,
+                |u| u.figures.link_errors as f64,
             ),
             (
                 "upstream_latency_seconds",
                 "gauge",
                 "Latency estimate of an upstream (peak EWMA).",
-                |u| u.rtt_ms / 1e3,
+                |u| u.figures.rtt_ms / 1e3,
             ),
             (
                 "upstream_rate",
                 "gauge",
                 "Messages per second an upstream acknowledges (smoothed).",
-                |u| u.rate,
+                |u| u.figures.rate,
             ),
             (
                 "upstream_share",
                 "gauge",
                 "An upstream's share of all acknowledged traffic.",
-                |u| u.share,
+                |u| u.figures.share,
             ),
             (
                 "upstream_adaptive_limit",
                 "gauge",
                 "The rate an upstream's throttling taught (0: none).",
-                |u| u.adaptive_limit.unwrap_or(0.0),
+                |u| u.figures.adaptive_limit.unwrap_or(0.0),
             ),
         ];
         let mut out = String::with_capacity(8192);
@@ -328,7 +280,12 @@ impl Snapshot {
         for (name, kind, help, f) in per_upstream {
             head(&mut out, name, kind, help);
             for u in &self.upstreams {
-                let _ = writeln!(out, "smpp_proxy_{name}{{upstream=\"{}\"}} {}", escape(&u.name), f(u));
+                let _ = writeln!(
+                    out,
+                    "smpp_proxy_{name}{{upstream=\"{}\"}} {}",
+                    escape(&u.figures.name),
+                    f(u)
+                );
             }
         }
         out

@@ -118,15 +118,16 @@ fn table(s: &Snapshot) -> String {
         "{:<16} {:<10} {:>6} {:>8} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8}",
         "upstream", "state", "bound", "inflight", "rtt ms", "msg/s", "share", "limit/s", "throttled", "errors"
     );
-    for u in &s.upstreams {
+    for status in &s.upstreams {
+        let u = &status.figures;
         let limit = u.adaptive_limit.map_or_else(|| "-".to_owned(), |l| format!("{l:.0}"));
         let _ = writeln!(
             out,
             "{:<16} {:<10} {:>6} {:>8} {:>9.1} {:>9.0} {:>5.0}% {:>10} {:>10} {:>8}",
             u.name,
             u.state,
-            format!("{}/{}", u.sessions_bound, u.sessions),
-            u.inflight,
+            format!("{}/{}", status.sessions_bound, status.sessions),
+            status.inflight,
             u.rtt_ms,
             u.rate,
             u.share * 100.0,

@@ -109,7 +109,7 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
     }
     let status = smpp_proxy::admin::Snapshot::take(proxy.context());
     println!("\nupstream state (as `smpp-proxy status` shows it):");
-    for u in &status.upstreams {
+    for u in status.upstreams.iter().map(|u| &u.figures) {
         println!(
             "  {:7} {:10} latency {:5.2} ms, picked {:6}, throttled {}, link errors {}",
             u.name, u.state, u.rtt_ms, u.picked, u.throttled, u.link_errors

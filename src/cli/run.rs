@@ -48,7 +48,7 @@ impl RunArgs {
             let proxy = match Proxy::start(config).await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot listen");
+                    tracing::error!("{e}");
                     return ExitCode::FAILURE;
                 }
             };

@@ -110,11 +110,12 @@ impl SimArgs {
             intermediate_receipts: self.intermediate_receipts,
             record: false,
         };
+        let listen = config.listen;
         super::runtime().block_on(async move {
             let sim = match sim::start(config).await {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("error: cannot listen: {e}");
+                    eprintln!("error: cannot listen on {listen}: {e}");
                     return ExitCode::FAILURE;
                 }
             };

@@ -235,7 +235,7 @@ fn default_response_timeout() -> String {
 }
 
 /// How a group's members share traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// All members at once, each by what it measurably delivers.
@@ -255,6 +255,12 @@ impl Strategy {
             Strategy::Failover => "failover",
             Strategy::RoundRobin => "round-robin",
         }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

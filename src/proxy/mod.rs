@@ -1,25 +1,62 @@
 //! Wiring: builds the accounts, upstream sessions, router and store from the configuration into
-//! one [`Context`], starts their tasks, and stops them in order on shutdown (stop accepting,
-//! unbind clients after their requests are answered, then unbind upstreams).
+//! one [`Context`], starts their tasks, and stops them in order on shutdown: stop accepting,
+//! unbind clients once their requests are answered, then unbind upstreams, then let the
+//! accounts finish their store writes.
+//!
+//! Shutdown is two [`CancellationToken`]s, cancelled in that order, and a [`TaskTracker`] per
+//! stage that shutdown waits on, so no task is left running behind a handle nobody holds.
 
 use crate::account;
+use crate::admin::Snapshot;
 use crate::config::{Config, StoreBackend};
 use crate::context::{Context, EarlyReceipts, Stats};
 use crate::ids::IdGenerator;
 use crate::routing::Router;
-use crate::store::{DurableStore, MemoryStore, Store};
+use crate::store::{DurableStore, MemoryStore, Store, StoreError};
 use crate::upstream::{self, InboundSink, SessionHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 /// How often the store sweeps a slice of its correlations for `correlation_ttl`.
 const CORRELATION_SWEEP: Duration = Duration::from_secs(10);
+/// How long clients get to have their requests answered and unbind, at shutdown.
+const CLIENTS_GRACE: Duration = Duration::from_secs(10);
+/// How long upstream sessions get to answer their SMSCs and unbind, at shutdown.
+const UPSTREAMS_GRACE: Duration = Duration::from_secs(10);
+/// How long accounts get to finish their store writes, at shutdown.
+const ACCOUNTS_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the proxy did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be opened (address in use, not this host's, no permission).
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        /// `SMPP` or `admin`.
+        what: &'static str,
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+async fn listen(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bound = TcpListener::bind(addr).await.and_then(|l| {
+        let local = l.local_addr()?;
+        Ok((l, local))
+    });
+    bound.map_err(|source| StartError::Listen { what, addr, source })
+}
 
 /// A running proxy.
 #[derive(Debug)]
@@ -27,58 +64,59 @@ pub struct Proxy {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     ctx: Arc<Context>,
-    clients_stop: watch::Sender<bool>,
-    upstreams_stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
-    upstream_tasks: Vec<JoinHandle<()>>,
-    sweeper: JoinHandle<()>,
-    account_tasks: Vec<JoinHandle<()>>,
+    /// Cancelled first: stop accepting, unbind clients.
+    clients_stop: CancellationToken,
+    /// Cancelled once clients are gone: unbind upstreams, stop the admin endpoint and sweeps.
+    upstreams_stop: CancellationToken,
+    /// The listener, which waits for its client sessions.
+    clients: TaskTracker,
+    /// Upstream sessions, the admin endpoint, the sweeper.
+    upstreams: TaskTracker,
+    /// Account tasks: they end when the context is gone.
+    accounts: TaskTracker,
 }
 
 impl Proxy {
     /// Starts the proxy: opens its store, listens, binds upstreams (in the background) and
     /// serves clients.
-    pub async fn start(config: Config) -> std::io::Result<Proxy> {
+    pub async fn start(config: Config) -> Result<Proxy, StartError> {
         let store: Arc<dyn Store> = match config.store_backend {
             StoreBackend::Memory => Arc::new(MemoryStore::with_ttl(config.correlation_ttl)),
             StoreBackend::Embedded => {
                 let (path, ttl) = (config.store_path.clone(), config.correlation_ttl);
                 let opened = tokio::task::spawn_blocking(move || DurableStore::open_with_ttl(&path, ttl))
                     .await
-                    .map_err(std::io::Error::other)?;
-                Arc::new(
-                    opened.map_err(|e| std::io::Error::other(format!("store {}: {e}", config.store_path.display())))?,
-                )
+                    .map_err(|_| StoreError::WriterStopped)?;
+                Arc::new(opened?)
             }
         };
         Self::start_with_store(config, store).await
     }
 
     /// As [`Proxy::start`], with a given store.
-    pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+    pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<Proxy, StartError> {
+        let (listener, addr) = listen("SMPP", config.listen).await?;
         let admin = match config.admin {
-            Some(a) => Some(TcpListener::bind(a).await?),
+            Some(a) => Some(listen("admin", a).await?),
             None => None,
         };
-        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+        let admin_addr = admin.as_ref().map(|(_, a)| *a);
         let config = Arc::new(config);
         let sessions = upstream::build_sessions(&config.upstreams);
         let handles: Vec<Arc<SessionHandle>> = sessions.iter().map(|(h, _)| h.clone()).collect();
         let router = Router::new(&handles, &config, rand::random());
-        let mut account_tasks = Vec::new();
+        let accounts_tasks = TaskTracker::new();
         let accounts = config
             .clients
             .iter()
             .map(|(id, c)| {
                 // Validation made sure every route names a group.
                 let group = router.group(&c.route).unwrap_or_default();
-                let (handle, task) = account::spawn(c.clone(), group, store.clone());
-                account_tasks.push(task);
+                let handle = account::spawn(c.clone(), group, store.clone(), &accounts_tasks);
                 (id.clone(), handle)
             })
             .collect();
+        accounts_tasks.close();
         let ctx = Arc::new(Context {
             ids: IdGenerator::new(&config.node_id),
             config: config.clone(),
@@ -90,45 +128,26 @@ impl Proxy {
             sessions: handles,
             early: EarlyReceipts::default(),
         });
-        let sweeper = {
-            let ctx = ctx.clone();
-            let wait = config.early_receipt_wait;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(crate::routing::TICK);
-                let (mut last_early, mut last_sweep) = (tokio::time::Instant::now(), tokio::time::Instant::now());
-                loop {
-                    tick.tick().await;
-                    ctx.router.tick();
-                    if last_early.elapsed() >= Duration::from_millis(500).min(wait) {
-                        last_early = tokio::time::Instant::now();
-                        ctx.expire_early(wait);
-                    }
-                    if last_sweep.elapsed() >= CORRELATION_SWEEP {
-                        last_sweep = tokio::time::Instant::now();
-                        ctx.expire_correlations().await;
-                    }
-                }
-            })
-        };
-        let (upstreams_stop, upstreams_rx) = watch::channel(false);
+        let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());
+        let upstreams = TaskTracker::new();
+        upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));
         let inbound: Arc<dyn InboundSink> = ctx.clone();
-        let upstream_tasks = sessions
-            .into_iter()
-            .map(|(handle, rx)| {
-                tokio::spawn(upstream::session::run(
-                    handle,
-                    rx,
-                    inbound.clone(),
-                    upstreams_rx.clone(),
-                ))
-            })
-            .collect();
-        let (clients_stop, clients_rx) = watch::channel(false);
-        let server = tokio::spawn(crate::server::serve(ctx.clone(), listener, clients_rx));
-        if let Some(admin) = admin {
-            tokio::spawn(crate::admin::serve(ctx.clone(), admin, upstreams_rx.clone()));
+        for (handle, rx) in sessions {
+            upstreams.spawn(upstream::session::run(
+                handle,
+                rx,
+                inbound.clone(),
+                upstreams_stop.clone(),
+            ));
+        }
+        if let Some((admin, _)) = admin {
+            upstreams.spawn(crate::admin::serve(ctx.clone(), admin, upstreams_stop.clone()));
             info!(addr = ?admin_addr, "admin endpoint: /metrics, /status");
         }
+        upstreams.close();
+        let clients = TaskTracker::new();
+        clients.spawn(crate::server::serve(ctx.clone(), listener, clients_stop.clone()));
+        clients.close();
         info!(%addr, upstreams = config.upstreams.len(), clients = config.clients.len(), "smpp-proxy listening");
         Ok(Proxy {
             addr,
@@ -136,10 +155,9 @@ impl Proxy {
             ctx,
             clients_stop,
             upstreams_stop,
-            server,
-            upstream_tasks,
-            sweeper,
-            account_tasks,
+            clients,
+            upstreams,
+            accounts: accounts_tasks,
         })
     }
 
@@ -153,9 +171,14 @@ impl Proxy {
         self.admin_addr
     }
 
-    /// The shared context (stats, sessions, store).
+    /// The shared context (accounts, sessions, router, store).
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// The proxy's counters and health now: what `/status` serves.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::take(&self.ctx)
     }
 
     /// Waits until every upstream session is bound (or `timeout` passes); `true` if all are.
@@ -172,20 +195,39 @@ impl Proxy {
         }
     }
 
-    /// Stops accepting, unbinds clients once their requests are answered, then unbinds upstreams.
+    /// Stops accepting, unbinds clients once their requests are answered, then unbinds
+    /// upstreams; the accounts finish their store writes last.
     pub async fn shutdown(self) {
-        let _ = self.clients_stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
-        let _ = self.upstreams_stop.send(true);
-        for task in self.upstream_tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        self.sweeper.abort();
+        self.clients_stop.cancel();
+        let _ = tokio::time::timeout(CLIENTS_GRACE, self.clients.wait()).await;
+        self.upstreams_stop.cancel();
+        let _ = tokio::time::timeout(UPSTREAMS_GRACE, self.upstreams.wait()).await;
         // Accounts end when the last handle goes; then nothing holds the store and it closes.
         drop(self.ctx);
-        for task in self.account_tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
+        let _ = tokio::time::timeout(ACCOUNTS_GRACE, self.accounts.wait()).await;
         info!("smpp-proxy stopped");
+    }
+}
+
+/// The proxy's clockwork, until `stop`: the router's tick (measurements, health, failback),
+/// receipts that waited too long for their correlation, and correlations past their TTL.
+async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
+    let wait = ctx.config.early_receipt_wait;
+    let mut tick = tokio::time::interval(crate::routing::TICK);
+    let (mut last_early, mut last_sweep) = (tokio::time::Instant::now(), tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        ctx.router.tick();
+        if last_early.elapsed() >= Duration::from_millis(500).min(wait) {
+            last_early = tokio::time::Instant::now();
+            ctx.expire_early(wait);
+        }
+        if last_sweep.elapsed() >= CORRELATION_SWEEP {
+            last_sweep = tokio::time::Instant::now();
+            ctx.expire_correlations().await;
+        }
     }
 }

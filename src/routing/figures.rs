@@ -1,9 +1,12 @@
 //! What the router shows of itself for `/status`, `/metrics` and `smpp-proxy status`: every
-//! upstream's state and measurements, every group's strategy and active member.
+//! upstream's state and measurements, every group's strategy and active member. These are the
+//! types `/status` serialises; the admin snapshot adds what the router does not know (session
+//! counts).
 
 use super::{Router, Slot, Target};
 use crate::config::Strategy;
 use crate::upstream::load;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -34,13 +37,13 @@ impl Router {
             .map(|(v, s)| {
                 let c = &s.info.load.counters;
                 let state = if v.ejected_for.is_some() {
-                    "ejected"
+                    UpstreamState::Ejected
                 } else if !v.available {
-                    "unbound"
+                    UpstreamState::Unbound
                 } else if v.ramp < 1.0 {
-                    "slow-start"
+                    UpstreamState::SlowStart
                 } else {
-                    "available"
+                    UpstreamState::Available
                 };
                 UpstreamFigures {
                     name: s.info.name.to_string(),
@@ -48,7 +51,7 @@ impl Router {
                     rtt_ms: v.rtt * 1e3,
                     rate: v.rate,
                     share: if total_rate > 0.0 { v.rate / total_rate } else { 0.0 },
-                    limit: v.limit,
+                    adaptive_limit: v.limit,
                     picked: c.picked.load(Ordering::Relaxed),
                     acked: c.acked.load(Ordering::Relaxed),
                     throttled: c.throttled.load(Ordering::Relaxed),
@@ -79,21 +82,59 @@ impl Router {
     }
 }
 
+/// Where an upstream stands in the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamState {
+    /// Bound and taking its full share.
+    Available,
+    /// Back from an outage, its share ramping up over `slow_start`.
+    SlowStart,
+    /// Taken out for its error rate, until `eject_for` has passed.
+    Ejected,
+    /// No session bound that can submit.
+    Unbound,
+}
+
+impl UpstreamState {
+    /// As `/status` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamState::Available => "available",
+            UpstreamState::SlowStart => "slow-start",
+            UpstreamState::Ejected => "ejected",
+            UpstreamState::Unbound => "unbound",
+        }
+    }
+
+    /// Takes traffic (available or slowly starting).
+    pub fn in_rotation(self) -> bool {
+        matches!(self, UpstreamState::Available | UpstreamState::SlowStart)
+    }
+}
+
+impl std::fmt::Display for UpstreamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that tables can give it a width.
+        f.pad(self.as_str())
+    }
+}
+
 /// One upstream's health and load, for status and metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpstreamFigures {
     /// Its name.
     pub name: String,
-    /// `available`, `slow-start`, `ejected` or `unbound`.
-    pub state: &'static str,
+    /// Where it stands in the rotation.
+    pub state: UpstreamState,
     /// Latency estimate (peak EWMA), milliseconds.
     pub rtt_ms: f64,
     /// Acknowledged per second, smoothed.
     pub rate: f64,
     /// Its share of all upstreams' acknowledged rate.
     pub share: f64,
-    /// The adaptive rate cap its throttling set, if any.
-    pub limit: Option<f64>,
+    /// The rate cap its throttling taught, if any (messages per second).
+    pub adaptive_limit: Option<f64>,
     /// Requests routed to it since start.
     pub picked: u64,
     /// Answers (not throttles or link errors) since start.
@@ -105,7 +146,7 @@ pub struct UpstreamFigures {
 }
 
 /// One group, for status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupFigures {
     /// Its name.
     pub name: String,

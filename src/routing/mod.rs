@@ -24,7 +24,7 @@ mod figures;
 pub mod pick;
 pub mod routes;
 
-pub use figures::{GroupFigures, UpstreamFigures};
+pub use figures::{GroupFigures, UpstreamFigures, UpstreamState};
 
 use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy, MAX_MEMBERS};
 use crate::messages::Forward;
@@ -48,6 +48,20 @@ const PICKS_KEEP: f64 = 0.9;
 const SHARE_MIN_PICKS: f64 = 50.0;
 
 type Refused = (Forward, CommandStatus);
+
+/// Why a group could not be failed back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailBackError {
+    /// No group has that name.
+    #[error("no group is called {0:?}")]
+    NoSuchGroup(String),
+    /// The group balances its members; there is nothing to fail back.
+    #[error("{0:?} is not a failover group")]
+    NotFailover(String),
+    /// None of the group's members can take traffic now.
+    #[error("no member of {0:?} is available")]
+    NoneAvailable(String),
+}
 
 /// A group member or route target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +333,7 @@ impl Router {
         if !sessions.iter().any(|s| s.is_bound()) {
             return Err((fwd, CommandStatus::ESME_RSYSERR));
         }
-        if !slot.info.bucket.try_take() {
+        if !slot.info.bucket.try_take(|| now) {
             return Err((fwd, CommandStatus::ESME_RTHROTTLED));
         }
         if adaptive && !slot.info.load.try_take(now) {
@@ -484,21 +498,21 @@ impl Router {
     }
 
     /// Moves a failover group back to its first available member (what `failback = "manual"`
-    /// waits for). `Err` says why not.
-    pub fn fail_back(&self, group: &str) -> Result<String, String> {
+    /// waits for); says which member carries its traffic now.
+    pub fn fail_back(&self, group: &str) -> Result<String, FailBackError> {
         let gi = self
             .group(group)
-            .ok_or_else(|| format!("no group is called {group:?}"))?;
+            .ok_or_else(|| FailBackError::NoSuchGroup(group.to_owned()))?;
         let g = &self.groups[gi];
         if g.config.strategy != Strategy::Failover {
-            return Err(format!("{group:?} is not a failover group"));
+            return Err(FailBackError::NotFailover(group.to_owned()));
         }
         let now = Instant::now();
         let first = g
             .members
             .iter()
             .position(|m| self.view(*m, now, g.config.slow_start).available)
-            .ok_or_else(|| format!("no member of {group:?} is available"))?;
+            .ok_or_else(|| FailBackError::NoneAvailable(group.to_owned()))?;
         let was = g.active.swap(first, Ordering::AcqRel);
         if was != first {
             warn!(group, from = %self.member_name(gi, was), to = %self.member_name(gi, first), "failback (asked for)");

@@ -8,13 +8,13 @@ pub mod client;
 use crate::context::Context;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-/// Accepts clients until shutdown, then waits for their sessions to unbind and end.
-pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let mut sessions = JoinSet::new();
+/// Accepts clients until `shutdown`, then waits for their sessions to unbind and end.
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, shutdown: CancellationToken) {
+    let sessions = TaskTracker::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -27,11 +27,11 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut shutdown: watch
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+            _ = shutdown.cancelled() => break,
         }
     }
     drop(listener);
     info!(sessions = sessions.len(), "listener closed; unbinding clients");
-    while sessions.join_next().await.is_some() {}
+    sessions.close();
+    sessions.wait().await;
 }

@@ -1,10 +1,14 @@
-//! What client and upstream sessions share: the state machine, sequence numbers, token buckets.
+//! What client and upstream sessions share: the state table ([`SessionState`]), sequence
+//! numbers ([`Sequence`]), keep-alive bookkeeping ([`KeepAlive`]), reconnect backoff
+//! ([`Backoff`]) and token buckets ([`TokenBucket`], [`SharedBucket`]). Plain values: the
+//! session tasks own them and feed them the time.
 
+mod bucket;
 pub mod state;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use bucket::{SharedBucket, TokenBucket};
 pub use state::SessionState;
 
 /// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.
@@ -16,65 +20,6 @@ impl Sequence {
     pub fn next_number(&mut self) -> u32 {
         self.0 = if self.0 >= 0x7FFF_FFFF { 1 } else { self.0 + 1 };
         self.0
-    }
-}
-
-/// A token bucket: `rate` tokens per second, bursts up to `burst`. Rate 0 = no limit.
-/// A std mutex: the critical section is a few float operations, never held across `.await`.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    inner: Mutex<(f64, Instant)>,
-}
-
-impl TokenBucket {
-    /// A bucket for `rate` per second with bursts of up to one second's worth, starting full
-    /// (what a client's `tps` allows: a client may send a second's worth at once).
-    pub fn new(rate: u32) -> TokenBucket {
-        TokenBucket::with_burst(rate, f64::from(rate))
-    }
-
-    /// A bucket for `rate` per second that lets at most 1/20 s of it through at once, so no
-    /// second ever sees more than `rate` and a twentieth (what an upstream's `tps` and an
-    /// SMSC's cap mean).
-    pub fn smooth(rate: u32) -> TokenBucket {
-        TokenBucket::with_burst(rate, (f64::from(rate) / 20.0).max(1.0))
-    }
-
-    /// A bucket for `rate` per second with bursts of up to `burst`, starting full.
-    pub fn with_burst(rate: u32, burst: f64) -> TokenBucket {
-        TokenBucket {
-            rate: f64::from(rate),
-            burst,
-            inner: Mutex::new((burst, Instant::now())),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn try_take(&self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = &mut *guard;
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst.max(1.0));
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Gives back a token taken for a request that was not sent after all.
-    pub fn give_back(&self) {
-        if self.rate > 0.0 {
-            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            guard.0 = (guard.0 + 1.0).min(self.burst.max(1.0));
-        }
     }
 }
 
@@ -211,22 +156,5 @@ mod tests {
         assert!(delays[9] >= Duration::from_secs(30) && delays[9] <= Duration::from_secs(60));
         b.reset();
         assert!(b.next_delay(&mut rng) <= Duration::from_secs(1));
-    }
-
-    #[test]
-    fn bucket_limits_a_burst() {
-        let bucket = TokenBucket::new(10);
-        let taken = (0..100).filter(|_| bucket.try_take()).count();
-        assert!((10..=11).contains(&taken), "{taken}");
-        assert!(TokenBucket::new(0).try_take());
-        // Smooth: a twentieth of a second at once, then the rate.
-        let smooth = TokenBucket::smooth(200);
-        assert_eq!((0..100).filter(|_| smooth.try_take()).count(), 10);
-        let start = Instant::now();
-        let mut taken = 0;
-        while start.elapsed() < Duration::from_millis(500) {
-            taken += u32::from(smooth.try_take());
-        }
-        assert!((95..=112).contains(&taken), "about 100 in half a second: {taken}");
     }
 }

@@ -8,7 +8,7 @@
 
 mod session;
 
-use crate::session::TokenBucket;
+use crate::session::{SharedBucket, TokenBucket};
 use dashmap::DashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use session::Outgoing;
 
@@ -137,7 +139,7 @@ pub struct SimStats {
 pub(crate) struct Shared {
     pub(crate) config: SimConfig,
     pub(crate) stats: Arc<SimStats>,
-    pub(crate) bucket: TokenBucket,
+    pub(crate) bucket: SharedBucket,
     /// Response latency now, microseconds (starts as `config.latency`; tests change it).
     pub(crate) latency_us: AtomicU64,
     /// Accepted submits, when `config.record`.
@@ -215,8 +217,8 @@ impl Shared {
 pub struct SimHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl SimHandle {
@@ -274,8 +276,8 @@ impl SimHandle {
 
     /// Stops listening and closes every session.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.stop.cancel();
+        self.tasks.wait().await;
     }
 }
 
@@ -292,7 +294,10 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         unbind: watch::channel(0).0,
         spool,
         // Like SMSCs counting per second: a quarter second's worth may come at once.
-        bucket: TokenBucket::with_burst(config.tps, f64::from(config.tps) / 4.0),
+        bucket: SharedBucket::new(match config.tps {
+            0 => TokenBucket::unlimited(std::time::Instant::now()),
+            n => TokenBucket::new(f64::from(n), f64::from(n) / 4.0, std::time::Instant::now()),
+        }),
         latency_us: AtomicU64::new(config.latency.as_micros() as u64),
         received: Mutex::new(Vec::new()),
         config,
@@ -303,14 +308,15 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         next_session: AtomicU64::new(1),
         messages: DashMap::new(),
     });
-    let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(spooler(spool_rx, shared.clone(), stop_rx.clone()));
-    let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+    tasks.spawn(spooler(spool_rx, shared.clone(), stop.clone()));
+    tasks.spawn(accept_loop(listener, shared.clone(), stop.clone()));
+    tasks.close();
     Ok(SimHandle {
         addr,
         shared,
         stop,
-        task,
+        tasks,
     })
 }
 
@@ -319,7 +325,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
 async fn spooler(
     mut rx: mpsc::UnboundedReceiver<(String, crate::pdu::Pdu, Duration)>,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     use futures_util::StreamExt;
     const RETRY: Duration = Duration::from_millis(50);
@@ -342,16 +348,16 @@ async fn spooler(
                     Err(_) => {}
                 }
             }
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut sessions = tokio::task::JoinSet::new();
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let sessions = TaskTracker::new();
     if let Some(every) = shared.config.mo_every {
         let shared = shared.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         sessions.spawn(async move {
             let mut tick = tokio::time::interval(every);
             let mut n = 0u64;
@@ -364,7 +370,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                             shared.stats.mo.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    _ = stop.changed() => break,
+                    _ = stop.cancelled() => break,
                 }
             }
         });
@@ -376,10 +382,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     sessions.spawn(session::run(stream, shared.clone(), stop.clone()));
                 }
             }
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
     }
-    sessions.abort_all();
-    while sessions.join_next().await.is_some() {}
+    // Every session sees `stop` too and closes its connection.
+    sessions.close();
+    sessions.wait().await;
 }

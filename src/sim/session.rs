@@ -11,8 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
 /// A PDU the session must send on its own initiative (a receipt or MO); it sets the sequence.
@@ -130,7 +131,7 @@ struct SimSession {
     sent: std::collections::HashMap<u32, Pdu>,
 }
 
-pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
     let mut unbind = shared.unbind.subscribe();
     let _ = stream.set_nodelay(true);
     let (tx, mut rx) = mpsc::channel(4096);
@@ -194,7 +195,7 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, mut stop: watch:
                     true
                 }
             }
-            _ = stop.changed() => false,
+            _ = stop.cancelled() => false,
         };
         if !keep_going {
             break;
@@ -348,7 +349,7 @@ impl SimSession {
                     .await;
             }
         }
-        if !self.shared.bucket.try_take() {
+        if !self.shared.bucket.try_take(std::time::Instant::now) {
             self.shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
             return self
                 .conn

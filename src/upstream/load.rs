@@ -8,6 +8,7 @@
 //! an await, guards what must change together; counters for status are plain atomics.
 
 use crate::pdu::CommandStatus;
+use crate::session::TokenBucket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ const DECREASE_EVERY: Duration = Duration::from_millis(200);
 /// Each tick without throttles, an adaptive rate that was used up grows by a fixed step: this
 /// share of the rate the last throttle set (additive, and in proportion to the link's size).
 const INCREASE: f64 = 0.03;
+/// The adaptive rate lets this share of a second's worth through at once.
+const ADAPTIVE_BURST: f64 = 0.05;
 /// An adaptive rate never goes below this many messages per second.
 const MIN_RATE: f64 = 2.0;
 /// After this long without a throttle, the adaptive rate is dropped (no cap again).
@@ -104,10 +107,8 @@ struct Inner {
     rtt_at: Instant,
     rate: f64,
     last_acked: u64,
-    /// Adaptive rate (per second); infinite while the SMSC has not throttled.
-    limit: f64,
-    tokens: f64,
-    tokens_at: Instant,
+    /// The adaptive rate; unlimited while the SMSC has not throttled.
+    adaptive: TokenBucket,
     last_decrease: Option<Instant>,
     /// What each quiet tick adds to the adaptive rate (set by the last throttle).
     step: f64,
@@ -133,9 +134,7 @@ impl Load {
                 rtt_at: now,
                 rate: 0.0,
                 last_acked: 0,
-                limit: f64::INFINITY,
-                tokens: 0.0,
-                tokens_at: now,
+                adaptive: TokenBucket::unlimited(now),
                 last_decrease: None,
                 step: 1.0,
                 limited: false,
@@ -169,15 +168,15 @@ impl Load {
             if i.last_decrease.is_none_or(|t| now.duration_since(t) >= DECREASE_EVERY) {
                 // What it acknowledged is the best guess of what it takes.
                 let taken = i.rate * DECREASE;
-                i.limit = if i.limit.is_finite() {
-                    taken.clamp(i.limit * (1.0 - CUT_MAX), i.limit * (1.0 - CUT_MIN))
-                } else {
-                    taken
+                let limit = match i.adaptive.rate() {
+                    Some(limit) => taken.clamp(limit * (1.0 - CUT_MAX), limit * (1.0 - CUT_MIN)),
+                    None => taken,
                 }
                 .max(MIN_RATE);
-                i.tokens = i.tokens.min(1.0);
+                i.set_limit(limit);
+                i.adaptive.spend_down_to(1.0);
                 i.last_decrease = Some(now);
-                i.step = (i.limit * INCREASE).max(1.0);
+                i.step = (limit * INCREASE).max(1.0);
             }
             return;
         }
@@ -207,29 +206,14 @@ impl Load {
     /// Takes one unit of the adaptive rate; `false` when it is used up for now.
     pub fn try_take(&self, now: Instant) -> bool {
         let mut i = self.lock();
-        if !i.limit.is_finite() {
-            return true;
-        }
-        // A small burst: an SMSC counting per second sees an even flow, not a spike.
-        let burst = (i.limit * 0.05).max(1.0);
-        let elapsed = now.saturating_duration_since(i.tokens_at).as_secs_f64();
-        i.tokens = (i.tokens + elapsed * i.limit).min(burst);
-        i.tokens_at = now;
-        if i.tokens >= 1.0 {
-            i.tokens -= 1.0;
-            true
-        } else {
-            i.limited = true;
-            false
-        }
+        let taken = i.adaptive.try_take(now);
+        i.limited |= !taken;
+        taken
     }
 
     /// Returns a unit taken for a request that was not sent after all.
     pub fn give_back(&self) {
-        let mut i = self.lock();
-        if i.limit.is_finite() {
-            i.tokens += 1.0;
-        }
+        self.lock().adaptive.give_back();
     }
 
     /// Its figures now; `bound` says whether a session that can submit is bound.
@@ -254,7 +238,7 @@ impl Load {
             available,
             rtt: i.rtt * (-idle / RTT_DECAY).exp(),
             rate: i.rate,
-            limit: i.limit.is_finite().then_some(i.limit),
+            limit: i.adaptive.rate(),
             ramp,
             ejected_for,
             since: i.available_since,
@@ -284,15 +268,16 @@ impl Load {
         i.errors = i.errors * ERRORS_KEEP + errors.saturating_sub(i.last_errors) as f64;
         i.last_answers = answers;
         i.last_errors = errors;
-        if i.limit.is_finite() {
+        if let Some(limit) = i.adaptive.rate() {
             let quiet = i.last_decrease.is_none_or(|t| now.duration_since(t) >= DECREASE_EVERY);
             if quiet && i.limited {
-                i.limit += i.step;
+                let step = i.step;
+                i.set_limit(limit + step);
             }
             if i.last_decrease
                 .is_none_or(|t| now.duration_since(t) >= FORGET_LIMIT_AFTER)
             {
-                i.limit = f64::INFINITY;
+                i.set_limit(f64::INFINITY);
             }
         }
         i.limited = false;
@@ -320,6 +305,14 @@ impl Load {
             }
             _ => None,
         }
+    }
+}
+
+impl Inner {
+    /// The adaptive rate from now on, with a small burst: an SMSC counting per second sees an
+    /// even flow, not a spike.
+    fn set_limit(&mut self, limit: f64) {
+        self.adaptive.set_rate(limit, limit * ADAPTIVE_BURST);
     }
 }
 

@@ -2,21 +2,24 @@
 //!
 //! Each configured session is one task ([`session::run`]) that owns its socket, binds, keeps
 //! the bind alive, and reconnects with jittered backoff; it never holds two sockets for one
-//! configured session. Requests reach it through a bounded channel (capacity = its window);
-//! the router reads its [`SessionHandle`] (bound? how much window free? throttled?) to choose.
-//! Receipts and MO it receives go to an [`InboundSink`] (the proxy's receipt path).
+//! configured session. Requests reach it through a bounded channel (capacity = its window),
+//! each with an [`InFlight`] guard that counts it until it is done, whichever way that is;
+//! the router reads its [`SessionHandle`] (bound? how much window free?) and its upstream's
+//! [`Load`] to choose. Receipts and MO it receives go to an [`InboundSink`] (the proxy's
+//! receipt path).
 
 pub mod load;
 pub mod session;
 
 use crate::config::{BindMode, UpstreamConfig};
 use crate::messages::{DeliverAck, Forward};
+use crate::pdu::CommandStatus;
 use crate::pdu::Pdu;
-use crate::session::TokenBucket;
+use crate::session::{SharedBucket, TokenBucket};
 use load::Load;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// What every session of one upstream shares.
@@ -27,7 +30,7 @@ pub struct UpstreamInfo {
     /// Its configuration.
     pub config: UpstreamConfig,
     /// Its tps cap, across its sessions.
-    pub bucket: TokenBucket,
+    pub bucket: SharedBucket,
     /// What its traffic measures (latency, rate, throttles, errors), for the router.
     pub load: Load,
 }
@@ -58,9 +61,51 @@ pub struct SessionHandle {
     pub index: usize,
     /// Its bind.
     pub kind: SessionKind,
-    tx: mpsc::Sender<Forward>,
+    tx: mpsc::Sender<Request>,
     bound: AtomicBool,
+    /// Live [`InFlight`] guards: nothing else changes it.
     inflight: AtomicU32,
+}
+
+/// A request handed to a session task, and the guard that counts it.
+#[derive(Debug)]
+pub struct Request {
+    /// The request.
+    pub fwd: Forward,
+    /// Counts it in its session's in-flight figure until dropped.
+    pub inflight: InFlight,
+}
+
+/// One request in its session's in-flight figure, from the moment the router hands it to the
+/// session until this guard is dropped: answered, timed out, failed with its session, sent
+/// back to be routed again, or never written. Nothing counts down by hand, so no path can
+/// leave the figure (and with it the router's cost, latency x (in flight + 1)) skewed.
+/// What it is dropped after is told first: [`InFlight::answered`] feeds the upstream's latency
+/// and throttle figures, [`InFlight::timed_out`] its link errors. (tower's `load` handles.)
+#[derive(Debug)]
+pub struct InFlight(Arc<SessionHandle>);
+
+impl InFlight {
+    fn new(session: Arc<SessionHandle>) -> InFlight {
+        session.inflight.fetch_add(1, Ordering::AcqRel);
+        InFlight(session)
+    }
+
+    /// Answered with `status`, `rtt` after it was written.
+    pub fn answered(self, status: CommandStatus, rtt: Duration, now: Instant) {
+        self.0.upstream.load.on_answer(status, rtt, now);
+    }
+
+    /// Unanswered for the response timeout.
+    pub fn timed_out(self) {
+        self.0.upstream.load.on_timeout();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SessionHandle {
@@ -87,23 +132,14 @@ impl SessionHandle {
         self.upstream.config.window.saturating_sub(self.inflight())
     }
 
-    /// Hands a request to the session; gives it back (by value: no allocation) if it cannot take it.
+    /// Hands a request to the session, counted in flight until it is done; gives it back (by
+    /// value: no allocation) if the session cannot take it.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn offer(&self, fwd: Forward) -> Result<(), Forward> {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(fwd) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.inflight.fetch_sub(1, Ordering::AcqRel);
-                Err(e.into_inner())
-            }
-        }
-    }
-
-    pub(crate) fn done_one(&self) {
-        let _ = self
-            .inflight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+    pub fn offer(self: &Arc<Self>, fwd: Forward) -> Result<(), Forward> {
+        let inflight = InFlight::new(self.clone());
+        self.tx
+            .try_send(Request { fwd, inflight })
+            .map_err(|e| e.into_inner().fwd)
     }
 
     pub(crate) fn set_bound(&self, bound: bool) {
@@ -113,13 +149,13 @@ impl SessionHandle {
 
 /// Creates the handles and request channels for every configured upstream session.
 /// `pair` binds become a transmitter and a receiver handle.
-pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Forward>)> {
+pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Request>)> {
     let mut out = Vec::new();
     for config in upstreams {
         let info = Arc::new(UpstreamInfo {
             name: Arc::from(config.name.as_str()),
             config: config.clone(),
-            bucket: TokenBucket::smooth(config.tps),
+            bucket: SharedBucket::new(TokenBucket::smooth(config.tps, Instant::now())),
             load: Load::new(Instant::now()),
         });
         let kinds: &[SessionKind] = match config.bind {
@@ -145,3 +181,6 @@ pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, 
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@
 //! back to be routed again; the upstream's [`Load`](crate::upstream::load::Load) hears of it
 //! (and of every answer's latency, and of timeouts) and the router adapts its rate.
 
-use super::{InboundSink, SessionHandle, SessionKind};
+use super::{InboundSink, Request, SessionHandle, SessionKind};
 use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, UpstreamEvent};
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
@@ -24,9 +24,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 type Conn = Framed<TcpStream, SmppCodec>;
@@ -57,12 +58,28 @@ impl std::fmt::Display for End {
     }
 }
 
-fn bounce(fwd: Forward) {
+/// Sends a request back to its client session to be routed again; its in-flight guard goes
+/// first (it is no longer this session's).
+fn bounce(Request { fwd, inflight }: Request) {
+    drop(inflight);
+    retry(fwd);
+}
+
+/// Sends a request back to its client session to be routed again.
+fn retry(fwd: Forward) {
     let reply = fwd.reply.clone();
     let _ = reply.try_send(ClientEvent::Answer(Outcome::Retry(fwd)));
 }
 
-fn fail(fwd: &Forward, status: CommandStatus) {
+/// Answers a request with `status`; its in-flight guard goes first, so a client that hears of
+/// it finds the slot free.
+fn fail(Request { fwd, inflight }: Request, status: CommandStatus) {
+    drop(inflight);
+    tell_failed(fwd, status);
+}
+
+/// Tells the client session its request failed with `status`.
+fn tell_failed(fwd: Forward, status: CommandStatus) {
     let outcome = Outcome::Failed {
         client_seq: fwd.pdu.sequence_number,
         command: fwd.pdu.command_id(),
@@ -71,19 +88,19 @@ fn fail(fwd: &Forward, status: CommandStatus) {
     let _ = fwd.reply.try_send(ClientEvent::Answer(outcome));
 }
 
-/// Runs the session until shutdown.
+/// Runs the session until `shutdown` is cancelled.
 pub async fn run(
     handle: Arc<SessionHandle>,
-    mut rx: mpsc::Receiver<Forward>,
+    mut rx: mpsc::Receiver<Request>,
     inbound: Arc<dyn InboundSink>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut rng = SmallRng::from_entropy();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let name = handle.upstream.name.clone();
     let index = handle.index;
     'outer: loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             break;
         }
         match connect_and_bind(&handle).await {
@@ -91,7 +108,7 @@ pub async fn run(
                 let since = Instant::now();
                 handle.set_bound(true);
                 info!(upstream = %name, session = index, kind = ?handle.kind, "bound");
-                let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &mut shutdown).await;
+                let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &shutdown).await;
                 handle.set_bound(false);
                 // Whatever the router saw of it, this upstream has now failed once.
                 handle.upstream.load.lost();
@@ -119,18 +136,14 @@ pub async fn run(
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
-                Some(fwd) = rx.recv() => {
-                    handle.done_one();
-                    bounce(fwd);
-                }
-                changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break 'outer },
+                Some(request) = rx.recv() => bounce(request),
+                _ = shutdown.cancelled() => break 'outer,
             }
         }
     }
     rx.close();
-    while let Some(fwd) = rx.recv().await {
-        handle.done_one();
-        bounce(fwd);
+    while let Some(request) = rx.recv().await {
+        bounce(request);
     }
 }
 
@@ -185,7 +198,7 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
 }
 
 struct Written {
-    fwd: Forward,
+    request: Request,
     sent_at: Instant,
 }
 
@@ -225,31 +238,26 @@ impl<'a> Bound<'a> {
         }
     }
 
-    async fn run(mut self, rx: &mut mpsc::Receiver<Forward>, shutdown: &mut watch::Receiver<bool>) -> End {
+    async fn run(mut self, rx: &mut mpsc::Receiver<Request>, shutdown: &CancellationToken) -> End {
         let end = self.serve(rx, shutdown).await;
         // Written and unanswered: fail (a re-send could duplicate). Queued: route again.
         for (_, w) in self.inflight.drain() {
-            self.handle.done_one();
-            fail(&w.fwd, CommandStatus::ESME_RSYSERR);
+            fail(w.request, CommandStatus::ESME_RSYSERR);
         }
-        while let Ok(fwd) = rx.try_recv() {
-            self.handle.done_one();
-            bounce(fwd);
+        while let Ok(request) = rx.try_recv() {
+            bounce(request);
         }
         end
     }
 
-    async fn serve(&mut self, rx: &mut mpsc::Receiver<Forward>, shutdown: &mut watch::Receiver<bool>) -> End {
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Request>, shutdown: &CancellationToken) -> End {
         let config = &self.handle.upstream.config;
         let mut tick = tokio::time::interval(Duration::from_millis(250).min(config.enquire_link));
         loop {
             let result = tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        self.unbind().await;
-                        return End::Shutdown;
-                    }
-                    Ok(None)
+                _ = shutdown.cancelled() => {
+                    self.unbind().await;
+                    return End::Shutdown;
                 }
                 item = self.conn.next() => match item {
                     None => return End::Closed,
@@ -272,7 +280,7 @@ impl<'a> Bound<'a> {
                         self.incoming(pdu).await
                     }
                 },
-                Some(fwd) = rx.recv() => self.write_requests(fwd, rx).await.map(|_| None),
+                Some(request) = rx.recv() => self.write_requests(request, rx).await.map(|_| None),
                 Some(event) = self.events_rx.recv() => self.write_events(event).await.map(|_| None),
                 _ = tick.tick() => self.on_tick().await,
             };
@@ -284,41 +292,40 @@ impl<'a> Bound<'a> {
         }
     }
 
-    async fn write_requests(&mut self, first: Forward, rx: &mut mpsc::Receiver<Forward>) -> Result<(), FrameError> {
+    async fn write_requests(&mut self, first: Request, rx: &mut mpsc::Receiver<Request>) -> Result<(), FrameError> {
         // One clock read per batch: latency is measured from here.
         let at = Instant::now();
         self.write_request(first, at).await?;
         // Everything already queued goes out in the same flush.
         for _ in 0..64 {
             match rx.try_recv() {
-                Ok(fwd) => self.write_request(fwd, at).await?,
+                Ok(request) => self.write_request(request, at).await?,
                 Err(_) => break,
             }
         }
         crate::pdu::codec::flush(&mut self.conn).await
     }
 
-    async fn write_request(&mut self, mut fwd: Forward, at: Instant) -> Result<(), FrameError> {
+    async fn write_request(&mut self, mut request: Request, at: Instant) -> Result<(), FrameError> {
         let ours = self.seq.next_number();
-        let client_seq = fwd.pdu.sequence_number;
-        fwd.pdu.sequence_number = ours;
-        let written = self.conn.feed(&fwd.pdu).await;
-        fwd.pdu.sequence_number = client_seq;
+        let pdu = &mut request.fwd.pdu;
+        let client_seq = pdu.sequence_number;
+        pdu.sequence_number = ours;
+        let written = self.conn.feed(&*pdu).await;
+        pdu.sequence_number = client_seq;
         match written {
             Ok(()) => {
-                self.inflight.insert(ours, Written { fwd, sent_at: at });
+                self.inflight.insert(ours, Written { request, sent_at: at });
                 Ok(())
             }
             Err(FrameError::Encode(e)) => {
                 warn!(error = %e, "request cannot be encoded");
-                self.handle.done_one();
-                fail(&fwd, CommandStatus::ESME_RSYSERR);
+                fail(request, CommandStatus::ESME_RSYSERR);
                 Ok(())
             }
             Err(e) => {
                 // Not written: the socket failed first.
-                self.handle.done_one();
-                bounce(fwd);
+                bounce(request);
                 Err(e)
             }
         }
@@ -401,29 +408,29 @@ impl<'a> Bound<'a> {
             debug!(upstream = %self.handle.upstream.name, seq = resp.sequence_number, "response to no request: dropped");
             return;
         };
-        self.handle.done_one();
+        let Written {
+            request: Request { fwd, inflight },
+            sent_at,
+        } = w;
         let status = resp.command_status;
         let now = Instant::now();
-        self.handle
-            .upstream
-            .load
-            .on_answer(status, now.saturating_duration_since(w.sent_at), now);
+        inflight.answered(status, now.saturating_duration_since(sent_at), now);
         if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
             debug!(upstream = %self.handle.upstream.name, "throttled by SMSC: routed again");
-            bounce(w.fwd);
+            retry(fwd);
             return;
         }
-        let client_seq = w.fwd.pdu.sequence_number;
+        let client_seq = fwd.pdu.sequence_number;
         let mut resp = if resp.command_id() == CommandId::GENERIC_NACK {
             // Answer the client in its request's own response type.
-            w.fwd.pdu.error_response(status).unwrap_or(resp)
+            fwd.pdu.error_response(status).unwrap_or(resp)
         } else {
             resp
         };
         resp.sequence_number = client_seq;
-        let request = RequestInfo::of(&w.fwd.pdu);
+        let request = RequestInfo::of(&fwd.pdu);
         let upstream = &self.handle.upstream;
-        let _ = w.fwd.reply.try_send(ClientEvent::Answer(Outcome::Answered {
+        let _ = fwd.reply.try_send(ClientEvent::Answer(Outcome::Answered {
             upstream: upstream.name.clone(),
             id_match: upstream.config.id_match,
             request,
@@ -443,10 +450,10 @@ impl<'a> Bound<'a> {
             .collect();
         for seq in expired {
             if let Some(w) = self.inflight.remove(&seq) {
-                self.handle.done_one();
-                self.handle.upstream.load.on_timeout();
+                let Request { fwd, inflight } = w.request;
+                inflight.timed_out();
                 warn!(upstream = %self.handle.upstream.name, seq, "no response in time: request failed, not re-sent");
-                fail(&w.fwd, CommandStatus::ESME_RSYSERR);
+                tell_failed(fwd, CommandStatus::ESME_RSYSERR);
             }
         }
         match self.keep_alive.check(now, config.enquire_link, config.response_timeout) {

@@ -22,16 +22,16 @@
 //! transaction, the log still has them), then leave the hot tier. So a correlation stays hot for
 //! at least one whole generation, and the hot tier holds at most about three.
 
-use super::hot::{Entry, Hot, Stage, UpKey};
-use super::record::{
-    client_key, decode, encode_stamped, key, log_ops, log_put, log_remove, restamp, stamp, time_and_client_key,
-    unstamp, LogOp,
-};
-use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
+mod batch;
+mod flush;
+mod sweep;
+
+use super::hot::{Hot, Stage, UpKey};
+use super::record::{decode, log_ops, stamp, LogOp};
+use super::tables::{CORR_UP, LOG};
 use super::{Correlation, StoreError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::VecDeque;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -170,11 +170,6 @@ const SAMPLE: u64 = 32;
 /// A flushed generation with at least this many hot puts decides the mode.
 const DECIDE_MIN: usize = 256;
 
-/// Whether a table holds `k`.
-fn holds(table: &Table<&[u8], &[u8]>, k: &[u8]) -> Result<bool, StoreError> {
-    Ok(table.get(k)?.is_some())
-}
-
 impl Writer {
     /// Replays the log into the hot tier (what the last run wrote but did not flush), so readers
     /// see the store as the last commit left it.
@@ -296,143 +291,23 @@ impl Writer {
     /// Applies a batch in one transaction; returns the outbox sequence given to each op (0 if none).
     fn apply(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
         self.row.clear();
-        let applied = self.write(batch);
-        if applied.is_err() {
-            self.stage.clear();
-            return applied;
-        }
-        self.stage.publish(&self.hot);
-        applied
-    }
-
-    fn write(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_write()?;
         // This batch's log row number, also the stamp of what it writes straight to the tables:
         // it is used up if either happens, so later log rows are always newer.
         let row = self.next_row;
-        let stage = &mut self.stage;
-        let mut seqs = Vec::with_capacity(batch.len());
-        let (mut writes, mut hot_puts, mut direct) = (0, 0, 0);
-        {
-            let mut up = txn.open_table(CORR_UP)?;
-            let mut by_client = None;
-            // Most batches carry no outbox writes: those tables are opened only when needed.
-            let outbox_ops = batch
-                .iter()
-                .any(|(op, _)| matches!(op, Op::OutboxPush { .. } | Op::OutboxRemove { .. }));
-            let mut outbox = outbox_ops.then(|| txn.open_table(OUTBOX)).transpose()?;
-            let mut meta = outbox_ops.then(|| txn.open_table(META)).transpose()?;
-            let first = match &meta {
-                Some(meta) => meta.get("outbox_seq")?.map_or(0, |v| v.value()),
-                None => 0,
-            };
-            let mut next = first;
-            for (op, _) in batch.iter_mut() {
-                let seq = match op {
-                    Op::PutCorrelation {
-                        up_key,
-                        c,
-                        value,
-                        client_key: ck,
-                    } => {
-                        writes += 1;
-                        self.puts += 1;
-                        let known = stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key);
-                        if known || !self.direct || self.puts % SAMPLE == 0 {
-                            stage.put(&self.hot, up_key, c.clone(), row, || holds(&up, up_key))?;
-                            log_put(&mut self.row, up_key, unstamp(value).1);
-                            hot_puts += 1;
-                        } else {
-                            restamp(value, row);
-                            let old = up.insert(&**up_key, value.as_slice())?;
-                            let old = old.and_then(|v| time_and_client_key(v.value()));
-                            let by_client = match &mut by_client {
-                                Some(t) => t,
-                                None => by_client.insert(txn.open_table(CORR_CLIENT)?),
-                            };
-                            if let Some((_, old)) = old.filter(|(_, old)| old != ck) {
-                                by_client.remove(old.as_slice())?;
-                            }
-                            by_client.insert(ck.as_slice(), &**up_key)?;
-                            direct += 1;
-                        }
-                        0
-                    }
-                    Op::RemoveCorrelation { up_key } => {
-                        if stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key) {
-                            if stage.remove(&self.hot, up_key, row, || holds(&up, up_key))? {
-                                log_remove(&mut self.row, up_key);
-                                writes += 1;
-                            }
-                        } else {
-                            // Only the tables have it (and no log row): removed there at once.
-                            let old = up.remove(&**up_key)?;
-                            if let Some((_, ck)) = old.and_then(|v| time_and_client_key(v.value())) {
-                                let by_client = match &mut by_client {
-                                    Some(t) => t,
-                                    None => by_client.insert(txn.open_table(CORR_CLIENT)?),
-                                };
-                                by_client.remove(ck.as_slice())?;
-                                writes += 1;
-                                direct += 1;
-                            }
-                        }
-                        0
-                    }
-                    Op::ExpireCorrelations { before, budget } => {
-                        let mut n = 0;
-                        for k in self.hot.expired(*before) {
-                            if !stage.has(&k) && stage.remove(&self.hot, &k, row, || holds(&up, &k))? {
-                                log_remove(&mut self.row, &k);
-                                writes += 1;
-                                n += 1;
-                            }
-                        }
-                        let by_client = match &mut by_client {
-                            Some(t) => t,
-                            None => by_client.insert(txn.open_table(CORR_CLIENT)?),
-                        };
-                        let sweep = Sweep {
-                            before: *before,
-                            budget: *budget,
-                            from: &mut self.sweep_from,
-                            hot: &self.hot,
-                            stage,
-                        };
-                        n + sweep.run(&mut up, by_client)?
-                    }
-                    Op::OutboxPush { client, pdu } => {
-                        next += 1;
-                        if let Some(outbox) = outbox.as_mut() {
-                            outbox.insert(key(client, &next.to_be_bytes()).as_slice(), pdu.as_slice())?;
-                        }
-                        next
-                    }
-                    Op::OutboxRemove { client, seq } => {
-                        if let Some(outbox) = outbox.as_mut() {
-                            outbox.remove(key(client, &seq.to_be_bytes()).as_slice())?;
-                        }
-                        0
-                    }
-                    Op::Checkpoint => 0,
-                };
-                seqs.push(seq);
+        let (seqs, counts) = match self.write(batch, row) {
+            Ok(written) => written,
+            Err(e) => {
+                self.stage.clear();
+                return Err(e);
             }
-            if let Some(meta) = meta.as_mut().filter(|_| next != first) {
-                meta.insert("outbox_seq", next)?;
-            }
-            if !self.row.is_empty() {
-                let mut log = txn.open_table(LOG)?;
-                log.insert(row, self.row.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        if !self.row.is_empty() || direct > 0 {
+        };
+        self.stage.publish(&self.hot);
+        if !self.row.is_empty() || counts.direct > 0 {
             self.next_row += 1;
         }
         if let Some(g) = self.gens.back_mut() {
-            g.writes += writes;
-            g.hot_puts += hot_puts;
+            g.writes += counts.writes;
+            g.hot_puts += counts.hot_puts;
         }
         Ok(seqs)
     }
@@ -472,31 +347,6 @@ impl Writer {
         }
     }
 
-    /// Folds the whole hot tier into the tables and empties the log, durably.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        // A flush under way covers a prefix of the rows: finish it, then take all the rest.
-        while self.flush.is_some() {
-            if self.flush_slice(false)? {
-                self.flush = None;
-                self.gens.pop_front();
-            }
-        }
-        let upto = self.next_row.saturating_sub(1);
-        self.flush = Some(Flush {
-            first_row: self.gens.front().map_or(self.next_row, |g| g.first_row),
-            upto,
-            keys: self.hot.due(upto),
-            done: 0,
-            puts: 0,
-            live: 0,
-        });
-        while !self.flush_slice(true)? {}
-        self.flush = None;
-        self.gens.clear();
-        self.gens.push_back(Generation::new(self.next_row));
-        Ok(())
-    }
-
     /// Puts go straight to the tables while most of what the hot tier held outlived it (late
     /// receipts: holding them first only adds work), through the hot tier otherwise.
     fn decide(&mut self, f: &Flush) {
@@ -519,108 +369,6 @@ impl Writer {
                 }
             );
         }
-    }
-
-    /// Writes the next slice of the flush to the tables; `true` when the flush is complete.
-    /// `durable`: the last slice is committed with an fsync.
-    fn flush_slice(&mut self, durable: bool) -> Result<bool, StoreError> {
-        let Some(f) = self.flush.as_mut() else {
-            return Ok(true);
-        };
-        let end = (f.done + FLUSH_SLICE).min(f.keys.len());
-        let last = end == f.keys.len();
-        let mut txn = self.db.begin_write()?;
-        if !(durable && last) {
-            // No fsync: the log holds these writes until the last slice deletes its rows, and
-            // the next group commit makes this one durable with it.
-            txn.set_durability(Durability::None)?;
-        }
-        let mut value = Vec::new();
-        {
-            let mut up = txn.open_table(CORR_UP)?;
-            let mut by_client = txn.open_table(CORR_CLIENT)?;
-            for k in &f.keys[f.done..end] {
-                let entry = match self.hot.entry(k) {
-                    Some(e) if e.seq() <= f.upto => e,
-                    // Written since: a later generation's flush takes it.
-                    _ => continue,
-                };
-                if matches!(entry, Entry::Gone { .. } | Entry::Live { stored: true, .. }) {
-                    // The version the tables hold goes first, with its client id.
-                    let old = up.remove(&**k)?;
-                    if let Some((_, ck)) = old.and_then(|v| time_and_client_key(v.value())) {
-                        by_client.remove(ck.as_slice())?;
-                    }
-                }
-                if let Entry::Live { c, seq, .. } = &entry {
-                    f.live += 1;
-                    value.clear();
-                    encode_stamped(&mut value, c, *seq);
-                    up.insert(&**k, value.as_slice())?;
-                    by_client.insert(client_key(c).as_slice(), &**k)?;
-                }
-            }
-            if last {
-                let mut log = txn.open_table(LOG)?;
-                log.retain_in(f.first_row..=f.upto, |_, _| false)?;
-            }
-        }
-        txn.commit()?;
-        for k in &f.keys[f.done..end] {
-            self.hot.flushed(k, f.upto);
-        }
-        self.stats.flushed.fetch_add((end - f.done) as u64, Ordering::Relaxed);
-        f.done = end;
-        Ok(last)
-    }
-}
-
-/// One slice of the table sweep: drops correlations past their TTL from the tables, leaving
-/// keys the hot tier (or this batch) has a newer say about.
-struct Sweep<'a> {
-    before: u64,
-    budget: Option<u64>,
-    from: &'a mut Option<Vec<u8>>,
-    hot: &'a Hot,
-    stage: &'a Stage,
-}
-
-impl Sweep<'_> {
-    fn run(self, up: &mut Table<&[u8], &[u8]>, by_client: &mut Table<&[u8], &[u8]>) -> Result<u64, StoreError> {
-        let budget = self.budget.unwrap_or_else(|| {
-            let len = up.len().unwrap_or(0);
-            (len / SWEEPS_PER_PASS).clamp(SWEEP_MIN, SWEEP_MAX)
-        });
-        let from = match self.from.as_deref() {
-            Some(k) => Bound::Excluded(k),
-            None => Bound::Unbounded,
-        };
-        let mut due: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut read = 0;
-        let mut last = None;
-        for item in up.range::<&[u8]>((from, Bound::Unbounded))? {
-            let (k, v) = item?;
-            match time_and_client_key(v.value()) {
-                Some((submitted_at, client_key))
-                    if submitted_at < self.before && !self.stage.touches(self.hot, k.value()) =>
-                {
-                    due.push((k.value().to_vec(), client_key));
-                }
-                _ => {}
-            }
-            read += 1;
-            if read >= budget {
-                last = Some(k.value().to_vec());
-                break;
-            }
-        }
-        // At the end of the table the next sweep starts a new pass.
-        *self.from = last;
-        for (up_key, client_key) in &due {
-            up.remove(up_key.as_slice())?;
-            by_client.remove(client_key.as_slice())?;
-        }
-        Ok(due.len() as u64)
     }
 }
 

@@ -1,0 +1,419 @@
+//! One client session task: the proxy as an SMSC to one ESME connection.
+//!
+//! It owns the socket and the session's [`Phase`]: binds against the account's credentials,
+//! enforces the state table ([`SessionState`]), the account's window and tps, forwards requests
+//! to the router ([`requests`]), and writes back what comes in on its event channel: answers
+//! from upstreams, receipts and MO from its account ([`deliveries`]). Message ids are mapped
+//! here: an upstream's submit_sm_resp id is recorded with the id the client gets before the
+//! client sees it; query/cancel/replace carrying the client's id go to the upstream that took
+//! the message, with that upstream's id.
+
+mod deliveries;
+mod requests;
+
+use crate::account::AccountHandle;
+use crate::context::Context;
+use crate::messages::{AccountMsg, ClientEvent, Forward};
+use crate::pdu::body::BindResp;
+use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
+use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
+use futures_util::{SinkExt, StreamExt};
+use requests::{Committing, Mapped};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// How often the session's timers are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a bound client gets, at shutdown, to have its requests answered before unbind.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long the session waits for the client's unbind_resp.
+const UNBIND_WAIT: Duration = Duration::from_secs(2);
+
+/// Where the session is, with what belongs there (the account and the event channel exist
+/// only while bound). The SMPP state table is [`SessionState`]; [`Phase::state`] maps onto it.
+///
+/// ```text
+///  Open ──bind ok──▶ Bound ──unbind (either side)──▶ Unbound ──▶ closed
+///   └── no bind before bind_deadline ──▶ closed
+/// ```
+enum Phase {
+    /// Connected, not bound: a bind must come before `bind_deadline`.
+    Open {
+        /// When the connection is closed if it has not bound.
+        bind_deadline: Instant,
+    },
+    /// Bound to an account.
+    Bound(Bound),
+    /// unbind sent or received; the bind has been given back.
+    Unbound,
+}
+
+/// What a bound session has.
+struct Bound {
+    /// `BoundTx`, `BoundRx` or `BoundTrx`.
+    mode: SessionState,
+    account: AccountHandle,
+    /// This bind's id, as its account knows it.
+    bind_id: u64,
+    /// Answers from upstreams and deliveries from the account come in here; the sender is
+    /// cloned into every request forwarded.
+    events_tx: mpsc::Sender<ClientEvent>,
+    events_rx: mpsc::Receiver<ClientEvent>,
+}
+
+impl Phase {
+    fn state(&self) -> SessionState {
+        match self {
+            Phase::Open { .. } => SessionState::Open,
+            Phase::Bound(b) => b.mode,
+            Phase::Unbound => SessionState::Unbound,
+        }
+    }
+
+    fn bound(&self) -> Option<&Bound> {
+        match self {
+            Phase::Bound(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Why a session ended (for the log).
+#[derive(Debug)]
+enum Close {
+    /// Closed by the client (EOF or reset).
+    ClosedByClient,
+    /// The client unbound.
+    UnboundByClient,
+    /// The proxy shut down; the client was unbound once its requests were answered (or it was
+    /// not bound).
+    Shutdown,
+    /// No bind within `bind_timeout`.
+    BindTimeout,
+    /// Our enquire_link went unanswered.
+    KeepAliveDead,
+    /// A frame that cannot be cut from the stream (a bad `command_length`): answered with
+    /// generic_nack, then closed, since the stream cannot be resynchronised.
+    Framing(FrameError),
+    /// Writing to the client failed.
+    WriteFailed(FrameError),
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::ClosedByClient => f.write_str("closed by the client"),
+            Close::UnboundByClient => f.write_str("unbound by the client"),
+            Close::Shutdown => f.write_str("proxy shutting down"),
+            Close::BindTimeout => f.write_str("no bind in time"),
+            Close::KeepAliveDead => f.write_str("enquire_link unanswered"),
+            Close::Framing(e) => write!(f, "framing error: {e}"),
+            Close::WriteFailed(e) => write!(f, "write failed: {e}"),
+        }
+    }
+}
+
+/// A write that fails ends the session.
+impl From<FrameError> for Close {
+    fn from(e: FrameError) -> Close {
+        Close::WriteFailed(e)
+    }
+}
+
+/// What each step of the session gives: `Err` ends it, and says why.
+type Flow = Result<(), Close>;
+
+struct Client {
+    ctx: Arc<Context>,
+    conn: Framed<TcpStream, SmppCodec>,
+    peer: SocketAddr,
+    phase: Phase,
+    /// Requests forwarded and not yet answered (the client's window).
+    outstanding: u32,
+    seq: Sequence,
+    /// deliver_sm / data_sm sent to the client: outbox entry and when.
+    deliveries: HashMap<u32, (u64, Instant)>,
+    /// query/cancel/replace in flight, by the client's sequence number.
+    mapped: HashMap<u32, Mapped>,
+    /// Requests within the client's window waiting for upstream window (oldest first), with
+    /// when they started waiting. Bounded by the window; past `queue_timeout`: ESME_RTHROTTLED.
+    queue: VecDeque<(Forward, Instant)>,
+    /// Answers waiting for their correlations to be durable, oldest first. The session goes on
+    /// serving meanwhile; each is written when its commit resolves.
+    committing: VecDeque<Committing>,
+    keep_alive: KeepAlive,
+    /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
+    now: Instant,
+    /// Shutting down: new requests are refused, answers still flow until the unbind.
+    draining: Option<Instant>,
+}
+
+/// Serves one connection until it closes or the proxy shuts down.
+pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let codec = SmppCodec::with_max_len(ctx.config.client_sessions.max_pdu_len);
+    let now = Instant::now();
+    let bind_deadline = now + ctx.config.client_sessions.bind_timeout;
+    let mut client = Client {
+        ctx,
+        conn: Framed::new(stream, codec),
+        peer,
+        phase: Phase::Open { bind_deadline },
+        outstanding: 0,
+        seq: Sequence::default(),
+        deliveries: HashMap::new(),
+        mapped: HashMap::new(),
+        queue: VecDeque::new(),
+        committing: VecDeque::new(),
+        keep_alive: KeepAlive::new(now),
+        now,
+        draining: None,
+    };
+    let close = client.serve(shutdown).await;
+    debug!(peer = %peer, client = client.system_id(), reason = %close, "client connection closed");
+    client.leave().await;
+}
+
+/// The next event of a bound session; never, when not bound.
+async fn next_event(phase: &mut Phase) -> Option<ClientEvent> {
+    match phase {
+        Phase::Bound(b) => b.events_rx.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+impl Client {
+    fn system_id(&self) -> &str {
+        self.phase.bound().map_or("-", |b| b.account.config.system_id.as_str())
+    }
+
+    async fn serve(&mut self, shutdown: CancellationToken) -> Close {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            let flow = tokio::select! {
+                _ = shutdown.cancelled(), if self.draining.is_none() => self.on_shutdown(),
+                item = self.conn.next() => match item {
+                    None => Err(Close::ClosedByClient),
+                    Some(Err(e)) => {
+                        if let Some(reply) = e.reply() {
+                            let _ = self.conn.send(&reply).await;
+                        }
+                        warn!(peer = %self.peer, client = self.system_id(), error = %e, "framing error: closing");
+                        Err(Close::Framing(e))
+                    }
+                    Some(Ok(Err(e))) => {
+                        debug!(peer = %self.peer, error = %e, "malformed PDU");
+                        match e.reply() {
+                            Some(reply) => self.conn.send(&reply).await.map_err(Close::from),
+                            None => Ok(()),
+                        }
+                    }
+                    Some(Ok(Ok(pdu))) => {
+                        self.keep_alive.heard(self.now);
+                        self.incoming(pdu).await
+                    }
+                },
+                Some(event) = next_event(&mut self.phase) => self.events(event).await,
+                committed = requests::oldest_commit(&mut self.committing), if !self.committing.is_empty() => {
+                    self.on_committed(committed).await
+                }
+                _ = tokio::time::sleep(requests::QUEUE_RETRY), if !self.queue.is_empty() => self.drain_queue().await,
+                _ = tick.tick() => self.on_tick().await,
+            };
+            if let Err(close) = flow {
+                return close;
+            }
+            if let Some(deadline) = self.draining {
+                if (self.outstanding == 0 && self.committing.is_empty()) || Instant::now() >= deadline {
+                    self.unbind().await;
+                    return Close::Shutdown;
+                }
+            }
+        }
+    }
+
+    /// The proxy is shutting down: an unbound session just closes; a bound one stops taking
+    /// requests and unbinds once what it forwarded is answered (or after [`DRAIN`]).
+    fn on_shutdown(&mut self) -> Flow {
+        if self.phase.bound().is_none() {
+            return Err(Close::Shutdown);
+        }
+        self.draining = Some(Instant::now() + DRAIN);
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> Flow {
+        let now = Instant::now();
+        self.now = now;
+        let timers = &self.ctx.config.client_sessions;
+        if let Phase::Open { bind_deadline } = self.phase {
+            if now >= bind_deadline {
+                info!(peer = %self.peer, "no bind in time: closing");
+                return Err(Close::BindTimeout);
+            }
+        }
+        let response_timeout = timers.response_timeout;
+        let expired: Vec<u32> = self
+            .deliveries
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) >= response_timeout)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            if let Some((entry, _)) = self.deliveries.remove(&seq) {
+                self.delivered(entry, CommandStatus::ESME_RX_T_APPN).await;
+            }
+        }
+        if self.phase.bound().is_some() {
+            let timers = &self.ctx.config.client_sessions;
+            match self.keep_alive.check(now, timers.enquire_link, timers.response_timeout) {
+                KeepAliveAction::Dead => return Err(Close::KeepAliveDead),
+                KeepAliveAction::SendEnquireLink => {
+                    let seq = self.seq.next_number();
+                    self.conn
+                        .send(&Pdu::new(Body::EnquireLink).with_sequence_number(seq))
+                        .await?;
+                }
+                KeepAliveAction::Wait => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers request `pdu` with `status` (its own response type, else generic_nack).
+    async fn reply(&mut self, pdu: &Pdu, status: CommandStatus) -> Flow {
+        let resp = pdu.error_response(status).unwrap_or_else(|| {
+            Pdu::new(Body::GenericNack)
+                .with_status(status)
+                .with_sequence_number(pdu.sequence_number)
+        });
+        Ok(self.conn.send(&resp).await?)
+    }
+
+    async fn incoming(&mut self, pdu: Pdu) -> Flow {
+        let id = pdu.command_id();
+        if id.is_response() {
+            self.response(pdu).await;
+            return Ok(());
+        }
+        if let Err(status) = self.phase.state().check_request(id) {
+            return self.reply(&pdu, status).await;
+        }
+        match id {
+            CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER => {
+                self.bind(pdu).await
+            }
+            CommandId::ENQUIRE_LINK => Ok(self
+                .conn
+                .send(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
+                .await?),
+            CommandId::UNBIND => {
+                self.conn
+                    .send(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))
+                    .await?;
+                self.leave().await;
+                Err(Close::UnboundByClient)
+            }
+            _ if self.draining.is_some() => self.reply(&pdu, CommandStatus::ESME_RSYSERR).await,
+            CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => self.forward_mapped(pdu).await,
+            _ => self.forward(pdu).await,
+        }
+    }
+
+    /// Checks a bind against the accounts; bound, the session gets its account and events.
+    async fn bind(&mut self, pdu: Pdu) -> Flow {
+        let (Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b)) = &pdu.body else {
+            return Ok(());
+        };
+        let system_id = String::from_utf8_lossy(b.system_id.as_bytes()).into_owned();
+        let status = match self.ctx.accounts.get(&system_id) {
+            None => CommandStatus::ESME_RINVSYSID,
+            Some(a) if a.config.password.as_bytes() != b.password.as_bytes() => CommandStatus::ESME_RINVPASWD,
+            Some(a) if !a.config.allow.iter().any(|net| net.contains(self.peer.ip())) => CommandStatus::ESME_RBINDFAIL,
+            Some(a) if a.binds.fetch_add(1, Ordering::AcqRel) >= a.config.max_binds => {
+                a.binds.fetch_sub(1, Ordering::AcqRel);
+                CommandStatus::ESME_RBINDFAIL
+            }
+            Some(_) => CommandStatus::ESME_ROK,
+        };
+        if !status.is_ok() {
+            // Never the password: the system_id and why.
+            info!(peer = %self.peer, system_id, %status, "bind refused");
+            return self.reply(&pdu, status).await;
+        }
+        let account = self.ctx.accounts[&system_id].clone();
+        let mode = match pdu.command_id() {
+            CommandId::BIND_TRANSMITTER => SessionState::BoundTx,
+            CommandId::BIND_RECEIVER => SessionState::BoundRx,
+            _ => SessionState::BoundTrx,
+        };
+        let capacity = (account.config.window as usize) * 2 + account.config.deliver_window as usize + 64;
+        let (events_tx, events_rx) = mpsc::channel(capacity);
+        let bind_id = self.ctx.next_bind_id.fetch_add(1, Ordering::Relaxed);
+        if mode.can_receive() {
+            let up = AccountMsg::BindUp {
+                bind_id,
+                tx: events_tx.clone(),
+            };
+            let _ = account.tx.send(up).await;
+        }
+        info!(peer = %self.peer, system_id, state = ?mode, "client bound");
+        self.phase = Phase::Bound(Bound {
+            mode,
+            account,
+            bind_id,
+            events_tx,
+            events_rx,
+        });
+        let body = BindResp {
+            system_id: COctetString::from_static("smpp-proxy"),
+        };
+        let body = match pdu.command_id() {
+            CommandId::BIND_TRANSMITTER => Body::BindTransmitterResp(Some(body)),
+            CommandId::BIND_RECEIVER => Body::BindReceiverResp(Some(body)),
+            _ => Body::BindTransceiverResp(Some(body)),
+        };
+        let tlvs = Tlvs::from_pairs([(tag::sc_interface_version, &[0x34][..])]);
+        Ok(self
+            .conn
+            .send(&Pdu::new(body).with_sequence_number(pdu.sequence_number).with_tlvs(tlvs))
+            .await?)
+    }
+
+    /// Unbinds the client (shutdown) and waits briefly for its unbind_resp.
+    async fn unbind(&mut self) {
+        let seq = self.seq.next_number();
+        if self
+            .conn
+            .send(&Pdu::new(Body::Unbind).with_sequence_number(seq))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        self.leave().await;
+        let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
+        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
+            if pdu.command_id() == CommandId::UNBIND_RESP {
+                return;
+            }
+        }
+    }
+
+    /// Leaves the bound phase (if bound): gives back the bind's place in `max_binds` and, to
+    /// the account, what it had in flight to this bind.
+    async fn leave(&mut self) {
+        if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
+            b.account.binds.fetch_sub(1, Ordering::AcqRel);
+            let _ = b.account.tx.send(AccountMsg::BindDown { bind_id: b.bind_id }).await;
+        }
+    }
+}

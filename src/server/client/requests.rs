@@ -1,0 +1,298 @@
+//! A bound client's requests: forwarded to the router within the client's window and tps,
+//! queued while every upstream is full, answered when the upstream answers (with the client's
+//! own message id, once its correlation is durable), given up with the right status otherwise.
+
+use super::{Client, Flow};
+use crate::messages::{Forward, Outcome, RequestInfo};
+use crate::pdu::body::MessageIdResp;
+use crate::pdu::{Body, COctetString, CommandStatus, Pdu};
+use crate::receipt::id::IdMatch;
+use crate::store::{unix_now, Commit, Correlation, StoreError};
+use futures_util::SinkExt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// A request routed this often (throttled by SMSCs or bounced each time) is answered
+/// ESME_RTHROTTLED.
+const MAX_ATTEMPTS: u8 = 32;
+/// How often queued requests look for upstream window again (answers also wake them).
+pub(super) const QUEUE_RETRY: Duration = Duration::from_millis(2);
+
+/// An answer held until its correlation is durable.
+pub(super) struct Committing {
+    resp: Pdu,
+    commit: Commit,
+    correlation: Arc<Correlation>,
+}
+
+/// Where a query/cancel/replace in flight must go, and the client's id to put back.
+pub(super) struct Mapped {
+    upstream: Arc<str>,
+    client_id: COctetString,
+}
+
+/// The oldest commit's outcome; never, when none waits.
+pub(super) async fn oldest_commit(committing: &mut VecDeque<Committing>) -> Result<u64, StoreError> {
+    match committing.front_mut() {
+        Some(c) => (&mut c.commit).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Client {
+    /// submit_sm, data_sm, submit_multi and the broadcast family: to the account's group.
+    pub(super) async fn forward(&mut self, pdu: Pdu) -> Flow {
+        let Some(bound) = self.phase.bound() else {
+            return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
+        };
+        let account = &bound.account;
+        if self.outstanding >= account.config.window || !account.bucket.try_take(Instant::now) {
+            return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
+        }
+        let fwd = Forward {
+            pdu,
+            reply: bound.events_tx.clone(),
+            attempt: 0,
+        };
+        self.outstanding += 1;
+        self.send_or_queue(fwd).await?;
+        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+    }
+
+    /// query_sm, cancel_sm, replace_sm: to the upstream that took the message, with its id.
+    pub(super) async fn forward_mapped(&mut self, mut pdu: Pdu) -> Flow {
+        let Some(bound) = self.phase.bound() else {
+            return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
+        };
+        if self.outstanding >= bound.account.config.window {
+            return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
+        }
+        let reply = bound.events_tx.clone();
+        let client_id = pdu.message_id().cloned().unwrap_or_default();
+        let found = self.ctx.store.find_by_client(
+            &bound.account.config.system_id,
+            &String::from_utf8_lossy(client_id.as_bytes()),
+        );
+        let correlation = match found {
+            Ok(Some(c)) => c,
+            Ok(None) => return self.reply(&pdu, CommandStatus::ESME_RINVMSGID).await,
+            Err(e) => {
+                warn!(error = %e, "store lookup failed");
+                return self.reply(&pdu, CommandStatus::ESME_RSYSERR).await;
+            }
+        };
+        let upstream_id = COctetString::new(correlation.upstream_id.clone().into_bytes()).unwrap_or_default();
+        match &mut pdu.body {
+            Body::QuerySm(b) => b.message_id = upstream_id,
+            Body::CancelSm(b) => b.message_id = upstream_id,
+            Body::ReplaceSm(b) => b.message_id = upstream_id,
+            _ => {}
+        }
+        let mapped = Mapped {
+            upstream: correlation.upstream.clone(),
+            client_id,
+        };
+        self.mapped.insert(pdu.sequence_number, mapped);
+        self.outstanding += 1;
+        self.send_or_queue(Forward { pdu, reply, attempt: 0 }).await?;
+        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+    }
+
+    /// Hands a request to the router: the SMSC that took the message for query/cancel/replace,
+    /// the account's group otherwise.
+    fn route(&self, fwd: Forward) -> Result<(), (Forward, CommandStatus)> {
+        match (self.mapped.get(&fwd.pdu.sequence_number), self.phase.bound()) {
+            (Some(m), _) => self.ctx.router.dispatch_to_upstream(&m.upstream, fwd),
+            (None, Some(b)) => self.ctx.router.dispatch(&b.account.system_id, b.account.group, fwd),
+            (None, None) => Err((fwd, CommandStatus::ESME_RINVBNDSTS)),
+        }
+    }
+
+    /// Routes a request (already counted in `outstanding`), or queues it while every upstream
+    /// session is full or throttled: the client's window bounds the queue, so the client is told
+    /// ESME_RTHROTTLED only for its own limits or an upstream stuck for `queue_timeout`.
+    async fn send_or_queue(&mut self, fwd: Forward) -> Flow {
+        if !self.queue.is_empty() {
+            self.queue.push_back((fwd, self.now));
+            return Ok(());
+        }
+        match self.route(fwd) {
+            Ok(()) => Ok(()),
+            Err((fwd, CommandStatus::ESME_RTHROTTLED)) => {
+                self.queue.push_back((fwd, self.now));
+                Ok(())
+            }
+            Err((fwd, status)) => self.give_up(&fwd, status).await,
+        }
+    }
+
+    /// Routes what waits in the queue, oldest first, as far as upstream window allows.
+    pub(super) async fn drain_queue(&mut self) -> Flow {
+        let timeout = self.ctx.config.client_sessions.queue_timeout;
+        while let Some((fwd, since)) = self.queue.pop_front() {
+            if since.elapsed() >= timeout {
+                self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await?;
+                continue;
+            }
+            match self.route(fwd) {
+                Ok(()) => {}
+                Err((fwd, CommandStatus::ESME_RTHROTTLED)) => {
+                    self.queue.push_front((fwd, since));
+                    break;
+                }
+                Err((fwd, status)) => self.give_up(&fwd, status).await?,
+            }
+        }
+        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+    }
+
+    /// Answers a request that will not be sent with `status`.
+    async fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        self.mapped.remove(&fwd.pdu.sequence_number);
+        let resp = fwd
+            .pdu
+            .error_response(status)
+            .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
+        Ok(self.conn.feed(&resp).await?)
+    }
+
+    /// How a forwarded request ended, as the upstream session reports it.
+    pub(super) async fn outcome(&mut self, outcome: Outcome) -> Flow {
+        match outcome {
+            Outcome::Answered {
+                upstream,
+                id_match,
+                request,
+                resp,
+            } => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                match self.map_answer(upstream, id_match, request, resp) {
+                    Some(resp) => Ok(self.conn.feed(&resp).await?),
+                    None => Ok(()),
+                }
+            }
+            Outcome::Failed {
+                client_seq,
+                command,
+                status,
+            } => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                self.mapped.remove(&client_seq);
+                let resp = command
+                    .response()
+                    .and_then(Body::empty_response)
+                    .map_or_else(|| Pdu::new(Body::GenericNack), Pdu::new)
+                    .with_status(status)
+                    .with_sequence_number(client_seq);
+                Ok(self.conn.feed(&resp).await?)
+            }
+            Outcome::Retry(mut fwd) => {
+                fwd.attempt += 1;
+                if fwd.attempt > MAX_ATTEMPTS {
+                    return self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await;
+                }
+                self.send_or_queue(fwd).await
+            }
+        }
+    }
+
+    /// The upstream's answer as the client must see it: its sequence number (already set), and
+    /// the client's message id in place of the upstream's.
+    /// `None` when the answer waits for its correlation to be stored (`self.committing`).
+    fn map_answer(
+        &mut self,
+        upstream: Arc<str>,
+        id_match: IdMatch,
+        request: Option<RequestInfo>,
+        mut resp: Pdu,
+    ) -> Option<Pdu> {
+        if let Some(m) = self.mapped.remove(&resp.sequence_number) {
+            if let Body::QuerySmResp(Some(b)) = &mut resp.body {
+                b.message_id = m.client_id;
+            }
+            return Some(resp);
+        }
+        if !resp.command_status.is_ok() {
+            return Some(resp);
+        }
+        let (Some(upstream_id), Some(bound)) = (resp.message_id(), self.phase.bound()) else {
+            return Some(resp);
+        };
+        let upstream_id = String::from_utf8_lossy(upstream_id.as_bytes()).into_owned();
+        let account = &bound.account;
+        let client_id = self.ctx.ids.next(account.config.message_id_format, &upstream_id);
+        let Some(RequestInfo {
+            registered_delivery,
+            source_addr,
+            destination_addr,
+            part,
+        }) = request
+        else {
+            return Some(resp);
+        };
+        let correlation = Arc::new(Correlation {
+            upstream,
+            upstream_id,
+            client: account.system_id.clone(),
+            client_id: client_id.clone(),
+            submitted_at: unix_now(),
+            registered_delivery,
+            source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
+            destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
+            part,
+        });
+        let commit = self.ctx.store.record(correlation.clone(), id_match);
+        let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();
+        match &mut resp.body {
+            Body::SubmitSmResp(Some(b)) | Body::DataSmResp(Some(b)) => *b = MessageIdResp { message_id: id },
+            Body::SubmitMultiResp(Some(b)) => b.message_id = id,
+            _ => {}
+        }
+        // The client sees the id only once the correlation is durable (`on_committed`), so a
+        // receipt can never outrun it.
+        self.committing.push_back(Committing {
+            resp,
+            commit,
+            correlation,
+        });
+        None
+    }
+
+    /// Writes the answers whose correlations are now durable, oldest first; `first` is the
+    /// outcome of the oldest one's commit. The store commits in groups, so the ones behind it
+    /// are usually done too.
+    pub(super) async fn on_committed(&mut self, first: Result<u64, StoreError>) -> Flow {
+        let mut result = Some(first);
+        while let Some(front) = self.committing.front_mut() {
+            let outcome = match result.take() {
+                Some(r) => r,
+                None => match futures_util::FutureExt::now_or_never(&mut front.commit) {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let Some(Committing { resp, correlation, .. }) = self.committing.pop_front() else {
+                break;
+            };
+            match outcome {
+                Ok(_) => {
+                    self.ctx.correlation_recorded(&correlation);
+                    self.conn.feed(&resp).await?;
+                }
+                Err(e) => {
+                    warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
+                    let failed = Body::empty_response(resp.command_id()).map(|body| {
+                        Pdu::new(body)
+                            .with_status(CommandStatus::ESME_RSYSERR)
+                            .with_sequence_number(resp.sequence_number)
+                    });
+                    self.conn.feed(&failed.unwrap_or(resp)).await?;
+                }
+            }
+        }
+        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+    }
+}

@@ -1,0 +1,230 @@
+//! One group commit: every operation of a batch applied in one write transaction, each by its
+//! own method, then one commit (one fsync). Hot correlation writes are collected into the
+//! batch's log row; direct ones, removals of keys only the tables hold, and outbox writes go to
+//! their tables, stamped with the batch's row number.
+
+use super::sweep::Sweep;
+use super::{guarded, Op, Reply, Writer, SAMPLE};
+use crate::store::hot::UpKey;
+use crate::store::record::{key, log_put, log_remove, restamp, time_and_client_key, unstamp};
+use crate::store::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
+use crate::store::{Correlation, StoreError};
+use redb::{ReadableTable, Table, WriteTransaction};
+use std::sync::Arc;
+
+/// A table of bytes to bytes, open in a write transaction.
+type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+/// The tables one write transaction touches, each opened the first time an operation needs
+/// it: most batches touch only `corr_up` (and the log, once, at the end).
+struct Tables<'t> {
+    txn: &'t WriteTransaction,
+    up: BytesTable<'t>,
+    by_client: Option<BytesTable<'t>>,
+    outbox: Option<BytesTable<'t>>,
+    /// The outbox sequence as the batch found it, and as it leaves it.
+    outbox_seq: Option<(u64, u64)>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            txn,
+            up: txn.open_table(CORR_UP)?,
+            by_client: None,
+            outbox: None,
+            outbox_seq: None,
+        })
+    }
+
+    fn by_client(&mut self) -> Result<&mut BytesTable<'t>, StoreError> {
+        Ok(self.up_and_by_client()?.1)
+    }
+
+    fn up_and_by_client(&mut self) -> Result<(&mut BytesTable<'t>, &mut BytesTable<'t>), StoreError> {
+        let by_client = match &mut self.by_client {
+            Some(t) => t,
+            slot => slot.insert(self.txn.open_table(CORR_CLIENT)?),
+        };
+        Ok((&mut self.up, by_client))
+    }
+
+    fn outbox(&mut self) -> Result<&mut BytesTable<'t>, StoreError> {
+        match &mut self.outbox {
+            Some(t) => Ok(t),
+            slot => Ok(slot.insert(self.txn.open_table(OUTBOX)?)),
+        }
+    }
+
+    /// The next outbox sequence number (the last one is kept in `meta`).
+    fn next_outbox_seq(&mut self) -> Result<u64, StoreError> {
+        let (first, next) = match self.outbox_seq {
+            Some(seqs) => seqs,
+            None => {
+                let last = self.txn.open_table(META)?.get("outbox_seq")?.map_or(0, |v| v.value());
+                (last, last)
+            }
+        };
+        self.outbox_seq = Some((first, next + 1));
+        Ok(next + 1)
+    }
+
+    /// `corr_up` holds `k`.
+    fn up_holds(&self, k: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.up.get(k)?.is_some())
+    }
+
+    /// Writes what the batch changed that is written once (the outbox sequence).
+    fn finish(self) -> Result<(), StoreError> {
+        if let Some((_, next)) = self.outbox_seq.filter(|(first, next)| first != next) {
+            self.txn.open_table(META)?.insert("outbox_seq", next)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a batch did to the correlations, for the generations and the direct/hot choice.
+#[derive(Default)]
+pub(super) struct Counts {
+    /// Correlation writes, hot or direct.
+    pub(super) writes: usize,
+    /// Puts that went to the hot tier.
+    pub(super) hot_puts: usize,
+    /// Writes that went straight to the tables.
+    pub(super) direct: usize,
+}
+
+impl Writer {
+    /// Applies `batch` in one transaction under log row `row` and commits it; returns the
+    /// outbox sequence given to each operation (0 if none).
+    pub(super) fn write(&mut self, batch: &mut [(Op, Reply)], row: u64) -> Result<(Vec<u64>, Counts), StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut seqs = Vec::with_capacity(batch.len());
+        let mut counts = Counts::default();
+        {
+            let mut t = Tables::open(&txn)?;
+            for (op, _) in batch.iter_mut() {
+                let seq = match op {
+                    Op::PutCorrelation {
+                        up_key,
+                        c,
+                        value,
+                        client_key,
+                    } => self.put_correlation(&mut t, row, up_key, c, value, client_key, &mut counts)?,
+                    Op::RemoveCorrelation { up_key } => self.remove_correlation(&mut t, row, up_key, &mut counts)?,
+                    Op::ExpireCorrelations { before, budget } => {
+                        self.expire_correlations(&mut t, row, *before, *budget, &mut counts)?
+                    }
+                    Op::OutboxPush { client, pdu } => {
+                        let seq = t.next_outbox_seq()?;
+                        t.outbox()?
+                            .insert(key(client, &seq.to_be_bytes()).as_slice(), pdu.as_slice())?;
+                        seq
+                    }
+                    Op::OutboxRemove { client, seq } => {
+                        t.outbox()?.remove(key(client, &seq.to_be_bytes()).as_slice())?;
+                        0
+                    }
+                    Op::Checkpoint => 0,
+                };
+                seqs.push(seq);
+            }
+            if !self.row.is_empty() {
+                txn.open_table(LOG)?.insert(row, self.row.as_slice())?;
+            }
+            t.finish()?;
+        }
+        txn.commit()?;
+        Ok((seqs, counts))
+    }
+
+    /// A correlation put: through the hot tier (and the log row) unless puts go straight to the
+    /// tables now; a key the hot tier or a flush under way knows always goes through it, so
+    /// that the log's order of writes to it holds.
+    #[allow(clippy::too_many_arguments)]
+    fn put_correlation(
+        &mut self,
+        t: &mut Tables,
+        row: u64,
+        up_key: &UpKey,
+        c: &Arc<Correlation>,
+        value: &mut Vec<u8>,
+        client_key: &[u8],
+        counts: &mut Counts,
+    ) -> Result<u64, StoreError> {
+        counts.writes += 1;
+        self.puts += 1;
+        let known = self.stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key);
+        if known || !self.direct || self.puts % SAMPLE == 0 {
+            self.stage
+                .put(&self.hot, up_key, c.clone(), row, || t.up_holds(up_key))?;
+            log_put(&mut self.row, up_key, unstamp(value).1);
+            counts.hot_puts += 1;
+            return Ok(0);
+        }
+        restamp(value, row);
+        let old = t.up.insert(&**up_key, value.as_slice())?;
+        let old = old.and_then(|v| time_and_client_key(v.value()));
+        let by_client = t.by_client()?;
+        if let Some((_, old)) = old.filter(|(_, old)| old != client_key) {
+            by_client.remove(old.as_slice())?;
+        }
+        by_client.insert(client_key, &**up_key)?;
+        counts.direct += 1;
+        Ok(0)
+    }
+
+    /// A correlation removal: in the hot tier (and the log row) when it knows the key, else
+    /// straight from the tables, which are then the only place that had it.
+    fn remove_correlation(
+        &mut self,
+        t: &mut Tables,
+        row: u64,
+        up_key: &UpKey,
+        counts: &mut Counts,
+    ) -> Result<u64, StoreError> {
+        if self.stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key) {
+            if self.stage.remove(&self.hot, up_key, row, || t.up_holds(up_key))? {
+                log_remove(&mut self.row, up_key);
+                counts.writes += 1;
+            }
+            return Ok(0);
+        }
+        let old = t.up.remove(&**up_key)?;
+        if let Some((_, client_key)) = old.and_then(|v| time_and_client_key(v.value())) {
+            t.by_client()?.remove(client_key.as_slice())?;
+            counts.writes += 1;
+            counts.direct += 1;
+        }
+        Ok(0)
+    }
+
+    /// Correlations past their TTL: every one the hot tier holds, and a bounded slice of the
+    /// tables; gives how many went.
+    fn expire_correlations(
+        &mut self,
+        t: &mut Tables,
+        row: u64,
+        before: u64,
+        budget: Option<u64>,
+        counts: &mut Counts,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for k in self.hot.expired(before) {
+            if !self.stage.has(&k) && self.stage.remove(&self.hot, &k, row, || t.up_holds(&k))? {
+                log_remove(&mut self.row, &k);
+                counts.writes += 1;
+                n += 1;
+            }
+        }
+        let (up, by_client) = t.up_and_by_client()?;
+        let sweep = Sweep {
+            before,
+            budget,
+            from: &mut self.sweep_from,
+            hot: &self.hot,
+            stage: &self.stage,
+        };
+        Ok(n + sweep.run(up, by_client)?)
+    }
+}

@@ -1,0 +1,197 @@
+//! The in-flight count of a session goes back to zero whichever way its requests end:
+//! answered, sent back to be routed again (throttled), timed out, failed with their session,
+//! never written (session not bound, or gone). Real sessions over 127.0.0.1 to the simulator.
+
+use super::*;
+use crate::config::Config;
+use crate::messages::{ClientEvent, Outcome};
+use crate::pdu::{CommandStatus, Pdu};
+use crate::sim::{self, SimConfig, SimHandle};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct NoInbound;
+
+impl InboundSink for NoInbound {
+    fn inbound(&self, _: &Arc<UpstreamInfo>, _: Pdu, ack: DeliverAck) {
+        ack.send(CommandStatus::ESME_ROK);
+    }
+}
+
+fn config(addr: SocketAddr, response_timeout: &str) -> UpstreamConfig {
+    let text = format!(
+        "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"pw\"\n\
+         [[upstreams]]\nname = \"smsc\"\naddress = \"{addr}\"\nsystem_id = \"proxy\"\npassword = \"pw\"\n\
+         window = 20\nresponse_timeout = \"{response_timeout}\"\n"
+    );
+    Config::from_toml(&text).unwrap().upstreams.remove(0)
+}
+
+/// One session to `addr`, running until the token is cancelled.
+fn session(addr: SocketAddr, response_timeout: &str) -> (Arc<SessionHandle>, CancellationToken) {
+    let (handle, rx) = build_sessions(&[config(addr, response_timeout)]).remove(0);
+    let stop = CancellationToken::new();
+    tokio::spawn(session::run(handle.clone(), rx, Arc::new(NoInbound), stop.clone()));
+    (handle, stop)
+}
+
+async fn bound_session(sim: &SimHandle, response_timeout: &str) -> (Arc<SessionHandle>, CancellationToken) {
+    let (handle, stop) = session(sim.local_addr(), response_timeout);
+    let deadline = tokio::time::Instant::now() + T;
+    while !handle.is_bound() {
+        assert!(tokio::time::Instant::now() < deadline, "session did not bind");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (handle, stop)
+}
+
+fn submit(n: u32) -> Pdu {
+    crate::esme::submit_sm("4477", "447700900123", b"hi", false).with_sequence_number(n)
+}
+
+/// Offers `n` submits and collects how each ended.
+async fn offer_all(handle: &Arc<SessionHandle>, n: u32) -> (Vec<Outcome>, mpsc::Receiver<ClientEvent>) {
+    let (reply, mut events) = mpsc::channel(1024);
+    for k in 1..=n {
+        let fwd = Forward {
+            pdu: submit(k),
+            reply: reply.clone(),
+            attempt: 0,
+        };
+        assert!(handle.offer(fwd).is_ok(), "the session took request {k}");
+    }
+    let mut outcomes = Vec::new();
+    while outcomes.len() < n as usize {
+        match tokio::time::timeout(T, events.recv()).await {
+            Ok(Some(ClientEvent::Answer(outcome))) => outcomes.push(outcome),
+            other => panic!("{} of {n} requests ended, then {other:?}", outcomes.len()),
+        }
+    }
+    (outcomes, events)
+}
+
+async fn sim(config: SimConfig) -> SimHandle {
+    let config = SimConfig {
+        receipts: false,
+        ..config
+    };
+    sim::start(config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_requests_leave_nothing_in_flight() {
+    let sim = sim(SimConfig::default()).await;
+    let (handle, _stop) = bound_session(&sim, "5s").await;
+    let (outcomes, _) = offer_all(&handle, 20).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Answered { .. })));
+    assert_eq!(handle.inflight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_requests_go_back_to_be_routed_and_leave_nothing_in_flight() {
+    // One token, then ESME_RTHROTTLED: the rest come back to be routed again.
+    let sim = sim(SimConfig {
+        tps: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let (handle, _stop) = bound_session(&sim, "5s").await;
+    let (outcomes, _) = offer_all(&handle, 10).await;
+    let retried = outcomes.iter().filter(|o| matches!(o, Outcome::Retry(_))).count();
+    assert!(retried >= 8, "{retried} of 10 sent back");
+    assert_eq!(handle.inflight(), 0);
+    let load = &handle.upstream.load.counters;
+    assert_eq!(load.throttled.load(Ordering::Relaxed), retried as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_requests_fail_and_leave_nothing_in_flight() {
+    let sim = sim(SimConfig {
+        latency: Duration::from_secs(30),
+        ..SimConfig::default()
+    })
+    .await;
+    let (handle, _stop) = bound_session(&sim, "1s").await;
+    let (reply, mut events) = mpsc::channel(16);
+    for k in 1..=5 {
+        let fwd = Forward {
+            pdu: submit(k),
+            reply: reply.clone(),
+            attempt: 0,
+        };
+        handle.offer(fwd).unwrap();
+    }
+    // Counted while they wait.
+    assert_eq!(handle.inflight(), 5);
+    for _ in 0..5 {
+        let event = tokio::time::timeout(T, events.recv()).await.unwrap().unwrap();
+        assert!(
+            matches!(
+                event,
+                ClientEvent::Answer(Outcome::Failed {
+                    status: CommandStatus::ESME_RSYSERR,
+                    ..
+                })
+            ),
+            "{event:?}"
+        );
+    }
+    assert_eq!(handle.inflight(), 0);
+    assert_eq!(handle.upstream.load.counters.link_errors.load(Ordering::Relaxed), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_a_session_that_dies_leave_nothing_in_flight() {
+    // Answers held back, then the SMSC hangs up after the first submit: everything written is
+    // failed (never re-sent), anything not yet written goes back to be routed.
+    let sim = sim(SimConfig {
+        latency: Duration::from_secs(30),
+        drop_after: Some(1),
+        ..SimConfig::default()
+    })
+    .await;
+    let (handle, _stop) = bound_session(&sim, "30s").await;
+    let (outcomes, _) = offer_all(&handle, 10).await;
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::Failed { .. } | Outcome::Retry(_))));
+    assert_eq!(handle.inflight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_never_written_leave_nothing_in_flight() {
+    // Nobody listens there: the session is between connection attempts, and sends what it is
+    // handed back to be routed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (handle, stop) = session(closed, "5s");
+    let (outcomes, _) = offer_all(&handle, 5).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Retry(_))));
+    assert_eq!(handle.inflight(), 0);
+    stop.cancel();
+
+    // A session whose task is gone: the channel takes a window's worth, refuses the next (given
+    // back, not counted), and the count falls to zero when the channel goes.
+    let (handle, rx) = build_sessions(&[config(closed, "5s")]).remove(0);
+    let (reply, _events) = mpsc::channel(64);
+    let offer = |k| {
+        handle.offer(Forward {
+            pdu: submit(k),
+            reply: reply.clone(),
+            attempt: 0,
+        })
+    };
+    for k in 1..=20 {
+        assert!(offer(k).is_ok());
+    }
+    assert!(offer(21).is_err());
+    assert_eq!(handle.inflight(), 20);
+    drop(rx);
+    assert_eq!(handle.inflight(), 0);
+}
