@@ -10,8 +10,6 @@ use smpp_proxy::sim::SimConfig;
 use std::time::Duration;
 use support::*;
 
-const T: Duration = Duration::from_secs(10);
-
 /// The value of one sample line (`name{labels} value`) in Prometheus text.
 fn sample(metrics: &str, series: &str) -> Option<u64> {
     metrics
@@ -101,16 +99,11 @@ async fn metrics_and_status_count_what_happened() {
     assert!(missing.contains("404"), "{missing}");
 
     // The command line reads the same endpoint.
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
-            .args(["status", "--admin", &addr.to_string()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let admin = addr.to_string();
+    let (code, text, err) = tokio::task::spawn_blocking(move || run_cli(&["status", "--admin", &admin], None))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{text}{err}");
     assert!(text.contains("1 unmatched"), "{text}");
     let shop_line = text.lines().find(|l| l.starts_with("shop ")).unwrap_or_default();
     assert_eq!(

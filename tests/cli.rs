@@ -2,35 +2,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
-
-fn smpp_proxy(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use support::run_cli;
 
 #[test]
 fn decode_then_encode_gives_back_every_valid_fixture() {
     for f in support::all_fixtures().iter().filter(|f| f.valid()) {
         let hex = f.json["hex"].as_str().unwrap();
-        let (code, json, err) = smpp_proxy(&["pdu", "decode", hex], None);
+        let (code, json, err) = run_cli(&["pdu", "decode", hex], None);
         assert_eq!(code, 0, "{}: {err}", f.name());
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["command"], f.json["expect"]["command"], "{}", f.name());
@@ -40,7 +19,7 @@ fn decode_then_encode_gives_back_every_valid_fixture() {
             "{}",
             f.name()
         );
-        let (code, out, err) = smpp_proxy(&["pdu", "encode"], Some(&json));
+        let (code, out, err) = run_cli(&["pdu", "encode"], Some(&json));
         assert_eq!(code, 0, "{}: {err}", f.name());
         assert_eq!(out.trim(), hex, "{}", f.name());
     }
@@ -49,19 +28,19 @@ fn decode_then_encode_gives_back_every_valid_fixture() {
 #[test]
 fn malformed_input_exits_1_with_one_line_naming_the_byte() {
     for f in support::all_fixtures().iter().filter(|f| !f.valid()) {
-        let (code, out, err) = smpp_proxy(&["pdu", "decode", f.json["hex"].as_str().unwrap()], None);
+        let (code, out, err) = run_cli(&["pdu", "decode", f.json["hex"].as_str().unwrap()], None);
         assert_eq!(code, 1, "{}", f.name());
         assert!(out.is_empty(), "{}: {out}", f.name());
         assert_eq!(err.lines().count(), 1, "{}: {err}", f.name());
         assert!(err.contains("at byte"), "{}: {err}", f.name());
     }
-    let (code, _, err) = smpp_proxy(&["pdu", "decode", "00000010000000150000000000000001ff"], None);
+    let (code, _, err) = run_cli(&["pdu", "decode", "00000010000000150000000000000001ff"], None);
     assert_eq!(code, 1);
     assert!(
         err.contains("1 octets after the PDU") && err.contains("at byte 16"),
         "{err}"
     );
-    let (code, _, err) = smpp_proxy(&["pdu", "decode", "xyz"], None);
+    let (code, _, err) = run_cli(&["pdu", "decode", "xyz"], None);
     assert_eq!((code, err.lines().count()), (1, 1), "{err}");
 }
 
@@ -72,7 +51,7 @@ fn decode_shows_receipt_and_reads_stdin() {
         .into_iter()
         .find(|f| f.name() == "ch_deliver_sm_receipt_dec_text_hex_tlv")
         .unwrap();
-    let (code, json, _) = smpp_proxy(&["pdu", "decode"], Some(f.json["hex"].as_str().unwrap()));
+    let (code, json, _) = run_cli(&["pdu", "decode"], Some(f.json["hex"].as_str().unwrap()));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["command"], "deliver_sm");
@@ -93,7 +72,7 @@ fn decode_shows_receipt_and_reads_stdin() {
 fn encode_lists_every_problem_with_its_key() {
     let json = r#"{"command": "submit_sm", "sequence_number": 1, "body": {"service_type": "", "source_addr_ton": 999,
         "colour": "red"}, "tlvs": [{"tag": "0xzz", "value_hex": "00"}]}"#;
-    let (code, out, err) = smpp_proxy(&["pdu", "encode"], Some(json));
+    let (code, out, err) = run_cli(&["pdu", "encode"], Some(json));
     assert_eq!(code, 1);
     assert!(out.is_empty());
     for key in [
@@ -117,7 +96,8 @@ async fn run_serves_and_stops_cleanly_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let config = std::env::temp_dir().join(format!("smpp-proxy-run-{}.toml", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("proxy.toml");
     std::fs::write(
         &config,
         format!(
@@ -169,24 +149,24 @@ async fn run_serves_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert!(status.success(), "{status}");
-    let _ = std::fs::remove_file(config);
 }
 
 #[test]
 fn shipped_configs_pass_check_and_a_bad_one_lists_every_problem() {
     for file in ["config/smpp-proxy.toml", "config/demo.toml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        let (code, out, err) = smpp_proxy(&["check", "--config", path.to_str().unwrap()], None);
+        let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], None);
         assert_eq!(code, 0, "{file}: {err}");
         assert!(out.contains(": ok ("), "{out}");
     }
-    let bad = std::env::temp_dir().join(format!("smpp-proxy-bad-{}.toml", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
     std::fs::write(
         &bad,
         "node_id = \"a\"\ncolour = 1\n[listen]\nsmpp = \"nowhere\"\n[[clients]]\nsystem_id = \"s\"\npassword = \"p\"\nwindow = 0\n",
     )
     .unwrap();
-    let (code, _, err) = smpp_proxy(&["check", "--config", bad.to_str().unwrap()], None);
+    let (code, _, err) = run_cli(&["check", "--config", bad.to_str().unwrap()], None);
     assert_eq!(code, 1);
     for key in [
         "colour: unknown key",
@@ -196,5 +176,119 @@ fn shipped_configs_pass_check_and_a_bad_one_lists_every_problem() {
     ] {
         assert!(err.contains(key), "{key} missing in {err}");
     }
-    let _ = std::fs::remove_file(bad);
+}
+
+/// Type errors, unknown enum values and missing keys are each reported with their key, all of
+/// them at once and together with what validation finds in the rest, each named once.
+#[test]
+fn check_names_the_key_of_every_type_error_bad_variant_and_missing_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+node_id = "a"
+[listen]
+smpp = "127.0.0.1:2775"
+[[clients]]
+system_id = "shop"
+password = "secret"
+window = -5
+[[clients]]
+system_id = "bank"
+route = "nowhere"
+[[upstreams]]
+name = "a"
+address = "127.0.0.1:2776"
+system_id = "p"
+password = "p"
+bind = "trx"
+[[upstreams]]
+name = "b"
+system_id = "p"
+password = "p"
+enquire_link = "soon"
+[[groups]]
+name = "g"
+members = ["a", "zz"]
+"#,
+    )
+    .unwrap();
+    let file = bad.to_str().unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", file], None);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    let expect = [
+        // Types, variants and presence: what serde alone would stop at, the first of them.
+        ("clients[0].window", "integer `-5`, expected u32"),
+        ("upstreams[0].bind", "unknown variant `trx`"),
+        ("clients[1].password", "missing"),
+        ("upstreams[1].address", "missing"),
+        // And what validation finds in the rest.
+        ("upstreams[1].enquire_link", "not a duration"),
+        ("groups[0].members[1]", "no upstream or group is called \"zz\""),
+        ("clients[1].route", "no group is called \"nowhere\""),
+    ];
+    for (key, what) in expect {
+        let line = format!("{file}: {key}: ");
+        let found: Vec<&&str> = lines.iter().filter(|l| l.starts_with(&line)).collect();
+        assert_eq!(found.len(), 1, "{key} once in:\n{err}");
+        assert!(found[0].contains(what), "{key}: {what} in:\n{err}");
+    }
+    assert_eq!(lines.len(), expect.len(), "nothing else, nothing twice:\n{err}");
+}
+
+#[test]
+fn a_missing_config_file_is_named_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nowhere.toml");
+    let file = missing.to_str().unwrap();
+    for command in ["check", "run"] {
+        let (code, _, err) = run_cli(&[command, "--config", file], None);
+        assert_eq!(code, 1, "{command}");
+        assert_eq!(err.matches(file).count(), 1, "{command}: {err}");
+        assert!(err.contains("No such file"), "{command}: {err}");
+    }
+}
+
+/// A proxy that cannot listen says where; one whose store another proxy holds says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_failures_say_what_and_where() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let config = |listen: &str| {
+        format!(
+            "node_id = \"t\"\n[listen]\nsmpp = \"{listen}\"\n[store]\npath = \"{}\"\n[[clients]]\nsystem_id = \"shop\"\n\
+             password = \"secret\"\n[[upstreams]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nsystem_id = \"p\"\npassword = \"p\"\n",
+            store.display()
+        )
+    };
+    let busy = tmp.path().join("busy.toml");
+    std::fs::write(&busy, config(&format!("127.0.0.1:{port}"))).unwrap();
+    let (code, _, err) = run_cli(&["run", "--config", busy.to_str().unwrap()], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("cannot listen for SMPP on 127.0.0.1:{port}")),
+        "{err}"
+    );
+
+    // A running proxy holds the store: a second one, and the store tools, are told so.
+    let ok = tmp.path().join("ok.toml");
+    std::fs::write(&ok, config("127.0.0.1:0")).unwrap();
+    let proxy = smpp_proxy::proxy::Proxy::start(smpp_proxy::config::Config::load(&ok).unwrap())
+        .await
+        .unwrap();
+    let second = ok.to_str().unwrap().to_owned();
+    let (code, out, err) = tokio::task::spawn_blocking(move || run_cli(&["store", "stats", "--config", &second], None))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{out}");
+    let held = format!("another smpp-proxy holds {}; stop it", store.display());
+    assert!(err.contains(&held), "{err}");
+    proxy.shutdown().await;
+    let (code, out, err) = run_cli(&["store", "stats", "--config", ok.to_str().unwrap()], None);
+    assert_eq!(code, 0, "free once the proxy stopped: {err}");
+    assert!(out.contains("correlations 0"), "{out}");
 }

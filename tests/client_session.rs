@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::*;
 
-const T: Duration = Duration::from_secs(10);
 const FAST_TIMERS: &str =
     "[sessions]\nbind_timeout = \"300ms\"\nenquire_link = \"200ms\"\nresponse_timeout = \"400ms\"\n";
 

@@ -8,18 +8,14 @@ use smpp_proxy::receipt::Receipt;
 use smpp_proxy::sim::SimConfig;
 use smpp_proxy::store::DurableStore;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::*;
 
-const T: Duration = Duration::from_secs(10);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("smpp-proxy-custody-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A directory of its own for the test's store, removed when the test ends.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 fn durable(toml: &str, dir: &Path) -> String {
@@ -55,7 +51,8 @@ fn receipt_id(pdu: &Pdu) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
-    let dir = temp_dir("restart");
+    let tmp = temp_dir();
+    let dir = tmp.path().join("store");
     let sims = start_sims(
         1,
         SimConfig {
@@ -71,10 +68,7 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
         .await
         .unwrap();
     let ids = submit_all(&mut tx, 1000, 50).await;
-    let account = proxy.context().accounts["shop"].clone();
-    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 1000).await);
-    // Nothing of the proxy may outlive its shutdown, or the store stays locked.
-    drop(account);
+    assert!(wait_until(T, || client(&proxy, "shop").outbox == 1000).await);
     drop(tx);
     proxy.shutdown().await;
 
@@ -104,9 +98,7 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
     }
     assert_eq!(got, stored, "all 1000, oldest first, with the ids the client was given");
     assert!(rx.recv(Duration::from_millis(300)).await.is_err(), "no duplicates");
-    let account = proxy.context().accounts["shop"].clone();
-    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 0).await);
-    drop(account);
+    assert!(wait_until(T, || client(&proxy, "shop").outbox == 0).await);
     drop(rx);
     proxy.shutdown().await;
     assert_eq!(
@@ -114,7 +106,6 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
         vec![],
         "acknowledged entries removed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 struct Proc(Child);
@@ -150,7 +141,8 @@ async fn bind_when_up(addr: std::net::SocketAddr, kind: CommandId) -> Esme {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
-    let dir = temp_dir("kill");
+    let tmp = temp_dir();
+    let dir = tmp.path().join("store");
     let sims = start_sims(
         1,
         SimConfig {
@@ -166,7 +158,7 @@ async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
         .port();
     let toml = durable(&proxy_toml(&sims, "sessions = 2", SHOP, ""), &dir)
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    let config = dir.with_extension("toml");
+    let config = tmp.path().join("proxy.toml");
     std::fs::write(&config, &toml).unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
@@ -235,14 +227,14 @@ async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
     assert!(duplicates <= 50, "{duplicates} duplicates");
     eprintln!("kill -9: {} answered, 0 lost, {duplicates} duplicated", want.len());
     drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_stored_correlations_restart_fast_and_still_match() {
     use smpp_proxy::store::{Correlation, Store};
-    let dir = temp_dir("million");
+    let tmp = temp_dir();
+    let dir = tmp.path().join("store");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -299,12 +291,12 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
         .unwrap()
         .is_some());
     proxy.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
-    let dir = temp_dir("ttl");
+    let tmp = temp_dir();
+    let dir = tmp.path().join("store");
     let sims = start_sims(
         1,
         SimConfig {
@@ -319,13 +311,12 @@ async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
         .await
         .unwrap();
     submit_all(&mut tx, 20, 20).await;
-    let account = proxy.context().accounts["shop"].clone();
-    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 20).await);
+    assert!(wait_until(T, || client(&proxy, "shop").outbox == 20).await);
     assert!(
-        wait_until(T, || account.expired.load(Ordering::Relaxed) == 20).await,
+        wait_until(T, || client(&proxy, "shop").outbox_expired == 20).await,
         "expired after 1 s"
     );
-    assert_eq!(account.outbox_len.load(Ordering::Relaxed), 0);
+    assert_eq!(client(&proxy, "shop").outbox, 0);
     let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
         .await
         .unwrap();
@@ -333,12 +324,11 @@ async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
         rx.recv(Duration::from_millis(500)).await.is_err(),
         "nothing left to deliver"
     );
-    drop((account, rx, tx));
+    drop((rx, tx));
     proxy.shutdown().await;
     assert_eq!(
         DurableStore::open(&dir).unwrap().counts().unwrap().outbox,
         vec![],
         "removed from the store too"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

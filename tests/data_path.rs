@@ -10,24 +10,17 @@ use smpp_proxy::pdu::{Body, CommandId, CommandStatus, Pdu};
 use smpp_proxy::sim::{ReceiptVariant, SimConfig};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use support::*;
-
-const T: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submits_are_answered_and_receipts_come_back_with_proxy_ids() {
     let sims = start_sims(2, SimConfig::default()).await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
     let report = bench::run(BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 2,
         window: 20,
         count: Some(500),
         receipts: true,
-        ..BenchConfig::default()
+        ..shop_load(&proxy)
     })
     .await
     .unwrap();
@@ -50,7 +43,7 @@ async fn submits_are_answered_and_receipts_come_back_with_proxy_ids() {
     for s in &sims {
         assert!(s.stats().submits.load(Ordering::Relaxed) > 50);
     }
-    assert_eq!(proxy.context().stats.matched_receipts.load(Ordering::Relaxed), 500);
+    assert_eq!(proxy.snapshot().counters.receipts_matched, 500);
     proxy.shutdown().await;
 }
 

@@ -11,15 +11,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::*;
 
-const T: Duration = Duration::from_secs(10);
-
-fn quiet() -> SimConfig {
-    SimConfig {
-        receipts: false,
-        ..SimConfig::default()
-    }
-}
-
 async fn restart(addr: SocketAddr) -> SimHandle {
     sim::start(SimConfig {
         listen: addr,
@@ -35,15 +26,11 @@ fn submits(sim: &SimHandle) -> u64 {
 
 fn load(proxy: &Proxy, seconds: u64) -> BenchConfig {
     BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 2,
         window: 50,
         rate: 200,
         count: None,
         duration: Some(Duration::from_secs(seconds)),
-        ..BenchConfig::default()
+        ..shop_load(proxy)
     }
 }
 
@@ -198,17 +185,10 @@ async fn balance_a_and_b_with_c_as_backup() {
     proxy.shutdown().await;
 }
 
+/// The binary, as an operator runs it: success, and everything it printed.
 fn cli(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (code, out, err) = run_cli(args, None);
+    (code == 0, format!("{out}{err}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

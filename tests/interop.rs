@@ -134,15 +134,11 @@ async fn node_smpp_as_the_upstream_smsc() {
     );
     let proxy = start_proxy(&toml).await;
     let report = bench::run(BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 2,
         window: 10,
         count: Some(200),
         receipts: true,
         receipt_wait: Duration::from_secs(5),
-        ..BenchConfig::default()
+        ..shop_load(&proxy)
     })
     .await
     .unwrap();

@@ -22,15 +22,11 @@ fn group(strategy: &str, n: usize, extra: &str) -> String {
 
 fn load(proxy: &Proxy, rate: u32, seconds: u64) -> BenchConfig {
     BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 2,
         window: 100,
         rate,
         count: None,
         duration: Some(Duration::from_secs(seconds)),
-        ..BenchConfig::default()
+        ..shop_load(proxy)
     }
 }
 

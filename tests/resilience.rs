@@ -11,8 +11,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::*;
 
-const T: Duration = Duration::from_secs(10);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_killed_mid_run_loses_no_answered_message() {
     let mut sims = start_sims(
@@ -26,13 +24,9 @@ async fn an_upstream_killed_mid_run_loses_no_answered_message() {
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "window = 20", SHOP, "")).await;
     let load = tokio::spawn(bench::run(BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 2,
         window: 10,
         count: Some(4000),
-        ..BenchConfig::default()
+        ..shop_load(&proxy)
     }));
     let victim = sims.remove(0);
     assert!(wait_until(T, || victim.stats().submits.load(Ordering::Relaxed) >= 300).await);
@@ -71,13 +65,9 @@ async fn smsc_throttling_is_absorbed_while_another_upstream_has_room() {
     let sims = vec![capped, free];
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
     let report = bench::run(BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 2,
         window: 20,
         count: Some(2000),
-        ..BenchConfig::default()
+        ..shop_load(&proxy)
     })
     .await
     .unwrap();
@@ -112,17 +102,17 @@ async fn a_client_that_does_not_read_receipts_cannot_grow_memory() {
             .unwrap();
         assert_eq!(tx.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
     }
-    let account = &proxy.context().accounts["shop"];
     assert!(wait_until(T, || sims[0].stats().receipts.load(Ordering::Relaxed) >= 100).await);
     assert!(
-        wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 50).await,
+        wait_until(T, || client(&proxy, "shop").outbox == 50).await,
         "held: {}",
-        account.outbox_len.load(Ordering::Relaxed)
+        client(&proxy, "shop").outbox
     );
     // Nothing beyond the cap was taken: the SMSC was told to retry the rest (ESME_RX_T_APPN).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(account.outbox_len.load(Ordering::Relaxed), 50);
-    assert!(account.refused_full.load(Ordering::Relaxed) > 0, "refusals counted");
+    let shop = client(&proxy, "shop");
+    assert_eq!(shop.outbox, 50);
+    assert!(shop.outbox_refused_full > 0, "refusals counted");
     // When a reader comes, it gets what was held, and the mute bind's deliveries go back to it.
     drop(mute);
     let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
@@ -134,7 +124,7 @@ async fn a_client_that_does_not_read_receipts_cannot_grow_memory() {
         rx.ack(&pdu).await.unwrap();
         got += 1;
     }
-    assert!(wait_until(T, || account.outbox_len.load(Ordering::Relaxed) == 0).await);
+    assert!(wait_until(T, || client(&proxy, "shop").outbox == 0).await);
     proxy.shutdown().await;
 }
 

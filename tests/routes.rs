@@ -8,10 +8,7 @@ use smpp_proxy::esme::{submit_sm, Esme};
 use smpp_proxy::pdu::{tag, Body, CommandId, CommandStatus, Pdu, Tlvs};
 use smpp_proxy::sim::{SimConfig, SimHandle};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 use support::*;
-
-const T: Duration = Duration::from_secs(10);
 
 fn recording() -> SimConfig {
     SimConfig {

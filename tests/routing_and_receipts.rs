@@ -14,8 +14,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::*;
 
-const T: Duration = Duration::from_secs(10);
-
 fn clients(n: usize, extra: &str) -> String {
     (0..n)
         .map(|i| format!("[[clients]]\nsystem_id = \"c{i}\"\npassword = \"pw{i}\"\n{extra}\n"))
@@ -228,7 +226,7 @@ async fn mo_goes_by_longest_prefix_with_a_default() {
         }
         assert!(Receipt::from_pdu(&pdu).is_none());
     }
-    assert_eq!(proxy.context().stats.mo_routed.load(Ordering::Relaxed), 3);
+    assert_eq!(proxy.snapshot().counters.mo_routed, 3);
     proxy.shutdown().await;
 }
 
@@ -272,10 +270,7 @@ async fn multipart_receipts_all_first_or_last_per_client() {
         got.sort_unstable();
         assert_eq!(got, want, "{client}");
     }
-    assert_eq!(
-        proxy.context().stats.part_receipts_suppressed.load(Ordering::Relaxed),
-        4
-    );
+    assert_eq!(proxy.snapshot().counters.part_receipts_suppressed, 4);
     proxy.shutdown().await;
 }
 
@@ -310,12 +305,12 @@ async fn intermediate_receipts_keep_the_correlation_and_the_final_one_ends_it() 
         states.push(r.state.unwrap().stat_text());
         if states.len() == 1 {
             // After ENROUTE the mapping is still there for the final receipt.
-            assert_eq!(proxy.context().store.len(), 1);
+            assert_eq!(proxy.snapshot().correlations, 1);
         }
     }
     assert_eq!(states, ["ENROUTE", "DELIVRD"]);
     assert!(
-        wait_until(T, || proxy.context().store.is_empty()).await,
+        wait_until(T, || proxy.snapshot().correlations == 0).await,
         "the final receipt ends the correlation"
     );
     proxy.shutdown().await;
@@ -347,6 +342,6 @@ async fn unmatched_receipts_are_acknowledged_counted_and_routed() {
         Some(&b"nobody-knows"[..]),
         "delivered as received"
     );
-    assert_eq!(proxy.context().stats.unmatched_receipts.load(Ordering::Relaxed), 1);
+    assert_eq!(proxy.snapshot().counters.receipts_unmatched, 1);
     proxy.shutdown().await;
 }

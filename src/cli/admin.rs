@@ -30,7 +30,7 @@ impl Endpoint {
                 "{}: no [listen] admin; give --admin ADDR",
                 self.config.display()
             )),
-            Err(e) => Err(format!("{}: {e}", self.config.display())),
+            Err(e) => Err(e.in_file(&self.config)),
         }
     }
 }

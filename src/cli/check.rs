@@ -28,9 +28,7 @@ impl CheckArgs {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                for problem in &e.0 {
-                    eprintln!("{}: {problem}", self.config.display());
-                }
+                eprintln!("{}", e.in_file(&self.config));
                 ExitCode::FAILURE
             }
         }

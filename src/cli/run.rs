@@ -38,9 +38,7 @@ impl RunArgs {
         let config = match Config::load(&self.config) {
             Ok(c) => c,
             Err(e) => {
-                for problem in &e.0 {
-                    eprintln!("{}: {problem}", self.config.display());
-                }
+                eprintln!("{}", e.in_file(&self.config));
                 return ExitCode::FAILURE;
             }
         };

@@ -33,8 +33,8 @@ pub(crate) enum StoreCommand {
 }
 
 fn open(config: &Path) -> Result<DurableStore, String> {
-    let c = Config::load(config).map_err(|e| e.to_string())?;
-    DurableStore::open(&c.store_path).map_err(|e| format!("{}: {e}", c.store_path.display()))
+    let c = Config::load(config).map_err(|e| e.in_file(config))?;
+    DurableStore::open(&c.store_path).map_err(|e| e.to_string())
 }
 
 impl StoreCommand {

@@ -6,23 +6,42 @@
 //! addresses, CIDR lists, references between sections (a client's `route` names a group, a
 //! group's members name upstreams or groups).
 
+mod clients;
+#[cfg(test)]
+mod documented;
+mod parse;
 mod raw;
 mod routing;
+mod upstreams;
+mod values;
 
+pub use clients::ClientConfig;
 pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
 pub use routing::{GroupConfig, RouteConfig, RoutingConfig, MAX_MEMBERS};
+pub use upstreams::UpstreamConfig;
+pub use values::{parse_duration, Cidr};
 
-use crate::receipt::id::IdMatch;
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything wrong with a configuration, one line per problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
 pub struct ConfigError(pub Vec<String>);
+
+impl ConfigError {
+    /// Every problem on its own line, after the file's name (as compilers do).
+    pub fn in_file(&self, file: &Path) -> String {
+        let file = file.display();
+        self.0
+            .iter()
+            .map(|problem| format!("{file}: {problem}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -74,143 +93,35 @@ pub struct ClientSessionConfig {
     pub queue_timeout: Duration,
 }
 
-/// One client account.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// The account's system_id.
-    pub system_id: String,
-    /// Its password (never logged).
-    pub password: String,
-    /// Networks it may connect from.
-    pub allow: Vec<Cidr>,
-    /// The routing group its messages go to.
-    pub route: String,
-    /// Outstanding submits per bind.
-    pub window: u32,
-    /// Submits per second across its binds; 0 = unlimited.
-    pub tps: u32,
-    /// Concurrent binds.
-    pub max_binds: u32,
-    /// The form of the message ids it gets.
-    pub message_id_format: MessageIdFormat,
-    /// Outstanding deliver_sm per receiver-capable bind.
-    pub deliver_window: u32,
-    /// Receipts and MO held for it at most.
-    pub outbox_max: usize,
-    /// How long a receipt or MO waits for it before it is dropped.
-    pub receipt_ttl: Duration,
-    /// Which part receipts of a concatenated message it gets.
-    pub multipart_receipts: MultipartReceipts,
-}
-
-/// One upstream SMSC.
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// Its name in groups, logs and correlations.
-    pub name: String,
-    /// `host:port`.
-    pub address: String,
-    /// Credentials for the bind.
-    pub system_id: String,
-    /// Credentials for the bind.
-    pub password: String,
-    /// `system_type` of the bind.
-    pub system_type: String,
-    /// Bind mode.
-    pub bind: BindMode,
-    /// Configured sessions (each a bind, or a transmitter + receiver pair).
-    pub sessions: u32,
-    /// Outstanding requests per session.
-    pub window: u32,
-    /// Requests per second across its sessions; 0 = unlimited.
-    pub tps: u32,
-    /// enquire_link interval on an idle session.
-    pub enquire_link: Duration,
-    /// How long a request may wait for its response.
-    pub response_timeout: Duration,
-    /// How receipt ids are matched to submit_sm_resp ids.
-    pub id_match: IdMatch,
-}
-
-/// An IPv4 or IPv6 network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `10.0.0.0/8`, `::1/128`, or a bare address (a single host).
-    pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
-            None => {
-                let a = text.parse::<IpAddr>().ok()?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr { addr, prefix })
-    }
-
-    /// `true` when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Parses `500ms`, `30s`, `2m`, `72h`, `1d`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        "d" => Duration::from_secs(n.checked_mul(86_400)?),
-        _ => return None,
-    })
-}
-
 impl Config {
-    /// Reads and validates a file.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+    /// Reads and validates a file. A file that cannot be read is one problem, naming the file
+    /// (problems inside it name their keys; the caller names the file).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("cannot read it: {e}")]))?;
         Config::from_toml(&text)
     }
 
-    /// Parses and validates TOML text, reporting every problem found.
+    /// Parses and validates TOML text, reporting every problem found: unknown keys, values of
+    /// the wrong type, missing keys, and what validation finds in the rest.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let mut table: toml::value::Table =
             toml::from_str(text).map_err(|e| ConfigError(vec![raw::describe_toml_error(&e, text)]))?;
-        // Unknown keys are reported together with everything else that is wrong.
-        let unknown = raw::take_unknown_keys(&mut table);
-        let raw = raw::RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let mut problems = unknown.clone();
-            problems.push(e.message().replace('\n', " "));
-            ConfigError(problems)
-        })?;
-        match (validate(raw), unknown.is_empty()) {
-            (Ok(config), true) => Ok(config),
-            (Ok(_), false) => Err(ConfigError(unknown)),
-            (Err(ConfigError(more)), _) => Err(ConfigError(unknown.into_iter().chain(more).collect())),
+        let mut problems = raw::take_unknown_keys(&mut table);
+        let parsed = parse::deserialize(table);
+        let reported: Vec<String> = parsed.problems.iter().map(|(k, _)| k.clone()).collect();
+        problems.extend(parsed.problems.into_iter().map(|(k, what)| format!("{k}: {what}")));
+        let Some(raw) = parsed.raw else {
+            return Err(ConfigError(problems));
+        };
+        match validate(raw) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError(problems)),
+            Err(ConfigError(more)) => {
+                // A key already reported holds a stand-in: what validation says of it is noise.
+                let fresh = more.into_iter().filter(|line| !about_any(line, &reported));
+                problems.extend(fresh);
+                Err(ConfigError(problems))
+            }
         }
     }
 
@@ -229,6 +140,16 @@ impl Config {
     }
 }
 
+/// `true` when problem `line` (`key: what`) is about one of `keys` or something inside it.
+fn about_any(line: &str, keys: &[String]) -> bool {
+    let key = line.split_once(": ").map_or(line, |(k, _)| k);
+    keys.iter().any(|k| {
+        key.strip_prefix(k.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+/// The problems found so far, each `key: what`.
 struct Problems(Vec<String>);
 
 impl Problems {
@@ -254,8 +175,17 @@ impl Problems {
             self.add(key, "must be at least 1");
         }
     }
+
+    fn address(&mut self, key: &str, text: &str, example: &str) -> Option<SocketAddr> {
+        let parsed = text.parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            self.add(key, format!("{text:?} is not an address like {example:?}"));
+        }
+        parsed
+    }
 }
 
+/// Checks the raw configuration section by section, each problem with its key.
 fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let mut p = Problems(Vec::new());
     if raw.node_id.is_empty()
@@ -266,165 +196,34 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     {
         p.add("node_id", "must be non-empty letters, digits, '-' or '_'");
     }
-    let listen = raw.listen.smpp.parse::<SocketAddr>().unwrap_or_else(|_| {
-        p.add(
-            "listen.smpp",
-            format!("{:?} is not an address like \"127.0.0.1:2775\"", raw.listen.smpp),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 2775))
-    });
-    let admin = raw.listen.admin.as_ref().and_then(|a| match a.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            p.add(
-                "listen.admin",
-                format!("{a:?} is not an address like \"127.0.0.1:9090\""),
-            );
-            None
-        }
-    });
-    let s = &raw.sessions;
-    let client_sessions = ClientSessionConfig {
-        bind_timeout: p.duration("sessions.bind_timeout", &s.bind_timeout),
-        enquire_link: p.duration("sessions.enquire_link", &s.enquire_link),
-        response_timeout: p.duration("sessions.response_timeout", &s.response_timeout),
-        max_pdu_len: s.max_pdu_len,
-        queue_timeout: p.duration("sessions.queue_timeout", &s.queue_timeout),
-    };
-    if !(1024..=16 * 1024 * 1024).contains(&s.max_pdu_len) {
-        p.add("sessions.max_pdu_len", "must be between 1024 and 16777216");
-    }
-
-    let mut upstreams = Vec::new();
-    let mut upstream_names = HashSet::new();
-    for (n, u) in raw.upstreams.iter().enumerate() {
-        let key = |field: &str| format!("upstreams[{n}].{field}");
-        if u.name.is_empty() {
-            p.add(key("name"), "must not be empty");
-        } else if !upstream_names.insert(u.name.clone()) {
-            p.add(key("name"), format!("{:?} is used twice", u.name));
-        }
-        if u.address
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse::<u16>().ok())
-            .is_none()
-        {
-            p.add(key("address"), format!("{:?} is not host:port", u.address));
-        }
-        if u.system_id.len() > 15 {
-            p.add(
-                key("system_id"),
-                "at most 15 characters (SMPP 3.4 C-Octet String of 16)",
-            );
-        }
-        p.positive(&key("sessions"), u.sessions);
-        p.positive(&key("window"), u.window);
-        upstreams.push(UpstreamConfig {
-            name: u.name.clone(),
-            address: u.address.clone(),
-            system_id: u.system_id.clone(),
-            password: u.password.clone(),
-            system_type: u.system_type.clone(),
-            bind: u.bind,
-            sessions: u.sessions,
-            window: u.window,
-            tps: u.tps,
-            enquire_link: p.duration(&key("enquire_link"), &u.enquire_link),
-            response_timeout: p.duration(&key("response_timeout"), &u.response_timeout),
-            id_match: u.id_match,
-        });
-    }
-    if upstreams.is_empty() {
-        p.add("upstreams", "at least one [[upstreams]] is needed");
-    }
-
+    let listen = p
+        .address("listen.smpp", &raw.listen.smpp, "127.0.0.1:2775")
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2775)));
+    let admin = raw
+        .listen
+        .admin
+        .as_ref()
+        .and_then(|a| p.address("listen.admin", a, "127.0.0.1:9090"));
+    let client_sessions = sessions(&raw.sessions, &mut p);
+    let (upstreams, upstream_names) = upstreams::upstreams(&raw.upstreams, &mut p);
     let mut groups = routing::groups(&raw.groups, &upstream_names, &mut p);
     // Without a group called "default", "default" means every upstream.
     groups
         .entry("default".to_owned())
         .or_insert_with(|| GroupConfig::load_balance("default", upstreams.iter().map(|u| u.name.clone()).collect()));
-
     let receipt_ttl = p.duration("receipt_ttl", &raw.receipt_ttl);
-    let mut clients = BTreeMap::new();
-    for (n, c) in raw.clients.iter().enumerate() {
-        let key = |field: &str| format!("clients[{n}].{field}");
-        if c.system_id.is_empty() || c.system_id.len() > 15 {
-            p.add(key("system_id"), "must be 1 to 15 characters");
-        }
-        if clients.contains_key(&c.system_id) {
-            p.add(key("system_id"), format!("{:?} is used twice", c.system_id));
-        }
-        if c.password.len() > 8 {
-            p.add(key("password"), "at most 8 characters (SMPP 3.4 C-Octet String of 9)");
-        }
-        let mut allow = Vec::new();
-        for (m, net) in c.allow.iter().enumerate() {
-            match Cidr::parse(net) {
-                Some(cidr) => allow.push(cidr),
-                None => p.add(
-                    format!("clients[{n}].allow[{m}]"),
-                    format!("{net:?} is not an address or network like \"10.0.0.0/8\""),
-                ),
-            }
-        }
-        if !groups.contains_key(&c.route) {
-            p.add(key("route"), format!("no group is called {:?}", c.route));
-        }
-        p.positive(&key("window"), c.window);
-        p.positive(&key("max_binds"), c.max_binds);
-        p.positive(&key("deliver_window"), c.deliver_window);
-        clients.insert(
-            c.system_id.clone(),
-            ClientConfig {
-                system_id: c.system_id.clone(),
-                password: c.password.clone(),
-                allow,
-                route: c.route.clone(),
-                window: c.window,
-                tps: c.tps,
-                max_binds: c.max_binds,
-                message_id_format: c.message_id_format,
-                deliver_window: c.deliver_window,
-                outbox_max: c.outbox_max,
-                multipart_receipts: c.multipart_receipts,
-                receipt_ttl: match &c.receipt_ttl {
-                    Some(text) => p.duration(&key("receipt_ttl"), text),
-                    None => receipt_ttl,
-                },
-            },
-        );
-    }
-    if clients.is_empty() {
-        p.add("clients", "at least one [[clients]] is needed");
-    }
-
-    let client_names: HashSet<&str> = clients.keys().map(String::as_str).collect();
+    let clients = clients::clients(&raw.clients, &groups, receipt_ttl, &mut p);
+    let client_names = clients.keys().map(String::as_str).collect();
     let routes = routing::routes(&raw.routes, &groups, &client_names, &mut p);
     let routing = routing::routing(&raw.routing, &mut p);
     let early_receipt_wait = p.duration("early_receipt_wait", &raw.early_receipt_wait);
     let correlation_ttl = p.duration("correlation_ttl", &raw.correlation_ttl);
-    let mut mo_routes = Vec::new();
-    for (n, r) in raw.mo_routes.iter().enumerate() {
-        if !clients.contains_key(&r.client) {
-            p.add(
-                format!("mo_routes[{n}].client"),
-                format!("no client has system_id {:?}", r.client),
-            );
-        }
-        if mo_routes.iter().any(|(prefix, _)| prefix == &r.destination_prefix) {
-            p.add(
-                format!("mo_routes[{n}].destination_prefix"),
-                format!("{:?} is routed twice", r.destination_prefix),
-            );
-        }
-        mo_routes.push((r.destination_prefix.clone(), r.client.clone()));
-    }
+    let mo_routes = mo_routes(&raw.mo_routes, &clients, &mut p);
     if let Some(to) = &raw.unmatched_receipts_to {
         if !clients.contains_key(to) {
             p.add("unmatched_receipts_to", format!("no client has system_id {to:?}"));
         }
     }
-
     if !p.0.is_empty() {
         return Err(ConfigError(p.0));
     }
@@ -445,6 +244,45 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         early_receipt_wait,
         correlation_ttl,
     })
+}
+
+/// `[sessions]`: timers and limits of every client session.
+fn sessions(s: &raw::RawSessions, p: &mut Problems) -> ClientSessionConfig {
+    if !(1024..=16 * 1024 * 1024).contains(&s.max_pdu_len) {
+        p.add("sessions.max_pdu_len", "must be between 1024 and 16777216");
+    }
+    ClientSessionConfig {
+        bind_timeout: p.duration("sessions.bind_timeout", &s.bind_timeout),
+        enquire_link: p.duration("sessions.enquire_link", &s.enquire_link),
+        response_timeout: p.duration("sessions.response_timeout", &s.response_timeout),
+        max_pdu_len: s.max_pdu_len,
+        queue_timeout: p.duration("sessions.queue_timeout", &s.queue_timeout),
+    }
+}
+
+/// `[[mo_routes]]`: each prefix once, each to a client that exists.
+fn mo_routes(
+    raw: &[raw::RawMoRoute],
+    clients: &BTreeMap<String, ClientConfig>,
+    p: &mut Problems,
+) -> Vec<(String, String)> {
+    let mut mo_routes: Vec<(String, String)> = Vec::new();
+    for (n, r) in raw.iter().enumerate() {
+        if !clients.contains_key(&r.client) {
+            p.add(
+                format!("mo_routes[{n}].client"),
+                format!("no client has system_id {:?}", r.client),
+            );
+        }
+        if mo_routes.iter().any(|(prefix, _)| prefix == &r.destination_prefix) {
+            p.add(
+                format!("mo_routes[{n}].destination_prefix"),
+                format!("{:?} is routed twice", r.destination_prefix),
+            );
+        }
+        mo_routes.push((r.destination_prefix.clone(), r.client.clone()));
+    }
+    mo_routes
 }
 
 #[cfg(test)]

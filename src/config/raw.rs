@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) node_id: String,
@@ -45,6 +46,7 @@ fn default_early_receipt_wait() -> String {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawListen {
     pub(super) smpp: String,
@@ -53,6 +55,7 @@ pub(super) struct RawListen {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     #[serde(default = "default_store_path")]
@@ -71,7 +74,7 @@ impl Default for RawStore {
 }
 
 /// Where correlations and held receipts live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreBackend {
     /// The embedded crash-safe store (redb) under `path`.
@@ -86,6 +89,7 @@ fn default_store_path() -> PathBuf {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawSessions {
     pub(super) bind_timeout: String,
@@ -108,7 +112,7 @@ impl Default for RawSessions {
 }
 
 /// The form of the message ids a client gets in submit_sm_resp and receipts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MessageIdFormat {
     /// 16 lower-case hex digits.
@@ -123,6 +127,7 @@ pub enum MessageIdFormat {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClient {
     pub(super) system_id: String,
@@ -150,7 +155,7 @@ pub(super) struct RawClient {
 }
 
 /// Which receipts of a concatenated message's parts a client gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MultipartReceipts {
     /// One per part (each part has its own id).
@@ -182,7 +187,7 @@ fn default_outbox_max() -> usize {
 }
 
 /// How an upstream session binds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BindMode {
     /// bind_transmitter: submits only.
@@ -197,6 +202,7 @@ pub enum BindMode {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     pub(super) name: String,
@@ -265,7 +271,7 @@ impl std::fmt::Display for Strategy {
 }
 
 /// Whether a failover group returns to a preferred member by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failback {
     /// Once the preferred member has been healthy for `failback_after`.
@@ -276,7 +282,7 @@ pub enum Failback {
 }
 
 /// What the remaining parts of a concatenated message do when their upstream is lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConcatFailover {
     /// Go together to another upstream of the group.
@@ -287,6 +293,7 @@ pub enum ConcatFailover {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGroup {
     pub(super) name: String,
@@ -311,6 +318,7 @@ fn default_failback_after() -> String {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
     pub(super) group: String,
@@ -325,6 +333,7 @@ pub(super) struct RawRoute {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRouting {
     #[serde(default)]
@@ -359,6 +368,7 @@ fn default_eject_for() -> String {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMoRoute {
     pub(super) destination_prefix: String,
@@ -367,7 +377,7 @@ pub(super) struct RawMoRoute {
 
 /// The keys each section accepts; `unknown_keys` reports all the others at once (serde alone
 /// stops at the first).
-const SECTIONS: &[(&str, &[&str])] = &[
+pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     (
         "",
         &[

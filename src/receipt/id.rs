@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 /// How tolerant matching is, configurable per upstream.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IdMatch {
     /// Octet for octet.

@@ -34,9 +34,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How long a correlation without a final receipt is kept unless configured otherwise.
-pub const DEFAULT_CORRELATION_TTL: Duration = Duration::from_secs(72 * 3600);
-
 /// A `corr_up` key (`upstream \0 id`), built in its one allocation.
 fn up_key(upstream: &str, canonical_id: &str) -> UpKey {
     let bytes = upstream.bytes().chain([0]).chain(canonical_id.bytes());
@@ -66,9 +63,10 @@ pub struct StoreCounts {
 }
 
 impl DurableStore {
-    /// Opens (or creates) the store in directory `dir`, keeping correlations 72 hours.
+    /// Opens (or creates) the store in directory `dir` to read it and for tools: correlations
+    /// never expire by age (the proxy opens it with its `correlation_ttl`).
     pub fn open(dir: &Path) -> Result<DurableStore, StoreError> {
-        DurableStore::open_with_ttl(dir, DEFAULT_CORRELATION_TTL)
+        DurableStore::open_with_ttl(dir, Duration::MAX)
     }
 
     /// Opens (or creates) the store, keeping correlations without a final receipt for `ttl`.

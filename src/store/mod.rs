@@ -117,9 +117,10 @@ pub struct MemoryStore {
     outbox_seq: std::sync::atomic::AtomicU64,
 }
 
+/// A memory store whose correlations never expire by age.
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore::with_ttl(durable::DEFAULT_CORRELATION_TTL)
+        MemoryStore::with_ttl(std::time::Duration::MAX)
     }
 }
 

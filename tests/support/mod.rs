@@ -1,4 +1,6 @@
-//! Shared helpers for the integration tests: loading `pdu-fixtures/`.
+//! What the integration tests share: the fixtures of `pdu-fixtures/`, simulators and a proxy on
+//! 127.0.0.1:0, load from the usual client, the binary run as a user runs it, and waiting on a
+//! condition with a deadline.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -47,10 +49,23 @@ pub fn all_fixtures() -> Vec<Fixture> {
     all
 }
 
+use smpp_proxy::bench::BenchConfig;
 use smpp_proxy::config::Config;
 use smpp_proxy::proxy::Proxy;
 use smpp_proxy::sim::{self, SimConfig, SimHandle};
 use std::time::Duration;
+
+/// How long a test waits for what should happen promptly (a bind, an answer, a receipt): far
+/// beyond what it takes on a loaded machine, so that only a real failure runs into it.
+pub const T: Duration = Duration::from_secs(10);
+
+/// A simulator that answers submits but sends no receipts.
+pub fn quiet() -> SimConfig {
+    SimConfig {
+        receipts: false,
+        ..SimConfig::default()
+    }
+}
 
 /// Starts `n` simulators on 127.0.0.1:0 with `config`.
 pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimHandle> {
@@ -63,11 +78,7 @@ pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimHandle> {
 
 /// `n` simulators that answer submits but send no receipts.
 pub async fn start_sims_without_receipts(n: usize) -> Vec<SimHandle> {
-    let config = SimConfig {
-        receipts: false,
-        ..SimConfig::default()
-    };
-    start_sims(n, config).await
+    start_sims(n, quiet()).await
 }
 
 /// A proxy config: listen on 127.0.0.1:0, one upstream per simulator (`smsc-0`, `smsc-1`, …),
@@ -99,6 +110,16 @@ pub async fn start_proxy(toml: &str) -> Proxy {
     proxy
 }
 
+/// What the proxy's `/status` shows of client account `system_id` now.
+pub fn client(proxy: &Proxy, system_id: &str) -> smpp_proxy::admin::ClientStatus {
+    proxy
+        .snapshot()
+        .clients
+        .into_iter()
+        .find(|c| c.system_id == system_id)
+        .unwrap_or_else(|| panic!("no client {system_id}"))
+}
+
 /// Polls `cond` until it holds or `within` passes.
 pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -109,6 +130,42 @@ pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cond()
+}
+
+/// Load from `shop` / `secret` over two binds through `proxy`; the test says how much
+/// (`count` or `duration`), how fast and with what window.
+pub fn shop_load(proxy: &Proxy) -> BenchConfig {
+    BenchConfig {
+        connect: proxy.local_addr(),
+        system_id: "shop".into(),
+        password: "secret".into(),
+        binds: 2,
+        ..BenchConfig::default()
+    }
+}
+
+/// Runs the `smpp-proxy` binary with `args` (and `stdin`) to its end: exit code, stdout, stderr.
+pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A transceiver bind of `shop` / `secret` to the proxy.
