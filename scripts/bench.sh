@@ -4,6 +4,8 @@
 # HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store, and
 # through smpp-proxy with the memory store. Prints msg/s and the ratios.
 # Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW] [ROUNDS]   (installs haproxy from Debian if missing)
+# BASELINE=path/to/an/older/smpp-proxy adds that binary's durable and memory proxies to every
+# round and prints new/old ratios: a change measured against the build before it, same run.
 # PROXY_LOG sets the durable proxy's RUST_LOG (e.g. smpp_proxy::store=debug: every group commit);
 # KEEP_LOGS=1 copies the logs to /tmp before the work directory goes. RECEIPT_DELAY (default
 # 1ms) is how long the simulator waits before it sends each receipt.
@@ -21,6 +23,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOGS:-}" ] && 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
+old_px_port=$(free_port); old_mem_port=$(free_port)
 
 $bin sim --listen 127.0.0.1:$sim_port --receipt-delay "${RECEIPT_DELAY:-1ms}" >"$work/sim.log" 2>&1 &
 cat >"$work/haproxy.cfg" <<CFG
@@ -38,7 +41,7 @@ CFG
 haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 # Each proxy binds with its own system_id: the simulator sends receipts to the account that
 # submitted, so each proxy gets exactly its own.
-proxy_config() { # PORT BACKEND
+proxy_config() { # PORT BACKEND [SYSTEM_ID]
 cat <<CFG
 node_id = "bench"
 [listen]
@@ -54,7 +57,7 @@ deliver_window = $window
 [[upstreams]]
 name = "sim"
 address = "127.0.0.1:$sim_port"
-system_id = "proxy-$2"
+system_id = "${3:-proxy-$2}"
 password = "pw"
 sessions = $binds
 window = $((window * 2))
@@ -64,6 +67,14 @@ proxy_config "$px_port" embedded >"$work/proxy.toml"
 proxy_config "$mem_port" memory >"$work/memory.toml"
 RUST_LOG=${PROXY_LOG:-warn} $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
 RUST_LOG=warn $bin run --config "$work/memory.toml" >"$work/memory.log" 2>&1 &
+paths="direct haproxy durable memory"
+if [ -n "${BASELINE:-}" ]; then
+  proxy_config "$old_px_port" embedded old-embedded >"$work/old-proxy.toml"
+  proxy_config "$old_mem_port" memory old-memory >"$work/old-memory.toml"
+  RUST_LOG=warn "$BASELINE" run --config "$work/old-proxy.toml" >"$work/old-proxy.log" 2>&1 &
+  RUST_LOG=warn "$BASELINE" run --config "$work/old-memory.toml" >"$work/old-memory.log" 2>&1 &
+  paths="$paths old-durable old-memory"
+fi
 sleep 1
 
 run() {
@@ -78,21 +89,26 @@ printf '%-22s %10s %8s %9s %9s %9s\n' "path" "msg/s" "acked" "receipts" "p50 us"
 # of every path, not one path; the ratios are of the per-path medians.
 declare -A rates
 for round in $(seq 1 "$rounds"); do
-  for path in direct haproxy durable memory; do
+  for path in $paths; do
     case $path in
       direct) port=$sim_port label="direct" ;;
       haproxy) port=$ha_port label="haproxy (tcp)" ;;
       durable) port=$px_port label="smpp-proxy (durable)" ;;
       memory) port=$mem_port label="smpp-proxy (memory)" ;;
+      old-durable) port=$old_px_port label="baseline (durable)" ;;
+      old-memory) port=$old_mem_port label="baseline (memory)" ;;
     esac
     read -r rate acked rcpt p50 p99 <<<"$(run "$port")"
     printf '%-22s %10s %8s %9s %9s %9s\n' "$label" "$rate" "$acked" "$rcpt" "$p50" "$p99"
     rates[$path]="${rates[$path]:-} $rate"
   done
 done
-python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" <<'PY'
+python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" <<'PY'
 import statistics, sys
-d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:])
+d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:5])
 print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, memory {m:.0f} msg/s")
 print(f"smpp-proxy durable = {p/d:.2f} x direct, {p/h:.2f} x haproxy, {p/m:.2f} x its memory store; memory = {m/h:.2f} x haproxy")
+if sys.argv[5]:
+    od, om = (statistics.median(float(x) for x in a.split()) for a in sys.argv[5:7])
+    print(f"against the baseline binary: durable {p/od:.2f} x, memory {m/om:.2f} x (medians {od:.0f}, {om:.0f} msg/s)")
 PY

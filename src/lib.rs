@@ -1,16 +1,59 @@
-//! smpp-proxy: a high-availability SMPP proxy.
+//! smpp-proxy: a high-availability SMPP proxy. ESMEs bind to it as they would to an SMSC; it
+//! holds binds to several upstream SMSCs, routes each submit to one of them, and brings
+//! delivery receipts and MO back to the client they belong to, with that client's message id,
+//! keeping them until the client takes them.
 //!
 //! # Layout
 //!
-//! - [`pdu`]: the wire. Frames cut by `command_length` ([`pdu::SmppCodec`]), parsed with nom into
-//!   [`pdu::Pdu`] (fields share the frame's bytes), encoded back byte for byte; errors typed by
-//!   scope (one PDU vs the whole stream) and mapped to the SMPP status to answer with.
-//! - [`receipt`]: delivery receipts: reading them out of deliver_sm / data_sm (text and TLVs,
-//!   tolerant of what real SMSCs send), rewriting their message id, and matching ids across
-//!   the hex/decimal/zero-padding variants SMSCs use.
-//! - [`hex`]: hex text for octets, used by the `pdu` command and fixtures.
+//! Each module depends only on those listed above it (checked by `tests/layout.rs`):
+//!
+//! - [`hex`]: hex text for octets (the `pdu` command, fixtures).
+//! - [`pdu`]: the wire. Frames cut by `command_length` ([`pdu::SmppCodec`]), parsed with nom
+//!   into [`pdu::Pdu`] (fields share the frame's bytes), encoded back byte for byte; errors
+//!   typed by scope (one PDU vs the whole stream), each with the SMPP status to answer.
+//! - [`receipt`]: delivery receipts: read out of deliver_sm / data_sm (text and TLVs, tolerant
+//!   of what real SMSCs send), their message id rewritten, ids matched across hex, decimal,
+//!   zero-padding and case.
+//! - [`session`]: what client and upstream sessions share: the SMPP state table, sequence
+//!   numbers, keep-alive, reconnect backoff, token buckets.
+//! - [`store`]: correlations (client id <-> upstream id) and client outboxes behind one trait;
+//!   a memory store and the durable one (redb, one writer thread, group commit).
+//! - [`config`]: the TOML configuration, parsed strictly and validated whole (every problem
+//!   with its key).
+//! - [`ids`]: the message ids the proxy hands its clients.
+//! - [`messages`]: what the tasks send each other (the channel map below).
+//! - [`upstream`]: the proxy as an ESME: one task per upstream session, the handle the router
+//!   reads, the [`upstream::InFlight`] guard, and each upstream's measured load and health.
+//! - [`routing`]: where each request goes: routes, groups, strategies (pure pick functions over
+//!   snapshots), concatenated messages kept on one upstream.
+//! - [`account`]: one task per client account: its outbox of receipts and MO, custody.
+//! - [`context`]: what every task of a running proxy shares, and the receipt/MO path from the
+//!   upstreams to the accounts.
+//! - [`server`]: the proxy as an SMSC: the listener and one task per client connection.
+//! - [`admin`]: the admin endpoint (`/status`, `/metrics`, failback).
+//! - [`proxy`]: the wiring: [`proxy::Proxy::start`] builds everything from a config and starts
+//!   its tasks; shutdown stops them in order.
+//! - [`sim`], [`esme`], [`bench`](mod@bench): an SMSC simulator, a small ESME, and the load generator that
+//!   drives them (tests, benchmarks, the demo).
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin layer over these.
+//!
+//! # Tasks and channels
+//!
+//! One task owns each connection; tasks talk through bounded channels only:
+//!
+//! ```text
+//!  client session ──Forward──────────────────▶ upstream session     (via the router)
+//!  client session ◀─ClientEvent::Answer────── upstream session      (the request's Outcome)
+//!  upstream session ─deliver_sm─▶ context (inbound) ─AccountMsg::Deliver─▶ account
+//!  upstream session ◀─UpstreamEvent::DeliverAck── account           (answer the SMSC: held)
+//!  client session ◀─ClientEvent::Deliver────── account              (a receipt or MO to write)
+//!  client session ─AccountMsg::{BindUp, BindDown, Delivered}─▶ account
+//! ```
+//!
+//! Shared state read by many tasks is behind `Arc`s with short, await-free critical sections:
+//! each upstream's [`upstream::load::Load`] (written by its sessions, read by the router), the
+//! [`store::Store`], the accounts' counters.
 
 #![warn(missing_docs)]
 

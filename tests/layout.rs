@@ -33,6 +33,10 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
         if matches!(module.as_str(), "lib" | "main" | "cli") {
             continue;
         }
+        // A module's tests in a file of their own (`#[cfg(test)] mod tests;`).
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).unwrap();
         let code: String = text
             .split("#[cfg(test)]\nmod tests")
@@ -107,5 +111,46 @@ fn layers_point_down() {
     // The wire layer stands alone.
     for dep in graph.get("pdu").into_iter().flatten() {
         assert_eq!(dep, "hex", "pdu imports {dep}");
+    }
+}
+
+/// The modules in the order `src/lib.rs` lists them under "# Layout".
+fn documented_order() -> Vec<String> {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let layout = lib
+        .split("//! # Layout")
+        .nth(1)
+        .and_then(|rest| rest.split("//! # ").next())
+        .expect("src/lib.rs has a # Layout section");
+    let mut order: Vec<String> = Vec::new();
+    for (at, _) in layout.match_indices("[`") {
+        let name: String = layout[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        if !name.contains("::") && !order.contains(&name) {
+            order.push(name);
+        }
+    }
+    order
+}
+
+/// The crate map in `src/lib.rs` lists every module, each after everything it imports: read
+/// top to bottom, it is the order in which the layers build on each other.
+#[test]
+fn the_crate_map_lists_each_module_after_what_it_imports() {
+    let graph = dependencies();
+    let order = documented_order();
+    for module in graph.keys() {
+        assert!(order.contains(module), "src/lib.rs does not list {module}: {order:?}");
+    }
+    for (k, module) in order.iter().enumerate() {
+        for dep in graph.get(module).into_iter().flatten() {
+            let at = order.iter().position(|m| m == dep);
+            assert!(
+                at.is_some_and(|at| at < k),
+                "{module} imports {dep}, which src/lib.rs lists after it (or not at all): {order:?}"
+            );
+        }
     }
 }

@@ -8,27 +8,11 @@ use std::path::Path;
 use toml::Value;
 
 /// One of each section and array element, with only the keys that have no default.
-const REQUIRED_ONLY: &str = r#"
-node_id = "a"
-[listen]
-smpp = "127.0.0.1:2775"
-[[clients]]
-system_id = "shop"
-password = "secret"
-[[upstreams]]
-name = "smsc-a"
-address = "127.0.0.1:2776"
-system_id = "proxy"
-password = "pw"
-[[groups]]
-name = "g"
-members = ["smsc-a"]
-[[routes]]
-group = "g"
-[[mo_routes]]
-destination_prefix = "44"
-client = "shop"
-"#;
+fn required_only() -> String {
+    let rest = "[[groups]]\nname = \"g\"\nmembers = [\"smsc-a\"]\n[[routes]]\ngroup = \"g\"\n\
+                [[mo_routes]]\ndestination_prefix = \"44\"\nclient = \"shop\"\n";
+    format!("{}{rest}", super::tests::MINIMAL)
+}
 
 /// A value as one writes it in TOML, on one line.
 fn render(v: &Value) -> String {
@@ -49,13 +33,18 @@ fn render(v: &Value) -> String {
 
 /// What the documentation says each key defaults to: a TOML value, `required`, or `none`.
 fn code_defaults() -> BTreeMap<String, String> {
-    let required: Value = toml::from_str(REQUIRED_ONLY).unwrap();
-    let parsed: RawConfig = toml::from_str(REQUIRED_ONLY).unwrap();
+    let text = required_only();
+    let required: Value = toml::from_str(&text).unwrap();
+    let parsed: RawConfig = toml::from_str(&text).unwrap();
     let full = Value::try_from(&parsed).unwrap();
     let mut out = BTreeMap::new();
     for (section, keys) in raw::SECTIONS {
         let pick = |v: &Value| -> Option<Value> {
-            let v = if section.is_empty() { Some(v.clone()) } else { v.get(section).cloned() };
+            let v = if section.is_empty() {
+                Some(v.clone())
+            } else {
+                v.get(section).cloned()
+            };
             match v {
                 Some(Value::Array(items)) => items.into_iter().next(),
                 other => other,
@@ -66,7 +55,11 @@ fn code_defaults() -> BTreeMap<String, String> {
             if section.is_empty() && raw::SECTIONS.iter().any(|(s, _)| s == key) {
                 continue;
             }
-            let name = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+            let name = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
             let default = if given.as_ref().and_then(|g| g.get(key)).is_some() {
                 "required".to_owned()
             } else {
@@ -98,7 +91,10 @@ fn the_configuration_page_lists_every_key_with_the_default_the_code_has() {
         }
         let key = cells[1].trim_matches('`').to_owned();
         let default = cells[2].trim_matches('`').to_owned();
-        assert!(documented.insert(key.clone(), default).is_none(), "{key} documented twice");
+        assert!(
+            documented.insert(key.clone(), default).is_none(),
+            "{key} documented twice"
+        );
     }
     for (key, default) in &code {
         assert_eq!(documented.get(key), Some(default), "docs/configuration.md on `{key}`");
@@ -126,9 +122,15 @@ fn the_example_configuration_names_the_default_wherever_it_differs() {
             section = body.trim_matches(|c| c == '[' || c == ']').to_owned();
             continue;
         }
-        let Some((key, value)) = body.split_once('=') else { continue };
+        let Some((key, value)) = body.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
-        let name = if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") };
+        let name = if section.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{section}.{key}")
+        };
         let default = code.get(&name).unwrap_or_else(|| panic!("{name} is not a key"));
         let value: Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim())).unwrap()["v"].clone();
         checked += 1;

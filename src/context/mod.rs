@@ -3,7 +3,7 @@
 //! builds one [`Context`] at start and hands an `Arc` of it to the listener, the admin endpoint
 //! and (as their [`InboundSink`](crate::upstream::InboundSink)) the upstream sessions.
 //!
-//! The receipt and MO path lives here too ([`inbound`]): what an upstream session receives is
+//! The receipt and MO path lives here too (`inbound`): what an upstream session receives is
 //! matched to its client and handed to that client's account.
 
 mod inbound;

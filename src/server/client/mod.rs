@@ -1,9 +1,9 @@
 //! One client session task: the proxy as an SMSC to one ESME connection.
 //!
-//! It owns the socket and the session's [`Phase`]: binds against the account's credentials,
+//! It owns the socket and the session's `Phase`: binds against the account's credentials,
 //! enforces the state table ([`SessionState`]), the account's window and tps, forwards requests
-//! to the router ([`requests`]), and writes back what comes in on its event channel: answers
-//! from upstreams, receipts and MO from its account ([`deliveries`]). Message ids are mapped
+//! to the router (`requests`), and writes back what comes in on its event channel: answers
+//! from upstreams, receipts and MO from its account (`deliveries`). Message ids are mapped
 //! here: an upstream's submit_sm_resp id is recorded with the id the client gets before the
 //! client sees it; query/cancel/replace carrying the client's id go to the upstream that took
 //! the message, with that upstream's id.
