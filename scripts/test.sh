@@ -3,6 +3,8 @@
 # fresh machine; CI (.ci/run) calls exactly this.
 #   - .venv/ with python-smpplib, and tests/interop/node_modules/ with node-smpp: the third-party
 #     SMPP peers of tests/interop.rs;
+#   - Debian's redis-server and redis-cli: the tests of the cluster start their own servers on
+#     free loopback ports (nothing listens on 6379);
 #   - then cargo test over every target (benches run once in test mode, which checks that
 #     rusmpp and smpp-proxy encode the benchmark PDUs identically).
 set -euo pipefail
@@ -16,6 +18,11 @@ fi
 if [ ! -d tests/interop/node_modules/smpp ]; then
   echo "installing node-smpp into tests/interop/node_modules/"
   (cd tests/interop && npm ci --no-audit --no-fund --silent)
+fi
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "installing redis-server and redis-tools (Debian)"
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 
 cargo test --all-targets "$@"

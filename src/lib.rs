@@ -16,11 +16,14 @@
 //!   zero-padding and case.
 //! - [`session`]: what client and upstream sessions share: the SMPP state table, sequence
 //!   numbers, keep-alive, reconnect backoff, token buckets.
-//! - [`store`]: correlations (client id <-> upstream id) and client outboxes behind one trait;
-//!   a memory store and the durable one (redb, one writer thread, group commit).
 //! - [`config`]: the TOML configuration, parsed strictly and validated whole (every problem
 //!   with its key).
+//! - [`store`]: correlations (client id <-> upstream id) and client outboxes behind one trait;
+//!   a memory store, the durable one (redb, one writer thread, group commit), and Redis, shared
+//!   by the nodes of a cluster.
 //! - [`ids`]: the message ids the proxy hands its clients.
+//! - [`cluster`]: nodes sharing one Redis: membership and heartbeats, binds and rates held for
+//!   the whole cluster, messages to every node.
 //! - [`messages`]: what the tasks send each other (the channel map below).
 //! - [`upstream`]: the proxy as an ESME: one task per upstream session, the handle the router
 //!   reads, the [`upstream::InFlight`] guard, and each upstream's measured load and health.
@@ -60,6 +63,7 @@
 pub mod account;
 pub mod admin;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod esme;

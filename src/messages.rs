@@ -110,8 +110,13 @@ pub enum AccountMsg {
         ack: Option<DeliverAck>,
         /// A correlation to forget once this (final) receipt is held: never before, or a
         /// crash in between would leave the SMSC's retry with nothing to match.
-        forget: Option<(Arc<Correlation>, IdMatch)>,
+        forget: Forget,
+        /// The receipt's name (upstream, id, state) when the outbox is shared, so that a copy
+        /// the SMSC sends again to another node is not stored twice.
+        dedup: Option<String>,
     },
+    /// New entries wait in the shared outbox (the doorbell).
+    Bell,
     /// A receiver-capable bind came up.
     BindUp {
         /// The bind's id.
@@ -134,6 +139,9 @@ pub enum AccountMsg {
         status: CommandStatus,
     },
 }
+
+/// A correlation to forget once a final receipt is in custody, with how its key is formed.
+pub type Forget = Option<(Arc<Correlation>, IdMatch)>;
 
 /// Where an account confirms that it holds an inbound PDU.
 #[derive(Debug, Clone)]

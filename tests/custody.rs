@@ -3,8 +3,7 @@
 mod support;
 
 use smpp_proxy::esme::{submit_sm, Esme};
-use smpp_proxy::pdu::{CommandId, CommandStatus, Pdu};
-use smpp_proxy::receipt::Receipt;
+use smpp_proxy::pdu::{CommandId, Pdu};
 use smpp_proxy::sim::SimConfig;
 use smpp_proxy::store::DurableStore;
 use std::collections::HashSet;
@@ -23,30 +22,6 @@ fn durable(toml: &str, dir: &Path) -> String {
         "backend = \"memory\"",
         &format!("backend = \"embedded\"\npath = \"{}\"", dir.display()),
     )
-}
-
-/// Submits `n` messages asking for receipts, `window` at a time; returns the ids given.
-async fn submit_all(esme: &mut Esme, n: usize, window: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut sent = 0;
-    while ids.len() < n {
-        while sent < n && sent - ids.len() < window {
-            esme.feed(submit_sm("4477", "447700900123", format!("m{sent}").as_bytes(), true))
-                .await
-                .unwrap();
-            sent += 1;
-        }
-        esme.flush().await.unwrap();
-        let resp = esme.recv(T).await.unwrap();
-        assert_eq!(resp.command_id(), CommandId::SUBMIT_SM_RESP);
-        assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
-        ids.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
-    }
-    ids
-}
-
-fn receipt_id(pdu: &Pdu) -> String {
-    String::from_utf8(Receipt::from_pdu(pdu).expect("a receipt").text_id.unwrap().to_vec()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +246,8 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
     let opened = started.elapsed();
     assert!(opened < Duration::from_secs(3), "opening took {opened:?}");
     let c = store
-        .find_by_upstream("smsc-0", b"0000999999", smpp_proxy::receipt::id::IdMatch::Numeric)
+        .find_by_upstream("smsc-0", &[b"0000999999"], smpp_proxy::receipt::id::IdMatch::Numeric)
+        .wait_blocking()
         .unwrap();
     assert_eq!(
         c.map(|c| c.client_id.clone()),
@@ -288,6 +264,7 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
         .context()
         .store
         .find_by_client("shop", &format!("{:016x}", 123_456))
+        .await
         .unwrap()
         .is_some());
     proxy.shutdown().await;

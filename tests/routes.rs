@@ -97,7 +97,7 @@ fn part(n: u16, seq: u8) -> Pdu {
         0 | 1 => {
             if let Body::SubmitSm(b) = &mut pdu.body {
                 b.esm_class = 0x40;
-                let mut sm = if n % 3 == 0 {
+                let mut sm = if n.is_multiple_of(3) {
                     vec![0x05, 0x00, 0x03, n as u8, 3, seq]
                 } else {
                     let [hi, lo] = n.to_be_bytes();

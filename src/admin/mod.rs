@@ -13,6 +13,7 @@ mod snapshot;
 
 pub use snapshot::{ClientStatus, Counters, Snapshot, UpstreamStatus};
 
+use crate::cluster::bus::Control;
 use crate::context::Context;
 use crate::routing::FailBackError;
 use std::sync::Arc;
@@ -70,16 +71,30 @@ async fn answer(ctx: &Context, mut socket: TcpStream) -> std::io::Result<()> {
     let mut words = line.split(|&b| b == b' ');
     let (method, path) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
     let (status, kind, body) = match (method, path) {
-        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4", Snapshot::take(ctx).prometheus()),
+        (b"GET", b"/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            Snapshot::take_with_cluster(ctx).await.prometheus(),
+        ),
         (b"GET", b"/status") => (
             "200 OK",
             "application/json",
-            serde_json::to_string_pretty(&Snapshot::take(ctx)).unwrap_or_default(),
+            serde_json::to_string_pretty(&Snapshot::take_with_cluster(ctx).await).unwrap_or_default(),
         ),
         (b"POST", p) if p.starts_with(b"/groups/") && p.ends_with(b"/failback") => {
             let name = String::from_utf8_lossy(&p[b"/groups/".len()..p.len() - b"/failback".len()]);
             match ctx.router.fail_back(&name) {
-                Ok(member) => ("200 OK", "text/plain", format!("{name}: traffic on {member}\n")),
+                Ok(member) => {
+                    // Every node of a cluster fails back with this one.
+                    let told = match &ctx.cluster {
+                        Some(cluster) => match cluster.broadcast(&Control::FailBack(name.to_string())).await {
+                            Ok(()) => " (every node told)",
+                            Err(_) => " (the other nodes could not be told: the store does not answer)",
+                        },
+                        None => "",
+                    };
+                    ("200 OK", "text/plain", format!("{name}: traffic on {member}{told}\n"))
+                }
                 Err(e @ FailBackError::NoSuchGroup(_)) => ("404 Not Found", "text/plain", format!("{e}\n")),
                 Err(e) => ("409 Conflict", "text/plain", format!("{e}\n")),
             }

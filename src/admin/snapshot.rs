@@ -2,6 +2,7 @@
 //! one after another, no locks. Rendered as JSON (`/status`, `smpp-proxy status`) and as the
 //! Prometheus text format (`/metrics`).
 
+use crate::cluster::ClusterStatus;
 use crate::context::Context;
 use crate::routing::{GroupFigures, UpstreamFigures};
 use serde::{Deserialize, Serialize};
@@ -13,8 +14,9 @@ use std::sync::atomic::Ordering;
 pub struct Snapshot {
     /// The node's id.
     pub node_id: String,
-    /// Correlations held (submissions waiting for a final receipt).
-    pub correlations: u64,
+    /// Correlations held (submissions waiting for a final receipt), where the store can count
+    /// them cheaply (not a shared one).
+    pub correlations: Option<u64>,
     /// Receipt and MO counters.
     pub counters: Counters,
     /// Every upstream, in config order.
@@ -25,6 +27,9 @@ pub struct Snapshot {
     pub concatenations_in_progress: u64,
     /// Every client account, by system_id.
     pub clients: Vec<ClientStatus>,
+    /// The cluster this node is part of (with a shared store), as the store shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// Receipt and MO counters since start.
@@ -109,7 +114,7 @@ impl Snapshot {
         clients.sort_by(|a, b| a.system_id.cmp(&b.system_id));
         Snapshot {
             node_id: ctx.config.node_id.clone(),
-            correlations: ctx.store.len() as u64,
+            correlations: ctx.store.correlations(),
             counters: Counters {
                 receipts_matched: load(&s.matched_receipts),
                 receipts_unmatched: load(&s.unmatched_receipts),
@@ -121,13 +126,27 @@ impl Snapshot {
             groups,
             concatenations_in_progress: ctx.router.concatenations_in_progress() as u64,
             clients,
+            cluster: None,
         }
+    }
+
+    /// [`Snapshot::take`], and the cluster as the shared store shows it (a store that does not
+    /// answer leaves `cluster` out, and says so in the log).
+    pub async fn take_with_cluster(ctx: &Context) -> Snapshot {
+        let mut snapshot = Snapshot::take(ctx);
+        if let Some(cluster) = &ctx.cluster {
+            match cluster.status(&ctx.client_ids()).await {
+                Ok(status) => snapshot.cluster = Some(status),
+                Err(e) => tracing::warn!(error = %e, "cluster status: the store did not answer"),
+            }
+        }
+        snapshot
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn prometheus(&self) -> String {
         let c = &self.counters;
-        let totals: [(&str, &str, &str, u64); 6] = [
+        let totals: [(&str, &str, &str, Option<u64>); 6] = [
             (
                 "correlations",
                 "gauge",
@@ -138,31 +157,31 @@ impl Snapshot {
                 "receipts_matched_total",
                 "counter",
                 "Receipts matched to a submission and passed on.",
-                c.receipts_matched,
+                Some(c.receipts_matched),
             ),
             (
                 "receipts_unmatched_total",
                 "counter",
                 "Receipts whose id matched no submission.",
-                c.receipts_unmatched,
+                Some(c.receipts_unmatched),
             ),
             (
                 "part_receipts_suppressed_total",
                 "counter",
                 "Part receipts held back by a client's multipart_receipts.",
-                c.part_receipts_suppressed,
+                Some(c.part_receipts_suppressed),
             ),
             (
                 "mo_routed_total",
                 "counter",
                 "Mobile-originated messages passed on to a client.",
-                c.mo_routed,
+                Some(c.mo_routed),
             ),
             (
                 "mo_unroutable_total",
                 "counter",
                 "Mobile-originated messages no route matched.",
-                c.mo_unroutable,
+                Some(c.mo_unroutable),
             ),
         ];
         type PerClient = fn(&ClientStatus) -> f64;
@@ -263,6 +282,7 @@ impl Snapshot {
             let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
         };
         for (name, kind, help, value) in totals {
+            let Some(value) = value else { continue };
             head(&mut out, name, kind, help);
             let _ = writeln!(out, "smpp_proxy_{name} {value}");
         }
@@ -288,7 +308,65 @@ impl Snapshot {
                 );
             }
         }
+        if let Some(cluster) = &self.cluster {
+            self.cluster_metrics(&mut out, cluster);
+        }
         out
+    }
+}
+
+impl Snapshot {
+    fn cluster_metrics(&self, out: &mut String, cluster: &ClusterStatus) {
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
+        };
+        head(
+            out,
+            "cluster_nodes_alive",
+            "gauge",
+            "Nodes of the cluster with a heartbeat.",
+        );
+        let alive = cluster.nodes.iter().filter(|n| n.alive).count();
+        let _ = writeln!(out, "smpp_proxy_cluster_nodes_alive {alive}");
+        head(out, "cluster_store_up", "gauge", "1 while the shared store answers.");
+        let _ = writeln!(out, "smpp_proxy_cluster_store_up {}", u8::from(cluster.store_up));
+        head(
+            out,
+            "cluster_store_changes_total",
+            "counter",
+            "Times the shared store stopped or started answering.",
+        );
+        let _ = writeln!(out, "smpp_proxy_cluster_store_changes_total {}", cluster.store_changes);
+        head(
+            out,
+            "cluster_client_binds",
+            "gauge",
+            "Binds per client per node, across the cluster.",
+        );
+        for c in &cluster.clients {
+            for (node, n) in &c.binds {
+                let _ = writeln!(
+                    out,
+                    "smpp_proxy_cluster_client_binds{{client=\"{}\",node=\"{}\"}} {n}",
+                    escape(&c.system_id),
+                    escape(node)
+                );
+            }
+        }
+        head(
+            out,
+            "cluster_outbox_entries",
+            "gauge",
+            "Receipts and MO waiting for a client in the shared outbox.",
+        );
+        for c in &cluster.clients {
+            let _ = writeln!(
+                out,
+                "smpp_proxy_cluster_outbox_entries{{client=\"{}\"}} {}",
+                escape(&c.system_id),
+                c.outbox
+            );
+        }
     }
 }
 

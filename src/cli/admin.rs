@@ -111,7 +111,7 @@ fn table(s: &Snapshot) -> String {
     let _ = writeln!(
         out,
         "node {}: {} correlations held; receipts {} matched, {} unmatched, {} parts suppressed; MO {} routed, {} unroutable\n",
-        s.node_id, s.correlations, c.receipts_matched, c.receipts_unmatched, c.part_receipts_suppressed, c.mo_routed, c.mo_unroutable
+        s.node_id, s.correlations.map_or_else(|| "-".to_owned(), |n| n.to_string()), c.receipts_matched, c.receipts_unmatched, c.part_receipts_suppressed, c.mo_routed, c.mo_unroutable
     );
     let _ = writeln!(
         out,
@@ -159,6 +159,23 @@ fn table(s: &Snapshot) -> String {
             "{:<20} {:>6} {:>8} {:>13} {:>8}",
             cl.system_id, cl.binds, cl.outbox, cl.outbox_refused_full, cl.outbox_expired
         );
+    }
+    if let Some(cluster) = &s.cluster {
+        let store = if cluster.store_up { "answering" } else { "NOT ANSWERING" };
+        let _ = writeln!(out, "\ncluster (shared store {store}):");
+        let _ = writeln!(out, "{:<16} {:<6} {:<22} started", "node", "alive", "listen");
+        for n in &cluster.nodes {
+            let mark = if n.this { " (this one)" } else { "" };
+            let listen = n.info.as_ref().map_or("-", |i| i.listen.as_str());
+            let started = n.info.as_ref().map_or(0, |i| i.started);
+            let alive = if n.alive { "yes" } else { "no" };
+            let _ = writeln!(out, "{:<16} {:<6} {:<22} {started}{mark}", n.id, alive, listen);
+        }
+        let _ = writeln!(out, "\n{:<20} {:>8}  binds per node", "client", "outbox");
+        for c in &cluster.clients {
+            let binds: Vec<String> = c.binds.iter().map(|(node, n)| format!("{node}: {n}")).collect();
+            let _ = writeln!(out, "{:<20} {:>8}  {}", c.system_id, c.outbox, binds.join(", "));
+        }
     }
     out
 }

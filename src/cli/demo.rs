@@ -120,7 +120,7 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
         "receipts matched by the proxy: {} (unmatched {}); correlations held: {}",
         stats.matched_receipts.load(Ordering::Relaxed),
         stats.unmatched_receipts.load(Ordering::Relaxed),
-        proxy.context().store.len()
+        proxy.context().store.correlations().unwrap_or(0)
     );
     proxy.shutdown().await;
     for sim in sims {

@@ -52,7 +52,7 @@ impl StoreCommand {
                 for entry in store.outbox_after(&client, 0, limit).map_err(|e| e.to_string())? {
                     let pdu = Pdu::parse(entry.pdu.into()).map_err(|e| e.to_string())?;
                     let mut json = pdu_to_json(&pdu);
-                    json.insert("outbox_seq".into(), entry.seq.into());
+                    json.insert("outbox_seq".into(), entry.id.as_seq().into());
                     json.insert("stored_at".into(), entry.stored_at.into());
                     if let Some(r) = Receipt::from_pdu(&pdu) {
                         json.insert("receipt".into(), serde_json::Value::Object(r.to_json()));

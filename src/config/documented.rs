@@ -9,8 +9,9 @@ use toml::Value;
 
 /// One of each section and array element, with only the keys that have no default.
 fn required_only() -> String {
+    // `[cluster]` is optional as a whole: present and empty, it shows its defaults.
     let rest = "[[groups]]\nname = \"g\"\nmembers = [\"smsc-a\"]\n[[routes]]\ngroup = \"g\"\n\
-                [[mo_routes]]\ndestination_prefix = \"44\"\nclient = \"shop\"\n";
+                [[mo_routes]]\ndestination_prefix = \"44\"\nclient = \"shop\"\n[cluster]\n";
     format!("{}{rest}", super::tests::MINIMAL)
 }
 

@@ -7,6 +7,7 @@
 //! group's members name upstreams or groups).
 
 mod clients;
+mod cluster;
 #[cfg(test)]
 mod documented;
 mod parse;
@@ -16,6 +17,7 @@ mod upstreams;
 mod values;
 
 pub use clients::ClientConfig;
+pub use cluster::{redacted, ClusterConfig, RedisConfig, StoreDown, UpstreamTps};
 pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
 pub use routing::{GroupConfig, RouteConfig, RoutingConfig, MAX_MEMBERS};
 pub use upstreams::UpstreamConfig;
@@ -56,6 +58,10 @@ pub struct Config {
     pub store_path: PathBuf,
     /// Which store holds correlations and held receipts.
     pub store_backend: StoreBackend,
+    /// The shared store, with `backend = "redis"`.
+    pub store_redis: Option<RedisConfig>,
+    /// How the nodes of a cluster work together (with `backend = "redis"`).
+    pub cluster: ClusterConfig,
     /// Settings for client sessions.
     pub client_sessions: ClientSessionConfig,
     /// Client accounts by system_id.
@@ -205,6 +211,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         .as_ref()
         .and_then(|a| p.address("listen.admin", a, "127.0.0.1:9090"));
     let client_sessions = sessions(&raw.sessions, &mut p);
+    let (store_redis, cluster) = cluster::cluster(&raw.store, raw.cluster.as_ref(), &mut p);
     let (upstreams, upstream_names) = upstreams::upstreams(&raw.upstreams, &mut p);
     let mut groups = routing::groups(&raw.groups, &upstream_names, &mut p);
     // Without a group called "default", "default" means every upstream.
@@ -233,6 +240,8 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         admin,
         store_path: raw.store.path,
         store_backend: raw.store.backend,
+        store_redis,
+        cluster,
         client_sessions,
         clients,
         upstreams,

@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) store: RawStore,
     #[serde(default)]
+    pub(super) cluster: Option<RawCluster>,
+    #[serde(default)]
     pub(super) sessions: RawSessions,
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
@@ -62,6 +64,14 @@ pub(super) struct RawStore {
     pub(super) path: PathBuf,
     #[serde(default)]
     pub(super) backend: StoreBackend,
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    #[serde(default)]
+    pub(super) password_file: Option<PathBuf>,
+    #[serde(default = "default_key_prefix")]
+    pub(super) key_prefix: String,
+    #[serde(default)]
+    pub(super) redis_cluster: bool,
 }
 
 impl Default for RawStore {
@@ -69,8 +79,66 @@ impl Default for RawStore {
         RawStore {
             path: default_store_path(),
             backend: StoreBackend::default(),
+            url: None,
+            password_file: None,
+            key_prefix: default_key_prefix(),
+            redis_cluster: false,
         }
     }
+}
+
+fn default_key_prefix() -> String {
+    "smpp-proxy:".into()
+}
+
+/// `[cluster]`: how the nodes sharing a Redis work together.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCluster {
+    pub(super) heartbeat: String,
+    pub(super) poll: String,
+    pub(super) claim_idle: String,
+    pub(super) dedup_window: String,
+    pub(super) store_timeout: String,
+    pub(super) store_down: StoreDown,
+    pub(super) upstream_tps: UpstreamTps,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        RawCluster {
+            heartbeat: "1s".into(),
+            poll: "1s".into(),
+            claim_idle: "60s".into(),
+            dedup_window: "10m".into(),
+            store_timeout: "10s".into(),
+            store_down: StoreDown::default(),
+            upstream_tps: UpstreamTps::default(),
+        }
+    }
+}
+
+/// What new submits get while the shared store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreDown {
+    /// ESME_RTHROTTLED: clients slow down and try again.
+    #[default]
+    Throttle,
+    /// ESME_RSYSERR.
+    Syserr,
+}
+
+/// How the nodes share an upstream's `tps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTps {
+    /// One token bucket in Redis; each node takes a few tokens at a time as it needs them.
+    #[default]
+    Shared,
+    /// Each node takes `tps` divided by the nodes alive.
+    Split,
 }
 
 /// Where correlations and held receipts live.
@@ -82,6 +150,8 @@ pub enum StoreBackend {
     Embedded,
     /// Memory only: lost on restart (tests, throwaway setups).
     Memory,
+    /// A Redis (or Valkey) server or cluster at `url`, shared by every node of a cluster.
+    Redis,
 }
 
 fn default_store_path() -> PathBuf {
@@ -384,6 +454,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "node_id",
             "listen",
             "store",
+            "cluster",
             "sessions",
             "clients",
             "upstreams",
@@ -398,7 +469,22 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("listen", &["smpp", "admin"]),
-    ("store", &["path", "backend"]),
+    (
+        "store",
+        &["path", "backend", "url", "password_file", "key_prefix", "redis_cluster"],
+    ),
+    (
+        "cluster",
+        &[
+            "heartbeat",
+            "poll",
+            "claim_idle",
+            "dedup_window",
+            "store_timeout",
+            "store_down",
+            "upstream_tps",
+        ],
+    ),
     (
         "sessions",
         &[

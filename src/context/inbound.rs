@@ -6,22 +6,31 @@
 //! rewritten to the one the client got (TLV and text). MO goes by `mo_routes`. The SMSC gets its
 //! deliver_sm_resp when the account holds the PDU (or an error it will retry on).
 //!
+//! The correlation is looked up in the store: at once with a node's own store; with a shared
+//! one (Redis) the lookup is sent off and a worker ([`lookups`]) takes the receipt on when the
+//! answer comes, in the order the receipts came. A store that cannot answer leaves the receipt
+//! with the SMSC (ESME_RX_T_APPN: it sends it again later), never unmatched.
+//!
 //! Fast SMSCs send a receipt before the proxy has recorded its submit (often on another
-//! session). Such a receipt is held ([`EarlyReceipts`]) and matched the moment the correlation
-//! is recorded; after `early_receipt_wait` without one it counts as unmatched.
+//! session, or another node). Such a receipt is held ([`EarlyReceipts`]) and matched the moment
+//! the correlation is recorded on this node, or found by looking again (every half second with
+//! a shared store, where another node may record it); after `early_receipt_wait` without one
+//! it counts as unmatched.
 
 use super::Context;
 use crate::config::MultipartReceipts;
+use crate::messages::Forget;
 use crate::messages::{AccountMsg, DeliverAck};
 use crate::pdu::{Body, CommandStatus, Pdu};
-use crate::receipt::id::{canonical, lookup_keys, IdMatch};
+use crate::receipt::id::{canonical, lookup_keys};
 use crate::receipt::{rewrite_receipt_id, Receipt};
-use crate::store::Correlation;
+use crate::store::{Correlation, Found, StoreError};
 use crate::upstream::{InboundSink, UpstreamInfo};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 type Key = (Arc<str>, String);
@@ -42,6 +51,45 @@ impl Early {
     /// The receipt, to exactly one taker.
     fn take(&self) -> Option<(Pdu, DeliverAck)> {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The receipt, if nobody took it yet (a copy: the frame's bytes are shared).
+    fn peek(&self) -> Option<Pdu> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(pdu, _)| pdu.clone())
+    }
+}
+
+/// A receipt whose correlation a shared store is looking up.
+#[derive(Debug)]
+pub struct Lookup {
+    upstream: Arc<UpstreamInfo>,
+    pdu: Pdu,
+    receipt: Receipt,
+    ack: DeliverAck,
+    ticket: Found,
+}
+
+/// Takes receipts on as their lookups come back, in the order they came in. It holds the
+/// context weakly: the channel's sender is the context's, so the context going ends it.
+pub async fn lookups(ctx: std::sync::Weak<Context>, mut rx: mpsc::Receiver<Lookup>) {
+    while let Some(Lookup {
+        upstream,
+        pdu,
+        receipt,
+        ack,
+        ticket,
+    }) = rx.recv().await
+    {
+        let found = ticket.await;
+        match ctx.upgrade() {
+            Some(ctx) => ctx.on_found(&upstream, pdu, &receipt, ack, found),
+            // Shutting down: the SMSC sends it again to whoever runs next.
+            None => ack.send(CommandStatus::ESME_RX_T_APPN),
+        }
     }
 }
 
@@ -81,7 +129,7 @@ fn final_state(receipt: &Receipt) -> bool {
 }
 
 impl Context {
-    fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>, forget: Option<(Arc<Correlation>, IdMatch)>) {
+    fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>, forget: Forget, dedup: Option<String>) {
         let Some(account) = self.accounts.get(client) else {
             if let Some(ack) = ack {
                 ack.send(CommandStatus::ESME_RX_P_APPN);
@@ -89,7 +137,12 @@ impl Context {
             return;
         };
         // The account swamped or gone: the SMSC is told to retry later.
-        let msg = AccountMsg::Deliver { pdu, ack, forget };
+        let msg = AccountMsg::Deliver {
+            pdu,
+            ack,
+            forget,
+            dedup,
+        };
         if let Err(tokio::sync::mpsc::error::TrySendError::Full(AccountMsg::Deliver { ack, .. })) =
             account.tx.try_send(msg)
         {
@@ -100,19 +153,37 @@ impl Context {
         }
     }
 
-    fn find(&self, upstream: &UpstreamInfo, receipt: &Receipt) -> Option<Arc<Correlation>> {
-        let ids = [receipt.tlv_id.as_ref(), receipt.text_id.as_ref()];
-        for id in ids.into_iter().flatten().filter(|id| !id.is_empty()) {
-            match self
-                .store
-                .find_by_upstream(&upstream.name, id, upstream.config.id_match)
-            {
-                Ok(Some(c)) => return Some(c),
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "store lookup failed"),
+    /// Looks up the correlation of a receipt's ids (TLV first, then text).
+    fn lookup(&self, upstream: &UpstreamInfo, receipt: &Receipt) -> Found {
+        let (tlv, text) = (receipt.tlv_id.as_deref(), receipt.text_id.as_deref());
+        let ids: &[&[u8]] = match (tlv, text) {
+            (Some(a), Some(b)) => &[a, b],
+            (Some(a), None) | (None, Some(a)) => &[a],
+            (None, None) => &[],
+        };
+        self.store
+            .find_by_upstream(&upstream.name, ids, upstream.config.id_match)
+    }
+
+    /// A receipt's lookup came back.
+    fn on_found(
+        &self,
+        upstream: &Arc<UpstreamInfo>,
+        pdu: Pdu,
+        receipt: &Receipt,
+        ack: DeliverAck,
+        found: Result<Option<Arc<Correlation>>, StoreError>,
+    ) {
+        match found {
+            Ok(Some(correlation)) => self.deliver_matched(upstream, pdu, receipt, correlation, Some(ack)),
+            Ok(None) if receipt.id().is_some() => self.hold_early(upstream, receipt, pdu, ack),
+            Ok(None) => self.unmatched(upstream, pdu, Some(ack)),
+            Err(e) => {
+                // Not matched, not lost: the SMSC keeps it and sends it again.
+                warn!(upstream = %upstream.name, error = %e, "store lookup failed: SMSC asked to retry");
+                ack.send(CommandStatus::ESME_RX_T_APPN);
             }
         }
-        None
     }
 
     /// `true` when the client's `multipart_receipts` skips this part's receipt.
@@ -159,8 +230,14 @@ impl Context {
         };
         self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
         let client = correlation.client.clone();
+        // A shared outbox tells a copy the SMSC sends again (to another node) from a new one.
+        let dedup = self.store.shared().map(|_| {
+            let id = canonical(correlation.upstream_id.as_bytes(), upstream.config.id_match);
+            let stat = receipt.stat.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            format!("{}:{id}:{stat}", upstream.name)
+        });
         let forget = is_final.then_some((correlation, upstream.config.id_match));
-        self.to_account(&client, out, ack, forget);
+        self.to_account(&client, out, ack, forget, dedup);
     }
 
     fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: Option<DeliverAck>) {
@@ -173,7 +250,7 @@ impl Context {
             "receipt matches no submission"
         );
         match &self.config.unmatched_receipts_to {
-            Some(client) => self.to_account(client, pdu, ack, None),
+            Some(client) => self.to_account(client, pdu, ack, None, None),
             None => {
                 if let Some(ack) = ack {
                     ack.send(CommandStatus::ESME_ROK);
@@ -204,8 +281,9 @@ impl Context {
             at: Instant::now(),
         });
         self.early.file(&early);
-        // The correlation may have landed between the lookup and the filing above.
-        if let Some(correlation) = self.find(upstream, receipt) {
+        // The correlation may have landed between the lookup and the filing above (a shared
+        // store is looked at again by `recheck_early`).
+        if let Ok(Ok(Some(correlation))) = self.lookup(upstream, receipt).now() {
             if let Some((pdu, ack)) = early.take() {
                 self.early.forget(&early);
                 self.deliver_matched(upstream, pdu, receipt, correlation, Some(ack));
@@ -254,6 +332,32 @@ impl Context {
         }
     }
 
+    /// Looks again for the correlations of the receipts held (with a shared store, another
+    /// node records them and no hook here hears of it).
+    pub(crate) async fn recheck_early(&self) {
+        if self.store.shared().is_none() || self.early.keys.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut held: Vec<Arc<Early>> = Vec::new();
+        for e in self.early.by_key.iter() {
+            if !held.iter().any(|h| Arc::ptr_eq(h, e.value())) {
+                held.push(e.value().clone());
+            }
+        }
+        for early in held {
+            let Some(pdu) = early.peek() else { continue };
+            let Some(receipt) = Receipt::from_pdu(&pdu) else {
+                continue;
+            };
+            if let Ok(Some(correlation)) = self.lookup(&early.upstream, &receipt).await {
+                if let Some((pdu, ack)) = early.take() {
+                    self.early.forget(&early);
+                    self.deliver_matched(&early.upstream, pdu, &receipt, correlation, Some(ack));
+                }
+            }
+        }
+    }
+
     /// Treats receipts held longer than `wait` as unmatched.
     pub(crate) fn expire_early(&self, wait: Duration) {
         let expired: Vec<Arc<Early>> = self
@@ -275,10 +379,22 @@ impl Context {
 impl InboundSink for Context {
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
-            match self.find(upstream, &receipt) {
-                Some(correlation) => self.deliver_matched(upstream, pdu, &receipt, correlation, Some(ack)),
-                None if receipt.id().is_some() => self.hold_early(upstream, &receipt, pdu, ack),
-                None => self.unmatched(upstream, pdu, Some(ack)),
+            match self.lookup(upstream, &receipt).now() {
+                Ok(found) => self.on_found(upstream, pdu, &receipt, ack, found),
+                Err(ticket) => {
+                    let pending = Lookup {
+                        upstream: upstream.clone(),
+                        pdu,
+                        receipt,
+                        ack,
+                        ticket,
+                    };
+                    if let Err(e) = self.lookups.try_send(pending) {
+                        // Swamped: the SMSC sends it again later.
+                        let Lookup { ack, .. } = e.into_inner();
+                        ack.send(CommandStatus::ESME_RX_T_APPN);
+                    }
+                }
             }
             return;
         }
@@ -291,7 +407,7 @@ impl InboundSink for Context {
             Some(client) => {
                 self.stats.mo_routed.fetch_add(1, Ordering::Relaxed);
                 let client = client.to_owned();
-                self.to_account(&client, pdu, Some(ack), None);
+                self.to_account(&client, pdu, Some(ack), None, None);
             }
             None => {
                 self.stats.mo_unroutable.fetch_add(1, Ordering::Relaxed);

@@ -8,9 +8,10 @@
 
 mod inbound;
 
-pub use inbound::EarlyReceipts;
+pub use inbound::{lookups, EarlyReceipts, Lookup};
 
 use crate::account::AccountHandle;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
@@ -56,4 +57,15 @@ pub struct Context {
     pub sessions: Vec<Arc<SessionHandle>>,
     /// Receipts that came before their correlation.
     pub early: EarlyReceipts,
+    /// Receipts waiting for a shared store's lookup (taken on by [`lookups`]).
+    pub lookups: tokio::sync::mpsc::Sender<Lookup>,
+    /// This node's place in a cluster (with a shared store).
+    pub cluster: Option<Arc<Cluster>>,
+}
+
+impl Context {
+    /// Every client's system_id.
+    pub fn client_ids(&self) -> Vec<String> {
+        self.config.clients.keys().cloned().collect()
+    }
 }

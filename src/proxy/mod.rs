@@ -6,13 +6,17 @@
 //! Shutdown is two [`CancellationToken`]s, cancelled in that order, and a [`TaskTracker`] per
 //! stage that shutdown waits on, so no task is left running behind a handle nobody holds.
 
+mod nodes;
+
 use crate::account;
 use crate::admin::Snapshot;
+use crate::cluster::members::NodeInfo;
+use crate::cluster::{Cluster, JoinError};
 use crate::config::{Config, StoreBackend};
 use crate::context::{Context, EarlyReceipts, Stats};
 use crate::ids::IdGenerator;
 use crate::routing::Router;
-use crate::store::{DurableStore, MemoryStore, Store, StoreError};
+use crate::store::{DurableStore, MemoryStore, RedisStore, Store, StoreError};
 use crate::upstream::{self, InboundSink, SessionHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -25,6 +29,9 @@ use tracing::info;
 
 /// How often the store sweeps a slice of its correlations for `correlation_ttl`.
 const CORRELATION_SWEEP: Duration = Duration::from_secs(10);
+/// Receipts that may wait at once for a shared store's lookups (beyond, the SMSC is asked to
+/// send them again later).
+const LOOKUPS: usize = 16_384;
 /// How long clients get to have their requests answered and unbind, at shutdown.
 const CLIENTS_GRACE: Duration = Duration::from_secs(10);
 /// How long upstream sessions get to answer their SMSCs and unbind, at shutdown.
@@ -48,6 +55,48 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster would not have this node (its id is taken).
+    #[error(transparent)]
+    Cluster(#[from] JoinError),
+}
+
+/// The listeners, open before anything else starts (so that a taken port is reported first).
+struct Listeners {
+    smpp: (TcpListener, SocketAddr),
+    admin: Option<(TcpListener, SocketAddr)>,
+}
+
+impl Listeners {
+    async fn open(config: &Config) -> Result<Listeners, StartError> {
+        let smpp = listen("SMPP", config.listen).await?;
+        let admin = match config.admin {
+            Some(a) => Some(listen("admin", a).await?),
+            None => None,
+        };
+        Ok(Listeners { smpp, admin })
+    }
+}
+
+/// Opens the shared store and joins the cluster on it.
+async fn join(config: &Config, listeners: &Listeners) -> Result<(Arc<dyn Store>, Arc<Cluster>), StartError> {
+    let Some(redis) = &config.store_redis else {
+        return Err(StoreError::Unexpected("backend = redis without its settings").into());
+    };
+    let caps = config
+        .clients
+        .iter()
+        .map(|(id, c)| (id.clone(), c.outbox_max))
+        .collect();
+    let store = RedisStore::open(redis, &config.cluster, &config.node_id, config.correlation_ttl, caps).await?;
+    let info = NodeInfo {
+        started: crate::store::unix_now(),
+        listen: listeners.smpp.1.to_string(),
+        admin: listeners.admin.as_ref().map(|(_, a)| a.to_string()),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let clients: Vec<String> = config.clients.keys().cloned().collect();
+    let cluster = Cluster::join(store.clone(), redis, &config.cluster, &config.node_id, info, &clients).await?;
+    Ok((store, cluster))
 }
 
 async fn listen(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
@@ -77,32 +126,50 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the proxy: opens its store, listens, binds upstreams (in the background) and
-    /// serves clients.
+    /// Starts the proxy: listens, opens its store (with a shared store, joins the cluster),
+    /// binds upstreams (in the background) and serves clients.
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
-        let store: Arc<dyn Store> = match config.store_backend {
-            StoreBackend::Memory => Arc::new(MemoryStore::with_ttl(config.correlation_ttl)),
+        let listeners = Listeners::open(&config).await?;
+        let (store, cluster): (Arc<dyn Store>, _) = match config.store_backend {
+            StoreBackend::Memory => (Arc::new(MemoryStore::with_ttl(config.correlation_ttl)), None),
             StoreBackend::Embedded => {
                 let (path, ttl) = (config.store_path.clone(), config.correlation_ttl);
                 let opened = tokio::task::spawn_blocking(move || DurableStore::open_with_ttl(&path, ttl))
                     .await
                     .map_err(|_| StoreError::WriterStopped)?;
-                Arc::new(opened?)
+                (Arc::new(opened?), None)
+            }
+            StoreBackend::Redis => {
+                let (store, cluster) = join(&config, &listeners).await?;
+                (store, Some(cluster))
             }
         };
-        Self::start_with_store(config, store).await
+        Self::run(config, store, cluster, listeners)
     }
 
-    /// As [`Proxy::start`], with a given store.
+    /// As [`Proxy::start`], with a given store (a node's own: no cluster).
     pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<Proxy, StartError> {
-        let (listener, addr) = listen("SMPP", config.listen).await?;
-        let admin = match config.admin {
-            Some(a) => Some(listen("admin", a).await?),
-            None => None,
-        };
+        let listeners = Listeners::open(&config).await?;
+        Self::run(config, store, None, listeners)
+    }
+
+    fn run(
+        config: Config,
+        store: Arc<dyn Store>,
+        cluster: Option<Arc<Cluster>>,
+        listeners: Listeners,
+    ) -> Result<Proxy, StartError> {
+        let Listeners {
+            smpp: (listener, addr),
+            admin,
+        } = listeners;
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
         let config = Arc::new(config);
-        let sessions = upstream::build_sessions(&config.upstreams);
+        let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());
+        let sessions = upstream::build_sessions(&config.upstreams, |u| match &cluster {
+            Some(cluster) => cluster.upstream_bucket(u, &upstreams_stop),
+            None => upstream::own_bucket(u),
+        });
         let handles: Vec<Arc<SessionHandle>> = sessions.iter().map(|(h, _)| h.clone()).collect();
         let router = Router::new(&handles, &config, rand::random());
         let accounts_tasks = TaskTracker::new();
@@ -112,12 +179,13 @@ impl Proxy {
             .map(|(id, c)| {
                 // Validation made sure every route names a group.
                 let group = router.group(&c.route).unwrap_or_default();
-                let handle = account::spawn(c.clone(), group, store.clone(), &accounts_tasks);
+                let handle = account::spawn(c.clone(), group, store.clone(), config.cluster.poll, &accounts_tasks);
                 (id.clone(), handle)
             })
             .collect();
-        accounts_tasks.close();
+        let (lookups, lookups_rx) = tokio::sync::mpsc::channel(LOOKUPS);
         let ctx = Arc::new(Context {
+            lookups,
             ids: IdGenerator::new(&config.node_id),
             config: config.clone(),
             accounts,
@@ -127,10 +195,16 @@ impl Proxy {
             stats: Stats::default(),
             sessions: handles,
             early: EarlyReceipts::default(),
+            cluster,
         });
-        let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());
         let upstreams = TaskTracker::new();
         upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));
+        if let Some(cluster) = &ctx.cluster {
+            nodes::spawn(&ctx, cluster, &upstreams, &upstreams_stop);
+        }
+        // Ends when the context (the channel's last sender) goes, like the accounts.
+        accounts_tasks.spawn(crate::context::lookups(Arc::downgrade(&ctx), lookups_rx));
+        accounts_tasks.close();
         let inbound: Arc<dyn InboundSink> = ctx.clone();
         for (handle, rx) in sessions {
             upstreams.spawn(upstream::session::run(
@@ -202,6 +276,10 @@ impl Proxy {
         let _ = tokio::time::timeout(CLIENTS_GRACE, self.clients.wait()).await;
         self.upstreams_stop.cancel();
         let _ = tokio::time::timeout(UPSTREAMS_GRACE, self.upstreams.wait()).await;
+        if let Some(cluster) = &self.ctx.cluster {
+            // Said last: until now this node delivered what it held.
+            cluster.leave(&self.ctx.client_ids()).await;
+        }
         // Accounts end when the last handle goes; then nothing holds the store and it closes.
         drop(self.ctx);
         let _ = tokio::time::timeout(ACCOUNTS_GRACE, self.accounts.wait()).await;
@@ -223,6 +301,7 @@ async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
         ctx.router.tick();
         if last_early.elapsed() >= Duration::from_millis(500).min(wait) {
             last_early = tokio::time::Instant::now();
+            ctx.recheck_early().await;
             ctx.expire_early(wait);
         }
         if last_sweep.elapsed() >= CORRELATION_SWEEP {

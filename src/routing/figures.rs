@@ -76,6 +76,11 @@ impl Router {
             .collect()
     }
 
+    /// Every upstream (what its sessions share: configuration, `tps` bucket, load).
+    pub fn upstream_infos(&self) -> impl Iterator<Item = &crate::upstream::UpstreamInfo> {
+        self.upstreams.iter().map(|s| &*s.info)
+    }
+
     /// Concatenated messages whose parts are being kept together.
     pub fn concatenations_in_progress(&self) -> usize {
         self.affinity.len()

@@ -492,7 +492,7 @@ impl Router {
             }
         }
         // Pins live for minutes: a pass over them every second is plenty.
-        if ticks % 10 == 0 {
+        if ticks.is_multiple_of(10) {
             self.affinity.expire(now, self.config.concat_ttl);
         }
     }

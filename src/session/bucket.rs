@@ -3,8 +3,10 @@
 //! simulator's cap). The caller says what time it is, so the arithmetic is a pure function of
 //! its inputs and tests give it whatever clock they like.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::Notify;
 
 /// `rate` tokens a second, at most `burst` saved up; an infinite rate never runs out.
 #[derive(Debug, Clone)]
@@ -96,31 +98,106 @@ impl TokenBucket {
     }
 }
 
-/// A [`TokenBucket`] that several tasks take from (the binds of one account, the sessions of
-/// one upstream). Without a limit it is never locked. A std mutex: the critical section is a
-/// few float operations, never held across `.await`.
+/// A rate several tasks take from (the binds of one account, the sessions of one upstream):
+/// no limit (never locked), this node's own [`TokenBucket`] (a std mutex: the critical section
+/// is a few float operations, never held across `.await`), or tokens leased from a bucket
+/// every node of a cluster shares ([`Lease`]).
 #[derive(Debug)]
-pub struct SharedBucket(Option<Mutex<TokenBucket>>);
+pub enum SharedBucket {
+    /// No limit.
+    Unlimited,
+    /// This node's own bucket.
+    Local(Mutex<TokenBucket>),
+    /// Tokens a shared bucket granted this node.
+    Leased(Arc<Lease>),
+}
 
 impl SharedBucket {
-    /// Shares `bucket`.
+    /// Shares `bucket` (no limit: never locked).
     pub fn new(bucket: TokenBucket) -> SharedBucket {
-        SharedBucket(bucket.rate().is_some().then(|| Mutex::new(bucket)))
+        match bucket.rate() {
+            Some(_) => SharedBucket::Local(Mutex::new(bucket)),
+            None => SharedBucket::Unlimited,
+        }
     }
 
-    /// Takes a token if there is one at `now` (a clock read only when there is a limit).
+    /// Takes a token if there is one at `now` (a clock read only for a local bucket).
     pub fn try_take(&self, now: impl FnOnce() -> Instant) -> bool {
-        match &self.0 {
-            None => true,
-            Some(m) => m.lock().unwrap_or_else(|e| e.into_inner()).try_take(now()),
+        match self {
+            SharedBucket::Unlimited => true,
+            SharedBucket::Local(m) => m.lock().unwrap_or_else(|e| e.into_inner()).try_take(now()),
+            SharedBucket::Leased(lease) => lease.try_take(),
         }
     }
 
     /// Gives back a token taken for a request that was not sent after all.
     pub fn give_back(&self) {
-        if let Some(m) = &self.0 {
-            m.lock().unwrap_or_else(|e| e.into_inner()).give_back();
+        match self {
+            SharedBucket::Unlimited => {}
+            SharedBucket::Local(m) => m.lock().unwrap_or_else(|e| e.into_inner()).give_back(),
+            SharedBucket::Leased(lease) => lease.deposit(1),
         }
+    }
+
+    /// A new rate for a local bucket (a cluster re-splits a rate as nodes and binds come and
+    /// go); `burst` as for [`TokenBucket::set_rate`].
+    pub fn set_rate(&self, rate: f64, burst: f64) {
+        if let SharedBucket::Local(m) = self {
+            m.lock().unwrap_or_else(|e| e.into_inner()).set_rate(rate, burst);
+        }
+    }
+}
+
+/// Tokens a bucket shared by every node granted this node, a few at a time: taking one is an
+/// atomic decrement; when few are left, whoever refills (a task that asks the shared bucket)
+/// is told. Tokens held and not used are the only way a cluster can exceed the shared rate, so
+/// the holder keeps few.
+#[derive(Debug)]
+pub struct Lease {
+    tokens: AtomicU32,
+    /// Below this many, more are wanted.
+    low: u32,
+    wanted: Notify,
+}
+
+impl Lease {
+    /// An empty lease that wants more when under `low` tokens.
+    pub fn new(low: u32) -> Lease {
+        Lease {
+            tokens: AtomicU32::new(0),
+            low,
+            wanted: Notify::new(),
+        }
+    }
+
+    /// Takes a token if one is held.
+    pub fn try_take(&self) -> bool {
+        let before = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1));
+        let left = before.map_or(0, |t| t - 1);
+        if left < self.low {
+            self.wanted.notify_one();
+        }
+        before.is_ok()
+    }
+
+    /// Adds `n` tokens.
+    pub fn deposit(&self, n: u32) {
+        self.tokens.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Tokens held now.
+    pub fn held(&self) -> u32 {
+        self.tokens.load(Ordering::Acquire)
+    }
+
+    /// Resolves when someone found the lease low (or it was low already).
+    pub async fn wanted(&self) {
+        if self.held() < self.low {
+            return;
+        }
+        self.wanted.notified().await;
     }
 }
 
@@ -171,6 +248,18 @@ mod tests {
         assert!((99..=100).contains(&taken), "{taken}");
         b.set_rate(f64::INFINITY, f64::INFINITY);
         assert!((0..1000).all(|_| b.try_take(t0)));
+    }
+
+    #[test]
+    fn a_lease_hands_out_what_was_deposited_and_asks_for_more_when_low() {
+        let lease = Lease::new(2);
+        assert!(!lease.try_take());
+        lease.deposit(3);
+        assert!(lease.try_take() && lease.try_take() && lease.try_take() && !lease.try_take());
+        let shared = SharedBucket::Leased(Arc::new(Lease::new(1)));
+        assert!(!shared.try_take(|| unreachable!("a lease reads no clock")));
+        shared.give_back();
+        assert!(shared.try_take(Instant::now));
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod state;
 
 use std::time::{Duration, Instant};
 
-pub use bucket::{SharedBucket, TokenBucket};
+pub use bucket::{Lease, SharedBucket, TokenBucket};
 pub use state::SessionState;
 
 /// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.

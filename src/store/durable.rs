@@ -25,14 +25,13 @@ use super::record::{client_key, decode_stamped, encode_stamped, key};
 use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 pub use super::writer::WriterStats;
 use super::writer::{Op, Reply, Writer};
-use super::{Commit, Correlation, OutboxEntry, Store, StoreError};
+use super::{find_each, Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use crate::receipt::id::{canonical, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::Path;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// A `corr_up` key (`upstream \0 id`), built in its one allocation.
 fn up_key(upstream: &str, canonical_id: &str) -> UpKey {
@@ -114,10 +113,15 @@ impl DurableStore {
     }
 
     fn submit(&self, op: Op) -> Commit {
-        let (reply, rx) = oneshot::channel();
+        let (ticket, reply) = Commit::channel();
+        self.send(op, Reply::Count(reply), ticket)
+    }
+
+    /// Queues `op` for the writer; `ticket` is answered through `reply`.
+    fn send<T>(&self, op: Op, reply: Reply, ticket: Ticket<T>) -> Ticket<T> {
         match self.tx.as_ref().map(|tx| tx.send((op, reply))) {
-            Some(Ok(())) => Commit::pending(rx),
-            _ => Commit::done(Err(StoreError::WriterStopped)),
+            Some(Ok(())) => ticket,
+            _ => Ticket::done(Err(StoreError::WriterStopped)),
         }
     }
 
@@ -207,13 +211,17 @@ impl DurableStore {
     /// Appends a PDU to `client`'s outbox, stamped with the time; the ticket gives its sequence
     /// number once durable.
     pub fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit {
+        self.submit(self.outbox_op(client, pdu))
+    }
+
+    fn outbox_op(&self, client: &str, pdu: &[u8]) -> Op {
         let mut value = Vec::with_capacity(8 + pdu.len());
         value.extend_from_slice(&super::unix_now().to_be_bytes());
         value.extend_from_slice(pdu);
-        self.submit(Op::OutboxPush {
+        Op::OutboxPush {
             client: client.to_owned(),
             pdu: value,
-        })
+        }
     }
 
     /// Removes an entry once the client acknowledged it.
@@ -245,7 +253,7 @@ impl DurableStore {
                 return Err(StoreError::Corrupt(format!("outbox entry {seq} of {client}")));
             };
             out.push(OutboxEntry {
-                seq,
+                id: OutboxId::seq(seq),
                 stored_at: u64::from_be_bytes(*stored_at),
                 pdu: pdu.to_vec(),
             });
@@ -285,41 +293,42 @@ impl Store for DurableStore {
         self.put_correlation(c, &id)
     }
 
-    fn get_by_upstream_key(&self, upstream: &str, key: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
-        self.correlation_by_upstream(upstream, key)
+    fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found {
+        find_each(ids, id_match, |key| self.correlation_by_upstream(upstream, key))
     }
 
-    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
-        self.correlation_by_client(client, client_id)
+    fn find_by_client(&self, client: &str, client_id: &str) -> Found {
+        Found::done(self.correlation_by_client(client, client_id))
     }
 
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
         self.remove_correlation(c, &canonical(c.upstream_id.as_bytes(), id_match))
     }
 
-    fn len(&self) -> usize {
+    fn correlations(&self) -> Option<u64> {
         let read = || -> Result<u64, StoreError> {
             let txn = self.db.begin_read()?;
             let n = txn.open_table(CORR_UP)?.len()?;
             Ok(n.saturating_add_signed(self.hot.delta()))
         };
-        read().unwrap_or(0) as usize
+        read().ok()
     }
 
-    fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit {
-        DurableStore::outbox_push(self, client, pdu)
+    fn outbox_push(&self, client: &str, pdu: &[u8], _dedup: Option<&str>) -> Ticket<Pushed> {
+        let (ticket, reply) = Ticket::channel();
+        self.send(self.outbox_op(client, pdu), Reply::Pushed(reply), ticket)
     }
 
     fn expire(&self, now: u64) -> Commit {
         self.expire_correlations(now)
     }
 
-    fn outbox_remove(&self, client: &str, seq: u64) -> Commit {
-        DurableStore::outbox_remove(self, client, seq)
+    fn outbox_remove(&self, client: &str, id: OutboxId) -> Commit {
+        DurableStore::outbox_remove(self, client, id.as_seq())
     }
 
-    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.outbox_after(client, after, limit)
+    fn outbox_load(&self, client: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_after(client, 0, limit)
     }
 }
 
@@ -362,7 +371,7 @@ mod tests {
             registered_delivery: 1,
             source_addr: "4477".into(),
             destination_addr: "447700900123".into(),
-            part: if n % 2 == 0 { Some((1, 3)) } else { None },
+            part: if n.is_multiple_of(2) { Some((1, 3)) } else { None },
         })
     }
 
@@ -538,7 +547,7 @@ mod tests {
         for wave in 0..60 {
             let ns = wave * 1000..(wave + 1) * 1000;
             put_all(&store, ns.clone());
-            remove_all(&store, ns.filter(|n| n % 2 == 0));
+            remove_all(&store, ns.filter(|n| n.is_multiple_of(2)));
         }
         let flushed = store.writer_stats().flushed.load(Ordering::Relaxed);
         assert!(
@@ -568,7 +577,12 @@ mod tests {
         let seqs: Vec<u64> = {
             let store = DurableStore::open(&d).unwrap();
             let tickets: Vec<Commit> = (0..10)
-                .map(|n| store.outbox_push(if n % 2 == 0 { "shop" } else { "bank" }, format!("pdu{n}").as_bytes()))
+                .map(|n: u32| {
+                    store.outbox_push(
+                        if n.is_multiple_of(2) { "shop" } else { "bank" },
+                        format!("pdu{n}").as_bytes(),
+                    )
+                })
                 .collect();
             tickets.into_iter().map(|t| t.wait_blocking().unwrap()).collect()
         };
@@ -581,9 +595,12 @@ mod tests {
             "stamped with the time"
         );
         assert_eq!(texts, ["pdu0", "pdu2", "pdu4", "pdu6", "pdu8"]);
-        store.outbox_remove("shop", shop[0].seq).wait_blocking().unwrap();
+        store
+            .outbox_remove("shop", shop[0].id.as_seq())
+            .wait_blocking()
+            .unwrap();
         assert_eq!(store.outbox_after("shop", 0, 2).unwrap().len(), 2);
-        assert_eq!(store.outbox_after("shop", shop[3].seq, 100).unwrap().len(), 1);
+        assert_eq!(store.outbox_after("shop", shop[3].id.as_seq(), 100).unwrap().len(), 1);
         assert_eq!(
             store.counts().unwrap().outbox,
             vec![("bank".to_owned(), 5), ("shop".to_owned(), 4)]

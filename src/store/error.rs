@@ -22,6 +22,12 @@ pub enum StoreError {
         /// What the system said.
         source: Arc<std::io::Error>,
     },
+    /// The shared store (Redis) failed or could not be reached in time.
+    #[error("shared store: {0}")]
+    Redis(Arc<redis::RedisError>),
+    /// The shared store answered something this version does not understand.
+    #[error("shared store: unexpected answer to {0}")]
+    Unexpected(&'static str),
     /// Another process has the store open: two proxies must not share one.
     #[error("another smpp-proxy holds {}; stop it or use `smpp-proxy status`", .0.display())]
     Locked(PathBuf),
@@ -37,6 +43,12 @@ pub enum StoreError {
     /// A [`Commit`](super::Commit) was awaited again after it resolved.
     #[error("store: commit ticket used twice")]
     TicketUsed,
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> StoreError {
+        StoreError::Redis(Arc::new(e))
+    }
 }
 
 /// redb reports each kind of operation with its own error type; every one of them is a

@@ -1,26 +1,35 @@
 //! Correlations between the ids clients get and the ids upstreams gave, and the outboxes of
 //! receipts and MO waiting for their clients, behind one trait ([`Store`]) so that each backend
-//! (memory, the embedded durable store) plugs in without touching the sessions.
+//! plugs in without touching the sessions: memory (tests, throwaway setups), the embedded
+//! durable store (one node), and Redis (a cluster of nodes sharing everything).
 //!
 //! A correlation is written by the client session after the upstream's submit_sm_resp and
 //! before the client gets its own; it is read when a receipt comes back (by upstream and
 //! upstream id) and when a client queries, cancels or replaces a message (by client and
-//! client id).
+//! client id). Every operation returns a [`Ticket`]: stores that batch (the durable store's
+//! writer thread, Redis pipelines) answer later, the others at once.
+//!
+//! An outbox entry is either this node's alone (memory and embedded stores: the account task
+//! holds what it stored, and reloads it on start) or shared by every node ([`Store::shared`]:
+//! any node with a bind of the client fetches entries, whoever stored them).
 
-mod commit;
 pub mod durable;
 mod error;
 mod hot;
+mod memory;
 mod record;
+pub mod redis;
 mod tables;
+mod ticket;
 mod writer;
 
-pub use commit::Commit;
 pub use durable::DurableStore;
 pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use ticket::{Commit, Found, Reply, Ticket};
 
-use crate::receipt::id::{canonical, lookup_keys, IdMatch};
-use dashmap::DashMap;
+use crate::receipt::id::{lookup_keys, IdMatch};
 use std::sync::Arc;
 
 /// What the proxy remembers about one submitted message.
@@ -46,11 +55,63 @@ pub struct Correlation {
     pub part: Option<(u8, u8)>,
 }
 
+/// An outbox entry's identity and place in its outbox: a sequence number in a node's own
+/// store, a stream id (milliseconds and a sequence) in a shared one. Ordered like the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxId(u128);
+
+impl OutboxId {
+    /// Entry `seq` of a node's own store.
+    pub fn seq(seq: u64) -> OutboxId {
+        OutboxId(u128::from(seq))
+    }
+
+    /// A stream entry `ms-seq`.
+    pub fn stream(ms: u64, seq: u64) -> OutboxId {
+        OutboxId((u128::from(ms) << 64) | u128::from(seq))
+    }
+
+    /// Parses a stream id as Redis writes it (`1700000000000-0`).
+    pub fn parse_stream(text: &str) -> Option<OutboxId> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(OutboxId::stream(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// The sequence number (in a node's own store).
+    pub fn as_seq(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// The milliseconds part of a stream id: when the entry was stored.
+    pub fn ms(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+}
+
+/// Written as a stream id: `ms-seq` (`0-seq` for a node's own store).
+impl std::fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms(), self.as_seq())
+    }
+}
+
+/// How an outbox write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Stored under this id.
+    Stored(OutboxId),
+    /// The same receipt was stored before (an SMSC sending again what another node had
+    /// already taken): nothing written, and nothing more to do.
+    Duplicate,
+    /// The outbox holds `outbox_max` entries (a shared outbox counts them itself).
+    Full,
+}
+
 /// One entry of a client's outbox as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
-    /// Its sequence number: order and identity.
-    pub seq: u64,
+    /// Its identity and place.
+    pub id: OutboxId,
     /// When it was stored (Unix seconds), for `receipt_ttl`.
     pub stored_at: u64,
     /// The PDU's wire form.
@@ -64,174 +125,70 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Where correlations live. Writes return a [`Commit`] ticket that resolves once the write is
-/// durable, so callers can hand many writes to a group-committing store and wait once.
+/// Where correlations and outboxes live.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a correlation; `id_match` decides the key its upstream id is filed under.
     fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit;
-    /// The correlation a receipt id from `upstream` refers to, trying each matching form.
-    fn find_by_upstream(
-        &self,
-        upstream: &str,
-        receipt_id: &[u8],
-        id_match: IdMatch,
-    ) -> Result<Option<Arc<Correlation>>, StoreError> {
-        for key in lookup_keys(receipt_id, id_match) {
-            if let Some(c) = self.get_by_upstream_key(upstream, &key)? {
-                return Ok(Some(c));
-            }
-        }
-        Ok(None)
-    }
-    /// The correlation filed under `upstream` and one exact key (a [`canonical`] form).
-    fn get_by_upstream_key(&self, upstream: &str, key: &str) -> Result<Option<Arc<Correlation>>, StoreError>;
+    /// The correlation one of a receipt's ids (`ids`: its TLV id, its text id) from `upstream`
+    /// refers to, trying each matching form of each.
+    fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found;
     /// The correlation of the id a client holds.
-    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError>;
+    fn find_by_client(&self, client: &str, client_id: &str) -> Found;
     /// Forgets a correlation (after its final receipt).
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit;
-    /// How many correlations are held.
-    fn len(&self) -> usize;
-    /// Appends a PDU (its wire form) to `client`'s outbox; the ticket gives its sequence number.
-    fn outbox_push(&self, client: &str, pdu: &[u8]) -> Commit;
+    /// How many correlations are held, where the store can say so cheaply.
+    fn correlations(&self) -> Option<u64>;
+    /// Appends a PDU (its wire form) to `client`'s outbox. `dedup` names the receipt (upstream,
+    /// id, state) for stores that can tell it was stored before by another node.
+    fn outbox_push(&self, client: &str, pdu: &[u8], dedup: Option<&str>) -> Ticket<Pushed>;
     /// Removes an outbox entry the client acknowledged.
-    fn outbox_remove(&self, client: &str, seq: u64) -> Commit;
+    fn outbox_remove(&self, client: &str, id: OutboxId) -> Commit;
     /// Forgets correlations whose TTL ended before `now` (Unix seconds), a bounded slice per
     /// call (called every few seconds); the ticket gives how many.
     fn expire(&self, now: u64) -> Commit;
-    /// Up to `limit` outbox entries of `client` after `after`, oldest first (what survived a
-    /// restart; a memory store has none).
-    fn outbox_load(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// `true` when none are held.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Up to `limit` entries of `client`'s own outbox, oldest first (what survived a restart;
+    /// a memory store has none, a shared outbox is fetched instead).
+    fn outbox_load(&self, client: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The outboxes every node shares, when this store has them.
+    fn shared(&self) -> Option<&dyn SharedOutbox> {
+        None
+    }
+    /// Reachable and answering, as far as the store knows now (always, for local stores).
+    fn available(&self) -> bool {
+        true
     }
 }
 
-/// Correlations in memory: for tests and for a proxy that accepts losing them on restart.
-#[derive(Debug)]
-pub struct MemoryStore {
-    correlation_ttl: std::time::Duration,
-    by_upstream: DashMap<(Arc<str>, String), Arc<Correlation>>,
-    by_client: DashMap<(Arc<str>, String), Arc<Correlation>>,
-    /// Outbox sequence numbers (the entries themselves stay with the account).
-    outbox_seq: std::sync::atomic::AtomicU64,
+/// Outboxes shared by every node of a cluster: an entry stored by one node is fetched by any
+/// node that has a bind of its client, and stays that node's until acknowledged
+/// ([`Store::outbox_remove`]) or taken over by another.
+pub trait SharedOutbox: Send + Sync + std::fmt::Debug {
+    /// Up to `count` entries of `client` for this node to deliver: with `pending_after`, those
+    /// this node fetched before and has not acknowledged (after a restart), after that id;
+    /// without, new ones.
+    fn fetch(&self, client: &str, count: usize, pending_after: Option<OutboxId>) -> Ticket<Vec<OutboxEntry>>;
+    /// Up to `count` entries other nodes fetched and cannot deliver (they died, or have no bind
+    /// of `client` any more, or have sat on them too long), now this node's.
+    fn take_over(&self, client: &str, count: usize) -> Ticket<Vec<OutboxEntry>>;
+    /// Drops `client`'s entries older than `max_age` seconds; the ticket gives how many.
+    fn trim(&self, client: &str, max_age: u64) -> Commit;
+    /// Entries waiting for `client` across the cluster.
+    fn depth(&self, client: &str) -> Ticket<u64>;
 }
 
-/// A memory store whose correlations never expire by age.
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore::with_ttl(std::time::Duration::MAX)
-    }
-}
-
-impl MemoryStore {
-    /// A memory store keeping correlations without a final receipt for `ttl`.
-    pub fn with_ttl(correlation_ttl: std::time::Duration) -> MemoryStore {
-        MemoryStore {
-            correlation_ttl,
-            by_upstream: DashMap::new(),
-            by_client: DashMap::new(),
-            outbox_seq: Default::default(),
+/// [`Store::find_by_upstream`] for stores that look up one key at a time, at once.
+fn find_each(
+    ids: &[&[u8]],
+    id_match: IdMatch,
+    mut get: impl FnMut(&str) -> Result<Option<Arc<Correlation>>, StoreError>,
+) -> Found {
+    for id in ids.iter().filter(|id| !id.is_empty()) {
+        for key in lookup_keys(id, id_match) {
+            match get(&key) {
+                Ok(None) => {}
+                found => return Found::done(found),
+            }
         }
     }
-}
-
-impl Store for MemoryStore {
-    fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit {
-        self.by_upstream.insert(
-            (c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)),
-            c.clone(),
-        );
-        self.by_client.insert((c.client.clone(), c.client_id.clone()), c);
-        Commit::done(Ok(0))
-    }
-
-    fn get_by_upstream_key(&self, upstream: &str, key: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
-        Ok(self
-            .by_upstream
-            .get(&(Arc::from(upstream), key.to_owned()))
-            .map(|c| c.clone()))
-    }
-
-    fn find_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
-        Ok(self
-            .by_client
-            .get(&(Arc::from(client), client_id.to_owned()))
-            .map(|c| c.clone()))
-    }
-
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
-        self.by_upstream
-            .remove(&(c.upstream.clone(), canonical(c.upstream_id.as_bytes(), id_match)));
-        self.by_client.remove(&(c.client.clone(), c.client_id.clone()));
-        Commit::done(Ok(0))
-    }
-
-    fn len(&self) -> usize {
-        self.by_upstream.len()
-    }
-
-    fn outbox_push(&self, _client: &str, _pdu: &[u8]) -> Commit {
-        Commit::done(Ok(
-            self.outbox_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
-        ))
-    }
-
-    fn outbox_remove(&self, _client: &str, _seq: u64) -> Commit {
-        Commit::done(Ok(0))
-    }
-
-    fn expire(&self, now: u64) -> Commit {
-        let ttl = self.correlation_ttl.as_secs();
-        let before = self.by_upstream.len();
-        self.by_upstream.retain(|_, c| c.submitted_at.saturating_add(ttl) > now);
-        self.by_client.retain(|_, c| c.submitted_at.saturating_add(ttl) > now);
-        Commit::done(Ok(before.saturating_sub(self.by_upstream.len()) as u64))
-    }
-
-    fn outbox_load(&self, _client: &str, _after: u64, _limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        Ok(Vec::new())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn found_by_either_id_and_across_hex_decimal() {
-        let store = MemoryStore::default();
-        let c = Correlation {
-            upstream: "smsc-a".into(),
-            upstream_id: "38601fa".into(),
-            client: "shop".into(),
-            client_id: "0001".into(),
-            submitted_at: 0,
-            registered_delivery: 1,
-            source_addr: "a".into(),
-            destination_addr: "b".into(),
-            part: None,
-        };
-        let c = Arc::new(c);
-        store.record(c.clone(), IdMatch::Numeric).wait_blocking().unwrap();
-        assert_eq!(
-            store
-                .find_by_upstream("smsc-a", b"0059113978", IdMatch::Numeric)
-                .unwrap(),
-            Some(c.clone())
-        );
-        assert_eq!(
-            store.find_by_upstream("smsc-b", b"38601fa", IdMatch::Numeric).unwrap(),
-            None
-        );
-        assert_eq!(store.find_by_client("shop", "0001").unwrap(), Some(c.clone()));
-        store.remove(&c, IdMatch::Numeric).wait_blocking().unwrap();
-        assert!(store.is_empty());
-        // TTL: kept while young, gone once `submitted_at + ttl` has passed.
-        let store = MemoryStore::with_ttl(std::time::Duration::from_secs(100));
-        store.record(c.clone(), IdMatch::Numeric).wait_blocking().unwrap();
-        assert_eq!(store.expire(50).wait_blocking().unwrap(), 0);
-        assert_eq!(store.expire(101).wait_blocking().unwrap(), 1);
-        assert!(store.find_by_client("shop", "0001").unwrap().is_none());
-    }
+    Found::done(Ok(None))
 }

@@ -147,15 +147,24 @@ impl SessionHandle {
     }
 }
 
-/// Creates the handles and request channels for every configured upstream session.
-/// `pair` binds become a transmitter and a receiver handle.
-pub fn build_sessions(upstreams: &[UpstreamConfig]) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Request>)> {
+/// This node's own bucket for an upstream's `tps` (at most a twentieth of a second at once).
+pub fn own_bucket(config: &UpstreamConfig) -> SharedBucket {
+    SharedBucket::new(TokenBucket::smooth(config.tps, Instant::now()))
+}
+
+/// Creates the handles and request channels for every configured upstream session, each
+/// upstream with the bucket `bucket` gives it for its `tps` (this node's own, or shared by a
+/// cluster). `pair` binds become a transmitter and a receiver handle.
+pub fn build_sessions(
+    upstreams: &[UpstreamConfig],
+    bucket: impl Fn(&UpstreamConfig) -> SharedBucket,
+) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Request>)> {
     let mut out = Vec::new();
     for config in upstreams {
         let info = Arc::new(UpstreamInfo {
             name: Arc::from(config.name.as_str()),
             config: config.clone(),
-            bucket: SharedBucket::new(TokenBucket::smooth(config.tps, Instant::now())),
+            bucket: bucket(config),
             load: Load::new(Instant::now()),
         });
         let kinds: &[SessionKind] = match config.bind {

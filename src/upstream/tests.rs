@@ -33,7 +33,7 @@ fn config(addr: SocketAddr, response_timeout: &str) -> UpstreamConfig {
 
 /// One session to `addr`, running until the token is cancelled.
 fn session(addr: SocketAddr, response_timeout: &str) -> (Arc<SessionHandle>, CancellationToken) {
-    let (handle, rx) = build_sessions(&[config(addr, response_timeout)]).remove(0);
+    let (handle, rx) = build_sessions(&[config(addr, response_timeout)], own_bucket).remove(0);
     let stop = CancellationToken::new();
     tokio::spawn(session::run(handle.clone(), rx, Arc::new(NoInbound), stop.clone()));
     (handle, stop)
@@ -178,7 +178,7 @@ async fn requests_never_written_leave_nothing_in_flight() {
 
     // A session whose task is gone: the channel takes a window's worth, refuses the next (given
     // back, not counted), and the count falls to zero when the channel goes.
-    let (handle, rx) = build_sessions(&[config(closed, "5s")]).remove(0);
+    let (handle, rx) = build_sessions(&[config(closed, "5s")], own_bucket).remove(0);
     let (reply, _events) = mpsc::channel(64);
     let offer = |k| {
         handle.offer(Forward {

@@ -197,3 +197,47 @@ pub async fn submit_for_receipt(esme: &mut smpp_proxy::esme::Esme) -> (String, s
     }
     (id.unwrap(), receipt.unwrap())
 }
+
+pub mod redis;
+
+/// `toml` with its store on the Redis at `url` (for a cluster: `redis_cluster = true`), and
+/// this node's `node_id`. Heartbeats every 200 ms (a node gone counts as gone after a second)
+/// and polls every 250 ms, so that the tests see a cluster react in test time.
+pub fn on_redis(toml: &str, url: &str, cluster: bool, node_id: &str) -> String {
+    let mut text = toml
+        .replace(
+            "backend = \"memory\"",
+            &format!("backend = \"redis\"\nurl = \"{url}\"\nredis_cluster = {cluster}"),
+        )
+        .replace("node_id = \"t\"", &format!("node_id = \"{node_id}\""));
+    text.push_str("\n[cluster]\nheartbeat = \"200ms\"\npoll = \"250ms\"\n");
+    text
+}
+
+/// Submits `n` messages asking for receipts, `window` at a time; returns the ids given.
+pub async fn submit_all(esme: &mut smpp_proxy::esme::Esme, n: usize, window: usize) -> Vec<String> {
+    use smpp_proxy::esme::submit_sm;
+    use smpp_proxy::pdu::{CommandId, CommandStatus};
+    let mut ids = Vec::new();
+    let mut sent = 0;
+    while ids.len() < n {
+        while sent < n && sent - ids.len() < window {
+            esme.feed(submit_sm("4477", "447700900123", format!("m{sent}").as_bytes(), true))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        esme.flush().await.unwrap();
+        let resp = esme.recv(T).await.unwrap();
+        assert_eq!(resp.command_id(), CommandId::SUBMIT_SM_RESP);
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+        ids.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// The id in a receipt's text.
+pub fn receipt_id(pdu: &smpp_proxy::pdu::Pdu) -> String {
+    let receipt = smpp_proxy::receipt::Receipt::from_pdu(pdu).expect("a receipt");
+    String::from_utf8(receipt.text_id.unwrap().to_vec()).unwrap()
+}

@@ -342,7 +342,7 @@ impl Client {
                 a.binds.fetch_sub(1, Ordering::AcqRel);
                 CommandStatus::ESME_RBINDFAIL
             }
-            Some(_) => CommandStatus::ESME_ROK,
+            Some(a) => self.cluster_bind(a).await,
         };
         if !status.is_ok() {
             // Never the password: the system_id and why.
@@ -408,11 +408,35 @@ impl Client {
         }
     }
 
-    /// Leaves the bound phase (if bound): gives back the bind's place in `max_binds` and, to
-    /// the account, what it had in flight to this bind.
+    /// In a cluster, `max_binds` holds for all nodes: the bind is counted there too (this
+    /// node's count already has it). A store that does not answer leaves it to this node's.
+    async fn cluster_bind(&self, account: &AccountHandle) -> CommandStatus {
+        let Some(cluster) = &self.ctx.cluster else {
+            return CommandStatus::ESME_ROK;
+        };
+        match cluster.bind(&account.config.system_id, account.config.max_binds).await {
+            Ok(true) => CommandStatus::ESME_ROK,
+            Ok(false) => {
+                account.binds.fetch_sub(1, Ordering::AcqRel);
+                CommandStatus::ESME_RBINDFAIL
+            }
+            Err(e) => {
+                warn!(error = %e, "cluster binds not counted (store unreachable): this node's limit applies");
+                CommandStatus::ESME_ROK
+            }
+        }
+    }
+
+    /// Leaves the bound phase (if bound): gives back the bind's place in `max_binds` (on this
+    /// node and in the cluster) and, to the account, what it had in flight to this bind.
     async fn leave(&mut self) {
         if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
             b.account.binds.fetch_sub(1, Ordering::AcqRel);
+            if let Some(cluster) = &self.ctx.cluster {
+                if let Err(e) = cluster.unbind(&b.account.config.system_id).await {
+                    warn!(error = %e, "cluster unbind not counted (store unreachable)");
+                }
+            }
             let _ = b.account.tx.send(AccountMsg::BindDown { bind_id: b.bind_id }).await;
         }
     }

@@ -3,6 +3,7 @@
 //! own message id, once its correlation is durable), given up with the right status otherwise.
 
 use super::{Client, Flow};
+use crate::config::StoreDown;
 use crate::messages::{Forward, Outcome, RequestInfo};
 use crate::pdu::body::MessageIdResp;
 use crate::pdu::{Body, COctetString, CommandStatus, Pdu};
@@ -51,6 +52,14 @@ impl Client {
         if self.outstanding >= account.config.window || !account.bucket.try_take(Instant::now) {
             return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
         }
+        if !self.ctx.store.available() {
+            // Its correlation could not be kept: not sent, so nothing is lost or sent twice.
+            let status = match self.ctx.config.cluster.store_down {
+                StoreDown::Throttle => CommandStatus::ESME_RTHROTTLED,
+                StoreDown::Syserr => CommandStatus::ESME_RSYSERR,
+            };
+            return self.reply(&pdu, status).await;
+        }
         let fwd = Forward {
             pdu,
             reply: bound.events_tx.clone(),
@@ -75,7 +84,8 @@ impl Client {
             &bound.account.config.system_id,
             &String::from_utf8_lossy(client_id.as_bytes()),
         );
-        let correlation = match found {
+        // Rare (query/cancel/replace): waiting here for a shared store's answer is fine.
+        let correlation = match found.await {
             Ok(Some(c)) => c,
             Ok(None) => return self.reply(&pdu, CommandStatus::ESME_RINVMSGID).await,
             Err(e) => {

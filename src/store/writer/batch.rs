@@ -155,7 +155,7 @@ impl Writer {
         counts.writes += 1;
         self.puts += 1;
         let known = self.stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key);
-        if known || !self.direct || self.puts % SAMPLE == 0 {
+        if known || !self.direct || self.puts.is_multiple_of(SAMPLE) {
             self.stage
                 .put(&self.hot, up_key, c.clone(), row, || t.up_holds(up_key))?;
             log_put(&mut self.row, up_key, unstamp(value).1);

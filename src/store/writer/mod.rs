@@ -29,13 +29,12 @@ mod sweep;
 use super::hot::{Hot, Stage, UpKey};
 use super::record::{decode, log_ops, stamp, LogOp};
 use super::tables::{CORR_UP, LOG};
-use super::{Correlation, StoreError};
+use super::{ticket, Correlation, OutboxId, Pushed, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// A batch closes at this many operations.
 const BATCH_MAX: usize = 1000;
@@ -91,7 +90,22 @@ pub(super) enum Op {
     Checkpoint,
 }
 
-pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
+/// Where the writer answers an operation: with a count or sequence number, or with how an
+/// outbox write went.
+pub(super) enum Reply {
+    Count(ticket::Reply<u64>),
+    Pushed(ticket::Reply<Pushed>),
+}
+
+impl Reply {
+    fn send(self, result: Result<u64, StoreError>) {
+        // A caller that stopped waiting is no reason to fail the others.
+        match self {
+            Reply::Count(tx) => drop(tx.send(result)),
+            Reply::Pushed(tx) => drop(tx.send(result.map(|seq| Pushed::Stored(OutboxId::seq(seq))))),
+        }
+    }
+}
 
 /// How the writer has been doing, for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -275,12 +289,12 @@ impl Writer {
             match results {
                 Ok(seqs) => {
                     for ((_, reply), seq) in batch.drain(..).zip(seqs) {
-                        let _ = reply.send(Ok(seq));
+                        reply.send(Ok(seq));
                     }
                 }
                 Err(e) => {
                     for (_, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(e.clone()));
+                        reply.send(Err(e.clone()));
                     }
                 }
             }

@@ -1,0 +1,529 @@
+//! One task per client account (system_id) on each node: holds the receipts and MO waiting
+//! for it (its outbox) and hands them to its receiver-capable binds on this node, at most
+//! `deliver_window` in flight per bind, oldest first. An entry leaves only when the client
+//! answers it; one in flight on a bind that goes away goes back to the front. Receipts reach
+//! this task from any upstream session, so they arrive on whichever bind of the account is up,
+//! whichever session they came on.
+//!
+//! The outbox is bounded (`outbox_max`): when full, the SMSC is told ESME_RX_T_APPN and retries
+//! later, so a client that does not read cannot grow memory and nothing is lost.
+//!
+//! Custody: the SMSC gets its deliver_sm_resp only once the client acknowledged the entry or the
+//! entry is durable in the store. A bound client with room and nothing older waiting gets the
+//! entry straight away and its answer goes to the SMSC (no store write); anything else, and any
+//! direct entry the client does not take, is written to the store first (the task keeps serving
+//! meanwhile) and removed from it when the client acknowledges it.
+//!
+//! Where stored entries come from depends on the store ([`Store::shared`]):
+//! - a node's own store (memory, embedded): what this task stored is its to deliver; on start
+//!   it reloads what the store holds for it, oldest first;
+//! - a shared outbox (Redis): every node stores into one outbox per client, and a node with a
+//!   bind of the client fetches from it ([`shared`]): when told new entries are there (the
+//!   doorbell), every `poll` anyway, and whatever another node fetched and cannot deliver.
+
+mod shared;
+
+use crate::config::ClientConfig;
+use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Forget};
+use crate::pdu::{CommandStatus, Pdu};
+use crate::session::{SharedBucket, TokenBucket};
+use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
+use shared::Fetcher;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+/// How often entries past `receipt_ttl` are looked for.
+const SWEEP: Duration = Duration::from_secs(10);
+
+/// The handle other tasks use to reach an account.
+#[derive(Debug, Clone)]
+pub struct AccountHandle {
+    /// Its configuration.
+    pub config: Arc<ClientConfig>,
+    /// Its system_id, shared by every correlation it makes.
+    pub system_id: Arc<str>,
+    /// Its task's mailbox.
+    pub tx: mpsc::Sender<AccountMsg>,
+    /// Binds open now on this node (for `max_binds`).
+    pub binds: Arc<AtomicU32>,
+    /// Entries this node holds for it: waiting, in flight, being stored.
+    pub outbox_len: Arc<AtomicU64>,
+    /// Receipts/MO refused because the outbox was at `outbox_max` (the SMSC retries them).
+    pub refused_full: Arc<AtomicU64>,
+    /// Entries dropped after `receipt_ttl` without the client taking them.
+    pub expired: Arc<AtomicU64>,
+    /// Submits per second across its binds.
+    pub bucket: Arc<SharedBucket>,
+    /// Its `route` as the router's group index (set when the proxy starts).
+    pub group: usize,
+}
+
+/// Who answers for an entry.
+enum Custody {
+    /// Not stored: the SMSC waits for the client's answer, and then the correlation goes.
+    Direct { ack: Option<DeliverAck>, forget: Forget },
+    /// In the store under this id.
+    Stored(OutboxId),
+}
+
+/// One entry held for delivery.
+struct Entry {
+    custody: Custody,
+    /// When it was stored (Unix seconds), for `receipt_ttl`.
+    stored_at: u64,
+    pdu: Pdu,
+}
+
+struct Bind {
+    tx: mpsc::Sender<ClientEvent>,
+    /// Entries handed to this bind, by the key the client session reports back.
+    inflight: HashMap<u64, Entry>,
+}
+
+/// An entry being written to the store; the SMSC is answered once it is durable.
+struct Storing {
+    ticket: Ticket<Pushed>,
+    pdu: Pdu,
+    ack: Option<DeliverAck>,
+    forget: Forget,
+}
+
+struct Account {
+    config: Arc<ClientConfig>,
+    store: Arc<dyn Store>,
+    storing: VecDeque<Storing>,
+    waiting: VecDeque<Entry>,
+    /// The key of the next entry handed to a bind.
+    next_key: u64,
+    refused_full: Arc<AtomicU64>,
+    expired: Arc<AtomicU64>,
+    binds: Vec<(u64, Bind)>,
+    next_bind: usize,
+    outbox_len: Arc<AtomicU64>,
+    /// Fetching from a shared outbox; `None` with a node's own store.
+    fetcher: Option<Fetcher>,
+}
+
+/// Starts the task of one account on `tasks`; it first reloads what a node's own store holds
+/// for it, and ends when every handle is dropped. `poll` is how often a shared outbox is
+/// looked at without a doorbell.
+pub fn spawn(
+    config: ClientConfig,
+    group: usize,
+    store: Arc<dyn Store>,
+    poll: Duration,
+    tasks: &TaskTracker,
+) -> AccountHandle {
+    let config = Arc::new(config);
+    let (tx, rx) = mpsc::channel(4096);
+    let outbox_len = Arc::new(AtomicU64::new(0));
+    let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let fetcher = store.shared().is_some().then(|| Fetcher::new(poll));
+    let account = Account {
+        config: config.clone(),
+        store,
+        storing: VecDeque::new(),
+        waiting: VecDeque::new(),
+        next_key: 1,
+        refused_full: refused_full.clone(),
+        expired: expired.clone(),
+        binds: Vec::new(),
+        next_bind: 0,
+        outbox_len: outbox_len.clone(),
+        fetcher,
+    };
+    tasks.spawn(account.run(rx));
+    AccountHandle {
+        system_id: Arc::from(config.system_id.as_str()),
+        bucket: Arc::new(SharedBucket::new(TokenBucket::per_second(config.tps, Instant::now()))),
+        group,
+        config,
+        tx,
+        binds: Arc::new(AtomicU32::new(0)),
+        outbox_len,
+        refused_full,
+        expired,
+    }
+}
+
+/// The oldest store write's outcome; never, when none waits.
+async fn oldest_stored(storing: &mut VecDeque<Storing>) -> Result<Pushed, StoreError> {
+    match storing.front_mut() {
+        Some(s) => (&mut s.ticket).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Account {
+    async fn run(mut self, mut rx: mpsc::Receiver<AccountMsg>) {
+        if self.fetcher.is_none() {
+            self.reload().await;
+        }
+        let mut sweep = tokio::time::interval(SWEEP.min(self.config.receipt_ttl));
+        loop {
+            tokio::select! {
+                _ = sweep.tick() => self.expire(),
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    // Take whatever else is queued before pumping, so a burst is sent in one go.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg);
+                    }
+                }
+                stored = oldest_stored(&mut self.storing), if !self.storing.is_empty() => self.on_stored(stored),
+                fetched = shared::next(&mut self.fetcher) => self.on_fetched(fetched),
+            }
+            self.pump();
+            self.fetch();
+            self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops entries that waited longer than `receipt_ttl` (in flight ones are left alone); a
+    /// shared outbox is trimmed where it is kept.
+    fn expire(&mut self) {
+        let ttl = self.config.receipt_ttl.as_secs();
+        let now = unix_now();
+        let before = self.waiting.len();
+        let store = &self.store;
+        let client = &self.config.system_id;
+        self.waiting.retain(|e| match e.custody {
+            Custody::Direct { .. } => true,
+            Custody::Stored(id) => {
+                let keep = e.stored_at.saturating_add(ttl) > now;
+                if !keep {
+                    drop(store.outbox_remove(client, id));
+                }
+                keep
+            }
+        });
+        let dropped = (before - self.waiting.len()) as u64;
+        self.count_expired(dropped);
+        if let Some(fetcher) = &mut self.fetcher {
+            fetcher.trim(&self.store, client, ttl);
+        }
+    }
+
+    fn count_expired(&self, dropped: u64) {
+        if dropped > 0 {
+            self.expired.fetch_add(dropped, Ordering::Relaxed);
+            warn!(client = %self.config.system_id, dropped, "outbox entries past receipt_ttl dropped");
+        }
+    }
+
+    /// What survived a restart in this node's own store, oldest first (at most `outbox_max`).
+    async fn reload(&mut self) {
+        let store = self.store.clone();
+        let client = self.config.system_id.clone();
+        let max = self.config.outbox_max;
+        let loaded = tokio::task::spawn_blocking(move || store.outbox_load(&client, max)).await;
+        match loaded {
+            Ok(Ok(entries)) => {
+                self.take(entries);
+                if !self.waiting.is_empty() {
+                    tracing::info!(client = %self.config.system_id, held = self.waiting.len(), "outbox reloaded");
+                }
+            }
+            Ok(Err(e)) => warn!(client = %self.config.system_id, error = %e, "outbox not reloaded"),
+            Err(e) => warn!(client = %self.config.system_id, error = %e, "outbox reload failed"),
+        }
+        self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+    }
+
+    /// Stored entries to deliver, in order.
+    fn take(&mut self, entries: Vec<OutboxEntry>) {
+        for OutboxEntry { id, stored_at, pdu } in entries {
+            match Pdu::parse(bytes::Bytes::from(pdu)) {
+                Ok(pdu) => self.waiting.push_back(Entry {
+                    custody: Custody::Stored(id),
+                    stored_at,
+                    pdu,
+                }),
+                Err(e) => {
+                    warn!(client = %self.config.system_id, %id, error = %e, "unreadable outbox entry dropped");
+                    drop(self.store.outbox_remove(&self.config.system_id, id));
+                }
+            }
+        }
+    }
+
+    /// The oldest write became durable (`first`), and maybe the ones behind it: acknowledge
+    /// their SMSCs, in order. With a node's own store the entries are this task's to deliver;
+    /// a shared outbox's are fetched like everyone else's.
+    fn on_stored(&mut self, first: Result<Pushed, StoreError>) {
+        let mut result = Some(first);
+        while let Some(front) = self.storing.front_mut() {
+            let outcome = match result.take() {
+                Some(r) => r,
+                None => match futures_util::FutureExt::now_or_never(&mut front.ticket) {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let Some(Storing { pdu, ack, forget, .. }) = self.storing.pop_front() else {
+                break;
+            };
+            let status = match outcome {
+                Ok(Pushed::Stored(id)) => {
+                    match &mut self.fetcher {
+                        Some(fetcher) => fetcher.rang(),
+                        None => self.waiting.push_back(Entry {
+                            custody: Custody::Stored(id),
+                            stored_at: unix_now(),
+                            pdu,
+                        }),
+                    }
+                    self.forget(forget);
+                    CommandStatus::ESME_ROK
+                }
+                Ok(Pushed::Duplicate) => {
+                    // Already in custody (stored through another node before this copy came).
+                    debug!(client = %self.config.system_id, "receipt stored before: not stored twice");
+                    self.forget(forget);
+                    CommandStatus::ESME_ROK
+                }
+                Ok(Pushed::Full) => {
+                    self.refuse_full();
+                    CommandStatus::ESME_RX_T_APPN
+                }
+                Err(e) => {
+                    // Not in custody: the SMSC keeps it and tries again.
+                    warn!(client = %self.config.system_id, error = %e, "receipt not stored: SMSC asked to retry");
+                    CommandStatus::ESME_RX_T_APPN
+                }
+            };
+            if let Some(ack) = ack {
+                ack.send(status);
+            }
+        }
+    }
+
+    /// A final receipt is in custody: its correlation has done its job.
+    fn forget(&self, forget: Forget) {
+        if let Some((correlation, id_match)) = forget {
+            drop(self.store.remove(&correlation, id_match));
+        }
+    }
+
+    fn refuse_full(&self) {
+        self.refused_full.fetch_add(1, Ordering::Relaxed);
+        warn!(client = %self.config.system_id, max = self.config.outbox_max, "outbox full: SMSC asked to retry later");
+    }
+
+    fn held(&self) -> usize {
+        self.storing.len() + self.waiting.len() + self.inflight()
+    }
+
+    fn inflight(&self) -> usize {
+        self.binds.iter().map(|(_, b)| b.inflight.len()).sum()
+    }
+
+    /// How many more entries this node's binds can take now.
+    fn room(&self) -> usize {
+        let window = self.config.deliver_window as usize;
+        (self.binds.len() * window).saturating_sub(self.waiting.len() + self.inflight())
+    }
+
+    fn handle(&mut self, msg: AccountMsg) {
+        match msg {
+            AccountMsg::Deliver {
+                pdu,
+                ack,
+                forget,
+                dedup,
+            } => {
+                if self.held() >= self.config.outbox_max {
+                    self.refuse_full();
+                    if let Some(ack) = ack {
+                        ack.send(CommandStatus::ESME_RX_T_APPN);
+                    }
+                    return;
+                }
+                // A bound client with room and nothing waiting for it: hand it over straight
+                // away, and answer the SMSC when the client answers (no store write). Entries
+                // still being stored may then reach the client after it: receipts of different
+                // messages carry no order between them. Anything else goes through the store.
+                let window = self.config.deliver_window as usize;
+                let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
+                let nothing_older = self.waiting.is_empty() && self.fetcher.as_ref().is_none_or(Fetcher::drained);
+                if room && nothing_older {
+                    self.waiting.push_back(Entry {
+                        custody: Custody::Direct { ack, forget },
+                        stored_at: unix_now(),
+                        pdu,
+                    });
+                    // Now, not after the burst: the next receipt of the burst must find the
+                    // queue empty again to go direct too.
+                    self.pump();
+                } else {
+                    self.store_entry(pdu, ack, forget, dedup.as_deref());
+                }
+            }
+            AccountMsg::BindUp { bind_id, tx } => {
+                if self.binds.is_empty() {
+                    if let Some(fetcher) = &mut self.fetcher {
+                        fetcher.bound();
+                    }
+                }
+                self.binds.push((
+                    bind_id,
+                    Bind {
+                        tx,
+                        inflight: HashMap::new(),
+                    },
+                ));
+            }
+            AccountMsg::BindDown { bind_id } => self.bind_down(bind_id),
+            AccountMsg::Delivered { bind_id, entry, status } => self.delivered(bind_id, entry, status),
+            AccountMsg::Bell => {
+                if let Some(fetcher) = &mut self.fetcher {
+                    fetcher.rang();
+                }
+            }
+        }
+    }
+
+    /// A bind went away: what it had in flight goes back to the front, in order. With no bind
+    /// left on this node, direct entries need custody, and a shared outbox's entries are left
+    /// to the nodes that have binds.
+    fn bind_down(&mut self, bind_id: u64) {
+        let Some(pos) = self.binds.iter().position(|(id, _)| *id == bind_id) else {
+            return;
+        };
+        let (_, bind) = self.binds.remove(pos);
+        let mut back: Vec<(u64, Entry)> = bind.inflight.into_iter().collect();
+        back.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        for (_, entry) in back {
+            self.waiting.push_front(entry);
+        }
+        if !self.binds.is_empty() {
+            return;
+        }
+        for entry in std::mem::take(&mut self.waiting) {
+            match entry.custody {
+                // The client may be gone for long: now it needs custody.
+                Custody::Direct { ack, forget } => self.store_entry(entry.pdu, ack, forget, None),
+                Custody::Stored(_) if self.fetcher.is_some() => {}
+                Custody::Stored(_) => self.waiting.push_back(entry),
+            }
+        }
+        if let Some(fetcher) = &mut self.fetcher {
+            fetcher.unbound();
+        }
+    }
+
+    /// The client answered entry `key` on bind `bind_id` (or it timed out).
+    fn delivered(&mut self, bind_id: u64, key: u64, status: CommandStatus) {
+        let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
+            return;
+        };
+        let Some(entry) = bind.inflight.remove(&key) else {
+            return;
+        };
+        let permanent = matches!(status, CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN);
+        if permanent {
+            warn!(client = %self.config.system_id, %status, "client refused a delivery for good: dropped");
+        }
+        let Entry {
+            custody,
+            stored_at,
+            pdu,
+        } = entry;
+        match (custody, status.is_ok() || permanent) {
+            // Handed over directly: the client's answer is the SMSC's answer.
+            (Custody::Direct { ack, forget }, true) => {
+                if let Some(ack) = ack {
+                    ack.send(status);
+                }
+                self.forget(forget);
+            }
+            (Custody::Direct { ack, forget }, false) => self.store_entry(pdu, ack, forget, None),
+            // Not waited for: if the removal is lost in a crash, the entry is delivered again
+            // after the restart (at least once, never lost).
+            (Custody::Stored(id), true) => drop(self.store.outbox_remove(&self.config.system_id, id)),
+            (custody @ Custody::Stored(_), false) => {
+                debug!(client = %self.config.system_id, %status, "delivery to retry");
+                self.waiting.push_back(Entry {
+                    custody,
+                    stored_at,
+                    pdu,
+                });
+            }
+        }
+    }
+
+    /// Writes an entry to the store; the SMSC is answered once it is durable.
+    fn store_entry(&mut self, pdu: Pdu, ack: Option<DeliverAck>, forget: Forget, dedup: Option<&str>) {
+        let ticket = match pdu.to_bytes() {
+            Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes, dedup),
+            Err(e) => Ticket::done(Err(e.into())),
+        };
+        self.storing.push_back(Storing {
+            ticket,
+            pdu,
+            ack,
+            forget,
+        });
+    }
+
+    /// Hands waiting entries to binds with room, round robin.
+    fn pump(&mut self) {
+        let window = self.config.deliver_window as usize;
+        while !self.waiting.is_empty() && !self.binds.is_empty() {
+            let n = self.binds.len();
+            let Some(offset) = (0..n).find(|k| self.binds[(self.next_bind + k) % n].1.inflight.len() < window) else {
+                return;
+            };
+            let i = (self.next_bind + offset) % n;
+            self.next_bind = (i + 1) % n;
+            let Some(entry) = self.waiting.pop_front() else { return };
+            let key = self.next_key;
+            let bind = &mut self.binds[i].1;
+            match bind.tx.try_send(ClientEvent::Deliver {
+                entry: key,
+                pdu: entry.pdu.clone(),
+            }) {
+                Ok(()) => {
+                    self.next_key += 1;
+                    bind.inflight.insert(key, entry);
+                }
+                Err(_) => {
+                    // That bind's session is busy or closing; keep the order and try later.
+                    self.waiting.push_front(entry);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Asks a shared outbox for what this node's binds have room for, when it is time to.
+    fn fetch(&mut self) {
+        let room = self.room();
+        if let Some(fetcher) = &mut self.fetcher {
+            if !self.binds.is_empty() {
+                fetcher.fetch(&self.store, &self.config.system_id, room);
+            }
+        }
+    }
+
+    /// Entries fetched from a shared outbox (or taken over from another node), or the trim's
+    /// count.
+    fn on_fetched(&mut self, fetched: shared::Fetched) {
+        match fetched {
+            shared::Fetched::Entries(entries) if self.binds.is_empty() => {
+                // Fetched while the last bind went: they stay this node's in the outbox until
+                // another node takes them over, or a bind comes back and fetches them again.
+                debug!(client = %self.config.system_id, n = entries.len(), "fetched with no bind left");
+            }
+            shared::Fetched::Entries(entries) => self.take(entries),
+            shared::Fetched::Trimmed(n) => self.count_expired(n),
+            shared::Fetched::Tick => {}
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Reading the shared outboxes (one stream per client, consumer group `dlv`, one consumer per
+//! node): fetching entries, taking over those another node cannot deliver, trimming those past
+//! `receipt_ttl`, counting them. Each call is one client's and runs on its own, off the hot
+//! path's batches.
+
+use super::keys::GROUP;
+use super::RedisStore;
+use crate::store::{Commit, OutboxEntry, OutboxId, SharedOutbox, StoreError, Ticket};
+use redis::streams::{
+    StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamPendingReply, StreamReadReply,
+};
+use redis::{ErrorKind, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An entry as the account wants it; `None` for one deleted meanwhile (trimmed).
+fn entry(id: &StreamId) -> Option<OutboxEntry> {
+    let pdu = match id.map.get("p")? {
+        Value::BulkString(bytes) => bytes.clone(),
+        _ => return None,
+    };
+    let id = OutboxId::parse_stream(&id.id)?;
+    Some(OutboxEntry {
+        id,
+        stored_at: id.ms() / 1000,
+        pdu,
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RedisStore {
+    /// Runs `work` on its own task and answers the ticket with what it gives.
+    fn spawn<T, F>(&self, work: impl FnOnce(RedisStore2) -> F) -> Ticket<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (ticket, reply) = Ticket::channel();
+        let fut = work(RedisStore2 {
+            conn: self.conn.clone(),
+            keys: self.keys.clone(),
+            node: self.node.clone(),
+            claim_idle_ms: self.claim_idle.as_millis() as u64,
+        });
+        tokio::spawn(async move {
+            let _ = reply.send(fut.await);
+        });
+        ticket
+    }
+}
+
+/// What the outbox calls need of the store, owned, for their task.
+pub(super) struct RedisStore2 {
+    conn: super::Conn,
+    keys: super::Keys,
+    node: std::sync::Arc<str>,
+    claim_idle_ms: u64,
+}
+
+impl RedisStore2 {
+    /// Makes sure `outbox` has the consumer group (from its start: nothing stored before the
+    /// group was made is missed).
+    async fn group(&mut self, outbox: &str) -> Result<(), StoreError> {
+        let made: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(outbox)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn)
+            .await;
+        match made {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn read(&mut self, outbox: &str, count: usize, from: &str) -> Result<Vec<StreamId>, StoreError> {
+        let read: Result<Option<StreamReadReply>, redis::RedisError> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&*self.node)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(outbox)
+            .arg(from)
+            .query_async(&mut self.conn)
+            .await;
+        let reply = match read {
+            Ok(reply) => reply,
+            // The group is gone (a Redis that lost its data): make it and read again.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.group(outbox).await?;
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&*self.node)
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("STREAMS")
+                    .arg(outbox)
+                    .arg(from)
+                    .query_async(&mut self.conn)
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default())
+    }
+
+    /// Acknowledges entries that are gone from the stream (trimmed), so they leave the
+    /// group's pending list.
+    async fn forget(&mut self, outbox: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("XACK")
+            .arg(outbox)
+            .arg(GROUP)
+            .arg(ids)
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Entries read, those deleted meanwhile acknowledged away.
+    async fn entries(&mut self, outbox: &str, ids: Vec<StreamId>) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for id in &ids {
+            match entry(id) {
+                Some(e) => out.push(e),
+                None => gone.push(id.id.clone()),
+            }
+        }
+        self.forget(outbox, &gone).await?;
+        Ok(out)
+    }
+
+    /// Whether `node` can deliver: its heartbeat is there, and it has binds of `client`.
+    async fn can_deliver(&mut self, client: &str, node: &str) -> Result<bool, StoreError> {
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(self.keys.node(node))
+            .query_async(&mut self.conn)
+            .await?;
+        if !alive {
+            return Ok(false);
+        }
+        let binds: Option<i64> = redis::cmd("HGET")
+            .arg(self.keys.binds(client))
+            .arg(node)
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(binds.unwrap_or(0) > 0)
+    }
+}
+
+impl SharedOutbox for RedisStore {
+    fn fetch(&self, client: &str, count: usize, pending_after: Option<OutboxId>) -> Ticket<Vec<OutboxEntry>> {
+        let outbox = self.keys.outbox(client);
+        let first = !self.grouped.contains(client);
+        if first {
+            self.grouped.insert(client.to_owned());
+        }
+        self.spawn(move |mut s| async move {
+            if first {
+                s.group(&outbox).await?;
+            }
+            let from = pending_after.map_or_else(|| ">".to_owned(), |id| id.to_string());
+            let ids = s.read(&outbox, count, &from).await?;
+            s.entries(&outbox, ids).await
+        })
+    }
+
+    fn take_over(&self, client: &str, count: usize) -> Ticket<Vec<OutboxEntry>> {
+        let outbox = self.keys.outbox(client);
+        let client = client.to_owned();
+        self.spawn(move |mut s| async move {
+            let mut taken = Vec::new();
+            // Entries of nodes that cannot deliver them (gone, or no bind of this client): now.
+            let pending: StreamPendingReply = redis::cmd("XPENDING")
+                .arg(&outbox)
+                .arg(GROUP)
+                .query_async(&mut s.conn)
+                .await
+                .or_else(|e: redis::RedisError| match e.code() {
+                    Some("NOGROUP") => Ok(StreamPendingReply::Empty),
+                    _ => Err(e),
+                })?;
+            let StreamPendingReply::Data(data) = pending else {
+                return Ok(taken);
+            };
+            let me = s.node.clone();
+            for consumer in data.consumers.iter().filter(|c| *c.name != *me && c.pending > 0) {
+                if taken.len() >= count || s.can_deliver(&client, &consumer.name).await? {
+                    continue;
+                }
+                let theirs: StreamPendingCountReply = redis::cmd("XPENDING")
+                    .arg(&outbox)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(count - taken.len())
+                    .arg(&consumer.name)
+                    .query_async(&mut s.conn)
+                    .await?;
+                let ids: Vec<String> = theirs.ids.into_iter().map(|p| p.id).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                    .arg(&outbox)
+                    .arg(GROUP)
+                    .arg(&*s.node)
+                    .arg(0)
+                    .arg(&ids)
+                    .query_async(&mut s.conn)
+                    .await?;
+                let claimed_ids: Vec<&str> = claimed.ids.iter().map(|i| i.id.as_str()).collect();
+                // Claimed ids that came back without their entry were trimmed meanwhile.
+                let gone: Vec<String> = ids
+                    .iter()
+                    .filter(|i| !claimed_ids.contains(&i.as_str()))
+                    .cloned()
+                    .collect();
+                s.forget(&outbox, &gone).await?;
+                taken.extend(s.entries(&outbox, claimed.ids).await?);
+            }
+            // Entries a live node has sat on longer than `claim_idle`.
+            if taken.len() < count {
+                let auto: Result<StreamAutoClaimReply, redis::RedisError> = redis::cmd("XAUTOCLAIM")
+                    .arg(&outbox)
+                    .arg(GROUP)
+                    .arg(&*s.node)
+                    .arg(s.claim_idle_ms)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(count - taken.len())
+                    .query_async(&mut s.conn)
+                    .await;
+                match auto {
+                    Ok(reply) => {
+                        s.forget(&outbox, &reply.deleted_ids).await?;
+                        taken.extend(s.entries(&outbox, reply.claimed).await?);
+                    }
+                    Err(e)
+                        if e.kind() == ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                            && e.code() == Some("NOGROUP") => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            taken.sort_by_key(|e| e.id);
+            Ok(taken)
+        })
+    }
+
+    fn trim(&self, client: &str, max_age: u64) -> Commit {
+        let outbox = self.keys.outbox(client);
+        self.spawn(move |mut s| async move {
+            let oldest = now_ms().saturating_sub(max_age.saturating_mul(1000));
+            let trimmed: u64 = redis::cmd("XTRIM")
+                .arg(&outbox)
+                .arg("MINID")
+                .arg(oldest)
+                .query_async(&mut s.conn)
+                .await?;
+            Ok(trimmed)
+        })
+    }
+
+    fn depth(&self, client: &str) -> Ticket<u64> {
+        let outbox = self.keys.outbox(client);
+        self.spawn(move |mut s| async move { Ok(redis::cmd("XLEN").arg(&outbox).query_async(&mut s.conn).await?) })
+    }
+}

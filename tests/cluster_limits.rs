@@ -1,0 +1,127 @@
+//! Limits that are promises to others hold for the whole cluster, not per node: an upstream's
+//! `tps` (nodes sending as fast as they can), and manual failback applies on every node.
+
+mod support;
+
+use smpp_proxy::bench::{self, BenchConfig};
+use smpp_proxy::proxy::Proxy;
+use smpp_proxy::sim::{self, SimConfig, SimHandle};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::redis::Redis;
+use support::*;
+
+/// Samples `sim`'s submit count every 50 ms for `span`; the most it took in any one-second
+/// window, and in all.
+async fn per_second(sim: &SimHandle, span: Duration) -> (u64, u64) {
+    let step = Duration::from_millis(50);
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    let first = sim.stats().submits.load(Ordering::Relaxed);
+    while start.elapsed() < span {
+        samples.push(sim.stats().submits.load(Ordering::Relaxed));
+        tokio::time::sleep(step).await;
+    }
+    let window = 20; // samples a second apart
+    let most = samples
+        .windows(window + 1)
+        .map(|w| w[window] - w[0])
+        .max()
+        .unwrap_or(0);
+    (most, samples.last().copied().unwrap_or(first) - first)
+}
+
+fn flood(proxy: &Proxy) -> BenchConfig {
+    BenchConfig {
+        window: 50,
+        count: None,
+        duration: Some(Duration::from_secs(6)),
+        ..shop_load(proxy)
+    }
+}
+
+/// Two nodes flood one upstream of `tps = 200`; what the SMSC sees in its busiest second.
+async fn two_nodes_flooding(mode: &str) -> (u64, u64) {
+    let redis = Redis::start();
+    let sims = start_sims_without_receipts(1).await;
+    let base = proxy_toml(&sims, "tps = 200", SHOP, "");
+    let node = |id: &str| on_redis(&base, &redis.url(), false, id) + &format!("upstream_tps = \"{mode}\"\n");
+    let a = start_proxy(&node("a")).await;
+    let b = start_proxy(&node("b")).await;
+    let loads = [tokio::spawn(bench::run(flood(&a))), tokio::spawn(bench::run(flood(&b)))];
+    // The first second ramps up; measure the next four.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (most, total) = per_second(&sims[0], Duration::from_secs(4)).await;
+    for load in loads {
+        load.await.unwrap().unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    (most, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_tps_holds_for_the_cluster_not_per_node() {
+    let (most, total) = two_nodes_flooding("shared").await;
+    eprintln!("upstream_tps = shared: busiest second {most}, {total} in 4 s (tps 200)");
+    assert!(most <= 210, "at most tps + 5 % in any second, two nodes together: {most}");
+    assert!(total >= 700, "and the cluster uses its rate: {total} in 4 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_tps_holds_too() {
+    let (most, total) = two_nodes_flooding("split").await;
+    eprintln!("upstream_tps = split: busiest second {most}, {total} in 4 s (tps 200)");
+    assert!(most <= 210, "{most}");
+    assert!(total >= 700, "{total}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_failback_applies_on_every_node() {
+    let redis = Redis::start();
+    let sims = start_sims_without_receipts(2).await;
+    let groups = "[[groups]]\nname = \"default\"\nstrategy = \"failover\"\nmembers = [\"smsc-0\", \"smsc-1\"]\n\
+                  failback = \"manual\"\n";
+    let base = proxy_toml(&sims, "", SHOP, groups).replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
+    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let mut sims = sims;
+    let primary = sims.remove(0);
+    let addr = primary.local_addr();
+    primary.stop().await;
+    let twenty = |p: &Proxy| {
+        bench::run(BenchConfig {
+            count: Some(20),
+            window: 10,
+            ..shop_load(p)
+        })
+    };
+    // Both nodes fail over to smsc-1 (each at its first request).
+    assert_eq!(twenty(&a).await.unwrap().acked, 20);
+    assert_eq!(twenty(&b).await.unwrap().acked, 20);
+    let back = sim::start(SimConfig {
+        listen: addr,
+        ..quiet()
+    })
+    .await
+    .unwrap();
+    assert!(wait_until(T, || a.context().sessions[0].is_bound() && b.context().sessions[0].is_bound()).await);
+    assert_eq!(twenty(&b).await.unwrap().acked, 20);
+    assert_eq!(back.stats().submits.load(Ordering::Relaxed), 0, "manual: no failback by itself");
+    // Asked on node a, done on node b too.
+    let said = smpp_proxy::admin::post(a.admin_addr().unwrap(), "/groups/default/failback").unwrap();
+    assert!(said.contains("traffic on smsc-0 (every node told)"), "{said}");
+    let on_b = || {
+        b.context()
+            .router
+            .group_figures()
+            .into_iter()
+            .find(|g| g.name == "default")
+            .and_then(|g| g.active)
+    };
+    assert!(wait_until(T, || on_b().as_deref() == Some("smsc-0")).await, "{:?}", on_b());
+    assert_eq!(twenty(&b).await.unwrap().acked, 20);
+    assert_eq!(back.stats().submits.load(Ordering::Relaxed), 20, "b's traffic is back on smsc-0");
+    a.shutdown().await;
+    b.shutdown().await;
+}

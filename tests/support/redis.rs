@@ -1,0 +1,162 @@
+//! A real `redis-server` for the tests, on a free port of 127.0.0.1, in a directory of its own,
+//! with AOF and `appendfsync always` (an acknowledged write survives a restart), killed when
+//! dropped. `scripts/test.sh` installs Debian's redis-server when it is missing.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One redis-server.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    cluster: bool,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends one inline command, gives the first line of the answer.
+pub fn ask(port: u16, command: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+impl Redis {
+    /// A standalone server.
+    pub fn start() -> Redis {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+            _tmp: Some(tmp),
+            cluster: false,
+        };
+        r.spawn();
+        r
+    }
+
+    /// A server of a Redis Cluster, in `dir`.
+    fn cluster_node(dir: &Path) -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: dir.to_owned(),
+            _tmp: None,
+            cluster: true,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let mut args = vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--protected-mode",
+            "no",
+        ];
+        let conf = format!("nodes-{port}.conf");
+        let aof = format!("aof-{port}");
+        args.extend(["--appenddirname", &aof]);
+        if self.cluster {
+            args.extend(["--cluster-enabled", "yes", "--cluster-config-file", &conf]);
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ask(self.port, "PING").is_ok_and(|a| a.starts_with("+PONG")) {
+            assert!(Instant::now() < deadline, "redis-server on {} did not start", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port and directory (what AOF kept, it has).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Redis Cluster of three masters, no replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+    _tmp: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let nodes: Vec<Redis> = (0..3).map(|_| Redis::cluster_node(tmp.path())).collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in &nodes {
+            while !ask(n.port, "CLUSTER INFO").is_ok_and(|a| a.contains("cluster_state:ok")) {
+                assert!(Instant::now() < deadline, "cluster not ok on {}", n.port);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes, _tmp: tmp }
+    }
+
+    /// The URL of its first node (the others are found from it).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.nodes[0].port)
+    }
+}
