@@ -4,6 +4,9 @@
 # HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store, and
 # through smpp-proxy with the memory store. Prints msg/s and the ratios.
 # Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW] [ROUNDS]   (installs haproxy from Debian if missing)
+# CLUSTER=1 adds the shared store: one node on Redis, and two nodes on Redis behind HAProxy
+# (round robin), against a redis-server this script starts (AOF, appendfsync always: the same
+# promise as the embedded store's fsync; REDIS_FSYNC=everysec to trade it for speed).
 # BASELINE=path/to/an/older/smpp-proxy adds that binary's durable and memory proxies to every
 # round and prints new/old ratios: a change measured against the build before it, same run.
 # PROXY_LOG sets the durable proxy's RUST_LOG (e.g. smpp_proxy::store=debug: every group commit);
@@ -16,6 +19,9 @@ binds=${2:-4}
 window=${3:-100}
 rounds=${4:-1}
 command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+if [ -n "${CLUSTER:-}" ]; then
+  command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }
+fi
 cargo build --release --quiet
 bin=target/release/smpp-proxy
 work=$(mktemp -d)
@@ -24,6 +30,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOGS:-}" ] && 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
 old_px_port=$(free_port); old_mem_port=$(free_port)
+redis_port=$(free_port); r1_port=$(free_port); r2a_port=$(free_port); r2b_port=$(free_port); r2_port=$(free_port)
 
 $bin sim --listen 127.0.0.1:$sim_port --receipt-delay "${RECEIPT_DELAY:-1ms}" >"$work/sim.log" 2>&1 &
 cat >"$work/haproxy.cfg" <<CFG
@@ -41,14 +48,14 @@ CFG
 haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 # Each proxy binds with its own system_id: the simulator sends receipts to the account that
 # submitted, so each proxy gets exactly its own.
-proxy_config() { # PORT BACKEND [SYSTEM_ID]
+proxy_config() { # PORT BACKEND [SYSTEM_ID] [NODE_ID] [KEY_PREFIX]
 cat <<CFG
-node_id = "bench"
+node_id = "${4:-bench}"
 [listen]
 smpp = "127.0.0.1:$1"
 [store]
 backend = "$2"
-path = "$work/store-$1"
+$(if [ "$2" = redis ]; then printf 'url = "redis://127.0.0.1:%s/0"\nkey_prefix = "%s"' "$redis_port" "${5:-b:}"; else printf 'path = "%s"' "$work/store-$1"; fi)
 [[clients]]
 system_id = "shop"
 password = "secret"
@@ -68,6 +75,28 @@ proxy_config "$mem_port" memory >"$work/memory.toml"
 RUST_LOG=${PROXY_LOG:-warn} $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
 RUST_LOG=warn $bin run --config "$work/memory.toml" >"$work/memory.log" 2>&1 &
 paths="direct haproxy durable memory"
+if [ -n "${CLUSTER:-}" ]; then
+  mkdir -p "$work/redis"
+  (cd "$work/redis" && redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes \
+    --appendfsync "${REDIS_FSYNC:-always}" >"$work/redis.log" 2>&1 &)
+  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+  # One node on Redis; two nodes on Redis (their own keys, their own upstream account) behind
+  # HAProxy, which spreads the load generator's binds over both.
+  proxy_config "$r1_port" redis proxy-redis1 r1 r1: >"$work/r1.toml"
+  proxy_config "$r2a_port" redis proxy-redis2 r2a r2: >"$work/r2a.toml"
+  proxy_config "$r2b_port" redis proxy-redis2 r2b r2: >"$work/r2b.toml"
+  for n in r1 r2a r2b; do RUST_LOG=warn $bin run --config "$work/$n.toml" >"$work/$n.log" 2>&1 & done
+  cat >>"$work/haproxy.cfg" <<CFG
+listen pair
+    bind 127.0.0.1:$r2_port
+    balance roundrobin
+    server a 127.0.0.1:$r2a_port
+    server b 127.0.0.1:$r2b_port
+CFG
+  kill "$(pgrep -f "haproxy -f $work/haproxy.cfg")" 2>/dev/null || true
+  haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+  paths="$paths redis-1 redis-2"
+fi
 if [ -n "${BASELINE:-}" ]; then
   proxy_config "$old_px_port" embedded old-embedded >"$work/old-proxy.toml"
   proxy_config "$old_mem_port" memory old-memory >"$work/old-memory.toml"
@@ -96,6 +125,8 @@ for round in $(seq 1 "$rounds"); do
       durable) port=$px_port label="smpp-proxy (durable)" ;;
       memory) port=$mem_port label="smpp-proxy (memory)" ;;
       old-durable) port=$old_px_port label="baseline (durable)" ;;
+      redis-1) port=$r1_port label="redis, 1 node" ;;
+      redis-2) port=$r2_port label="redis, 2 nodes" ;;
       old-memory) port=$old_mem_port label="baseline (memory)" ;;
     esac
     read -r rate acked rcpt p50 p99 <<<"$(run "$port")"
@@ -103,7 +134,7 @@ for round in $(seq 1 "$rounds"); do
     rates[$path]="${rates[$path]:-} $rate"
   done
 done
-python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" <<'PY'
+python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" "${rates[redis-1]:-}" "${rates[redis-2]:-}" <<'PY'
 import statistics, sys
 d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:5])
 print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, memory {m:.0f} msg/s")
@@ -111,4 +142,7 @@ print(f"smpp-proxy durable = {p/d:.2f} x direct, {p/h:.2f} x haproxy, {p/m:.2f} 
 if sys.argv[5]:
     od, om = (statistics.median(float(x) for x in a.split()) for a in sys.argv[5:7])
     print(f"against the baseline binary: durable {p/od:.2f} x, memory {m/om:.2f} x (medians {od:.0f}, {om:.0f} msg/s)")
+if sys.argv[7]:
+    r1, r2 = (statistics.median(float(x) for x in a.split()) for a in sys.argv[7:9])
+    print(f"redis: 1 node {r1:.0f} msg/s = {r1/p:.2f} x the embedded node; 2 nodes {r2:.0f} msg/s = {r2/r1:.2f} x 1 node")
 PY

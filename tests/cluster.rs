@@ -7,7 +7,7 @@ use smpp_proxy::esme::Esme;
 use smpp_proxy::pdu::CommandId;
 use smpp_proxy::sim::SimConfig;
 use std::collections::HashSet;
-use support::redis::Redis;
+use support::redis::{Redis, RedisCluster};
 use support::*;
 
 /// Receipts on `rx` until `n` distinct ids came (each acknowledged); panics on a duplicate.
@@ -28,13 +28,12 @@ async fn receipts(rx: &mut Esme, n: usize) -> HashSet<String> {
     got
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receipt_reaches_its_client_bound_on_another_node() {
-    let redis = Redis::start();
+/// Submit through node a (a transmitter bind), the receiver bound on node b.
+async fn cross_node(url: &str, redis_cluster: bool) {
     let sims = start_sims(1, SimConfig::default()).await;
     let base = proxy_toml(&sims, "", SHOP, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let a = start_proxy(&on_redis(&base, url, redis_cluster, "a")).await;
+    let b = start_proxy(&on_redis(&base, url, redis_cluster, "b")).await;
     let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
         .await
         .unwrap();
@@ -50,6 +49,18 @@ async fn a_receipt_reaches_its_client_bound_on_another_node() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_reaches_its_client_bound_on_another_node() {
+    let redis = Redis::start();
+    cross_node(&redis.url(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_reaches_its_client_bound_on_another_node_on_a_redis_cluster() {
+    let redis = RedisCluster::start();
+    cross_node(&redis.url(), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

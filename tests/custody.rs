@@ -8,7 +8,7 @@ use smpp_proxy::sim::SimConfig;
 use smpp_proxy::store::DurableStore;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use support::*;
 
@@ -81,37 +81,6 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
         vec![],
         "acknowledged entries removed"
     );
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_proxy(config: &Path) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn bind_when_up(addr: std::net::SocketAddr, kind: CommandId) -> Esme {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match Esme::bind(addr, kind, "shop", "secret").await {
-            Ok(e) => return e,
-            Err(e) if tokio::time::Instant::now() > deadline => panic!("proxy not up: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

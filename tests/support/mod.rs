@@ -241,3 +241,55 @@ pub fn receipt_id(pdu: &smpp_proxy::pdu::Pdu) -> String {
     let receipt = smpp_proxy::receipt::Receipt::from_pdu(pdu).expect("a receipt");
     String::from_utf8(receipt.text_id.unwrap().to_vec()).unwrap()
 }
+
+/// A proxy running as its own process (`smpp-proxy run`), killed with SIGKILL when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Proc {
+    /// SIGKILL: no goodbye to anyone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the binary on `config`.
+pub fn spawn_proxy(config: &std::path::Path) -> Proc {
+    use std::process::{Command, Stdio};
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Binds `shop` to `addr` as `kind` as soon as a proxy answers there (15 s at most).
+pub async fn bind_when_up(addr: std::net::SocketAddr, kind: smpp_proxy::pdu::CommandId) -> smpp_proxy::esme::Esme {
+    use smpp_proxy::esme::Esme;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match Esme::bind(addr, kind, "shop", "secret").await {
+            Ok(e) => return e,
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("proxy not up: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A port of 127.0.0.1 free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
