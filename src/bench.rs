@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 pub struct BenchConfig {
     /// Where to bind.
     pub connect: SocketAddr,
+    /// More addresses to bind to (the nodes of a cluster): binds go to `connect` and these in
+    /// turn, and receipts may come back on any of them.
+    pub also: Vec<SocketAddr>,
     /// Credentials.
     pub system_id: String,
     /// Credentials.
@@ -48,6 +51,7 @@ impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
             connect: SocketAddr::from(([127, 0, 0, 1], 2775)),
+            also: Vec::new(),
             system_id: String::new(),
             password: String::new(),
             binds: 1,
@@ -204,10 +208,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, EsmeError> {
     let start = Instant::now();
     let deadline = config.duration.map(|d| start + d);
     let mut esmes = Vec::new();
-    for _ in 0..config.binds.max(1) {
+    let addrs: Vec<SocketAddr> = std::iter::once(config.connect)
+        .chain(config.also.iter().copied())
+        .collect();
+    for n in 0..config.binds.max(1) {
         esmes.push(
             Esme::bind(
-                config.connect,
+                addrs[n % addrs.len()],
                 CommandId::BIND_TRANSCEIVER,
                 &config.system_id,
                 &config.password,
@@ -349,14 +356,19 @@ async fn bind_task(
                     b.short_message = Bytes::from(text);
                 }
             }
-            let seq = esme.feed(pdu).await?;
+            let Ok(seq) = esme.feed(pdu).await else {
+                // The connection is gone (a node died): what was outstanding stays unanswered.
+                result.unanswered += outstanding.len() as u64;
+                return Ok(result);
+            };
             outstanding.insert(seq, start.elapsed().as_micros() as u64);
             sent += 1;
             shared.sent.fetch_add(1, Ordering::Relaxed);
             fed = true;
         }
-        if fed {
-            esme.flush().await?;
+        if fed && esme.flush().await.is_err() {
+            result.unanswered += outstanding.len() as u64;
+            return Ok(result);
         }
         let receipts_pending =
             config.receipts && shared.receipts.load(Ordering::Relaxed) < shared.acked.load(Ordering::Relaxed);
@@ -422,7 +434,11 @@ async fn bind_task(
                 }
             }
             CommandId::DELIVER_SM | CommandId::DATA_SM => {
-                esme.ack(&pdu).await?;
+                // Unanswered, it comes again through another bind: not counted here.
+                if esme.ack(&pdu).await.is_err() {
+                    result.unanswered += outstanding.len() as u64;
+                    return Ok(result);
+                }
                 if let Some(r) = Receipt::from_pdu(&pdu) {
                     last_receipt_progress = Instant::now();
                     let id = r

@@ -345,14 +345,14 @@ impl Account {
                     }
                     return;
                 }
-                // A bound client with room and nothing waiting for it: hand it over straight
-                // away, and answer the SMSC when the client answers (no store write). Entries
-                // still being stored may then reach the client after it: receipts of different
+                // A bound client with room and nothing waiting for it here: hand it over
+                // straight away, and answer the SMSC when the client answers (no store write).
+                // Entries still being stored (or, in a cluster, stored by another node and not
+                // fetched yet) may then reach the client after it: receipts of different
                 // messages carry no order between them. Anything else goes through the store.
                 let window = self.config.deliver_window as usize;
                 let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
-                let nothing_older = self.waiting.is_empty() && self.fetcher.as_ref().is_none_or(Fetcher::drained);
-                if room && nothing_older {
+                if room && self.waiting.is_empty() {
                     self.waiting.push_back(Entry {
                         custody: Custody::Direct { ack, forget },
                         stored_at: unix_now(),

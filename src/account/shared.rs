@@ -41,9 +41,6 @@ pub(super) struct Fetcher {
     wanted: bool,
     /// This node's own unfinished entries come first: those after this id.
     again: Option<OutboxId>,
-    /// The last fetch found less than it asked for: nothing older waits, as far as this node
-    /// knows, so a new receipt may go straight to a bind.
-    drained: bool,
     /// Take over what other nodes cannot deliver at the next chance.
     take_over: bool,
     /// The last fetch failed (logged once until one works again).
@@ -59,21 +56,14 @@ impl Fetcher {
             op: None,
             wanted: false,
             again: Some(OutboxId::stream(0, 0)),
-            drained: false,
             take_over: false,
             failing: false,
         }
     }
 
-    /// Nothing older waits in the outbox (as far as this node knows) and no fetch is out.
-    pub(super) fn drained(&self) -> bool {
-        self.drained && self.op.is_none()
-    }
-
     /// The doorbell rang (or this node stored something): new entries wait.
     pub(super) fn rang(&mut self) {
         self.wanted = true;
-        self.drained = false;
     }
 
     /// The first bind on this node came up: own unfinished entries first, then new ones, and
@@ -87,7 +77,6 @@ impl Fetcher {
     /// The last bind on this node went: nothing to fetch for.
     pub(super) fn unbound(&mut self) {
         self.wanted = false;
-        self.drained = false;
         self.again = Some(OutboxId::stream(0, 0));
     }
 
@@ -180,10 +169,7 @@ impl Fetcher {
                     self.again = None;
                     self.wanted = true;
                 }
-                (false, full) => {
-                    self.drained = !full;
-                    self.wanted |= full;
-                }
+                (false, full) => self.wanted |= full,
             }
         }
         fetched

@@ -163,13 +163,17 @@ fn table(s: &Snapshot) -> String {
     if let Some(cluster) = &s.cluster {
         let store = if cluster.store_up { "answering" } else { "NOT ANSWERING" };
         let _ = writeln!(out, "\ncluster (shared store {store}):");
-        let _ = writeln!(out, "{:<16} {:<6} {:<22} started", "node", "alive", "listen");
+        let _ = writeln!(out, "{:<16} {:<6} {:<22} up", "node", "alive", "listen");
+        let now = smpp_proxy::store::unix_now();
         for n in &cluster.nodes {
             let mark = if n.this { " (this one)" } else { "" };
             let listen = n.info.as_ref().map_or("-", |i| i.listen.as_str());
-            let started = n.info.as_ref().map_or(0, |i| i.started);
+            let up = n
+                .info
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |i| format!("{}s", now.saturating_sub(i.started)));
             let alive = if n.alive { "yes" } else { "no" };
-            let _ = writeln!(out, "{:<16} {:<6} {:<22} {started}{mark}", n.id, alive, listen);
+            let _ = writeln!(out, "{:<16} {:<6} {:<22} {up}{mark}", n.id, alive, listen);
         }
         let _ = writeln!(out, "\n{:<20} {:>8}  binds per node", "client", "outbox");
         for c in &cluster.clients {

@@ -16,9 +16,10 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// The server to load (the proxy, or an SMSC).
-    #[arg(long, required_unless_present = "compare")]
-    connect: Option<SocketAddr>,
+    /// The server to load (the proxy, or an SMSC); several (the nodes of a cluster): binds go
+    /// to each in turn.
+    #[arg(long, required_unless_present = "compare", num_args = 1.., value_delimiter = ',')]
+    connect: Vec<SocketAddr>,
     /// Credentials.
     #[arg(long, default_value = "shop")]
     system_id: String,
@@ -59,6 +60,7 @@ impl BenchArgs {
     fn config(&self, connect: SocketAddr) -> BenchConfig {
         BenchConfig {
             connect,
+            also: self.connect.iter().skip(1).copied().collect(),
             system_id: self.system_id.clone(),
             password: self.password.clone(),
             binds: self.binds,
@@ -95,7 +97,7 @@ impl BenchArgs {
     }
 
     async fn single(&self) -> Result<ExitCode, String> {
-        let report = bench::run(self.config(self.connect.expect("clap requires it")))
+        let report = bench::run(self.config(*self.connect.first().ok_or("--connect is needed")?))
             .await
             .map_err(|e| e.to_string())?;
         if self.json {

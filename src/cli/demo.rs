@@ -20,12 +20,16 @@ pub(crate) struct DemoArgs {
     /// Messages to send.
     #[arg(long, default_value_t = 50_000)]
     count: u64,
+    /// Two nodes on a local redis-server (installed: apt-get install redis-server), one of
+    /// them killed halfway.
+    #[arg(long)]
+    cluster: bool,
 }
 
 impl DemoArgs {
     pub(crate) fn run(self) -> ExitCode {
         super::runtime().block_on(async move {
-            match demo(self.count).await {
+            match demo(self.count, self.cluster).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -36,7 +40,7 @@ impl DemoArgs {
     }
 }
 
-async fn demo(count: u64) -> Result<ExitCode, String> {
+async fn demo(count: u64, cluster: bool) -> Result<ExitCode, String> {
     let mut config = Config::from_toml(DEMO_TOML).map_err(|e| e.to_string())?;
     let variants = [
         SimConfig::default(),
@@ -55,6 +59,9 @@ async fn demo(count: u64) -> Result<ExitCode, String> {
         upstream.address = sim.local_addr().to_string();
         println!("simulated SMSC {:7} on {}", upstream.name, upstream.address);
         sims.push(sim);
+    }
+    if cluster {
+        return super::demo_cluster::cluster(count, DEMO_TOML, &sims).await;
     }
     config.listen = "127.0.0.1:0".parse().expect("address");
     // A store of its own, removed afterwards: the demo runs the real crash-safe store.

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod check;
 mod demo;
+mod demo_cluster;
 mod pdu;
 mod run;
 mod sim;

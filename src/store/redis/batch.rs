@@ -1,25 +1,28 @@
 //! The shared store's hot operations, batched: correlation writes, lookups and removals,
-//! outbox writes and acknowledgements queue up while the last batch is out, and go as one
-//! pipeline (one per hash slot on a Redis Cluster: the keys of one upstream or one client
-//! share one). A batch that fails as a whole (the connection, a failover) is sent again until
-//! `store_timeout` has passed since it was first sent, then its operations fail; every
+//! outbox writes and acknowledgements queue up while the last batches are out, and go out
+//! together, as few commands as they can be: every correlation write of a batch in one script
+//! call, every lookup in one `MGET`, every removal in one `UNLINK` (one of each per hash slot on
+//! a Redis Cluster, where the keys of one upstream, or of one client, share a slot), in one
+//! pipeline per slot. A batch that fails as a whole (the connection, a failover) is sent again
+//! until `store_timeout` has passed since it was first sent, then its operations fail; every
 //! operation is safe to send twice (outbox writes carry a marker that makes a second copy a
-//! no-op). A batch's own failures (a command refused) fail only that operation.
+//! no-op). A batch's own failures (a command refused) fail only the operations in it.
 
+use super::conn::Conn;
 use super::keys::tag;
 use super::Health;
 use crate::store::record::decode;
 use crate::store::{Correlation, OutboxId, Pushed, Reply, StoreError};
-use redis::{Pipeline, Value};
+use redis::{Cmd, Pipeline, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use super::conn::Conn;
-
 /// A batch closes at this many operations.
 const BATCH_MAX: usize = 1024;
+/// Batches out at once.
+const IN_FLIGHT: usize = 4;
 /// The first wait before a failed batch is sent again (doubling to a second).
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -41,9 +44,19 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return id
 ";
 
+/// Sets every key to its value with one TTL, in one call. KEYS: the keys. ARGV: the values,
+/// then the TTL (s).
+const SET_ALL: &str = r"
+local ttl = ARGV[#ARGV]
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl)
+end
+return #KEYS
+";
+
 /// One hot operation and where its answer goes.
 pub(super) enum Op {
-    /// `SET corr value EX ttl`, `SET cid corr EX ttl`.
+    /// The correlation, and the index from the client's id to it, both with the TTL.
     Record {
         corr: String,
         cid: String,
@@ -51,12 +64,12 @@ pub(super) enum Op {
         ttl: u64,
         reply: Reply<u64>,
     },
-    /// `GET` each key (the forms a receipt's ids may be filed under) until one is there.
+    /// The forms a receipt's ids may be filed under; the first one there.
     Find {
         keys: Vec<String>,
         reply: Reply<Option<Arc<Correlation>>>,
     },
-    /// `UNLINK corr`, `UNLINK cid`.
+    /// The correlation and its index.
     Remove {
         corr: String,
         cid: String,
@@ -82,106 +95,6 @@ pub(super) enum Op {
 }
 
 impl Op {
-    /// Its commands, each with the hash tag of its key (a cluster sends the commands of one tag
-    /// in one pipeline; a correlation write touches an upstream's slot and a client's).
-    fn commands(&self) -> Vec<(&str, redis::Cmd)> {
-        let mut out = Vec::with_capacity(2);
-        match self {
-            Op::Record {
-                corr, cid, value, ttl, ..
-            } => {
-                let mut set = redis::cmd("SET");
-                set.arg(corr).arg(value).arg("EX").arg(*ttl);
-                out.push((tag(corr), set));
-                let mut index = redis::cmd("SET");
-                index.arg(cid).arg(corr).arg("EX").arg(*ttl);
-                out.push((tag(cid), index));
-            }
-            Op::Find { keys, .. } => {
-                for key in keys {
-                    let mut get = redis::cmd("GET");
-                    get.arg(key);
-                    out.push((tag(key), get));
-                }
-            }
-            Op::Remove { corr, cid, .. } => {
-                for key in [corr, cid] {
-                    let mut unlink = redis::cmd("UNLINK");
-                    unlink.arg(key);
-                    out.push((tag(key), unlink));
-                }
-            }
-            Op::Push {
-                outbox,
-                seen,
-                seen_ttl,
-                cap,
-                pdu,
-                bell,
-                client,
-                ..
-            } => {
-                // EVAL, not EVALSHA: a Redis restarted (or a new cluster master) has no scripts
-                // loaded, and the server caches the compiled script anyway.
-                let mut eval = redis::cmd("EVAL");
-                eval.arg(PUSH)
-                    .arg(2)
-                    .arg(outbox)
-                    .arg(seen)
-                    .arg(*cap)
-                    .arg(*seen_ttl)
-                    .arg(pdu.as_slice())
-                    .arg(&**bell)
-                    .arg(&**client);
-                out.push((tag(outbox), eval));
-            }
-            Op::Ack { outbox, id, .. } => {
-                let id = id.to_string();
-                let mut ack = redis::cmd("XACK");
-                ack.arg(outbox).arg(super::keys::GROUP).arg(&id);
-                out.push((tag(outbox), ack));
-                let mut del = redis::cmd("XDEL");
-                del.arg(outbox).arg(&id);
-                out.push((tag(outbox), del));
-            }
-        }
-        out
-    }
-
-    /// Answers with this operation's replies (one per command, in order).
-    fn answer(self, values: &[Value]) {
-        if let Some(e) = values.iter().find_map(server_error) {
-            return self.fail(e);
-        }
-        match self {
-            Op::Record { reply, .. } | Op::Remove { reply, .. } | Op::Ack { reply, .. } => {
-                let _ = reply.send(Ok(0));
-            }
-            Op::Find { reply, .. } => {
-                let found = values.iter().find_map(|v| match v {
-                    Value::BulkString(bytes) => Some(decode(bytes).map(|c| Some(Arc::new(c)))),
-                    _ => None,
-                });
-                let _ = reply.send(found.unwrap_or(Ok(None)));
-            }
-            Op::Push { reply, .. } => {
-                let pushed = match values.first() {
-                    Some(Value::SimpleString(s)) if s == "dup" => Ok(Pushed::Duplicate),
-                    Some(Value::SimpleString(s)) if s == "full" => Ok(Pushed::Full),
-                    Some(Value::BulkString(b)) if b == b"dup" => Ok(Pushed::Duplicate),
-                    Some(Value::BulkString(b)) if b == b"full" => Ok(Pushed::Full),
-                    Some(Value::BulkString(id)) => std::str::from_utf8(id)
-                        .ok()
-                        .and_then(OutboxId::parse_stream)
-                        .map(Pushed::Stored)
-                        .ok_or(StoreError::Unexpected("an outbox write")),
-                    _ => Err(StoreError::Unexpected("an outbox write")),
-                };
-                let _ = reply.send(pushed);
-            }
-        }
-    }
-
     fn fail(self, e: StoreError) {
         match self {
             Op::Record { reply, .. } | Op::Remove { reply, .. } | Op::Ack { reply, .. } => drop(reply.send(Err(e))),
@@ -198,94 +111,303 @@ fn server_error(v: &Value) -> Option<StoreError> {
     }
 }
 
-/// Serves `rx` until every sender is gone.
+/// Serves `rx` until every sender is gone: up to `IN_FLIGHT` batches out at once (their
+/// commands go out in order on one connection, so Redis applies them in order), each taking
+/// what queued up since the last one went.
 pub(super) async fn run(conn: Conn, mut rx: mpsc::UnboundedReceiver<Op>, health: Arc<Health>, timeout: Duration) {
-    let mut batch: Vec<Op> = Vec::with_capacity(BATCH_MAX);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+    let mut out = futures_util::stream::FuturesUnordered::new();
+    let mut open = true;
+    while open || !out.is_empty() {
+        tokio::select! {
+            first = rx.recv(), if open && out.len() < IN_FLIGHT => {
+                let Some(first) = first else {
+                    open = false;
+                    continue;
+                };
+                let mut batch = Vec::with_capacity(64);
+                batch.push(first);
+                while batch.len() < BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                out.push(complete(conn.clone(), batch, health.clone(), timeout));
             }
+            Some(()) = futures_util::StreamExt::next(&mut out), if !out.is_empty() => {}
         }
-        let since = Instant::now();
-        let mut wait = RETRY_FIRST;
-        loop {
-            match send(&conn, &batch).await {
-                Ok(replies) => {
-                    health.up();
-                    for (op, values) in batch.drain(..).zip(replies) {
-                        op.answer(&values);
+    }
+}
+
+/// Sends `batch` until it goes through or `timeout` has passed, and answers its operations.
+async fn complete(conn: Conn, batch: Vec<Op>, health: Arc<Health>, timeout: Duration) {
+    let since = Instant::now();
+    let mut wait = RETRY_FIRST;
+    let plan = Plan::of(&batch, conn.is_cluster());
+    loop {
+        match plan.send(&conn).await {
+            Ok(replies) => {
+                health.up();
+                plan.answer(batch, replies);
+                return;
+            }
+            Err(e) => {
+                health.down(&e);
+                if since.elapsed() + wait >= timeout {
+                    for op in batch {
+                        op.fail(e.clone());
                     }
-                    break;
+                    return;
                 }
-                Err(e) => {
-                    health.down(&e);
-                    if since.elapsed() + wait >= timeout {
-                        for op in batch.drain(..) {
-                            op.fail(e.clone());
-                        }
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
             }
         }
     }
 }
 
-/// Sends a batch; gives each operation its replies, in its commands' order.
-async fn send(conn: &Conn, batch: &[Op]) -> Result<Vec<Vec<Value>>, StoreError> {
-    // One pipeline, or one per hash tag on a cluster, all out at once. `place[k]`: which
-    // pipeline the k-th command of the batch went to.
-    let mut pipes: Vec<Pipeline> = Vec::new();
-    let mut by_tag: HashMap<&str, usize> = HashMap::new();
-    let mut place: Vec<usize> = Vec::new();
-    let mut counts: Vec<usize> = Vec::with_capacity(batch.len());
-    for op in batch {
-        let commands = op.commands();
-        counts.push(commands.len());
-        for (tag, cmd) in commands {
-            let p = match (conn.is_cluster(), pipes.is_empty()) {
-                (false, false) => 0,
-                (false, true) => {
-                    pipes.push(new_pipeline());
-                    0
-                }
-                (true, _) => *by_tag.entry(tag).or_insert_with(|| {
-                    pipes.push(new_pipeline());
-                    pipes.len() - 1
-                }),
-            };
-            pipes[p].add_command(cmd);
-            place.push(p);
-        }
-    }
-    let sent = pipes.iter().map(|pipe| {
-        let mut conn = conn.clone();
-        async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
-    });
-    let mut answers = Vec::with_capacity(pipes.len());
-    for answer in futures_util::future::join_all(sent).await {
-        answers.push(answer?.into_iter());
-    }
-    let mut places = place.into_iter();
-    let mut out = Vec::with_capacity(batch.len());
-    for n in counts {
-        let values = places
-            .by_ref()
-            .take(n)
-            .map(|p| answers[p].next().unwrap_or(Value::Nil))
-            .collect();
-        out.push(values);
-    }
-    Ok(out)
+/// Which command of which pipeline answers for an operation, and how.
+#[derive(Clone, Copy)]
+enum Part {
+    /// A command whose success is the operation's (one of its parts).
+    Done { pipe: usize, cmd: usize },
+    /// Values `from..from + n` of an `MGET`.
+    Values {
+        pipe: usize,
+        cmd: usize,
+        from: usize,
+        n: usize,
+    },
+    /// A command of its own whose reply is the operation's answer.
+    Own { pipe: usize, cmd: usize },
 }
 
-fn new_pipeline() -> Pipeline {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    pipe
+/// A batch as commands: grouped by hash slot (one group without a cluster), one script call
+/// for every correlation write of a group, one `MGET` for every lookup, one `UNLINK` for every
+/// removal; outbox writes and acknowledgements as commands of their own.
+struct Plan {
+    pipes: Vec<Pipeline>,
+    /// Each operation's parts, in the batch's order.
+    parts: Vec<Vec<Part>>,
+}
+
+/// A group's aggregated commands as they are being built.
+#[derive(Default)]
+struct Group {
+    set_keys: Vec<String>,
+    set_values: Vec<Vec<u8>>,
+    set_ops: Vec<usize>,
+    get_keys: Vec<String>,
+    get_ops: Vec<(usize, usize, usize)>,
+    unlink_keys: Vec<String>,
+    unlink_ops: Vec<usize>,
+    own: Vec<(usize, Cmd)>,
+}
+
+/// The group of `key` (its slot's on a cluster, the one group otherwise), made on first use.
+fn group_of<'a>(
+    groups: &'a mut HashMap<String, Group>,
+    order: &mut Vec<String>,
+    key: &str,
+    cluster: bool,
+) -> &'a mut Group {
+    let t = if cluster { tag(key) } else { "" };
+    if !groups.contains_key(t) {
+        order.push(t.to_owned());
+    }
+    groups.entry(t.to_owned()).or_default()
+}
+
+impl Plan {
+    fn of(batch: &[Op], cluster: bool) -> Plan {
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut ttl = 0;
+        for (i, op) in batch.iter().enumerate() {
+            match op {
+                Op::Record {
+                    corr,
+                    cid,
+                    value,
+                    ttl: t,
+                    ..
+                } => {
+                    ttl = *t;
+                    let g = group_of(&mut groups, &mut order, corr, cluster);
+                    g.set_keys.push(corr.clone());
+                    g.set_values.push(value.clone());
+                    g.set_ops.push(i);
+                    let g = group_of(&mut groups, &mut order, cid, cluster);
+                    g.set_keys.push(cid.clone());
+                    g.set_values.push(corr.clone().into_bytes());
+                    g.set_ops.push(i);
+                }
+                Op::Find { keys, .. } => {
+                    // The forms of one receipt's ids are one upstream's: one slot.
+                    let g = group_of(&mut groups, &mut order, &keys[0], cluster);
+                    g.get_ops.push((i, g.get_keys.len(), keys.len()));
+                    g.get_keys.extend(keys.iter().cloned());
+                }
+                Op::Remove { corr, cid, .. } => {
+                    for key in [corr, cid] {
+                        let g = group_of(&mut groups, &mut order, key, cluster);
+                        g.unlink_keys.push(key.clone());
+                        g.unlink_ops.push(i);
+                    }
+                }
+                Op::Push {
+                    outbox,
+                    seen,
+                    seen_ttl,
+                    cap,
+                    pdu,
+                    bell,
+                    client,
+                    ..
+                } => {
+                    // EVAL, not EVALSHA: a Redis restarted (or a new cluster master) has no
+                    // scripts loaded, and the server caches the compiled script anyway.
+                    let mut eval = redis::cmd("EVAL");
+                    eval.arg(PUSH)
+                        .arg(2)
+                        .arg(outbox)
+                        .arg(seen)
+                        .arg(*cap)
+                        .arg(*seen_ttl)
+                        .arg(pdu.as_slice())
+                        .arg(&**bell)
+                        .arg(&**client);
+                    group_of(&mut groups, &mut order, outbox, cluster).own.push((i, eval));
+                }
+                Op::Ack { outbox, id, .. } => {
+                    let id = id.to_string();
+                    let mut ack = redis::cmd("XACK");
+                    ack.arg(outbox).arg(super::keys::GROUP).arg(&id);
+                    let mut del = redis::cmd("XDEL");
+                    del.arg(outbox).arg(&id);
+                    let g = group_of(&mut groups, &mut order, outbox, cluster);
+                    g.own.push((i, ack));
+                    g.own.push((i, del));
+                }
+            }
+        }
+        let mut parts: Vec<Vec<Part>> = vec![Vec::new(); batch.len()];
+        let mut pipes: Vec<Pipeline> = Vec::new();
+        for t in order {
+            let Some(g) = groups.remove(&t) else { continue };
+            // One pipeline per group on a cluster; one in all otherwise.
+            if pipes.is_empty() || cluster {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                pipes.push(pipe);
+            }
+            let p = pipes.len() - 1;
+            let pipe = &mut pipes[p];
+            let mut next = pipe.cmd_iter().count();
+            if !g.set_keys.is_empty() {
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(SET_ALL).arg(g.set_keys.len()).arg(&g.set_keys);
+                for v in &g.set_values {
+                    eval.arg(v.as_slice());
+                }
+                eval.arg(ttl);
+                pipe.add_command(eval);
+                for i in g.set_ops {
+                    parts[i].push(Part::Done { pipe: p, cmd: next });
+                }
+                next += 1;
+            }
+            if !g.get_keys.is_empty() {
+                pipe.cmd("MGET").arg(&g.get_keys);
+                for (i, from, n) in g.get_ops {
+                    parts[i].push(Part::Values {
+                        pipe: p,
+                        cmd: next,
+                        from,
+                        n,
+                    });
+                }
+                next += 1;
+            }
+            if !g.unlink_keys.is_empty() {
+                pipe.cmd("UNLINK").arg(&g.unlink_keys);
+                for i in g.unlink_ops {
+                    parts[i].push(Part::Done { pipe: p, cmd: next });
+                }
+                next += 1;
+            }
+            for (i, cmd) in g.own {
+                pipe.add_command(cmd);
+                parts[i].push(Part::Own { pipe: p, cmd: next });
+                next += 1;
+            }
+        }
+        Plan { pipes, parts }
+    }
+
+    /// Sends every pipeline at once; their replies, by pipeline.
+    async fn send(&self, conn: &Conn) -> Result<Vec<Vec<Value>>, StoreError> {
+        let sent = self.pipes.iter().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+        });
+        let mut replies = Vec::with_capacity(self.pipes.len());
+        for reply in futures_util::future::join_all(sent).await {
+            replies.push(reply?);
+        }
+        Ok(replies)
+    }
+
+    /// Answers each operation from its parts of the replies.
+    fn answer(&self, batch: Vec<Op>, replies: Vec<Vec<Value>>) {
+        let reply = |pipe: usize, cmd: usize| replies.get(pipe).and_then(|r| r.get(cmd)).unwrap_or(&Value::Nil);
+        for (op, parts) in batch.into_iter().zip(&self.parts) {
+            let failed = parts.iter().find_map(|part| match *part {
+                Part::Done { pipe, cmd } | Part::Values { pipe, cmd, .. } | Part::Own { pipe, cmd } => {
+                    server_error(reply(pipe, cmd))
+                }
+            });
+            if let Some(e) = failed {
+                op.fail(e);
+                continue;
+            }
+            match op {
+                Op::Record { reply, .. } | Op::Remove { reply, .. } | Op::Ack { reply, .. } => {
+                    let _ = reply.send(Ok(0));
+                }
+                Op::Find { reply: answer, .. } => {
+                    let found = parts.iter().find_map(|part| match *part {
+                        Part::Values { pipe, cmd, from, n } => match reply(pipe, cmd) {
+                            Value::Array(values) => values.iter().skip(from).take(n).find_map(|v| match v {
+                                Value::BulkString(bytes) => Some(decode(bytes).map(|c| Some(Arc::new(c)))),
+                                _ => None,
+                            }),
+                            _ => None,
+                        },
+                        _ => None,
+                    });
+                    let _ = answer.send(found.unwrap_or(Ok(None)));
+                }
+                Op::Push { reply: answer, .. } => {
+                    let value = parts.iter().find_map(|part| match *part {
+                        Part::Own { pipe, cmd } => Some(reply(pipe, cmd)),
+                        _ => None,
+                    });
+                    let pushed = match value {
+                        Some(Value::SimpleString(s)) if s == "dup" => Ok(Pushed::Duplicate),
+                        Some(Value::SimpleString(s)) if s == "full" => Ok(Pushed::Full),
+                        Some(Value::BulkString(b)) if b == b"dup" => Ok(Pushed::Duplicate),
+                        Some(Value::BulkString(b)) if b == b"full" => Ok(Pushed::Full),
+                        Some(Value::BulkString(id)) => std::str::from_utf8(id)
+                            .ok()
+                            .and_then(OutboxId::parse_stream)
+                            .map(Pushed::Stored)
+                            .ok_or(StoreError::Unexpected("an outbox write")),
+                        _ => Err(StoreError::Unexpected("an outbox write")),
+                    };
+                    let _ = answer.send(pushed);
+                }
+            }
+        }
+    }
 }

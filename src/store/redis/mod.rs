@@ -21,6 +21,7 @@ mod batch;
 pub mod conn;
 pub mod keys;
 mod outbox;
+mod recent;
 
 use super::record::encode_into;
 use super::{Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, SharedOutbox, Store, StoreError, Ticket};
@@ -102,6 +103,8 @@ pub struct RedisStore {
     health: Arc<Health>,
     /// Clients whose outbox has this node's consumer group for sure.
     grouped: dashmap::DashSet<String>,
+    /// Correlations this node recorded lately: receipts coming back here need no lookup.
+    recent: recent::Recent,
 }
 
 impl RedisStore {
@@ -133,6 +136,7 @@ impl RedisStore {
             health,
             conn,
             grouped: dashmap::DashSet::new(),
+            recent: recent::Recent::new(),
         });
         tokio::spawn(probe(Arc::downgrade(&store)));
         info!(store = %conn::describe(redis), "shared store connected");
@@ -193,6 +197,7 @@ impl Store for RedisStore {
             .keys
             .corr(&c.upstream, &canonical(c.upstream_id.as_bytes(), id_match));
         let cid = self.keys.client_id(&c.client, &c.client_id);
+        self.recent.put(&corr, &c);
         let (ticket, reply) = Commit::channel();
         let op = Op::Record {
             corr,
@@ -216,6 +221,9 @@ impl Store for RedisStore {
         }
         if keys.is_empty() {
             return Found::done(Ok(None));
+        }
+        if let Some(c) = self.recent.get(&keys) {
+            return Found::done(Ok(Some(c)));
         }
         let (ticket, reply) = Found::channel();
         self.submit(Op::Find { keys, reply }, ticket)
@@ -241,6 +249,7 @@ impl Store for RedisStore {
             .keys
             .corr(&c.upstream, &canonical(c.upstream_id.as_bytes(), id_match));
         let cid = self.keys.client_id(&c.client, &c.client_id);
+        self.recent.remove(&corr);
         let (ticket, reply) = Commit::channel();
         self.submit(Op::Remove { corr, cid, reply }, ticket)
     }

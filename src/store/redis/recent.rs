@@ -1,0 +1,110 @@
+//! The correlations this node recorded in the last minute or so, kept beside Redis: a receipt
+//! that comes back to the node that sent its message (every receipt, with one node; about half
+//! with two) is matched without asking Redis. Only this node's own writes are here, and each
+//! leaves when this node removes it; one removed by another node (its final receipt came back
+//! there) may linger here until its generation goes, at most `SPAN` twice, which matters only
+//! if the SMSC sends that receipt again, to this node, in that time: then it is delivered
+//! again, as a copy in flight at a node's death would be.
+
+use crate::store::Correlation;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A generation closes at this many entries…
+const SIZE: usize = 1 << 16;
+/// …or this long after it opened.
+const SPAN: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Generations {
+    current: HashMap<String, Arc<Correlation>>,
+    previous: HashMap<String, Arc<Correlation>>,
+    opened: Instant,
+}
+
+/// Recently recorded correlations, by their Redis key: two generations, so each entry lives
+/// between one and two of them, and memory is bounded by two full ones.
+#[derive(Debug)]
+pub(super) struct Recent(Mutex<Generations>);
+
+impl Recent {
+    pub(super) fn new() -> Recent {
+        Recent(Mutex::new(Generations {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            opened: Instant::now(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn put(&self, key: &str, c: &Arc<Correlation>) {
+        let mut g = self.lock();
+        if g.current.len() >= SIZE || g.opened.elapsed() >= SPAN {
+            g.previous = std::mem::take(&mut g.current);
+            g.opened = Instant::now();
+        }
+        g.current.insert(key.to_owned(), c.clone());
+    }
+
+    /// The first of `keys` held.
+    pub(super) fn get(&self, keys: &[String]) -> Option<Arc<Correlation>> {
+        let g = self.lock();
+        // A generation past its span counts as gone even before the next write swaps it out.
+        let fresh = g.opened.elapsed() < SPAN * 2;
+        keys.iter().find_map(|k| {
+            g.current
+                .get(k)
+                .or_else(|| fresh.then(|| g.previous.get(k)).flatten())
+                .cloned()
+        })
+    }
+
+    pub(super) fn remove(&self, key: &str) {
+        let mut g = self.lock();
+        if g.current.remove(key).is_none() {
+            g.previous.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str) -> Arc<Correlation> {
+        Arc::new(Correlation {
+            upstream: "u".into(),
+            upstream_id: id.into(),
+            client: "c".into(),
+            client_id: id.into(),
+            submitted_at: 0,
+            registered_delivery: 1,
+            source_addr: String::new(),
+            destination_addr: String::new(),
+            part: None,
+        })
+    }
+
+    #[test]
+    fn kept_for_a_generation_or_two_then_gone() {
+        let r = Recent::new();
+        r.put("a", &c("a"));
+        assert_eq!(
+            r.get(&["x".into(), "a".into()]).map(|c| c.upstream_id.clone()),
+            Some("a".into())
+        );
+        r.remove("a");
+        assert!(r.get(&["a".into()]).is_none());
+        // Filling two generations pushes the oldest out.
+        r.put("b", &c("b"));
+        for n in 0..SIZE * 2 {
+            r.put(&n.to_string(), &c("n"));
+        }
+        assert!(r.get(&["b".into()]).is_none());
+        assert!(r.get(&[(SIZE * 2 - 1).to_string()]).is_some());
+    }
+}
