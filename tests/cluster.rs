@@ -97,11 +97,12 @@ async fn a_node_joining_later_takes_clients_and_receipts_and_a_taken_node_id_is_
     let sims = start_sims(1, SimConfig::default()).await;
     let base = proxy_toml(&sims, "", SHOP, "");
     let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
     let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
         .await
         .unwrap();
     let ids: HashSet<String> = submit_all(&mut tx, 100, 50).await.into_iter().collect();
-    // A third... second node comes later; the client binds its receiver there.
+    // A third node comes later; the client binds its receiver there.
     let c = start_proxy(&on_redis(&base, &redis.url(), false, "c")).await;
     let mut rx = Esme::bind(c.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
         .await
@@ -119,6 +120,7 @@ async fn a_node_joining_later_takes_clients_and_receipts_and_a_taken_node_id_is_
     let config = smpp_proxy::config::Config::from_toml(&on_redis(&base, &redis.url(), false, "a")).unwrap();
     let again = smpp_proxy::proxy::Proxy::start(config).await.unwrap();
     again.shutdown().await;
+    b.shutdown().await;
     c.shutdown().await;
 }
 
@@ -203,6 +205,175 @@ async fn status_shows_the_nodes_where_each_client_is_bound_and_its_outbox() {
         "{text}"
     );
     drop(tx);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_cancel_and_replace_work_from_any_node() {
+    use smpp_proxy::pdu::body::{CancelSm, QuerySm, ReplaceSm};
+    use smpp_proxy::pdu::{Body, COctetString, CommandStatus, Pdu};
+    let redis = Redis::start();
+    let sims = start_sims_without_receipts(1).await;
+    let base = proxy_toml(&sims, "", SHOP, "");
+    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let mut on_a = shop(&a).await;
+    let ids = submit_all(&mut on_a, 5, 5).await;
+    let mut on_b = shop(&b).await;
+    for id in &ids {
+        let query = QuerySm {
+            message_id: COctetString::from_text(id),
+            ..QuerySm::default()
+        };
+        on_b.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
+        let resp = on_b.recv(T).await.unwrap();
+        assert_eq!(
+            (resp.command_id(), resp.command_status),
+            (CommandId::QUERY_SM_RESP, CommandStatus::ESME_ROK)
+        );
+        assert_eq!(
+            resp.message_id().unwrap().as_str(),
+            Some(id.as_str()),
+            "the client's id back"
+        );
+        let replace = ReplaceSm {
+            message_id: COctetString::from_text(id),
+            short_message: bytes::Bytes::from_static(b"new"),
+            ..ReplaceSm::default()
+        };
+        on_b.send(Pdu::new(Body::ReplaceSm(replace))).await.unwrap();
+        assert_eq!(on_b.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
+        let cancel = CancelSm {
+            message_id: COctetString::from_text(id),
+            ..CancelSm::default()
+        };
+        on_b.send(Pdu::new(Body::CancelSm(cancel))).await.unwrap();
+        assert_eq!(on_b.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
+    }
+    // Query, replace and cancel of each, all at the SMSC that took the message.
+    assert_eq!(sims[0].stats().queries.load(std::sync::atomic::Ordering::Relaxed), 15);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_reaches_its_client_on_another_node() {
+    let redis = Redis::start();
+    let sims = start_sims(1, SimConfig::default()).await;
+    let routes = "[[mo_routes]]\ndestination_prefix = \"\"\nclient = \"shop\"\n";
+    let base = proxy_toml(&sims, "", SHOP, routes);
+    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    // The client is bound on b only; the SMSC sends MO to any session of the account, so about
+    // half of them come in on node a.
+    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    for n in 0..40 {
+        let text = format!("mo {n}");
+        assert!(wait_until(T, || sims[0].send_mo(None, "447700900999", "4477", text.as_bytes())).await);
+    }
+    let mut got = HashSet::new();
+    while got.len() < 40 {
+        let pdu = rx
+            .recv(T)
+            .await
+            .unwrap_or_else(|e| panic!("{} of 40 MO, then {e}", got.len()));
+        rx.ack(&pdu).await.unwrap();
+        if let smpp_proxy::pdu::Body::DeliverSm(d) = &pdu.body {
+            assert!(got.insert(d.short_message.clone()), "an MO twice");
+        }
+    }
+    assert!(a.snapshot().counters.mo_routed > 0, "some came in on node a");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_outbox_holds_outbox_max_and_drops_what_outlives_receipt_ttl() {
+    let redis = Redis::start();
+    let sims = start_sims(1, SimConfig::default()).await;
+    let shop = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\noutbox_max = 30\n";
+    let base = proxy_toml(&sims, "", shop, "");
+    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let ids: HashSet<String> = submit_all(&mut tx, 60, 20).await.into_iter().collect();
+    // Bound nowhere: 30 held in the cluster, the rest refused to the SMSC (it sends them again).
+    let refused = || a.snapshot().clients[0].outbox_refused_full + b.snapshot().clients[0].outbox_refused_full;
+    assert!(wait_until(T, || refused() >= 30).await, "refused {}", refused());
+    let depth = || support::redis::ask(redis.port, "XLEN smpp-proxy:out:{c/shop}").unwrap();
+    assert_eq!(depth().trim(), ":30", "held: at most outbox_max");
+    // Bound anywhere: the held ones flow, and the SMSC's retries fill in the rest.
+    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    assert_eq!(receipts(&mut rx, 60).await, ids);
+    drop(rx);
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // receipt_ttl: what waits longer is dropped and counted.
+    let shop = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\nreceipt_ttl = \"1s\"\n";
+    let base = proxy_toml(&sims, "", shop, "");
+    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    submit_all(&mut tx, 10, 10).await;
+    assert!(
+        wait_until(T, || a.snapshot().clients[0].outbox_expired >= 10).await,
+        "trimmed after 1 s"
+    );
+    let mut rx = Esme::bind(a.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    assert!(
+        rx.recv(std::time::Duration::from_millis(1500)).await.is_err(),
+        "nothing left to deliver"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_redis_over_tls_with_a_password_from_a_file() {
+    let redis = Redis::start_tls("s3cret");
+    std::fs::write(redis.dir().join("redis.pass"), "s3cret\n").unwrap();
+    let (ca, pass) = (redis.dir().join("ca.pem"), redis.dir().join("redis.pass"));
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let sims = start_sims(1, SimConfig::default()).await;
+    let base = proxy_toml(&sims, "", SHOP, "");
+    let node = |id| {
+        on_redis(&base, &url, false, id).replace(
+            "redis_cluster = false",
+            &format!(
+                "redis_cluster = false\ntls_ca_file = \"{}\"\npassword_file = \"{}\"",
+                ca.display(),
+                pass.display()
+            ),
+        )
+    };
+    let a = start_proxy(&node("a")).await;
+    let b = start_proxy(&node("b")).await;
+    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let ids: HashSet<String> = submit_all(&mut tx, 50, 25).await.into_iter().collect();
+    assert_eq!(receipts(&mut rx, 50).await, ids);
+    // The wrong password is refused at start, saying so.
+    std::fs::write(&pass, "wrong\n").unwrap();
+    let config = smpp_proxy::config::Config::from_toml(&node("c")).unwrap();
+    let refused = smpp_proxy::proxy::Proxy::start(config).await.unwrap_err().to_string();
+    assert!(
+        refused.to_lowercase().contains("auth") || refused.contains("WRONGPASS"),
+        "{refused}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -26,7 +26,16 @@ fn receive(mut rx: Esme, seen: Seen, stop: Arc<std::sync::atomic::AtomicBool>) -
                     if rx.ack(&pdu).await.is_err() {
                         return;
                     }
-                    *seen.lock().unwrap().entry(receipt_id(&pdu)).or_default() += 1;
+                    // An MO (not a receipt) counts under its text.
+                    let key = match &pdu.body {
+                        smpp_proxy::pdu::Body::DeliverSm(d)
+                            if smpp_proxy::receipt::Receipt::from_pdu(&pdu).is_none() =>
+                        {
+                            String::from_utf8_lossy(&d.short_message).into_owned()
+                        }
+                        _ => receipt_id(&pdu),
+                    };
+                    *seen.lock().unwrap().entry(key).or_default() += 1;
                 }
                 Ok(_) => {}
                 Err(smpp_proxy::esme::EsmeError::NoResponse("timeout")) => {}
@@ -169,9 +178,21 @@ async fn a_node_killed_in_the_middle_of_traffic_loses_no_receipt_on_a_redis_clus
     node_killed(&redis.url(), true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarted_in_the_middle_of_traffic_loses_no_acknowledged_receipt() {
-    let mut redis = Redis::start();
+/// Two nodes (in this process) on one Redis, MO routed to the client: the client's receiver
+/// bound on b, its transmitter on a.
+struct TwoNodes {
+    redis: Redis,
+    sims: Vec<smpp_proxy::sim::SimHandle>,
+    a: smpp_proxy::proxy::Proxy,
+    b: smpp_proxy::proxy::Proxy,
+    seen: Seen,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    reader: tokio::task::JoinHandle<()>,
+    tx: Esme,
+}
+
+async fn two_nodes_on_redis() -> TwoNodes {
+    let redis = Redis::start();
     let sims = start_sims(
         1,
         SimConfig {
@@ -180,7 +201,8 @@ async fn redis_restarted_in_the_middle_of_traffic_loses_no_acknowledged_receipt(
         },
     )
     .await;
-    let base = proxy_toml(&sims, "sessions = 2", SHOP, "");
+    let routes = "[[mo_routes]]\ndestination_prefix = \"\"\nclient = \"shop\"\n";
+    let base = proxy_toml(&sims, "sessions = 2", SHOP, routes);
     let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
     let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
     let seen: Seen = Arc::default();
@@ -189,9 +211,33 @@ async fn redis_restarted_in_the_middle_of_traffic_loses_no_acknowledged_receipt(
         .await
         .unwrap();
     let reader = receive(rx, seen.clone(), stop.clone());
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+    let tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
         .await
         .unwrap();
+    TwoNodes {
+        redis,
+        sims,
+        a,
+        b,
+        seen,
+        stop,
+        reader,
+        tx,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_in_the_middle_of_traffic_loses_no_acknowledged_receipt() {
+    let TwoNodes {
+        mut redis,
+        sims: _sims,
+        a,
+        b,
+        seen,
+        stop,
+        reader,
+        mut tx,
+    } = two_nodes_on_redis().await;
     let mut restarted = false;
     let ok = submit(&mut tx, 4_000, 20, |k| {
         if k == 1_500 && !restarted {
@@ -215,6 +261,86 @@ async fn redis_restarted_in_the_middle_of_traffic_loses_no_acknowledged_receipt(
     assert!(outages >= 2, "node a saw the outage: {outages} changes");
     assert!(lost.is_empty(), "{} lost: {:?}", lost.len(), &lost[..lost.len().min(5)]);
     assert!(a.context().store.available() && b.context().store.available());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_for_a_while_refuses_new_submits_keeps_every_session_and_recovers() {
+    let TwoNodes {
+        mut redis,
+        sims,
+        a,
+        b,
+        seen,
+        stop,
+        reader,
+        mut tx,
+    } = two_nodes_on_redis().await;
+    let mut ok = submit(&mut tx, 500, 20, |_| {}).await;
+    // Their receipts delivered first: nothing is on its way into Redis when it goes.
+    let first: HashSet<String> = ok.iter().cloned().collect();
+    let (lost, _) = settle(&first, &seen).await;
+    assert!(lost.is_empty());
+    redis.kill();
+    // Within a heartbeat the nodes know: new submits are refused at once, not sent.
+    assert!(wait_until(T, || !a.context().store.available()).await);
+    let before = sims[0].stats().submits.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10 {
+        tx.send(submit_sm("4477", "447700900123", b"while down", true))
+            .await
+            .unwrap();
+        let resp = tx.recv(T).await.unwrap();
+        assert_eq!(resp.command_status, CommandStatus::ESME_RTHROTTLED);
+    }
+    assert_eq!(
+        sims[0].stats().submits.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "nothing sent"
+    );
+    // Sessions stay bound: the client's, and the upstreams'.
+    tx.send(smpp_proxy::pdu::Pdu::new(smpp_proxy::pdu::Body::EnquireLink))
+        .await
+        .unwrap();
+    assert_eq!(tx.recv(T).await.unwrap().command_id(), CommandId::ENQUIRE_LINK_RESP);
+    assert!(a.context().sessions.iter().all(|s| s.is_bound()));
+    // MO from the SMSC, one to each of the four upstream sessions in turn: node a (the client
+    // is not bound there) cannot take them into custody, so it refuses them for now
+    // (ESME_RX_T_APPN) and the SMSC keeps them and retries. Node b may hand them straight to
+    // the client bound there.
+    let stats = sims[0].stats();
+    let refused = stats.redelivered.load(std::sync::atomic::Ordering::Relaxed);
+    let mo: Vec<String> = (0..4).map(|n| format!("mo {n} while down")).collect();
+    for text in &mo {
+        assert!(sims[0].send_mo(None, "447700900999", "4477", text.as_bytes()));
+    }
+    assert!(
+        wait_until(T, || stats.redelivered.load(std::sync::atomic::Ordering::Relaxed)
+            > refused)
+        .await,
+        "the SMSC was asked to send it again"
+    );
+    assert_eq!(
+        CommandStatus(stats.last_refusal.load(std::sync::atomic::Ordering::Relaxed)),
+        CommandStatus::ESME_RX_T_APPN
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart();
+    assert!(
+        wait_until(T, || a.context().store.available() && b.context().store.available()).await,
+        "back by itself"
+    );
+    ok.extend(submit(&mut tx, 500, 20, |_| {}).await);
+    assert_eq!(ok.len(), 1_000);
+    let mut want: HashSet<String> = ok.into_iter().collect();
+    want.extend(mo);
+    let (lost, duplicates) = settle(&want, &seen).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.await;
+    assert!(lost.is_empty(), "lost: {:?}", &lost[..lost.len().min(5)]);
+    assert_eq!(duplicates, 0, "every MO and receipt came once");
+    let metrics = a.snapshot();
+    assert!(metrics.cluster.is_none(), "the snapshot without the store's view");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -293,8 +293,13 @@ impl Account {
                     CommandStatus::ESME_RX_T_APPN
                 }
                 Err(e) => {
-                    // Not in custody: the SMSC keeps it and tries again.
-                    warn!(client = %self.config.system_id, error = %e, "receipt not stored: SMSC asked to retry");
+                    // Not in custody: the SMSC keeps it and tries again. A store known to be
+                    // down was logged once when it went.
+                    if matches!(e, StoreError::Down) {
+                        debug!(client = %self.config.system_id, "store down: receipt left with the SMSC");
+                    } else {
+                        warn!(client = %self.config.system_id, error = %e, "receipt not stored: SMSC asked to retry");
+                    }
                     CommandStatus::ESME_RX_T_APPN
                 }
             };

@@ -191,15 +191,19 @@ impl Cluster {
                 _ = beat.tick() => {}
                 _ = stop.cancelled() => return,
             }
+            // The heartbeat is the store's pulse too: a store gone is noticed within a beat,
+            // and new submits are refused from then on rather than after a write times out.
             match self.claim().await {
                 Ok(Some(holder)) if !taken => {
+                    self.store.health().up();
                     taken = true;
                     error!(node = %self.node, holder = %holder, "another run holds this node's id: two nodes with one node_id hand out the same message ids");
                 }
-                Ok(None) => taken = false,
-                Ok(Some(_)) => {}
-                // The store's health logs it.
-                Err(_) => {}
+                Ok(holder) => {
+                    self.store.health().up();
+                    taken = holder.is_some();
+                }
+                Err(e) => self.store.health().down(&e),
             }
         }
     }

@@ -15,6 +15,9 @@ pub struct RedisConfig {
     pub url: String,
     /// The password, from `password_file` (it replaces one in the URL).
     pub password: Option<String>,
+    /// The certificate authority (PEM) a `rediss://` server's certificate must come from,
+    /// from `tls_ca_file` (without it: the system's).
+    pub tls_ca: Option<Vec<u8>>,
     /// Put before every key, so that several proxies (or other tenants) can share a Redis.
     pub key_prefix: String,
     /// A Redis Cluster: `url` is one of its nodes, the others are found from it.
@@ -26,6 +29,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redacted(&self.url))
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls_ca", &self.tls_ca.as_ref().map(|c| c.len()))
             .field("key_prefix", &self.key_prefix)
             .field("cluster", &self.cluster)
             .finish()
@@ -84,6 +88,7 @@ pub(super) fn cluster(
         for (key, set) in [
             ("store.url", store.url.is_some()),
             ("store.password_file", store.password_file.is_some()),
+            ("store.tls_ca_file", store.tls_ca_file.is_some()),
             ("store.redis_cluster", store.redis_cluster),
             ("cluster", cluster.is_some()),
         ] {
@@ -133,9 +138,22 @@ pub(super) fn cluster(
                 None
             }
         });
+    let tls_ca = store.tls_ca_file.as_ref().and_then(|path| {
+        if !url.starts_with("rediss://") {
+            p.add("store.tls_ca_file", "only with a rediss:// url");
+        }
+        match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                p.add("store.tls_ca_file", format!("{}: {e}", path.display()));
+                None
+            }
+        }
+    });
     let redis = RedisConfig {
         url,
         password,
+        tls_ca,
         key_prefix: store.key_prefix.clone(),
         cluster: store.redis_cluster,
     };
@@ -155,6 +173,7 @@ mod tests {
         let c = RedisConfig {
             url: "redis://:pw@h".into(),
             password: Some("pw".into()),
+            tls_ca: None,
             key_prefix: "p:".into(),
             cluster: false,
         };

@@ -68,6 +68,8 @@ pub(super) struct RawStore {
     pub(super) url: Option<String>,
     #[serde(default)]
     pub(super) password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) tls_ca_file: Option<PathBuf>,
     #[serde(default = "default_key_prefix")]
     pub(super) key_prefix: String,
     #[serde(default)]
@@ -81,6 +83,7 @@ impl Default for RawStore {
             backend: StoreBackend::default(),
             url: None,
             password_file: None,
+            tls_ca_file: None,
             key_prefix: default_key_prefix(),
             redis_cluster: false,
         }
@@ -471,7 +474,15 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("listen", &["smpp", "admin"]),
     (
         "store",
-        &["path", "backend", "url", "password_file", "key_prefix", "redis_cluster"],
+        &[
+            "path",
+            "backend",
+            "url",
+            "password_file",
+            "tls_ca_file",
+            "key_prefix",
+            "redis_cluster",
+        ],
     ),
     (
         "cluster",

@@ -179,8 +179,13 @@ impl Context {
             Ok(None) if receipt.id().is_some() => self.hold_early(upstream, receipt, pdu, ack),
             Ok(None) => self.unmatched(upstream, pdu, Some(ack)),
             Err(e) => {
-                // Not matched, not lost: the SMSC keeps it and sends it again.
-                warn!(upstream = %upstream.name, error = %e, "store lookup failed: SMSC asked to retry");
+                // Not matched, not lost: the SMSC keeps it and sends it again. A store known
+                // to be down was logged once when it went.
+                if matches!(e, StoreError::Down) {
+                    debug!(upstream = %upstream.name, "store down: receipt left with the SMSC");
+                } else {
+                    warn!(upstream = %upstream.name, error = %e, "store lookup failed: SMSC asked to retry");
+                }
                 ack.send(CommandStatus::ESME_RX_T_APPN);
             }
         }

@@ -11,7 +11,7 @@ mod session;
 use crate::session::{SharedBucket, TokenBucket};
 use dashmap::DashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -124,6 +124,8 @@ pub struct SimStats {
     pub unbinds_answered: AtomicU64,
     /// Receipts and MO sent again: unanswered when a session closed, or refused for now.
     pub redelivered: AtomicU64,
+    /// The status of the last receipt or MO refused for now (0: none yet).
+    pub last_refusal: AtomicU32,
     /// Receipts sent.
     pub receipts: AtomicU64,
     /// MO sent.

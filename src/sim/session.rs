@@ -248,6 +248,7 @@ impl SimSession {
                     if !status.is_ok() && !permanent {
                         // Temporary refusal: try again a little later.
                         self.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                        self.shared.stats.last_refusal.store(status.0, Ordering::Relaxed);
                         self.shared
                             .spool(self.system_id.clone(), sent, std::time::Duration::from_millis(500));
                     }

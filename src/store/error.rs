@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The shared store (Redis) failed or could not be reached in time.
     #[error("shared store: {0}")]
     Redis(Arc<redis::RedisError>),
+    /// The shared store is known to be unreachable (since the last failed command or
+    /// heartbeat): a new operation that can be refused is refused now, not held.
+    #[error("shared store unreachable")]
+    Down,
     /// The shared store answered something this version does not understand.
     #[error("shared store: unexpected answer to {0}")]
     Unexpected(&'static str),

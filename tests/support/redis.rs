@@ -15,6 +15,8 @@ pub struct Redis {
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     cluster: bool,
+    /// Extra arguments (TLS, a password).
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -46,9 +48,108 @@ impl Redis {
             dir,
             _tmp: Some(tmp),
             cluster: false,
+            extra: Vec::new(),
         };
         r.spawn();
         r
+    }
+
+    /// A standalone server that speaks TLS only (with a certificate for 127.0.0.1 from a CA of
+    /// its own, `ca.pem` in `dir()`) and wants `password`.
+    pub fn start_tls(password: &str) -> Redis {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let port = free_port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir,
+            _tmp: Some(tmp),
+            cluster: false,
+            extra: [
+                "--tls-port",
+                &port.to_string(),
+                "--port",
+                "0",
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.pem",
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                password,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        };
+        r.spawn();
+        r
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// A server of a Redis Cluster, in `dir`.
@@ -59,6 +160,7 @@ impl Redis {
             dir: dir.to_owned(),
             _tmp: None,
             cluster: true,
+            extra: Vec::new(),
         };
         r.spawn();
         r
@@ -66,9 +168,8 @@ impl Redis {
 
     fn spawn(&mut self) {
         let port = self.port.to_string();
+        let tls = !self.extra.is_empty();
         let mut args = vec![
-            "--port",
-            &port,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -80,6 +181,10 @@ impl Redis {
             "--protected-mode",
             "no",
         ];
+        if !tls {
+            args.extend(["--port", &port]);
+        }
+        args.extend(self.extra.iter().map(String::as_str));
         let conf = format!("nodes-{port}.conf");
         let aof = format!("aof-{port}");
         args.extend(["--appenddirname", &aof]);
@@ -95,7 +200,12 @@ impl Redis {
             .expect("redis-server (scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !ask(self.port, "PING").is_ok_and(|a| a.starts_with("+PONG")) {
+        // A TLS server is up when its port takes connections.
+        let up = |port| match tls {
+            true => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            false => ask(port, "PING").is_ok_and(|a| a.starts_with("+PONG")),
+        };
+        while !up(self.port) {
             assert!(Instant::now() < deadline, "redis-server on {} did not start", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }

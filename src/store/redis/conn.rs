@@ -7,7 +7,7 @@ use crate::config::{redacted, RedisConfig};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value};
 use std::time::Duration;
 
 /// How long a command may take before it counts as failed (and the batch is tried again).
@@ -39,15 +39,29 @@ fn tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Connects as `config` says. The connection is made before this returns, so that a wrong
-/// address or password is reported at start.
-pub async fn connect(config: &RedisConfig) -> RedisResult<Conn> {
+/// Where and how to connect: the URL, with the password of `password_file` in it.
+fn info(config: &RedisConfig) -> RedisResult<ConnectionInfo> {
     tls_provider();
     let mut info = config.url.as_str().into_connection_info()?;
     if let Some(password) = &config.password {
         let settings = info.redis_settings().clone().set_password(password);
         info = info.set_redis_settings(settings);
     }
+    Ok(info)
+}
+
+/// The certificate authority of `tls_ca_file`, for a `rediss://` server.
+fn certificates(config: &RedisConfig) -> Option<TlsCertificates> {
+    config.tls_ca.as_ref().map(|ca| TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.clone()),
+    })
+}
+
+/// Connects as `config` says. The connection is made before this returns, so that a wrong
+/// address or password is reported at start.
+pub async fn connect(config: &RedisConfig) -> RedisResult<Conn> {
+    let info = info(config)?;
     if config.cluster {
         let mut builder = ClusterClientBuilder::new(vec![info.clone()])
             .connection_timeout(CONNECT_TIMEOUT)
@@ -58,27 +72,29 @@ pub async fn connect(config: &RedisConfig) -> RedisResult<Conn> {
         if let Some(user) = info.redis_settings().username() {
             builder = builder.username(user);
         }
+        if let Some(certs) = certificates(config) {
+            builder = builder.certs(certs);
+        }
         let client = builder.build()?;
         return Ok(Conn::Cluster(client.get_async_connection().await?));
     }
-    let client = redis::Client::open(info)?;
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_max_delay(Duration::from_secs(2));
-    Ok(Conn::Single(ConnectionManager::new_with_config(client, manager).await?))
+    Ok(Conn::Single(
+        ConnectionManager::new_with_config(client(config)?, manager).await?,
+    ))
 }
 
 /// A client for what cannot share the multiplexed connection (a subscription), to the server
 /// `config` names (in a cluster, that node: what is published reaches every node).
 pub fn client(config: &RedisConfig) -> RedisResult<redis::Client> {
-    tls_provider();
-    let mut info = config.url.as_str().into_connection_info()?;
-    if let Some(password) = &config.password {
-        let settings = info.redis_settings().clone().set_password(password);
-        info = info.set_redis_settings(settings);
+    let info = info(config)?;
+    match certificates(config) {
+        Some(certs) => redis::Client::build_with_tls(info, certs),
+        None => redis::Client::open(info),
     }
-    redis::Client::open(info)
 }
 
 /// `config`'s address, for logs (no password).

@@ -14,8 +14,10 @@
 //!
 //! Durability is Redis's: with AOF and `appendfsync always` an acknowledged write survives a
 //! Redis restart; with `everysec`, up to a second of them may not. When Redis cannot be
-//! reached the store says so ([`Store::available`]): a write keeps being tried until
-//! `store_timeout`, then fails, and nothing is acknowledged without it.
+//! reached the store says so ([`Store::available`]): a write already sent keeps being tried
+//! until `store_timeout`, then fails, and nothing is acknowledged without it; while the store
+//! is known down, a receipt's lookup or an outbox write fails at once ([`StoreError::Down`]),
+//! so the SMSC is told to try again later instead of waiting.
 
 mod batch;
 pub mod conn;
@@ -225,11 +227,18 @@ impl Store for RedisStore {
         if let Some(c) = self.recent.get(&keys) {
             return Found::done(Ok(Some(c)));
         }
+        if !self.health.is_up() {
+            // The SMSC is told to send the receipt again later, not kept waiting.
+            return Found::done(Err(StoreError::Down));
+        }
         let (ticket, reply) = Found::channel();
         self.submit(Op::Find { keys, reply }, ticket)
     }
 
     fn find_by_client(&self, client: &str, client_id: &str) -> Found {
+        if !self.health.is_up() {
+            return Found::done(Err(StoreError::Down));
+        }
         let (ticket, reply) = Found::channel();
         let (mut conn, cid) = (self.conn.clone(), self.keys.client_id(client, client_id));
         tokio::spawn(async move {
@@ -259,6 +268,11 @@ impl Store for RedisStore {
     }
 
     fn outbox_push(&self, client: &str, pdu: &[u8], dedup: Option<&str>) -> Ticket<Pushed> {
+        if !self.health.is_up() {
+            // Not in custody: the SMSC keeps it and sends it again later (ESME_RX_T_APPN),
+            // instead of waiting `store_timeout` for an answer.
+            return Ticket::done(Err(StoreError::Down));
+        }
         let name = dedup.map_or_else(|| self.fresh_name(), str::to_owned);
         let (ticket, reply) = Ticket::channel();
         let op = Op::Push {

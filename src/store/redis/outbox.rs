@@ -80,33 +80,22 @@ impl RedisStore2 {
     }
 
     async fn read(&mut self, outbox: &str, count: usize, from: &str) -> Result<Vec<StreamId>, StoreError> {
-        let read: Result<Option<StreamReadReply>, redis::RedisError> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(GROUP)
             .arg(&*self.node)
             .arg("COUNT")
             .arg(count)
             .arg("STREAMS")
             .arg(outbox)
-            .arg(from)
-            .query_async(&mut self.conn)
-            .await;
+            .arg(from);
+        let read: Result<Option<StreamReadReply>, redis::RedisError> = cmd.query_async(&mut self.conn).await;
         let reply = match read {
             Ok(reply) => reply,
             // The group is gone (a Redis that lost its data): make it and read again.
             Err(e) if e.code() == Some("NOGROUP") => {
                 self.group(outbox).await?;
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&*self.node)
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("STREAMS")
-                    .arg(outbox)
-                    .arg(from)
-                    .query_async(&mut self.conn)
-                    .await?
+                cmd.query_async(&mut self.conn).await?
             }
             Err(e) => return Err(e.into()),
         };
