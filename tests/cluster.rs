@@ -3,10 +3,11 @@
 
 mod support;
 
-use smpp_proxy::esme::Esme;
-use smpp_proxy::pdu::CommandId;
+use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::pdu::{CommandId, CommandStatus};
 use smpp_proxy::sim::SimConfig;
 use std::collections::HashSet;
+use std::time::Duration;
 use support::redis::{Redis, RedisCluster};
 use support::*;
 
@@ -125,6 +126,30 @@ async fn a_node_joining_later_takes_clients_and_receipts_and_a_taken_node_id_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_id_another_run_took_stands_down_until_it_is_its_own_again() {
+    let redis = Redis::start();
+    let sims = start_sims_without_receipts(1).await;
+    let a = start_proxy(&on_redis(&proxy_toml(&sims, "", SHOP, ""), &redis.url(), false, "a")).await;
+    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let submit = async |tx: &mut Esme| {
+        tx.send(submit_sm("4477", "447700900123", b"hi", false)).await.unwrap();
+        tx.recv(T).await.unwrap().command_status
+    };
+    assert_eq!(submit(&mut tx).await, CommandStatus::ESME_ROK);
+    // As if its heartbeat had lapsed and another run with its id had joined meanwhile.
+    support::redis::ask(redis.port, "SET smpp-proxy:node:a another-run").unwrap();
+    assert!(wait_until(T, || !a.context().store.available()).await, "stood down");
+    assert_eq!(submit(&mut tx).await, CommandStatus::ESME_RTHROTTLED);
+    // That run gone: the id is this node's again, and so is the work.
+    support::redis::ask(redis.port, "DEL smpp-proxy:node:a").unwrap();
+    assert!(wait_until(T, || a.context().store.available()).await, "serving again");
+    assert_eq!(submit(&mut tx).await, CommandStatus::ESME_ROK);
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_binds_holds_across_nodes() {
     let redis = Redis::start();
     let sims = start_sims_without_receipts(1).await;
@@ -144,10 +169,19 @@ async fn max_binds_holds_across_nodes() {
         wait_until(T, || client(&a, "shop").binds == 0).await,
         "the first bind went"
     );
+    let again = bind(b.local_addr()).await;
+    assert!(again.is_ok(), "its place is free again, on another node");
+    // Counts lost in Redis (say, taken for a dead node's while Redis was away) come back from
+    // the nodes' own at their next upkeep, and hold again.
+    support::redis::ask(redis.port, "DEL smpp-proxy:binds:{c/shop} smpp-proxy:rx:{c/shop}").unwrap();
+    let count = |key: &str| support::redis::ask(redis.port, &format!("HGET smpp-proxy:{key}:{{c/shop}} b")).unwrap();
     assert!(
-        bind(b.local_addr()).await.is_ok(),
-        "its place is free again, on another node"
+        wait_until(T, || count("binds").contains("$1\r\n2")).await,
+        "{}",
+        count("binds")
     );
+    assert!(count("rx").contains("$1\r\n2"), "{}", count("rx"));
+    assert!(bind(a.local_addr()).await.is_err(), "max_binds holds again");
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -286,6 +320,52 @@ async fn mo_reaches_its_client_on_another_node() {
         }
     }
     assert!(a.snapshot().counters.mo_routed > 0, "some came in on node a");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_holds_stays_its_own_until_its_client_leaves_then_goes_to_another() {
+    let redis = Redis::start();
+    let sims = start_sims(1, SimConfig::default()).await;
+    let shop = format!("{SHOP}deliver_window = 10\n");
+    let base = proxy_toml(&sims, "", &shop, "");
+    let node = |id: &str| on_redis(&base, &redis.url(), false, id) + "claim_idle = \"1s\"\n";
+    let a = start_proxy(&node("a")).await;
+    let b = start_proxy(&node("b")).await;
+    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
+        .await
+        .unwrap();
+    let ids: HashSet<String> = submit_all(&mut tx, 50, 10).await.into_iter().collect();
+    // Every receipt in the shared outbox before anyone reads.
+    let depth = || support::redis::ask(redis.port, "XLEN smpp-proxy:out:{c/shop}").unwrap();
+    assert!(wait_until(T, || depth().trim() == ":50").await, "{}", depth());
+    // The client's first receiver, on a, reads and never answers: a holds what it handed it.
+    let mut silent = Esme::bind(a.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let mut held = HashSet::new();
+    while held.len() < 10 {
+        let pdu = silent.recv(T).await.unwrap();
+        if pdu.command_id() == CommandId::DELIVER_SM {
+            held.insert(receipt_id(&pdu));
+        }
+    }
+    // A receiver on b that answers gets the rest, and nothing a holds, though a holds it for
+    // three times claim_idle.
+    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
+        .await
+        .unwrap();
+    let rest = receipts(&mut rx, 40).await;
+    assert!(rest.is_disjoint(&held));
+    match rx.recv(Duration::from_secs(3)).await {
+        Err(smpp_proxy::esme::EsmeError::NoResponse(_)) => {}
+        other => panic!("b was handed something a holds: {other:?}"),
+    }
+    // The silent receiver goes: what a held comes to b, each once.
+    drop(silent);
+    assert_eq!(receipts(&mut rx, 10).await, held);
+    assert_eq!(rest.union(&held).cloned().collect::<HashSet<_>>(), ids);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -344,3 +344,36 @@ async fn redis_down_for_a_while_refuses_new_submits_keeps_every_session_and_reco
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_held_for_its_submit_goes_back_to_the_smsc_when_redis_is_down() {
+    use smpp_proxy::pdu::{tag, Body, DeliverSm, Pdu, Tlvs};
+    let mut redis = Redis::start();
+    let sims = start_sims(1, SimConfig::default()).await;
+    let base = format!("early_receipt_wait = \"2s\"\n{}", proxy_toml(&sims, "", SHOP, ""));
+    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
+    // A receipt for a message no node has recorded yet: held, waiting for its submit.
+    let text = b"id:not-yet sub:001 dlvrd:001 submit date:2401311200 done date:2401311201 stat:DELIVRD err:000";
+    let receipt = Pdu::new(Body::DeliverSm(DeliverSm {
+        esm_class: 0x04,
+        ..DeliverSm::text("1", "2", text)
+    }))
+    .with_tlvs(Tlvs::from_pairs([(tag::receipted_message_id, &b"not-yet\0"[..])]));
+    assert!(sims[0].send_pdu(Some("proxy"), receipt));
+    assert!(wait_until(T, || a.context().early.holding()).await);
+    // Redis goes before its wait is over: nobody can say whether the submit was recorded
+    // meanwhile, so it is not given up as unmatched but left with the SMSC.
+    redis.kill();
+    let stats = sims[0].stats();
+    assert!(
+        wait_until(T, || stats.redelivered.load(std::sync::atomic::Ordering::Relaxed) > 0).await,
+        "the SMSC was asked to send it again"
+    );
+    assert_eq!(
+        CommandStatus(stats.last_refusal.load(std::sync::atomic::Ordering::Relaxed)),
+        CommandStatus::ESME_RX_T_APPN
+    );
+    assert_eq!(a.snapshot().counters.receipts_unmatched, 0);
+    redis.restart();
+    a.shutdown().await;
+}

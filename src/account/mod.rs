@@ -29,7 +29,7 @@ use crate::pdu::{CommandStatus, Pdu};
 use crate::session::{SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use shared::Fetcher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +51,8 @@ pub struct AccountHandle {
     pub tx: mpsc::Sender<AccountMsg>,
     /// Binds open now on this node (for `max_binds`).
     pub binds: Arc<AtomicU32>,
+    /// Those of them that can receive (receiver, transceiver).
+    pub receivers: Arc<AtomicU32>,
     /// Entries this node holds for it: waiting, in flight, being stored.
     pub outbox_len: Arc<AtomicU64>,
     /// Receipts/MO refused because the outbox was at `outbox_max` (the SMSC retries them).
@@ -65,8 +67,14 @@ pub struct AccountHandle {
 
 /// Who answers for an entry.
 enum Custody {
-    /// Not stored: the SMSC waits for the client's answer, and then the correlation goes.
-    Direct { ack: Option<DeliverAck>, forget: Forget },
+    /// Not stored: the SMSC waits for the client's answer, and then the correlation goes. If
+    /// the client does not take it, it is stored under its `dedup` name (so that a copy the
+    /// SMSC sent meanwhile to another node is not stored twice).
+    Direct {
+        ack: Option<DeliverAck>,
+        forget: Forget,
+        dedup: Option<String>,
+    },
     /// In the store under this id.
     Stored(OutboxId),
 }
@@ -123,7 +131,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
     let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let fetcher = store.shared().is_some().then(|| Fetcher::new(poll));
+    let fetcher = store.shared().map(|shared| Fetcher::new(poll, shared));
     let account = Account {
         config: config.clone(),
         store,
@@ -145,10 +153,20 @@ pub fn spawn(
         config,
         tx,
         binds: Arc::new(AtomicU32::new(0)),
+        receivers: Arc::new(AtomicU32::new(0)),
         outbox_len,
         refused_full,
         expired,
     }
+}
+
+/// The store ids of the entries held: waiting, and in flight on `binds`.
+fn stored_ids<'a>(waiting: &'a VecDeque<Entry>, binds: &'a [(u64, Bind)]) -> impl Iterator<Item = OutboxId> + 'a {
+    let inflight = binds.iter().flat_map(|(_, b)| b.inflight.values());
+    waiting.iter().chain(inflight).filter_map(|e| match e.custody {
+        Custody::Stored(id) => Some(id),
+        Custody::Direct { .. } => None,
+    })
 }
 
 /// The oldest store write's outcome; never, when none waits.
@@ -156,6 +174,16 @@ async fn oldest_stored(storing: &mut VecDeque<Storing>) -> Result<Pushed, StoreE
     match storing.front_mut() {
         Some(s) => (&mut s.ticket).await,
         None => std::future::pending().await,
+    }
+}
+
+impl AccountHandle {
+    /// Its binds on this node, as the cluster is told them.
+    pub fn here(&self) -> crate::cluster::Here {
+        crate::cluster::Here {
+            binds: self.binds.load(Ordering::Acquire),
+            receivers: self.receivers.load(Ordering::Acquire),
+        }
     }
 }
 
@@ -236,9 +264,18 @@ impl Account {
         self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
     }
 
-    /// Stored entries to deliver, in order.
+    /// Stored entries to deliver, in order. From a shared outbox, one this node holds already
+    /// (fetched again after a bind came back, or its own taken back after sitting long) is
+    /// not taken twice.
     fn take(&mut self, entries: Vec<OutboxEntry>) {
+        let mut held: HashSet<OutboxId> = match self.fetcher {
+            Some(_) => stored_ids(&self.waiting, &self.binds).collect(),
+            None => HashSet::new(),
+        };
         for OutboxEntry { id, stored_at, pdu } in entries {
+            if self.fetcher.is_some() && !held.insert(id) {
+                continue;
+            }
             match Pdu::parse(bytes::Bytes::from(pdu)) {
                 Ok(pdu) => self.waiting.push_back(Entry {
                     custody: Custody::Stored(id),
@@ -359,7 +396,7 @@ impl Account {
                 let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
                 if room && self.waiting.is_empty() {
                     self.waiting.push_back(Entry {
-                        custody: Custody::Direct { ack, forget },
+                        custody: Custody::Direct { ack, forget, dedup },
                         stored_at: unix_now(),
                         pdu,
                     });
@@ -413,7 +450,7 @@ impl Account {
         for entry in std::mem::take(&mut self.waiting) {
             match entry.custody {
                 // The client may be gone for long: now it needs custody.
-                Custody::Direct { ack, forget } => self.store_entry(entry.pdu, ack, forget, None),
+                Custody::Direct { ack, forget, dedup } => self.store_entry(entry.pdu, ack, forget, dedup.as_deref()),
                 Custody::Stored(_) if self.fetcher.is_some() => {}
                 Custody::Stored(_) => self.waiting.push_back(entry),
             }
@@ -442,13 +479,13 @@ impl Account {
         } = entry;
         match (custody, status.is_ok() || permanent) {
             // Handed over directly: the client's answer is the SMSC's answer.
-            (Custody::Direct { ack, forget }, true) => {
+            (Custody::Direct { ack, forget, .. }, true) => {
                 if let Some(ack) = ack {
                     ack.send(status);
                 }
                 self.forget(forget);
             }
-            (Custody::Direct { ack, forget }, false) => self.store_entry(pdu, ack, forget, None),
+            (Custody::Direct { ack, forget, dedup }, false) => self.store_entry(pdu, ack, forget, dedup.as_deref()),
             // Not waited for: if the removal is lost in a crash, the entry is delivered again
             // after the restart (at least once, never lost).
             (Custody::Stored(id), true) => drop(self.store.outbox_remove(&self.config.system_id, id)),
@@ -512,7 +549,9 @@ impl Account {
         let room = self.room();
         if let Some(fetcher) = &mut self.fetcher {
             if !self.binds.is_empty() {
-                fetcher.fetch(&self.store, &self.config.system_id, room);
+                let (waiting, binds) = (&self.waiting, &self.binds);
+                let held = || stored_ids(waiting, binds).collect();
+                fetcher.fetch(&self.store, &self.config.system_id, room, held);
             }
         }
     }
@@ -528,6 +567,14 @@ impl Account {
             }
             shared::Fetched::Entries(entries) => self.take(entries),
             shared::Fetched::Trimmed(n) => self.count_expired(n),
+            shared::Fetched::Lost(ids) => {
+                // Another node has them now and delivers them; those already in flight here
+                // are past stopping.
+                let before = self.waiting.len();
+                self.waiting
+                    .retain(|e| !matches!(e.custody, Custody::Stored(id) if ids.contains(&id)));
+                warn!(client = %self.config.system_id, lost = ids.len(), dropped = before - self.waiting.len(), "entries held here were taken over by another node");
+            }
             shared::Fetched::Tick => {}
         }
     }

@@ -1,7 +1,9 @@
 //! Who is in the cluster: each node's heartbeat key (`node:ID`, value `RUN INFO`, TTL five
 //! beats), refreshed every beat by the run that holds it. A node starting with a `node_id`
 //! whose key another run holds waits out one TTL (the holder may have just died) and then
-//! refuses: two nodes with one id would hand out the same message ids.
+//! refuses: two nodes with one id would hand out the same message ids. A running node that
+//! finds its key held by another run (its own lapsed, and a node with its id joined) takes no
+//! new work until the key is its own again.
 
 use super::Cluster;
 use crate::config::{ClusterConfig, RedisConfig};
@@ -193,15 +195,22 @@ impl Cluster {
             }
             // The heartbeat is the store's pulse too: a store gone is noticed within a beat,
             // and new submits are refused from then on rather than after a write times out.
+            // A run that finds its id held by another (its heartbeat lapsed, and a node with
+            // the same node_id joined meanwhile) stands down: the two would hand out the same
+            // message ids. It takes no new submits or receipts until the id is its own again.
             match self.claim().await {
-                Ok(Some(holder)) if !taken => {
-                    self.store.health().up();
-                    taken = true;
-                    error!(node = %self.node, holder = %holder, "another run holds this node's id: two nodes with one node_id hand out the same message ids");
-                }
                 Ok(holder) => {
-                    self.store.health().up();
+                    let health = self.store.health();
+                    health.up();
+                    match (&holder, taken) {
+                        (Some(holder), false) => {
+                            error!(node = %self.node, holder = %holder, "another run holds this node's id: taking no new work")
+                        }
+                        (None, true) => info!(node = %self.node, "this node's id is its own again"),
+                        _ => {}
+                    }
                     taken = holder.is_some();
+                    health.fence(taken);
                 }
                 Err(e) => self.store.health().down(&e),
             }

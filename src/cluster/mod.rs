@@ -23,6 +23,7 @@ use crate::config::{ClusterConfig, RedisConfig};
 use crate::store::RedisStore;
 use std::sync::Arc;
 
+pub use binds::Here;
 pub use members::{ClusterStatus, JoinError, NodeStatus};
 
 /// This node's place in the cluster.

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 const BURST: f64 = 1.0 / 50.0;
 /// What a node holds at most: this share of a second.
 const HOLD: f64 = 1.0 / 100.0;
+/// How long a lease waits after the store failed to answer.
+const STORE_RETRY: Duration = Duration::from_millis(200);
 
 /// Takes up to ARGV[3] tokens from a bucket of ARGV[1] per second, ARGV[2] at most saved.
 /// KEYS: the bucket hash.
@@ -92,10 +94,13 @@ impl Cluster {
                 .arg(want)
                 .query_async::<redis::Value>(&mut self.store.conn().clone())
                 .await;
-            match granted.ok().as_ref().and_then(int) {
-                Some(n) if n > 0 => lease.deposit(n as u32),
-                // Empty (or the store is down): ask again when a token may be there.
-                _ => tokio::time::sleep(token_time).await,
+            match granted.as_ref().map(int) {
+                Ok(Some(n)) if n > 0 => lease.deposit(n as u32),
+                // Empty: ask again when a token may be there.
+                Ok(_) => tokio::time::sleep(token_time).await,
+                // The store is down (and new submits refused meanwhile): not a thousand
+                // tries a second.
+                Err(_) => tokio::time::sleep(STORE_RETRY.max(token_time)).await,
             }
         }
     }

@@ -150,6 +150,12 @@ pub(super) fn cluster(
             }
         }
     });
+    if store.key_prefix.contains(['{', '}']) {
+        p.add(
+            "store.key_prefix",
+            "no { or } (they would change the hash tags that keep a client's or an upstream's keys in one Redis Cluster slot)",
+        );
+    }
     let redis = RedisConfig {
         url,
         password,
@@ -209,10 +215,15 @@ mod tests {
 
         let bad = base.replace(
             "[listen]",
-            "[store]\nbackend = \"redis\"\nurl = \"http://h\"\npassword_file = \"/nonexistent/pw\"\n[cluster]\npoll = \"soon\"\n[listen]",
+            "[store]\nbackend = \"redis\"\nurl = \"http://h\"\npassword_file = \"/nonexistent/pw\"\nkey_prefix = \"{x}:\"\n[cluster]\npoll = \"soon\"\n[listen]",
         );
         let err = Config::from_toml(&bad).unwrap_err();
-        for key in ["store.url:", "store.password_file:", "cluster.poll:"] {
+        for key in [
+            "store.url:",
+            "store.password_file:",
+            "store.key_prefix:",
+            "cluster.poll:",
+        ] {
             assert!(err.0.iter().any(|l| l.starts_with(key)), "{key} in {err}");
         }
     }

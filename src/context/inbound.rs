@@ -103,6 +103,11 @@ pub struct EarlyReceipts {
 }
 
 impl EarlyReceipts {
+    /// Whether any receipt is held waiting for its correlation.
+    pub fn holding(&self) -> bool {
+        self.keys.load(Ordering::Acquire) > 0
+    }
+
     fn file(&self, early: &Arc<Early>) {
         for key in &early.keys {
             if self.by_key.insert(key.clone(), early.clone()).is_none() {
@@ -363,7 +368,8 @@ impl Context {
         }
     }
 
-    /// Treats receipts held longer than `wait` as unmatched.
+    /// Treats receipts held longer than `wait` as unmatched; while the store cannot be asked,
+    /// nobody can say, so they go back to the SMSC (ESME_RX_T_APPN) to be sent again.
     pub(crate) fn expire_early(&self, wait: Duration) {
         let expired: Vec<Arc<Early>> = self
             .early
@@ -372,10 +378,13 @@ impl Context {
             .filter(|e| e.at.elapsed() >= wait)
             .map(|e| e.value().clone())
             .collect();
+        let known = self.store.available();
         for early in expired {
             self.early.forget(&early);
-            if let Some((pdu, ack)) = early.take() {
-                self.unmatched(&early.upstream, pdu, Some(ack));
+            match early.take() {
+                Some((pdu, ack)) if known => self.unmatched(&early.upstream, pdu, Some(ack)),
+                Some((_, ack)) => ack.send(CommandStatus::ESME_RX_T_APPN),
+                None => {}
             }
         }
     }

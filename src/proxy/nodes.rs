@@ -1,11 +1,12 @@
 //! A node's part in its cluster, running beside its sessions until the upstreams stop: its
 //! heartbeat, the messages every node gets (a client's doorbell goes to its account here; a
 //! failback is carried out here too), and every few beats the upkeep of what the nodes share:
-//! binds of nodes gone are forgotten, each client's `tps` is re-split by where its binds are,
-//! and with `upstream_tps = "split"` each upstream's by the nodes alive.
+//! this node's bind counts written again, those of nodes gone forgotten, each client's `tps`
+//! re-split by where its binds are, and with `upstream_tps = "split"` each upstream's by the
+//! nodes alive.
 
 use crate::cluster::bus::Control;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Here};
 use crate::context::Context;
 use crate::messages::AccountMsg;
 use std::sync::Arc;
@@ -50,8 +51,11 @@ async fn upkeep(ctx: std::sync::Weak<Context>, cluster: Arc<Cluster>, stop: Canc
             _ = stop.cancelled() => return,
         }
         let Some(ctx) = ctx.upgrade() else { return };
-        let clients = ctx.client_ids();
-        let Ok(binds) = cluster.sweep_binds(&clients).await else {
+        let here: Vec<(String, Here)> = ctx.accounts.iter().map(|(c, a)| (c.clone(), a.here())).collect();
+        // Other nodes are judged by their heartbeats only once every live one has had time to
+        // beat since the store last came back.
+        let judge = cluster.store().health().steady(cluster.config().heartbeat_ttl());
+        let Ok(binds) = cluster.upkeep_binds(&here, judge).await else {
             // The store's health logs it; the next round tries again.
             continue;
         };

@@ -174,6 +174,11 @@ pub trait SharedOutbox: Send + Sync + std::fmt::Debug {
     fn trim(&self, client: &str, max_age: u64) -> Commit;
     /// Entries waiting for `client` across the cluster.
     fn depth(&self, client: &str) -> Ticket<u64>;
+    /// Tells the store this node still holds `ids` (so no other node takes them for sat on);
+    /// the ticket gives those that are no longer this node's (another node took them over).
+    fn touch(&self, client: &str, ids: Vec<OutboxId>) -> Ticket<Vec<OutboxId>>;
+    /// How long an entry may sit untouched before another node takes it over.
+    fn claim_idle(&self) -> std::time::Duration;
 }
 
 /// [`Store::find_by_upstream`] for stores that look up one key at a time, at once.

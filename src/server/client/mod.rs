@@ -334,6 +334,7 @@ impl Client {
             return Ok(());
         };
         let system_id = String::from_utf8_lossy(b.system_id.as_bytes()).into_owned();
+        let receives = pdu.command_id() != CommandId::BIND_TRANSMITTER;
         let status = match self.ctx.accounts.get(&system_id) {
             None => CommandStatus::ESME_RINVSYSID,
             Some(a) if a.config.password.as_bytes() != b.password.as_bytes() => CommandStatus::ESME_RINVPASWD,
@@ -342,7 +343,19 @@ impl Client {
                 a.binds.fetch_sub(1, Ordering::AcqRel);
                 CommandStatus::ESME_RBINDFAIL
             }
-            Some(a) => self.cluster_bind(a).await,
+            Some(a) => {
+                if receives {
+                    a.receivers.fetch_add(1, Ordering::AcqRel);
+                }
+                let status = self.cluster_bind(a).await;
+                if !status.is_ok() {
+                    a.binds.fetch_sub(1, Ordering::AcqRel);
+                    if receives {
+                        a.receivers.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+                status
+            }
         };
         if !status.is_ok() {
             // Never the password: the system_id and why.
@@ -409,17 +422,18 @@ impl Client {
     }
 
     /// In a cluster, `max_binds` holds for all nodes: the bind is counted there too (this
-    /// node's count already has it). A store that does not answer leaves it to this node's.
+    /// node's counts already have it). A store that does not answer leaves it to this node's
+    /// limit; the next upkeep tells the cluster.
     async fn cluster_bind(&self, account: &AccountHandle) -> CommandStatus {
         let Some(cluster) = &self.ctx.cluster else {
             return CommandStatus::ESME_ROK;
         };
-        match cluster.bind(&account.config.system_id, account.config.max_binds).await {
+        match cluster
+            .bind(&account.config.system_id, account.config.max_binds, account.here())
+            .await
+        {
             Ok(true) => CommandStatus::ESME_ROK,
-            Ok(false) => {
-                account.binds.fetch_sub(1, Ordering::AcqRel);
-                CommandStatus::ESME_RBINDFAIL
-            }
+            Ok(false) => CommandStatus::ESME_RBINDFAIL,
             Err(e) => {
                 warn!(error = %e, "cluster binds not counted (store unreachable): this node's limit applies");
                 CommandStatus::ESME_ROK
@@ -432,9 +446,12 @@ impl Client {
     async fn leave(&mut self) {
         if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
             b.account.binds.fetch_sub(1, Ordering::AcqRel);
+            if b.mode.can_receive() {
+                b.account.receivers.fetch_sub(1, Ordering::AcqRel);
+            }
             if let Some(cluster) = &self.ctx.cluster {
-                if let Err(e) = cluster.unbind(&b.account.config.system_id).await {
-                    warn!(error = %e, "cluster unbind not counted (store unreachable)");
+                if let Err(e) = cluster.set_binds(&b.account.config.system_id, b.account.here()).await {
+                    warn!(error = %e, "cluster unbind not counted (store unreachable): the next upkeep tells it");
                 }
             }
             let _ = b.account.tx.send(AccountMsg::BindDown { bind_id: b.bind_id }).await;

@@ -6,10 +6,13 @@
 //! pipeline per slot. A batch that fails as a whole (the connection, a failover) is sent again
 //! until `store_timeout` has passed since it was first sent, then its operations fail; every
 //! operation is safe to send twice (outbox writes carry a marker that makes a second copy a
-//! no-op). A batch's own failures (a command refused) fail only the operations in it.
+//! no-op); outbox acknowledgements are sent until they go through. A command refused fails
+//! only its operations, unless the refusal says the server cannot take commands now
+//! (`LOADING`, `READONLY`, ...): then the whole batch is sent again.
 
 use super::conn::Conn;
 use super::keys::tag;
+use super::recent::Recent;
 use super::Health;
 use crate::store::record::decode;
 use crate::store::{Correlation, OutboxId, Pushed, Reply, StoreError};
@@ -62,6 +65,8 @@ pub(super) enum Op {
         cid: String,
         value: Vec<u8>,
         ttl: u64,
+        /// Kept beside Redis ([`Recent`]) once Redis has it.
+        correlation: Arc<Correlation>,
         reply: Reply<u64>,
     },
     /// The forms a receipt's ids may be filed under; the first one there.
@@ -104,6 +109,23 @@ impl Op {
     }
 }
 
+/// A refusal that says nothing about the command but that the server cannot take commands
+/// now (loading its data, a replica, a primary without its replicas, a script running, a
+/// cluster resharding or down): the whole batch is sent again, as for a lost connection.
+fn transient(v: &Value) -> Option<StoreError> {
+    match v {
+        Value::ServerError(e)
+            if matches!(
+                e.code(),
+                "LOADING" | "READONLY" | "MASTERDOWN" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN"
+            ) =>
+        {
+            Some(redis::RedisError::from(e.clone()).into())
+        }
+        _ => None,
+    }
+}
+
 fn server_error(v: &Value) -> Option<StoreError> {
     match v {
         Value::ServerError(e) => Some(redis::RedisError::from(e.clone()).into()),
@@ -114,7 +136,13 @@ fn server_error(v: &Value) -> Option<StoreError> {
 /// Serves `rx` until every sender is gone: up to `IN_FLIGHT` batches out at once (their
 /// commands go out in order on one connection, so Redis applies them in order), each taking
 /// what queued up since the last one went.
-pub(super) async fn run(conn: Conn, mut rx: mpsc::UnboundedReceiver<Op>, health: Arc<Health>, timeout: Duration) {
+pub(super) async fn run(
+    conn: Conn,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    health: Arc<Health>,
+    recent: Arc<Recent>,
+    timeout: Duration,
+) {
     let mut out = futures_util::stream::FuturesUnordered::new();
     let mut open = true;
     while open || !out.is_empty() {
@@ -132,7 +160,7 @@ pub(super) async fn run(conn: Conn, mut rx: mpsc::UnboundedReceiver<Op>, health:
                         Err(_) => break,
                     }
                 }
-                out.push(complete(conn.clone(), batch, health.clone(), timeout));
+                out.push(complete(conn.clone(), batch, health.clone(), recent.clone(), timeout));
             }
             Some(()) = futures_util::StreamExt::next(&mut out), if !out.is_empty() => {}
         }
@@ -140,24 +168,45 @@ pub(super) async fn run(conn: Conn, mut rx: mpsc::UnboundedReceiver<Op>, health:
 }
 
 /// Sends `batch` until it goes through or `timeout` has passed, and answers its operations.
-async fn complete(conn: Conn, batch: Vec<Op>, health: Arc<Health>, timeout: Duration) {
-    let since = Instant::now();
+/// Outbox acknowledgements are not given up on: the client has its entry, and an entry left
+/// pending would be delivered again; they go on being sent, on a task of their own (so they do
+/// not hold a place of the batches in flight), until the store answers.
+async fn complete(conn: Conn, batch: Vec<Op>, health: Arc<Health>, recent: Arc<Recent>, timeout: Duration) {
+    let deadline = Some(Instant::now() + timeout);
+    let Err((batch, e)) = send_until(&conn, batch, &health, &recent, deadline).await else {
+        return;
+    };
+    let (acks, others): (Vec<Op>, Vec<Op>) = batch.into_iter().partition(|op| matches!(op, Op::Ack { .. }));
+    for op in others {
+        op.fail(e.clone());
+    }
+    if !acks.is_empty() {
+        tokio::spawn(async move { send_until(&conn, acks, &health, &recent, None).await });
+    }
+}
+
+/// Sends `batch` until it goes through (and answers its operations) or `deadline` would pass
+/// before the next try (and gives it back, with the last error).
+async fn send_until(
+    conn: &Conn,
+    batch: Vec<Op>,
+    health: &Health,
+    recent: &Recent,
+    deadline: Option<Instant>,
+) -> Result<(), (Vec<Op>, StoreError)> {
     let mut wait = RETRY_FIRST;
     let plan = Plan::of(&batch, conn.is_cluster());
     loop {
-        match plan.send(&conn).await {
+        match plan.send(conn).await {
             Ok(replies) => {
                 health.up();
-                plan.answer(batch, replies);
-                return;
+                plan.answer(batch, replies, recent);
+                return Ok(());
             }
             Err(e) => {
                 health.down(&e);
-                if since.elapsed() + wait >= timeout {
-                    for op in batch {
-                        op.fail(e.clone());
-                    }
-                    return;
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    return Err((batch, e));
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
@@ -353,13 +402,17 @@ impl Plan {
         });
         let mut replies = Vec::with_capacity(self.pipes.len());
         for reply in futures_util::future::join_all(sent).await {
-            replies.push(reply?);
+            let reply = reply?;
+            if let Some(e) = reply.iter().find_map(transient) {
+                return Err(e);
+            }
+            replies.push(reply);
         }
         Ok(replies)
     }
 
     /// Answers each operation from its parts of the replies.
-    fn answer(&self, batch: Vec<Op>, replies: Vec<Vec<Value>>) {
+    fn answer(&self, batch: Vec<Op>, replies: Vec<Vec<Value>>, recent: &Recent) {
         let reply = |pipe: usize, cmd: usize| replies.get(pipe).and_then(|r| r.get(cmd)).unwrap_or(&Value::Nil);
         for (op, parts) in batch.into_iter().zip(&self.parts) {
             let failed = parts.iter().find_map(|part| match *part {
@@ -372,7 +425,18 @@ impl Plan {
                 continue;
             }
             match op {
-                Op::Record { reply, .. } | Op::Remove { reply, .. } | Op::Ack { reply, .. } => {
+                Op::Record {
+                    corr,
+                    correlation,
+                    reply,
+                    ..
+                } => {
+                    // Only now: a receipt matched here before Redis has the correlation could
+                    // reach the client before its submit_sm_resp, or for a submit that failed.
+                    recent.put(&corr, &correlation);
+                    let _ = reply.send(Ok(0));
+                }
+                Op::Remove { reply, .. } | Op::Ack { reply, .. } => {
                     let _ = reply.send(Ok(0));
                 }
                 Op::Find { reply: answer, .. } => {

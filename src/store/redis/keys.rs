@@ -58,6 +58,11 @@ impl Keys {
         format!("{}binds:{{c/{client}}}", self.prefix)
     }
 
+    /// A client's receiver-capable binds per node (which nodes can deliver its outbox).
+    pub fn receivers(&self, client: &str) -> String {
+        format!("{}rx:{{c/{client}}}", self.prefix)
+    }
+
     /// An upstream's shared token bucket.
     pub fn bucket(&self, upstream: &str) -> String {
         format!("{}tb:{{u/{upstream}}}", self.prefix)
@@ -101,6 +106,7 @@ mod tests {
         let k = Keys::new("p:");
         assert_eq!(tag(&k.outbox("shop")), tag(&k.seen("shop", "a:1:DELIVRD")));
         assert_eq!(tag(&k.outbox("shop")), tag(&k.binds("shop")));
+        assert_eq!(tag(&k.binds("shop")), tag(&k.receivers("shop")));
         assert_eq!(tag(&k.corr("smsc-a", "1f")), tag(&k.corr("smsc-a", "20")));
         assert_ne!(tag(&k.corr("smsc-a", "1f")), tag(&k.outbox("smsc-a")));
         assert_eq!(k.corr("smsc-a", "1f"), "p:corr:{u/smsc-a}:1f");

@@ -35,7 +35,7 @@ use keys::Keys;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -48,6 +48,11 @@ pub struct Health {
     up: AtomicBool,
     /// Times it went from answering to not, or back.
     changes: AtomicU64,
+    /// When it last came back (ms after `born`).
+    since: AtomicU64,
+    born: Instant,
+    /// Another run holds this node's id: this one takes no new work.
+    fenced: AtomicBool,
 }
 
 impl Health {
@@ -55,12 +60,17 @@ impl Health {
         Health {
             up: AtomicBool::new(true),
             changes: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            born: Instant::now(),
+            fenced: AtomicBool::new(false),
         }
     }
 
     /// An operation worked.
     pub fn up(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {
+            let ms = self.born.elapsed().as_millis() as u64;
+            self.since.store(ms, Ordering::Release);
             self.changes.fetch_add(1, Ordering::Relaxed);
             info!("shared store reachable again");
         }
@@ -77,6 +87,24 @@ impl Health {
     /// Answering now.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// Answering, without a break, for at least `span`: long enough to judge other nodes by
+    /// their heartbeats (after a break every node's may have lapsed, and each beats again
+    /// within a heartbeat of its own return).
+    pub fn steady(&self, span: Duration) -> bool {
+        let since = Duration::from_millis(self.since.load(Ordering::Acquire));
+        self.is_up() && self.born.elapsed().saturating_sub(since) >= span
+    }
+
+    /// Another run holds this node's id (`true`), or no longer does.
+    pub fn fence(&self, fenced: bool) {
+        self.fenced.store(fenced, Ordering::Release);
+    }
+
+    /// Whether this node may take new work: the store answers and the node's id is its own.
+    pub fn serving(&self) -> bool {
+        self.is_up() && !self.fenced.load(Ordering::Acquire)
     }
 
     /// Times it went down or came back since start.
@@ -98,6 +126,8 @@ pub struct RedisStore {
     correlation_ttl: u64,
     dedup_ttl: u64,
     claim_idle: Duration,
+    /// A node's heartbeat TTL.
+    settle: Duration,
     bell: Arc<str>,
     /// `outbox_max` per client.
     caps: HashMap<String, usize>,
@@ -106,7 +136,7 @@ pub struct RedisStore {
     /// Clients whose outbox has this node's consumer group for sure.
     grouped: dashmap::DashSet<String>,
     /// Correlations this node recorded lately: receipts coming back here need no lookup.
-    recent: recent::Recent,
+    recent: Arc<recent::Recent>,
 }
 
 impl RedisStore {
@@ -123,7 +153,14 @@ impl RedisStore {
         let keys = Keys::new(&redis.key_prefix);
         let (ops, rx) = mpsc::unbounded_channel();
         let health = Arc::new(Health::new());
-        tokio::spawn(batch::run(conn.clone(), rx, health.clone(), cluster.store_timeout));
+        let recent = Arc::new(recent::Recent::new());
+        tokio::spawn(batch::run(
+            conn.clone(),
+            rx,
+            health.clone(),
+            recent.clone(),
+            cluster.store_timeout,
+        ));
         let store = Arc::new(RedisStore {
             bell: Arc::from(keys.bell()),
             keys,
@@ -133,12 +170,13 @@ impl RedisStore {
             correlation_ttl: correlation_ttl.as_secs().max(1),
             dedup_ttl: cluster.dedup_window.as_secs().max(1),
             claim_idle: cluster.claim_idle,
+            settle: cluster.heartbeat_ttl(),
             caps,
             ops,
             health,
             conn,
             grouped: dashmap::DashSet::new(),
-            recent: recent::Recent::new(),
+            recent,
         });
         tokio::spawn(probe(Arc::downgrade(&store)));
         info!(store = %conn::describe(redis), "shared store connected");
@@ -199,13 +237,13 @@ impl Store for RedisStore {
             .keys
             .corr(&c.upstream, &canonical(c.upstream_id.as_bytes(), id_match));
         let cid = self.keys.client_id(&c.client, &c.client_id);
-        self.recent.put(&corr, &c);
         let (ticket, reply) = Commit::channel();
         let op = Op::Record {
             corr,
             cid,
             value,
             ttl: self.correlation_ttl,
+            correlation: c,
             reply,
         };
         self.submit(op, ticket)
@@ -227,7 +265,7 @@ impl Store for RedisStore {
         if let Some(c) = self.recent.get(&keys) {
             return Found::done(Ok(Some(c)));
         }
-        if !self.health.is_up() {
+        if !self.health.serving() {
             // The SMSC is told to send the receipt again later, not kept waiting.
             return Found::done(Err(StoreError::Down));
         }
@@ -236,7 +274,7 @@ impl Store for RedisStore {
     }
 
     fn find_by_client(&self, client: &str, client_id: &str) -> Found {
-        if !self.health.is_up() {
+        if !self.health.serving() {
             return Found::done(Err(StoreError::Down));
         }
         let (ticket, reply) = Found::channel();
@@ -268,7 +306,7 @@ impl Store for RedisStore {
     }
 
     fn outbox_push(&self, client: &str, pdu: &[u8], dedup: Option<&str>) -> Ticket<Pushed> {
-        if !self.health.is_up() {
+        if !self.health.serving() {
             // Not in custody: the SMSC keeps it and sends it again later (ESME_RX_T_APPN),
             // instead of waiting `store_timeout` for an answer.
             return Ticket::done(Err(StoreError::Down));
@@ -312,6 +350,6 @@ impl Store for RedisStore {
     }
 
     fn available(&self) -> bool {
-        self.health.is_up()
+        self.health.serving()
     }
 }

@@ -45,6 +45,8 @@ impl RedisStore {
             keys: self.keys.clone(),
             node: self.node.clone(),
             claim_idle_ms: self.claim_idle.as_millis() as u64,
+            settle_ms: self.settle.as_millis() as u64,
+            judge: self.health.steady(self.settle),
         });
         tokio::spawn(async move {
             let _ = reply.send(fut.await);
@@ -59,6 +61,11 @@ pub(super) struct RedisStore2 {
     keys: super::Keys,
     node: std::sync::Arc<str>,
     claim_idle_ms: u64,
+    /// A node's heartbeat TTL: what another node fetched this recently is not taken from it
+    /// (its counts may not say yet that it has binds).
+    settle_ms: u64,
+    /// Other nodes may be judged by their heartbeats (see [`super::Health::steady`]).
+    judge: bool,
 }
 
 impl RedisStore2 {
@@ -133,7 +140,8 @@ impl RedisStore2 {
         Ok(out)
     }
 
-    /// Whether `node` can deliver: its heartbeat is there, and it has binds of `client`.
+    /// Whether `node` can deliver: its heartbeat is there, and it has receiver-capable binds
+    /// of `client`.
     async fn can_deliver(&mut self, client: &str, node: &str) -> Result<bool, StoreError> {
         let alive: bool = redis::cmd("EXISTS")
             .arg(self.keys.node(node))
@@ -143,13 +151,33 @@ impl RedisStore2 {
             return Ok(false);
         }
         let binds: Option<i64> = redis::cmd("HGET")
-            .arg(self.keys.binds(client))
+            .arg(self.keys.receivers(client))
             .arg(node)
             .query_async(&mut self.conn)
             .await?;
         Ok(binds.unwrap_or(0) > 0)
     }
 }
+
+/// Resets the idle time of the entries still this node's, and gives those that are not.
+/// KEYS: outbox. ARGV: group, node, ids.
+const TOUCH: &str = r"
+local lost = {}
+local claim = {KEYS[1], ARGV[1], ARGV[2], 0}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    table.insert(claim, ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+if #claim > 4 then
+  table.insert(claim, 'JUSTID')
+  redis.call('XCLAIM', unpack(claim))
+end
+return lost
+";
 
 impl SharedOutbox for RedisStore {
     fn fetch(&self, client: &str, count: usize, pending_after: Option<OutboxId>) -> Ticket<Vec<OutboxEntry>> {
@@ -173,7 +201,8 @@ impl SharedOutbox for RedisStore {
         let client = client.to_owned();
         self.spawn(move |mut s| async move {
             let mut taken = Vec::new();
-            // Entries of nodes that cannot deliver them (gone, or no bind of this client): now.
+            // Entries of nodes that cannot deliver them (gone, or no receiver of this client):
+            // now, unless the store has just come back (every heartbeat may have lapsed).
             let pending: StreamPendingReply = redis::cmd("XPENDING")
                 .arg(&outbox)
                 .arg(GROUP)
@@ -187,7 +216,12 @@ impl SharedOutbox for RedisStore {
                 return Ok(taken);
             };
             let me = s.node.clone();
-            for consumer in data.consumers.iter().filter(|c| *c.name != *me && c.pending > 0) {
+            let judge = s.judge;
+            let others = data
+                .consumers
+                .iter()
+                .filter(|c| judge && *c.name != *me && c.pending > 0);
+            for consumer in others {
                 if taken.len() >= count || s.can_deliver(&client, &consumer.name).await? {
                     continue;
                 }
@@ -208,18 +242,13 @@ impl SharedOutbox for RedisStore {
                     .arg(&outbox)
                     .arg(GROUP)
                     .arg(&*s.node)
-                    .arg(0)
+                    .arg(s.settle_ms)
                     .arg(&ids)
                     .query_async(&mut s.conn)
                     .await?;
-                let claimed_ids: Vec<&str> = claimed.ids.iter().map(|i| i.id.as_str()).collect();
-                // Claimed ids that came back without their entry were trimmed meanwhile.
-                let gone: Vec<String> = ids
-                    .iter()
-                    .filter(|i| !claimed_ids.contains(&i.as_str()))
-                    .cloned()
-                    .collect();
-                s.forget(&outbox, &gone).await?;
+                // Ids not claimed sat idle less than `settle` (the next round takes them), or
+                // were trimmed meanwhile (Redis 7 drops them from the pending list; earlier
+                // versions give them without their entry, and `entries` acknowledges them).
                 taken.extend(s.entries(&outbox, claimed.ids).await?);
             }
             // Entries a live node has sat on longer than `claim_idle`.
@@ -248,6 +277,29 @@ impl SharedOutbox for RedisStore {
             taken.sort_by_key(|e| e.id);
             Ok(taken)
         })
+    }
+
+    fn touch(&self, client: &str, ids: Vec<OutboxId>) -> Ticket<Vec<OutboxId>> {
+        let outbox = self.keys.outbox(client);
+        self.spawn(move |mut s| async move {
+            let mut lost = Vec::new();
+            // A few hundred at most (what one node holds for a client); Lua's unpack takes
+            // some thousands.
+            for chunk in ids.chunks(512) {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(TOUCH).arg(1).arg(&outbox).arg(GROUP).arg(&*s.node);
+                for id in chunk {
+                    cmd.arg(id.to_string());
+                }
+                let gone: Vec<String> = cmd.query_async(&mut s.conn).await?;
+                lost.extend(gone.iter().filter_map(|id| OutboxId::parse_stream(id)));
+            }
+            Ok(lost)
+        })
+    }
+
+    fn claim_idle(&self) -> std::time::Duration {
+        self.claim_idle
     }
 
     fn trim(&self, client: &str, max_age: u64) -> Commit {

@@ -1,7 +1,7 @@
 //! The correlations this node recorded in the last minute or so, kept beside Redis: a receipt
 //! that comes back to the node that sent its message (every receipt, with one node; about half
-//! with two) is matched without asking Redis. Only this node's own writes are here, and each
-//! leaves when this node removes it; one removed by another node (its final receipt came back
+//! with two) is matched without asking Redis. Only this node's own writes are here, each once
+//! Redis has acknowledged it, and each leaves when this node removes it; one removed by another node (its final receipt came back
 //! there) may linger here until its generation goes, at most `SPAN` twice, which matters only
 //! if the SMSC sends that receipt again, to this node, in that time: then it is delivered
 //! again, as a copy in flight at a node's death would be.
@@ -53,12 +53,16 @@ impl Recent {
     /// The first of `keys` held.
     pub(super) fn get(&self, keys: &[String]) -> Option<Arc<Correlation>> {
         let g = self.lock();
-        // A generation past its span counts as gone even before the next write swaps it out.
-        let fresh = g.opened.elapsed() < SPAN * 2;
+        // Generations age as if writes kept coming, so that nothing outlives two spans on a
+        // node gone quiet: the current one would have become the previous at one span and
+        // gone at two; the previous one goes at one.
+        let age = g.opened.elapsed();
+        let (current, previous) = (age < SPAN * 2, age < SPAN);
         keys.iter().find_map(|k| {
-            g.current
-                .get(k)
-                .or_else(|| fresh.then(|| g.previous.get(k)).flatten())
+            current
+                .then(|| g.current.get(k))
+                .flatten()
+                .or_else(|| previous.then(|| g.previous.get(k)).flatten())
                 .cloned()
         })
     }
@@ -106,5 +110,21 @@ mod tests {
         }
         assert!(r.get(&["b".into()]).is_none());
         assert!(r.get(&[(SIZE * 2 - 1).to_string()]).is_some());
+    }
+
+    #[test]
+    fn a_quiet_node_forgets_by_age_alone() {
+        let r = Recent::new();
+        r.put("a", &c("a"));
+        let age = |by: Duration| {
+            let mut g = r.lock();
+            g.opened = g.opened.checked_sub(by).expect("the clock is past two spans");
+        };
+        // As if it had become the previous generation: still there.
+        age(SPAN + Duration::from_secs(1));
+        assert!(r.get(&["a".into()]).is_some());
+        // Two spans: gone, though no write came to swap it out.
+        age(SPAN);
+        assert!(r.get(&["a".into()]).is_none());
     }
 }
