@@ -110,7 +110,9 @@ impl Fetcher {
         held: impl FnOnce() -> Vec<OutboxId>,
     ) {
         let Some(shared) = store.shared() else { return };
-        if self.op.is_some() {
+        // Nothing while the store is down (it would fail) or this node's id is another run's
+        // (that run fetches and touches under the same name).
+        if self.op.is_some() || !store.available() {
             return;
         }
         if std::mem::take(&mut self.touch_due) {

@@ -127,19 +127,22 @@ impl Cluster {
         Ok(())
     }
 
-    /// The upkeep of the counts: this node's own written again (`here`, per client), and, when
-    /// `judge` (the store has answered long enough for every live node to have beaten since),
-    /// those of nodes whose heartbeat is gone dropped. Gives each client's binds per node as
-    /// they stand after it.
+    /// The upkeep of the counts: this node's own written again (`here` gives a client's as
+    /// they are at that moment), and, when `judge` (the store has answered long enough for
+    /// every live node to have beaten since), those of nodes whose heartbeat is gone dropped.
+    /// Gives each client's binds per node as they stand after it.
     pub async fn upkeep_binds(
         &self,
-        here: &[(String, Here)],
+        clients: &[String],
+        here: impl Fn(&str) -> Option<Here>,
         judge: bool,
     ) -> Result<BTreeMap<String, BTreeMap<String, u32>>, StoreError> {
         let alive = if judge { Some(self.alive().await?) } else { None };
         let mut out = BTreeMap::new();
-        for (client, counts) in here {
-            self.set_binds(client, *counts).await?;
+        for client in clients {
+            if let Some(counts) = here(client) {
+                self.set_binds(client, counts).await?;
+            }
             let mut binds = self.binds_of(client).await?;
             if let Some(alive) = &alive {
                 let dead: Vec<String> = binds.keys().filter(|n| !alive.contains(n)).cloned().collect();

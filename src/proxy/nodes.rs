@@ -6,7 +6,7 @@
 //! nodes alive.
 
 use crate::cluster::bus::Control;
-use crate::cluster::{Cluster, Here};
+use crate::cluster::Cluster;
 use crate::context::Context;
 use crate::messages::AccountMsg;
 use std::sync::Arc;
@@ -51,11 +51,16 @@ async fn upkeep(ctx: std::sync::Weak<Context>, cluster: Arc<Cluster>, stop: Canc
             _ = stop.cancelled() => return,
         }
         let Some(ctx) = ctx.upgrade() else { return };
-        let here: Vec<(String, Here)> = ctx.accounts.iter().map(|(c, a)| (c.clone(), a.here())).collect();
+        // A node whose id another run holds leaves the counts under that id to it.
+        let health = cluster.store().health();
+        if !health.serving() {
+            continue;
+        }
         // Other nodes are judged by their heartbeats only once every live one has had time to
         // beat since the store last came back.
-        let judge = cluster.store().health().steady(cluster.config().heartbeat_ttl());
-        let Ok(binds) = cluster.upkeep_binds(&here, judge).await else {
+        let judge = health.steady(cluster.config().heartbeat_ttl());
+        let here = |client: &str| ctx.accounts.get(client).map(|a| a.here());
+        let Ok(binds) = cluster.upkeep_binds(&ctx.client_ids(), here, judge).await else {
             // The store's health logs it; the next round tries again.
             continue;
         };

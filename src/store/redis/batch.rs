@@ -65,8 +65,6 @@ pub(super) enum Op {
         cid: String,
         value: Vec<u8>,
         ttl: u64,
-        /// Kept beside Redis ([`Recent`]) once Redis has it.
-        correlation: Arc<Correlation>,
         reply: Reply<u64>,
     },
     /// The forms a receipt's ids may be filed under; the first one there.
@@ -425,15 +423,10 @@ impl Plan {
                 continue;
             }
             match op {
-                Op::Record {
-                    corr,
-                    correlation,
-                    reply,
-                    ..
-                } => {
+                Op::Record { corr, reply, .. } => {
                     // Only now: a receipt matched here before Redis has the correlation could
                     // reach the client before its submit_sm_resp, or for a submit that failed.
-                    recent.put(&corr, &correlation);
+                    recent.acknowledged(&corr);
                     let _ = reply.send(Ok(0));
                 }
                 Op::Remove { reply, .. } | Op::Ack { reply, .. } => {

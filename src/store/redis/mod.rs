@@ -68,9 +68,13 @@ impl Health {
 
     /// An operation worked.
     pub fn up(&self) {
+        if self.up.load(Ordering::Acquire) {
+            return;
+        }
+        // `since` before `up`: nobody sees the store up with the time of an older return.
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.since.store(ms, Ordering::Release);
         if !self.up.swap(true, Ordering::AcqRel) {
-            let ms = self.born.elapsed().as_millis() as u64;
-            self.since.store(ms, Ordering::Release);
             self.changes.fetch_add(1, Ordering::Relaxed);
             info!("shared store reachable again");
         }
@@ -237,13 +241,13 @@ impl Store for RedisStore {
             .keys
             .corr(&c.upstream, &canonical(c.upstream_id.as_bytes(), id_match));
         let cid = self.keys.client_id(&c.client, &c.client_id);
+        self.recent.put(&corr, &c);
         let (ticket, reply) = Commit::channel();
         let op = Op::Record {
             corr,
             cid,
             value,
             ttl: self.correlation_ttl,
-            correlation: c,
             reply,
         };
         self.submit(op, ticket)

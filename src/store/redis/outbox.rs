@@ -47,6 +47,7 @@ impl RedisStore {
             claim_idle_ms: self.claim_idle.as_millis() as u64,
             settle_ms: self.settle.as_millis() as u64,
             judge: self.health.steady(self.settle),
+            judge_idle: self.health.steady(self.settle + self.claim_idle / 3),
         });
         tokio::spawn(async move {
             let _ = reply.send(fut.await);
@@ -66,6 +67,9 @@ pub(super) struct RedisStore2 {
     settle_ms: u64,
     /// Other nodes may be judged by their heartbeats (see [`super::Health::steady`]).
     judge: bool,
+    /// Entries may be judged by their idle time: every node has had the time to touch what it
+    /// holds since the store came back.
+    judge_idle: bool,
 }
 
 impl RedisStore2 {
@@ -251,8 +255,9 @@ impl SharedOutbox for RedisStore {
                 // versions give them without their entry, and `entries` acknowledges them).
                 taken.extend(s.entries(&outbox, claimed.ids).await?);
             }
-            // Entries a live node has sat on longer than `claim_idle`.
-            if taken.len() < count {
+            // Entries a live node fetched and has not touched for `claim_idle` (it lost track
+            // of them).
+            if s.judge_idle && taken.len() < count {
                 let auto: Result<StreamAutoClaimReply, redis::RedisError> = redis::cmd("XAUTOCLAIM")
                     .arg(&outbox)
                     .arg(GROUP)

@@ -16,15 +16,20 @@ const SIZE: usize = 1 << 16;
 /// …or this long after it opened.
 const SPAN: Duration = Duration::from_secs(30);
 
+/// A correlation, and whether Redis has acknowledged it (only then is it matched here).
+type Held = (Arc<Correlation>, bool);
+
 #[derive(Debug)]
 struct Generations {
-    current: HashMap<String, Arc<Correlation>>,
-    previous: HashMap<String, Arc<Correlation>>,
+    current: HashMap<String, Held>,
+    previous: HashMap<String, Held>,
     opened: Instant,
 }
 
 /// Recently recorded correlations, by their Redis key: two generations, so each entry lives
-/// between one and two of them, and memory is bounded by two full ones.
+/// between one and two of them, and memory is bounded by two full ones. An entry goes in when
+/// its write is sent and counts once Redis has acknowledged it, so that a removal that comes
+/// first (its receipt matched through Redis) is never undone by the acknowledgement.
 #[derive(Debug)]
 pub(super) struct Recent(Mutex<Generations>);
 
@@ -41,16 +46,32 @@ impl Recent {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A correlation being written: not matched until [`Recent::acknowledged`].
     pub(super) fn put(&self, key: &str, c: &Arc<Correlation>) {
         let mut g = self.lock();
-        if g.current.len() >= SIZE || g.opened.elapsed() >= SPAN {
+        let age = g.opened.elapsed();
+        if age >= SPAN * 2 {
+            // Quiet for two spans: both generations are past their time.
+            g.previous.clear();
+            g.current.clear();
+            g.opened = Instant::now();
+        } else if g.current.len() >= SIZE || age >= SPAN {
             g.previous = std::mem::take(&mut g.current);
             g.opened = Instant::now();
         }
-        g.current.insert(key.to_owned(), c.clone());
+        g.current.insert(key.to_owned(), (c.clone(), false));
     }
 
-    /// The first of `keys` held.
+    /// Redis has the correlation under `key` (if it was not removed meanwhile).
+    pub(super) fn acknowledged(&self, key: &str) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        if let Some(held) = g.current.get_mut(key).or_else(|| g.previous.get_mut(key)) {
+            held.1 = true;
+        }
+    }
+
+    /// The first of `keys` held and acknowledged.
     pub(super) fn get(&self, keys: &[String]) -> Option<Arc<Correlation>> {
         let g = self.lock();
         // Generations age as if writes kept coming, so that nothing outlives two spans on a
@@ -63,7 +84,8 @@ impl Recent {
                 .then(|| g.current.get(k))
                 .flatten()
                 .or_else(|| previous.then(|| g.previous.get(k)).flatten())
-                .cloned()
+                .filter(|(_, acknowledged)| *acknowledged)
+                .map(|(c, _)| c.clone())
         })
     }
 
@@ -97,16 +119,25 @@ mod tests {
     fn kept_for_a_generation_or_two_then_gone() {
         let r = Recent::new();
         r.put("a", &c("a"));
+        assert!(r.get(&["a".into()]).is_none(), "not before Redis has it");
+        r.acknowledged("a");
         assert_eq!(
             r.get(&["x".into(), "a".into()]).map(|c| c.upstream_id.clone()),
             Some("a".into())
         );
         r.remove("a");
         assert!(r.get(&["a".into()]).is_none());
+        // Removed before Redis acknowledged it: the acknowledgement does not bring it back.
+        r.put("z", &c("z"));
+        r.remove("z");
+        r.acknowledged("z");
+        assert!(r.get(&["z".into()]).is_none());
         // Filling two generations pushes the oldest out.
         r.put("b", &c("b"));
+        r.acknowledged("b");
         for n in 0..SIZE * 2 {
             r.put(&n.to_string(), &c("n"));
+            r.acknowledged(&n.to_string());
         }
         assert!(r.get(&["b".into()]).is_none());
         assert!(r.get(&[(SIZE * 2 - 1).to_string()]).is_some());
@@ -116,6 +147,7 @@ mod tests {
     fn a_quiet_node_forgets_by_age_alone() {
         let r = Recent::new();
         r.put("a", &c("a"));
+        r.acknowledged("a");
         let age = |by: Duration| {
             let mut g = r.lock();
             g.opened = g.opened.checked_sub(by).expect("the clock is past two spans");
@@ -123,8 +155,11 @@ mod tests {
         // As if it had become the previous generation: still there.
         age(SPAN + Duration::from_secs(1));
         assert!(r.get(&["a".into()]).is_some());
-        // Two spans: gone, though no write came to swap it out.
+        // Two spans: gone, though no write came to swap it out, and a write then does not
+        // bring it back.
         age(SPAN);
+        assert!(r.get(&["a".into()]).is_none());
+        r.put("b", &c("b"));
         assert!(r.get(&["a".into()]).is_none());
     }
 }
