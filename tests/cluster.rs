@@ -245,8 +245,6 @@ async fn status_shows_the_nodes_where_each_client_is_bound_and_its_outbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_cancel_and_replace_work_from_any_node() {
-    use smpp_proxy::pdu::body::{CancelSm, QuerySm, ReplaceSm};
-    use smpp_proxy::pdu::{Body, COctetString, CommandStatus, Pdu};
     let redis = Redis::start();
     let sims = start_sims_without_receipts(1).await;
     let base = proxy_toml(&sims, "", SHOP, "");
@@ -256,34 +254,7 @@ async fn query_cancel_and_replace_work_from_any_node() {
     let ids = submit_all(&mut on_a, 5, 5).await;
     let mut on_b = shop(&b).await;
     for id in &ids {
-        let query = QuerySm {
-            message_id: COctetString::from_text(id),
-            ..QuerySm::default()
-        };
-        on_b.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
-        let resp = on_b.recv(T).await.unwrap();
-        assert_eq!(
-            (resp.command_id(), resp.command_status),
-            (CommandId::QUERY_SM_RESP, CommandStatus::ESME_ROK)
-        );
-        assert_eq!(
-            resp.message_id().unwrap().as_str(),
-            Some(id.as_str()),
-            "the client's id back"
-        );
-        let replace = ReplaceSm {
-            message_id: COctetString::from_text(id),
-            short_message: bytes::Bytes::from_static(b"new"),
-            ..ReplaceSm::default()
-        };
-        on_b.send(Pdu::new(Body::ReplaceSm(replace))).await.unwrap();
-        assert_eq!(on_b.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
-        let cancel = CancelSm {
-            message_id: COctetString::from_text(id),
-            ..CancelSm::default()
-        };
-        on_b.send(Pdu::new(Body::CancelSm(cancel))).await.unwrap();
-        assert_eq!(on_b.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
+        query_replace_cancel(&mut on_b, id).await;
     }
     // Query, replace and cancel of each, all at the SMSC that took the message.
     assert_eq!(sims[0].stats().queries.load(std::sync::atomic::Ordering::Relaxed), 15);

@@ -5,7 +5,7 @@ mod support;
 
 use smpp_proxy::bench::{self, BenchConfig};
 use smpp_proxy::esme::{submit_sm, Esme};
-use smpp_proxy::pdu::body::{CancelSm, QuerySm, ReplaceSm};
+use smpp_proxy::pdu::body::QuerySm;
 use smpp_proxy::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use smpp_proxy::receipt::Receipt;
 use smpp_proxy::sim::SimConfig;
@@ -145,40 +145,7 @@ async fn query_cancel_replace_go_to_the_upstream_that_took_the_message() {
         );
     }
     for id in &ids {
-        let query = QuerySm {
-            message_id: COctetString::from_text(id),
-            source_addr_ton: 1,
-            source_addr_npi: 1,
-            source_addr: COctetString::from_text("1"),
-        };
-        esme.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
-        let resp = esme.recv(T).await.unwrap();
-        assert_eq!(
-            (resp.command_id(), resp.command_status),
-            (CommandId::QUERY_SM_RESP, CommandStatus::ESME_ROK)
-        );
-        assert_eq!(
-            resp.message_id().unwrap().as_str(),
-            Some(id.as_str()),
-            "answer carries the client's id"
-        );
-        let replace = ReplaceSm {
-            message_id: COctetString::from_text(id),
-            short_message: bytes::Bytes::from_static(b"new"),
-            ..ReplaceSm::default()
-        };
-        esme.send(Pdu::new(Body::ReplaceSm(replace))).await.unwrap();
-        assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
-        let cancel = CancelSm {
-            message_id: COctetString::from_text(id),
-            ..CancelSm::default()
-        };
-        esme.send(Pdu::new(Body::CancelSm(cancel))).await.unwrap();
-        let resp = esme.recv(T).await.unwrap();
-        assert_eq!(
-            (resp.command_id(), resp.command_status),
-            (CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK)
-        );
+        query_replace_cancel(&mut esme, id).await;
     }
     // Each upstream got queries only for its own messages (a foreign id would be ESME_RQUERYFAIL).
     let queries: u64 = sims.iter().map(|s| s.stats().queries.load(Ordering::Relaxed)).sum();
@@ -249,6 +216,7 @@ async fn multipart_receipts_all_first_or_last_per_client() {
             .await
             .unwrap();
         let mut part_ids = Vec::new();
+        let mut receipts = Vec::new();
         for part in 1..=3u8 {
             let mut pdu = submit_sm("4477", "447700900123", b"", true);
             if let Body::SubmitSm(b) = &mut pdu.body {
@@ -258,13 +226,24 @@ async fn multipart_receipts_all_first_or_last_per_client() {
                 b.short_message = bytes::Bytes::from(sm);
             }
             esme.send(pdu).await.unwrap();
-            let resp = esme.recv(T).await.unwrap();
-            part_ids.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+            // A part's receipt may come before the next part's answer.
+            loop {
+                let pdu = esme.recv(T).await.unwrap();
+                if pdu.command_id() == CommandId::SUBMIT_SM_RESP {
+                    part_ids.push(pdu.message_id().unwrap().as_str().unwrap().to_owned());
+                    break;
+                }
+                esme.ack(&pdu).await.unwrap();
+                receipts.push(pdu);
+            }
         }
-        let mut got = Vec::new();
         while let Ok(pdu) = esme.recv(Duration::from_millis(500)).await {
             esme.ack(&pdu).await.unwrap();
-            let id = String::from_utf8(Receipt::from_pdu(&pdu).unwrap().tlv_id.unwrap().to_vec()).unwrap();
+            receipts.push(pdu);
+        }
+        let mut got = Vec::new();
+        for pdu in &receipts {
+            let id = String::from_utf8(Receipt::from_pdu(pdu).unwrap().tlv_id.unwrap().to_vec()).unwrap();
             got.push(part_ids.iter().position(|p| *p == id).unwrap() + 1);
         }
         got.sort_unstable();

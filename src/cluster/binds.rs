@@ -13,33 +13,11 @@ use crate::store::StoreError;
 use redis::Value;
 use std::collections::BTreeMap;
 
-/// Sets this node's counts unless the other nodes' binds and this node's reach more than the
-/// limit. KEYS: binds hash, receivers hash. ARGV: node, max, binds here, receivers here.
-const BIND: &str = r"
-local others = 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if all[i] ~= ARGV[1] then
-    others = others + tonumber(all[i + 1])
-  end
-end
-if others + tonumber(ARGV[3]) > tonumber(ARGV[2]) then
-  return 0
-end
-for i = 1, 2 do
-  local n = tonumber(ARGV[i + 2])
-  if n > 0 then
-    redis.call('HSET', KEYS[i], ARGV[1], n)
-  else
-    redis.call('HDEL', KEYS[i], ARGV[1])
-  end
-end
-return 1
-";
-
-/// Sets this node's counts. KEYS: binds hash, receivers hash. ARGV: node, binds here,
-/// receivers here.
-const SET: &str = r"
+/// Lua: sets this node's two counts (ARGV[1] the node, ARGV[2] and ARGV[3] the counts; 0
+/// drops the field). Both scripts end with it.
+macro_rules! set_counts {
+    () => {
+        r"
 for i = 1, 2 do
   local n = tonumber(ARGV[i + 1])
   if n > 0 then
@@ -49,7 +27,30 @@ for i = 1, 2 do
   end
 end
 return 1
-";
+"
+    };
+}
+
+/// Sets this node's counts unless the other nodes' binds and this node's reach more than the
+/// limit. KEYS: binds hash, receivers hash. ARGV: node, binds here, receivers here, max.
+const BIND: &str = concat!(
+    r"
+local others = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    others = others + tonumber(all[i + 1])
+  end
+end
+if others + tonumber(ARGV[2]) > tonumber(ARGV[4]) then
+  return 0
+end",
+    set_counts!()
+);
+
+/// Sets this node's counts. KEYS: binds hash, receivers hash. ARGV: node, binds here,
+/// receivers here.
+const SET: &str = set_counts!();
 
 /// A client's binds on this node, as this node counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ impl Cluster {
     /// Counts a bind of `client` on this node (`here` has it already) unless the cluster then
     /// has more than `max`.
     pub async fn bind(&self, client: &str, max: u32, here: Here) -> Result<bool, StoreError> {
-        let args = [max.to_string(), here.binds.to_string(), here.receivers.to_string()];
+        let args = [here.binds.to_string(), here.receivers.to_string(), max.to_string()];
         let counted = self.script(BIND, client, &args).await?;
         Ok(int(&counted) == Some(1))
     }

@@ -293,3 +293,48 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// query_sm, replace_sm and cancel_sm of message `id` through `esme`: each answered OK, the
+/// query with the client's id.
+pub async fn query_replace_cancel(esme: &mut smpp_proxy::esme::Esme, id: &str) {
+    use smpp_proxy::pdu::body::{CancelSm, QuerySm, ReplaceSm};
+    use smpp_proxy::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
+    let query = QuerySm {
+        message_id: COctetString::from_text(id),
+        source_addr_ton: 1,
+        source_addr_npi: 1,
+        source_addr: COctetString::from_text("1"),
+    };
+    esme.send(Pdu::new(Body::QuerySm(query))).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::QUERY_SM_RESP, CommandStatus::ESME_ROK)
+    );
+    assert_eq!(
+        resp.message_id().unwrap().as_str(),
+        Some(id),
+        "the answer carries the client's id"
+    );
+    let replace = ReplaceSm {
+        message_id: COctetString::from_text(id),
+        short_message: bytes::Bytes::from_static(b"new"),
+        ..ReplaceSm::default()
+    };
+    esme.send(Pdu::new(Body::ReplaceSm(replace))).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK)
+    );
+    let cancel = CancelSm {
+        message_id: COctetString::from_text(id),
+        ..CancelSm::default()
+    };
+    esme.send(Pdu::new(Body::CancelSm(cancel))).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK)
+    );
+}
