@@ -17,6 +17,10 @@ fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// The million-correlation test writes hundreds of megabytes: on a slow disk, the kill -9 test's
+/// commits would wait behind that writeback for seconds. The two take turns.
+static HEAVY_DISK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn durable(toml: &str, dir: &Path) -> String {
     toml.replace(
         "backend = \"memory\"",
@@ -85,6 +89,7 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
+    let _disk = HEAVY_DISK.lock().await;
     let tmp = temp_dir();
     let dir = tmp.path().join("store");
     let sims = start_sims(
@@ -176,6 +181,7 @@ async fn kill_9_in_the_middle_of_traffic_loses_no_answered_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_stored_correlations_restart_fast_and_still_match() {
+    let _disk = HEAVY_DISK.lock().await;
     use smpp_proxy::store::{Correlation, Store};
     let tmp = temp_dir();
     let dir = tmp.path().join("store");
