@@ -5,6 +5,7 @@
 #     SMPP peers of tests/interop.rs;
 #   - Debian's redis-server and redis-cli: the tests of the cluster start their own servers on
 #     free loopback ports (nothing listens on 6379);
+#   - util-linux's prlimit (the store-fault tests put the proxy under a file-size limit);
 #   - then cargo test over every target (benches run once in test mode, which checks that
 #     rusmpp and smpp-proxy encode the benchmark PDUs identically).
 set -euo pipefail
@@ -23,6 +24,11 @@ fi
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "installing redis-server and redis-tools (Debian)"
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+# tests/store_faults.rs runs the proxy under a file-size limit (util-linux's prlimit).
+if ! command -v prlimit >/dev/null; then
+  echo "installing util-linux (prlimit)"
+  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
 fi
 
 cargo test --all-targets "$@"

@@ -46,11 +46,21 @@ impl Esme {
     /// Connects.
     pub async fn connect(addr: SocketAddr) -> Result<Esme, EsmeError> {
         let stream = TcpStream::connect(addr).await.map_err(EsmeError::Connect)?;
+        Ok(Esme::over(stream))
+    }
+
+    /// The connection, for raw bytes (what was read and not yet parsed is dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.conn.into_inner()
+    }
+
+    /// Speaks SMPP over a connection made elsewhere (from a chosen address, with chosen buffers).
+    pub fn over(stream: TcpStream) -> Esme {
         let _ = stream.set_nodelay(true);
-        Ok(Esme {
+        Esme {
             conn: Framed::new(stream, SmppCodec::default()),
             seq: Sequence::default(),
-        })
+        }
     }
 
     /// Connects and binds with `kind` (bind_transmitter / _receiver / _transceiver).

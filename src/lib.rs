@@ -8,6 +8,10 @@
 //! Each module depends only on those listed above it (checked by `tests/layout.rs`):
 //!
 //! - [`hex`]: hex text for octets (the `pdu` command, fixtures).
+//! - [`budget`]: memory held for others, bounded in bytes as well as in count; each thing held
+//!   gives its share back when dropped.
+//! - [`logging`]: log lines written by a thread of their own, dropped and counted rather than
+//!   waited for; per-call-site rate limits.
 //! - [`pdu`]: the wire. Frames cut by `command_length` ([`pdu::SmppCodec`]), parsed with nom
 //!   into [`pdu::Pdu`] (fields share the frame's bytes), encoded back byte for byte; errors
 //!   typed by scope (one PDU vs the whole stream), each with the SMPP status to answer.
@@ -18,6 +22,8 @@
 //!   numbers, keep-alive, reconnect backoff, token buckets.
 //! - [`config`]: the TOML configuration, parsed strictly and validated whole (every problem
 //!   with its key).
+//! - [`guard`]: what the SMPP listener lets in: connection caps, bind authentication, bans for
+//!   addresses that keep failing it.
 //! - [`store`]: correlations (client id <-> upstream id) and client outboxes behind one trait;
 //!   a memory store, the durable one (redb, one writer thread, group commit), and Redis, shared
 //!   by the nodes of a cluster.
@@ -63,12 +69,15 @@
 pub mod account;
 pub mod admin;
 pub mod bench;
+pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod esme;
+pub mod guard;
 pub mod hex;
 pub mod ids;
+pub mod logging;
 pub mod messages;
 pub mod pdu;
 pub mod proxy;

@@ -129,15 +129,28 @@ pub enum AccountMsg {
         /// The bind's id.
         bind_id: u64,
     },
-    /// The client answered a delivery (or it timed out: `status` = ESME_RX_T_APPN).
+    /// How a delivery went on a bind.
     Delivered {
         /// The bind's id.
         bind_id: u64,
         /// The outbox entry.
         entry: u64,
-        /// The client's status.
-        status: CommandStatus,
+        /// What the client did with it.
+        outcome: Delivery,
     },
+}
+
+/// What became of a receipt or MO handed to a bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The client answered with its deliver_sm_resp / data_sm_resp and this status.
+    Answered(CommandStatus),
+    /// The client answered with generic_nack and this status.
+    Nacked(CommandStatus),
+    /// No answer within `response_timeout`.
+    NoAnswer,
+    /// Never written: the bind cannot receive, or is closing. Not the client's doing.
+    NotSent,
 }
 
 /// A correlation to forget once a final receipt is in custody, with how its key is formed.

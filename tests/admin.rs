@@ -118,3 +118,155 @@ async fn metrics_and_status_count_what_happened() {
     drop(tx);
     proxy.shutdown().await;
 }
+
+/// Sends raw bytes as a request (then closes its side) and reads the whole answer.
+fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+async fn proxy_with_token(extra: &str) -> (smpp_proxy::proxy::Proxy, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let sims = start_sims(1, quiet()).await;
+    let toml = proxy_toml(
+        &sims,
+        "",
+        SHOP,
+        &format!("[admin]\ntoken_file = \"{}\"\n{extra}", token_file.display()),
+    )
+    .replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
+    (start_proxy(&toml).await, tmp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_actions_need_it_and_names_are_hidden_without_it() {
+    let (proxy, _tmp) = proxy_with_token("").await;
+    let addr = proxy.admin_addr().unwrap();
+    let ask = move |method: &'static str, path: &'static str, token: Option<&'static str>| {
+        tokio::task::spawn_blocking(move || admin::request(addr, method, path, token))
+    };
+    // Without the token: figures, but no account names.
+    let status: Snapshot = serde_json::from_str(&ask("GET", "/status", None).await.unwrap().unwrap()).unwrap();
+    assert!(status.clients.is_empty() && !status.upstreams.is_empty());
+    let metrics = ask("GET", "/metrics?fresh=1", None).await.unwrap().unwrap();
+    assert!(metrics.contains("smpp_proxy_upstream_sessions_bound") && !metrics.contains("client=\"shop\""));
+    // With it: everything.
+    let status: Snapshot = serde_json::from_str(&ask("GET", "/status", Some(TOKEN)).await.unwrap().unwrap()).unwrap();
+    assert_eq!(status.clients[0].system_id, "shop");
+    // Actions: 401 without the token (with a challenge), 403 with a wrong one.
+    let raw = tokio::task::spawn_blocking(move || raw_request(addr, b"POST /groups/default/failback HTTP/1.1\r\n\r\n"))
+        .await
+        .unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.1 401") && raw.contains("WWW-Authenticate: Bearer"),
+        "{raw}"
+    );
+    let e = ask("POST", "/groups/default/failback", Some("0123456789abcdef0124"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+    // With it, the action is taken (409: a load-balancing group has nothing to fail back).
+    let e = ask("POST", "/groups/default/failback", Some(TOKEN))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("409"), "{e}");
+    // The empty group name that used to panic a task: 404.
+    for path in ["/groups/failback", "/groups//failback", "/groups/"] {
+        let e = ask("POST", path, Some(TOKEN)).await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("404"), "{path}: {e}");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_caps_its_connections() {
+    let (proxy, _tmp) = proxy_with_token("max_connections = 2\n").await;
+    let addr = proxy.admin_addr().unwrap();
+    // Two connections that send nothing hold both places; a third is closed at once.
+    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    let third = tokio::task::spawn_blocking(move || raw_request(addr, b"GET /status HTTP/1.1\r\n\r\n"));
+    assert_eq!(third.await.unwrap(), "", "answered beyond max_connections");
+    drop(idle);
+    let mut answered = false;
+    let deadline = tokio::time::Instant::now() + T;
+    while !answered && tokio::time::Instant::now() < deadline {
+        answered = tokio::task::spawn_blocking(move || admin::get(addr, "/status"))
+            .await
+            .unwrap()
+            .is_ok();
+    }
+    assert!(answered, "no answer once the idle connections went");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_line_makes_the_admin_endpoint_fail() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let (proxy, _tmp) = proxy_with_token("").await;
+    let addr = proxy.admin_addr().unwrap();
+    let method = prop::sample::select(vec!["GET", "POST", "HEAD", "PUT", "", "G\u{0}T", "POST "]);
+    let path = prop_oneof![
+        prop::sample::select(vec![
+            "/groups/failback",
+            "/groups//failback",
+            "/groups/",
+            "/groups/default/failback",
+            "/groups/default/failback?x",
+            "/status?",
+            "?",
+            "/metrics#",
+            "",
+        ])
+        .prop_map(str::to_owned),
+        "[/a-z?=%.]{0,40}",
+    ];
+    let header = prop_oneof![
+        Just(String::new()),
+        Just(format!("Authorization: Bearer {TOKEN}\r\n")),
+        Just("Authorization: Bearer\r\n".to_owned()),
+        Just("authorization:bearer  \r\n".to_owned()),
+        Just("Authorization: Basic x\r\n".to_owned()),
+        "[ -~]{0,60}\r\n",
+    ];
+    let structured = (method, path, header).prop_map(|(m, p, h)| format!("{m} {p} HTTP/1.1\r\n{h}\r\n").into_bytes());
+    let anything = prop::collection::vec(any::<u8>(), 0..600);
+    let request = prop_oneof![structured, anything];
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let outcome = tokio::task::spawn_blocking(move || {
+        runner.run(&request, |bytes| {
+            let answer = raw_request(addr, &bytes);
+            prop_assert!(
+                answer.starts_with("HTTP/1.1 "),
+                "no answer to {:?}: {answer:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    outcome.unwrap();
+    // And it still serves.
+    assert!(tokio::task::spawn_blocking(move || admin::get(addr, "/status"))
+        .await
+        .unwrap()
+        .is_ok());
+    proxy.shutdown().await;
+}

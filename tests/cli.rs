@@ -292,3 +292,29 @@ async fn start_failures_say_what_and_where() {
     assert_eq!(code, 0, "free once the proxy stopped: {err}");
     assert!(out.contains("correlations 0"), "{out}");
 }
+
+#[test]
+fn hash_password_makes_a_hash_check_accepts_and_check_prints_warnings() {
+    let (code, out, err) = run_cli(&["hash-password"], Some("s3cret\n"));
+    assert_eq!(code, 0, "{err}");
+    let hash = out.trim();
+    assert!(hash.starts_with("$argon2id$"), "{out}");
+    assert!(smpp_proxy::guard::auth::verify_hash(hash, b"s3cret"));
+    let (code, _, _) = run_cli(&["hash-password"], Some("far-too-long\n"));
+    assert_eq!(code, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:2775\"\n[[clients]]\nsystem_id = \"shop\"\npassword_hash = \"{hash}\"\n\
+             [[clients]]\nsystem_id = \"weak\"\npassword = \"abc\"\nallow = [\"10.0.0.0/8\"]\n\
+             [[upstreams]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nsystem_id = \"p\"\npassword = \"p\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", config.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("warning: clients[0].allow: not set"), "{out}");
+    assert!(out.contains("warning: clients[1].password: 3 characters"), "{out}");
+}

@@ -82,11 +82,12 @@ async fn bind_rules_and_auth_failures() {
     };
     assert_eq!(
         status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "nobody", "secret").await),
-        CommandStatus::ESME_RINVSYSID
+        CommandStatus::ESME_RBINDFAIL,
+        "every refusal sounds the same"
     );
     assert_eq!(
         status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "shop", "wrong").await),
-        CommandStatus::ESME_RINVPASWD
+        CommandStatus::ESME_RBINDFAIL
     );
     assert_eq!(
         status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "far", "x").await),

@@ -5,8 +5,9 @@
 //! this task from any upstream session, so they arrive on whichever bind of the account is up,
 //! whichever session they came on.
 //!
-//! The outbox is bounded (`outbox_max`): when full, the SMSC is told ESME_RX_T_APPN and retries
-//! later, so a client that does not read cannot grow memory and nothing is lost.
+//! The outbox is bounded (`outbox_max` entries, `outbox_max_bytes` bytes): when full, the SMSC
+//! is told ESME_RX_T_APPN and retries later, so a client that does not read cannot grow memory
+//! and nothing is lost.
 //!
 //! Custody: the SMSC gets its deliver_sm_resp only once the client acknowledged the entry or the
 //! entry is durable in the store. A bound client with room and nothing older waiting gets the
@@ -21,13 +22,16 @@
 //!   bind of the client fetches from it ([`shared`]): when told new entries are there (the
 //!   doorbell), every `poll` anyway, and whatever another node fetched and cannot deliver.
 
+mod redelivery;
 mod shared;
 
+use crate::budget::{Budget, Charge};
 use crate::config::ClientConfig;
-use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Forget};
+use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Delivery, Forget};
 use crate::pdu::{CommandStatus, Pdu};
 use crate::session::{SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
+use redelivery::{Tries, Verdict};
 use shared::Fetcher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -59,6 +63,12 @@ pub struct AccountHandle {
     pub refused_full: Arc<AtomicU64>,
     /// Entries dropped after `receipt_ttl` without the client taking them.
     pub expired: Arc<AtomicU64>,
+    /// Deliveries the client refused (or left unanswered), to be tried again after a wait.
+    pub redelivered: Arc<AtomicU64>,
+    /// Entries dropped because the client refused them for good (or too often).
+    pub dropped_refused: Arc<AtomicU64>,
+    /// The bytes this node holds for it (`outbox_max_bytes`).
+    pub bytes: Arc<Budget>,
     /// Submits per second across its binds.
     pub bucket: Arc<SharedBucket>,
     /// Its `route` as the router's group index (set when the proxy starts).
@@ -85,6 +95,10 @@ struct Entry {
     /// When it was stored (Unix seconds), for `receipt_ttl`.
     stored_at: u64,
     pdu: Pdu,
+    /// How often the client refused it so far.
+    tries: Tries,
+    /// Its bytes in the account's budget.
+    charge: Charge,
 }
 
 struct Bind {
@@ -99,6 +113,9 @@ struct Storing {
     pdu: Pdu,
     ack: Option<DeliverAck>,
     forget: Forget,
+    /// Refusals so far (a direct entry the client refused is stored, then waits its turn).
+    tries: Tries,
+    charge: Charge,
 }
 
 struct Account {
@@ -106,10 +123,15 @@ struct Account {
     store: Arc<dyn Store>,
     storing: VecDeque<Storing>,
     waiting: VecDeque<Entry>,
+    /// Entries the client refused, each with when it may go again.
+    delayed: Vec<(tokio::time::Instant, Entry)>,
     /// The key of the next entry handed to a bind.
     next_key: u64,
     refused_full: Arc<AtomicU64>,
     expired: Arc<AtomicU64>,
+    redelivered: Arc<AtomicU64>,
+    dropped_refused: Arc<AtomicU64>,
+    bytes: Arc<Budget>,
     binds: Vec<(u64, Bind)>,
     next_bind: usize,
     outbox_len: Arc<AtomicU64>,
@@ -131,15 +153,21 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
     let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (redelivered, dropped_refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let bytes = Budget::new(u64::MAX, config.outbox_max_bytes);
     let fetcher = store.shared().map(|shared| Fetcher::new(poll, shared));
     let account = Account {
         config: config.clone(),
         store,
         storing: VecDeque::new(),
         waiting: VecDeque::new(),
+        delayed: Vec::new(),
         next_key: 1,
         refused_full: refused_full.clone(),
         expired: expired.clone(),
+        redelivered: redelivered.clone(),
+        dropped_refused: dropped_refused.clone(),
+        bytes: bytes.clone(),
         binds: Vec::new(),
         next_bind: 0,
         outbox_len: outbox_len.clone(),
@@ -157,16 +185,36 @@ pub fn spawn(
         outbox_len,
         refused_full,
         expired,
+        redelivered,
+        dropped_refused,
+        bytes,
     }
 }
 
-/// The store ids of the entries held: waiting, and in flight on `binds`.
-fn stored_ids<'a>(waiting: &'a VecDeque<Entry>, binds: &'a [(u64, Bind)]) -> impl Iterator<Item = OutboxId> + 'a {
+/// The store ids of the entries held: waiting, delayed, and in flight on `binds`.
+fn stored_ids<'a>(
+    waiting: &'a VecDeque<Entry>,
+    delayed: &'a [(tokio::time::Instant, Entry)],
+    binds: &'a [(u64, Bind)],
+) -> impl Iterator<Item = OutboxId> + 'a {
     let inflight = binds.iter().flat_map(|(_, b)| b.inflight.values());
-    waiting.iter().chain(inflight).filter_map(|e| match e.custody {
-        Custody::Stored(id) => Some(id),
-        Custody::Direct { .. } => None,
-    })
+    let delayed = delayed.iter().map(|(_, e)| e);
+    waiting
+        .iter()
+        .chain(delayed)
+        .chain(inflight)
+        .filter_map(|e| match e.custody {
+            Custody::Stored(id) => Some(id),
+            Custody::Direct { .. } => None,
+        })
+}
+
+/// When the first delayed entry may go again; never, when none waits.
+async fn next_due(delayed: &[(tokio::time::Instant, Entry)]) {
+    match delayed.iter().map(|(at, _)| *at).min() {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The oldest store write's outcome; never, when none waits.
@@ -206,6 +254,7 @@ impl Account {
                 }
                 stored = oldest_stored(&mut self.storing), if !self.storing.is_empty() => self.on_stored(stored),
                 fetched = shared::next(&mut self.fetcher) => self.on_fetched(fetched),
+                _ = next_due(&self.delayed) => self.release_due(),
             }
             self.pump();
             self.fetch();
@@ -221,7 +270,8 @@ impl Account {
         let before = self.waiting.len();
         let store = &self.store;
         let client = &self.config.system_id;
-        self.waiting.retain(|e| match e.custody {
+        // Keeps an entry within its TTL; one past it leaves the store too.
+        let keep = |e: &Entry| match e.custody {
             Custody::Direct { .. } => true,
             Custody::Stored(id) => {
                 let keep = e.stored_at.saturating_add(ttl) > now;
@@ -230,8 +280,11 @@ impl Account {
                 }
                 keep
             }
-        });
-        let dropped = (before - self.waiting.len()) as u64;
+        };
+        self.waiting.retain(keep);
+        let delayed_before = self.delayed.len();
+        self.delayed.retain(|(_, e)| keep(e));
+        let dropped = (before - self.waiting.len() + delayed_before - self.delayed.len()) as u64;
         self.count_expired(dropped);
         if let Some(fetcher) = &mut self.fetcher {
             fetcher.trim(&self.store, client, ttl);
@@ -269,18 +322,21 @@ impl Account {
     /// not taken twice.
     fn take(&mut self, entries: Vec<OutboxEntry>) {
         let mut held: HashSet<OutboxId> = match self.fetcher {
-            Some(_) => stored_ids(&self.waiting, &self.binds).collect(),
+            Some(_) => stored_ids(&self.waiting, &self.delayed, &self.binds).collect(),
             None => HashSet::new(),
         };
         for OutboxEntry { id, stored_at, pdu } in entries {
             if self.fetcher.is_some() && !held.insert(id) {
                 continue;
             }
+            let charge = self.bytes.charge(pdu.len() as u64);
             match Pdu::parse(bytes::Bytes::from(pdu)) {
                 Ok(pdu) => self.waiting.push_back(Entry {
                     custody: Custody::Stored(id),
                     stored_at,
                     pdu,
+                    tries: Tries::default(),
+                    charge,
                 }),
                 Err(e) => {
                     warn!(client = %self.config.system_id, %id, error = %e, "unreadable outbox entry dropped");
@@ -303,17 +359,27 @@ impl Account {
                     None => break,
                 },
             };
-            let Some(Storing { pdu, ack, forget, .. }) = self.storing.pop_front() else {
+            let Some(Storing {
+                pdu,
+                ack,
+                forget,
+                tries,
+                charge,
+                ..
+            }) = self.storing.pop_front()
+            else {
                 break;
             };
             let status = match outcome {
                 Ok(Pushed::Stored(id)) => {
                     match &mut self.fetcher {
                         Some(fetcher) => fetcher.rang(),
-                        None => self.waiting.push_back(Entry {
+                        None => self.wait_turn(Entry {
                             custody: Custody::Stored(id),
                             stored_at: unix_now(),
                             pdu,
+                            tries,
+                            charge,
                         }),
                     }
                     self.forget(forget);
@@ -359,7 +425,7 @@ impl Account {
     }
 
     fn held(&self) -> usize {
-        self.storing.len() + self.waiting.len() + self.inflight()
+        self.storing.len() + self.waiting.len() + self.delayed.len() + self.inflight()
     }
 
     fn inflight(&self) -> usize {
@@ -380,13 +446,17 @@ impl Account {
                 forget,
                 dedup,
             } => {
-                if self.held() >= self.config.outbox_max {
+                let charge = match self.held() < self.config.outbox_max {
+                    true => self.bytes.try_charge(pdu.encoded_len() as u64),
+                    false => None,
+                };
+                let Some(charge) = charge else {
                     self.refuse_full();
                     if let Some(ack) = ack {
                         ack.send(CommandStatus::ESME_RX_T_APPN);
                     }
                     return;
-                }
+                };
                 // A bound client with room and nothing waiting for it here: hand it over
                 // straight away, and answer the SMSC when the client answers (no store write).
                 // Entries still being stored (or, in a cluster, stored by another node and not
@@ -399,12 +469,14 @@ impl Account {
                         custody: Custody::Direct { ack, forget, dedup },
                         stored_at: unix_now(),
                         pdu,
+                        tries: Tries::default(),
+                        charge,
                     });
                     // Now, not after the burst: the next receipt of the burst must find the
                     // queue empty again to go direct too.
                     self.pump();
                 } else {
-                    self.store_entry(pdu, ack, forget, dedup.as_deref());
+                    self.store_entry(pdu, ack, forget, dedup.as_deref(), Tries::default(), charge);
                 }
             }
             AccountMsg::BindUp { bind_id, tx } => {
@@ -422,7 +494,11 @@ impl Account {
                 ));
             }
             AccountMsg::BindDown { bind_id } => self.bind_down(bind_id),
-            AccountMsg::Delivered { bind_id, entry, status } => self.delivered(bind_id, entry, status),
+            AccountMsg::Delivered {
+                bind_id,
+                entry,
+                outcome,
+            } => self.delivered(bind_id, entry, outcome),
             AccountMsg::Bell => {
                 if let Some(fetcher) = &mut self.fetcher {
                     fetcher.rang();
@@ -450,58 +526,133 @@ impl Account {
         for entry in std::mem::take(&mut self.waiting) {
             match entry.custody {
                 // The client may be gone for long: now it needs custody.
-                Custody::Direct { ack, forget, dedup } => self.store_entry(entry.pdu, ack, forget, dedup.as_deref()),
+                Custody::Direct { ack, forget, dedup } => {
+                    self.store_entry(entry.pdu, ack, forget, dedup.as_deref(), entry.tries, entry.charge)
+                }
                 Custody::Stored(_) if self.fetcher.is_some() => {}
                 Custody::Stored(_) => self.waiting.push_back(entry),
             }
+        }
+        if self.fetcher.is_some() {
+            // A shared outbox's entries are left to the nodes with binds, delayed ones too.
+            self.delayed
+                .retain(|(_, e)| matches!(e.custody, Custody::Direct { .. }));
         }
         if let Some(fetcher) = &mut self.fetcher {
             fetcher.unbound();
         }
     }
 
-    /// The client answered entry `key` on bind `bind_id` (or it timed out).
-    fn delivered(&mut self, bind_id: u64, key: u64, status: CommandStatus) {
+    /// How entry `key` went on bind `bind_id`, by the policy of [`redelivery`].
+    fn delivered(&mut self, bind_id: u64, key: u64, outcome: Delivery) {
         let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
             return;
         };
-        let Some(entry) = bind.inflight.remove(&key) else {
+        let Some(mut entry) = bind.inflight.remove(&key) else {
             return;
         };
-        let permanent = matches!(status, CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN);
-        if permanent {
-            warn!(client = %self.config.system_id, %status, "client refused a delivery for good: dropped");
-        }
+        let verdict = redelivery::verdict(outcome, &mut entry.tries, self.config.redelivery_attempts);
         let Entry {
             custody,
             stored_at,
             pdu,
+            tries,
+            charge,
         } = entry;
-        match (custody, status.is_ok() || permanent) {
+        match (verdict, custody) {
             // Handed over directly: the client's answer is the SMSC's answer.
-            (Custody::Direct { ack, forget, .. }, true) => {
+            (Verdict::Done | Verdict::Drop, Custody::Direct { ack, forget, .. }) => {
+                if verdict == Verdict::Drop {
+                    self.count_dropped(outcome, tries);
+                }
                 if let Some(ack) = ack {
-                    ack.send(status);
+                    ack.send(match outcome {
+                        Delivery::Answered(status) | Delivery::Nacked(status) => status,
+                        _ => CommandStatus::ESME_RX_P_APPN,
+                    });
                 }
                 self.forget(forget);
             }
-            (Custody::Direct { ack, forget, dedup }, false) => self.store_entry(pdu, ack, forget, dedup.as_deref()),
             // Not waited for: if the removal is lost in a crash, the entry is delivered again
             // after the restart (at least once, never lost).
-            (Custody::Stored(id), true) => drop(self.store.outbox_remove(&self.config.system_id, id)),
-            (custody @ Custody::Stored(_), false) => {
-                debug!(client = %self.config.system_id, %status, "delivery to retry");
-                self.waiting.push_back(Entry {
+            (Verdict::Done | Verdict::Drop, Custody::Stored(id)) => {
+                if verdict == Verdict::Drop {
+                    self.count_dropped(outcome, tries);
+                }
+                drop(self.store.outbox_remove(&self.config.system_id, id));
+            }
+            // The client did not take it: it needs custody while it waits.
+            (Verdict::Later | Verdict::Again, Custody::Direct { ack, forget, dedup }) => {
+                if verdict == Verdict::Later {
+                    self.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
+                self.store_entry(pdu, ack, forget, dedup.as_deref(), tries, charge)
+            }
+            (Verdict::Later, custody @ Custody::Stored(_)) => {
+                self.redelivered.fetch_add(1, Ordering::Relaxed);
+                debug!(client = %self.config.system_id, ?outcome, refused = tries.refused, "delivery to retry");
+                self.wait_turn(Entry {
                     custody,
                     stored_at,
                     pdu,
+                    tries,
+                    charge,
                 });
             }
+            (Verdict::Again, custody @ Custody::Stored(_)) => self.waiting.push_front(Entry {
+                custody,
+                stored_at,
+                pdu,
+                tries,
+                charge,
+            }),
+        }
+    }
+
+    fn count_dropped(&self, outcome: Delivery, tries: Tries) {
+        self.dropped_refused.fetch_add(1, Ordering::Relaxed);
+        warn!(client = %self.config.system_id, ?outcome, refused = tries.refused, "client refused a delivery for good: dropped");
+    }
+
+    /// Queues an entry: at once if the client never refused it, else after its backoff.
+    fn wait_turn(&mut self, entry: Entry) {
+        if entry.tries.refused == 0 {
+            self.waiting.push_back(entry);
+            return;
+        }
+        let c = &self.config;
+        let wait = redelivery::backoff(entry.tries.refused, c.redelivery_backoff, c.redelivery_backoff_max);
+        self.delayed.push((tokio::time::Instant::now() + wait, entry));
+    }
+
+    /// Delayed entries whose wait is over go to the front, oldest wait first.
+    fn release_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut due: Vec<(tokio::time::Instant, Entry)> = Vec::new();
+        let mut i = 0;
+        while i < self.delayed.len() {
+            if self.delayed[i].0 <= now {
+                due.push(self.delayed.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        for (_, entry) in due {
+            self.waiting.push_front(entry);
         }
     }
 
     /// Writes an entry to the store; the SMSC is answered once it is durable.
-    fn store_entry(&mut self, pdu: Pdu, ack: Option<DeliverAck>, forget: Forget, dedup: Option<&str>) {
+    fn store_entry(
+        &mut self,
+        pdu: Pdu,
+        ack: Option<DeliverAck>,
+        forget: Forget,
+        dedup: Option<&str>,
+        tries: Tries,
+        charge: Charge,
+    ) {
         let ticket = match pdu.to_bytes() {
             Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes, dedup),
             Err(e) => Ticket::done(Err(e.into())),
@@ -511,6 +662,8 @@ impl Account {
             pdu,
             ack,
             forget,
+            tries,
+            charge,
         });
     }
 
@@ -549,8 +702,8 @@ impl Account {
         let room = self.room();
         if let Some(fetcher) = &mut self.fetcher {
             if !self.binds.is_empty() {
-                let (waiting, binds) = (&self.waiting, &self.binds);
-                let held = || stored_ids(waiting, binds).collect();
+                let (waiting, delayed, binds) = (&self.waiting, &self.delayed, &self.binds);
+                let held = || stored_ids(waiting, delayed, binds).collect();
                 fetcher.fetch(&self.store, &self.config.system_id, room, held);
             }
         }

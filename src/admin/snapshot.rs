@@ -27,6 +27,13 @@ pub struct Snapshot {
     pub concatenations_in_progress: u64,
     /// Every client account, by system_id.
     pub clients: Vec<ClientStatus>,
+    /// The store: `ok`, or `failed` while it refuses work (a write failed at the file, or the
+    /// shared store does not answer).
+    #[serde(default)]
+    pub store: StoreStatus,
+    /// The SMPP listener: connections against `[limits]`, refusals, failed binds.
+    #[serde(default)]
+    pub listener: ListenerStatus,
     /// The cluster this node is part of (with a shared store), as the store shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
@@ -45,6 +52,46 @@ pub struct Counters {
     pub mo_routed: u64,
     /// MO no route matched.
     pub mo_unroutable: u64,
+    /// Receipts and MO refused to the SMSC for being longer than `sessions.max_pdu_len`.
+    #[serde(default)]
+    pub deliveries_oversized: u64,
+    /// Receipts held now waiting for their submit's correlation, and their bytes.
+    #[serde(default)]
+    pub early_receipts: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub early_receipts_bytes: u64,
+    /// Receipts refused (ESME_RX_T_APPN) because `[limits] early_receipts_max(_bytes)` was reached.
+    #[serde(default)]
+    pub early_receipts_refused: u64,
+}
+
+/// The store's health.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// `ok` or `failed`.
+    pub state: String,
+    /// Writes that failed at the file (embedded store).
+    pub failures: u64,
+    /// Times it opened again after one.
+    pub reopens: u64,
+}
+
+/// The SMPP listener against its limits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListenerStatus {
+    /// Client connections open now.
+    pub connections: u32,
+    /// Of them, not bound yet.
+    pub unbound: u32,
+    /// Connections closed at accept, by the limit that refused them.
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Binds refused for their credentials or address.
+    pub bind_failures: u64,
+    /// Addresses banned for failed binds (each ban once).
+    pub bans: u64,
+    /// Log lines lost: the writer was behind, or stderr failed.
+    pub log_lines_lost: u64,
 }
 
 /// One upstream: the router's figures, and its sessions.
@@ -59,6 +106,9 @@ pub struct UpstreamStatus {
     pub sessions: u32,
     /// Requests in flight across its sessions.
     pub inflight: u32,
+    /// deliver_sm / data_sm answered ESME_RX_T_APPN at once (`[limits] unanswered_delivers`).
+    #[serde(default)]
+    pub delivers_refused: u64,
 }
 
 /// One client account.
@@ -74,6 +124,15 @@ pub struct ClientStatus {
     pub outbox_refused_full: u64,
     /// Entries dropped after `receipt_ttl`.
     pub outbox_expired: u64,
+    /// The bytes its outbox holds on this node (`outbox_max_bytes`).
+    #[serde(default)]
+    pub outbox_bytes: u64,
+    /// Deliveries it refused or left unanswered, tried again after a wait.
+    #[serde(default)]
+    pub redelivered: u64,
+    /// Entries dropped because it refused them for good, or too often.
+    #[serde(default)]
+    pub dropped_refused: u64,
 }
 
 impl Snapshot {
@@ -90,6 +149,7 @@ impl Snapshot {
                 sessions_bound: 0,
                 sessions: 0,
                 inflight: 0,
+                delivers_refused: 0,
             })
             .collect();
         for session in &ctx.sessions {
@@ -97,6 +157,7 @@ impl Snapshot {
                 u.sessions += 1;
                 u.sessions_bound += u32::from(session.is_bound());
                 u.inflight += session.inflight();
+                u.delivers_refused += session.refused_delivers.load(Ordering::Relaxed);
             }
         }
         let groups = ctx.router.group_figures();
@@ -109,9 +170,13 @@ impl Snapshot {
                 outbox: load(&a.outbox_len),
                 outbox_refused_full: load(&a.refused_full),
                 outbox_expired: load(&a.expired),
+                outbox_bytes: a.bytes.held().1,
+                redelivered: load(&a.redelivered),
+                dropped_refused: load(&a.dropped_refused),
             })
             .collect();
         clients.sort_by(|a, b| a.system_id.cmp(&b.system_id));
+        let (early_receipts, early_receipts_bytes, early_receipts_refused) = ctx.early.counts();
         Snapshot {
             node_id: ctx.config.node_id.clone(),
             correlations: ctx.store.correlations(),
@@ -121,12 +186,34 @@ impl Snapshot {
                 part_receipts_suppressed: load(&s.part_receipts_suppressed),
                 mo_routed: load(&s.mo_routed),
                 mo_unroutable: load(&s.mo_unroutable),
+                deliveries_oversized: load(&s.oversized_deliveries),
+                early_receipts,
+                early_receipts_bytes,
+                early_receipts_refused,
             },
             upstreams,
             groups,
             concatenations_in_progress: ctx.router.concatenations_in_progress() as u64,
             clients,
+            store: {
+                let (failures, reopens) = ctx.store.fault_counts();
+                let state = if ctx.store.available() { "ok" } else { "failed" };
+                StoreStatus {
+                    state: state.to_owned(),
+                    failures,
+                    reopens,
+                }
+            },
+            listener: listener(ctx),
             cluster: None,
+        }
+    }
+
+    /// Leaves out what names client accounts (for callers without the admin token).
+    pub fn hide_names(&mut self) {
+        self.clients.clear();
+        if let Some(cluster) = &mut self.cluster {
+            cluster.clients.clear();
         }
     }
 
@@ -146,7 +233,25 @@ impl Snapshot {
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn prometheus(&self) -> String {
         let c = &self.counters;
-        let totals: [(&str, &str, &str, Option<u64>); 6] = [
+        let totals: [(&str, &str, &str, Option<u64>); 10] = [
+            (
+                "early_receipts",
+                "gauge",
+                "Receipts held waiting for their submit's correlation.",
+                Some(c.early_receipts),
+            ),
+            (
+                "early_receipts_bytes",
+                "gauge",
+                "Bytes of the receipts held waiting for their submit's correlation.",
+                Some(c.early_receipts_bytes),
+            ),
+            (
+                "early_receipts_refused_total",
+                "counter",
+                "Receipts the SMSC was asked to send again because early_receipts_max(_bytes) was reached.",
+                Some(c.early_receipts_refused),
+            ),
             (
                 "correlations",
                 "gauge",
@@ -183,9 +288,21 @@ impl Snapshot {
                 "Mobile-originated messages no route matched.",
                 Some(c.mo_unroutable),
             ),
+            (
+                "deliveries_oversized_total",
+                "counter",
+                "Receipts and MO refused to the SMSC (ESME_RINVMSGLEN) for being longer than sessions.max_pdu_len.",
+                Some(c.deliveries_oversized),
+            ),
         ];
         type PerClient = fn(&ClientStatus) -> f64;
-        let per_client: [(&str, &str, &str, PerClient); 4] = [
+        let per_client: [(&str, &str, &str, PerClient); 7] = [
+            (
+                "outbox_bytes",
+                "gauge",
+                "Bytes of the receipts and MO this node holds for a client.",
+                |c| c.outbox_bytes as f64,
+            ),
             ("client_binds", "gauge", "Binds open per client account.", |c| {
                 f64::from(c.binds)
             }),
@@ -207,9 +324,27 @@ impl Snapshot {
                 "Receipts and MO dropped after receipt_ttl.",
                 |c| c.outbox_expired as f64,
             ),
+            (
+                "redeliveries_total",
+                "counter",
+                "Receipts and MO a client refused or left unanswered, tried again after a backoff.",
+                |c| c.redelivered as f64,
+            ),
+            (
+                "deliveries_dropped_total",
+                "counter",
+                "Receipts and MO dropped because the client refused them for good or too often.",
+                |c| c.dropped_refused as f64,
+            ),
         ];
         type PerUpstream = fn(&UpstreamStatus) -> f64;
-        let per_upstream: [(&str, &str, &str, PerUpstream); 11] = [
+        let per_upstream: [(&str, &str, &str, PerUpstream); 12] = [
+            (
+                "upstream_delivers_refused_total",
+                "counter",
+                "deliver_sm / data_sm answered ESME_RX_T_APPN at once: unanswered_delivers reached.",
+                |u| u.delivers_refused as f64,
+            ),
             (
                 "upstream_sessions_bound",
                 "gauge",
@@ -308,10 +443,98 @@ impl Snapshot {
                 );
             }
         }
+        self.listener_metrics(&mut out);
         if let Some(cluster) = &self.cluster {
             self.cluster_metrics(&mut out, cluster);
         }
         out
+    }
+}
+
+fn listener(ctx: &Context) -> ListenerStatus {
+    let (connections, unbound) = ctx.guard.conns.open();
+    let refused = crate::guard::Refusal::ALL
+        .iter()
+        .zip(ctx.guard.conns.refused())
+        .map(|(why, n)| (why.as_str().to_owned(), n))
+        .collect();
+    let (bind_failures, bans) = ctx.guard.auth.counts();
+    ListenerStatus {
+        connections,
+        unbound,
+        refused,
+        bind_failures,
+        bans,
+        log_lines_lost: crate::logging::lines_lost(),
+    }
+}
+
+impl Snapshot {
+    fn listener_metrics(&self, out: &mut String) {
+        let l = &self.listener;
+        let plain: [(&str, &str, &str, u64); 8] = [
+            (
+                "store_up",
+                "gauge",
+                "1 while the store takes work.",
+                u64::from(self.store.state == "ok"),
+            ),
+            (
+                "store_failures_total",
+                "counter",
+                "Writes that failed at the store's file.",
+                self.store.failures,
+            ),
+            (
+                "store_reopens_total",
+                "counter",
+                "Times the store opened again after a failed write.",
+                self.store.reopens,
+            ),
+            (
+                "connections",
+                "gauge",
+                "Client connections open.",
+                u64::from(l.connections),
+            ),
+            (
+                "connections_unbound",
+                "gauge",
+                "Client connections not bound yet.",
+                u64::from(l.unbound),
+            ),
+            (
+                "bind_failures_total",
+                "counter",
+                "Binds refused for their credentials or address.",
+                l.bind_failures,
+            ),
+            (
+                "auth_bans_total",
+                "counter",
+                "Addresses banned for failed binds.",
+                l.bans,
+            ),
+            (
+                "log_lines_lost_total",
+                "counter",
+                "Log lines dropped or failed by stderr.",
+                l.log_lines_lost,
+            ),
+        ];
+        for (name, kind, help, value) in plain {
+            let _ = writeln!(
+                out,
+                "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}\nsmpp_proxy_{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP smpp_proxy_connections_refused_total Client connections closed at accept, by limit.\n# TYPE smpp_proxy_connections_refused_total counter"
+        );
+        for (reason, n) in &l.refused {
+            let _ = writeln!(out, "smpp_proxy_connections_refused_total{{reason=\"{reason}\"}} {n}");
+        }
     }
 }
 

@@ -14,18 +14,21 @@ pub(crate) struct Endpoint {
     /// The admin endpoint's address; by default the `[listen] admin` of --config.
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// The configuration file (its `[listen] admin`).
+    /// The configuration file (its `[listen] admin`, and `[admin] token_file`).
     #[arg(long, short, default_value = "config/smpp-proxy.toml")]
     config: PathBuf,
 }
 
 impl Endpoint {
-    fn addr(&self) -> Result<SocketAddr, String> {
+    /// The address, and the token `[admin] token_file` holds (read only from the config).
+    fn addr(&self) -> Result<(SocketAddr, Option<String>), String> {
+        let config = Config::load(&self.config);
+        let token = config.as_ref().ok().and_then(|c| c.admin_access.token.clone());
         if let Some(a) = self.admin {
-            return Ok(a);
+            return Ok((a, token));
         }
-        match Config::load(&self.config).map(|c| c.admin) {
-            Ok(Some(a)) => Ok(a),
+        match config.map(|c| c.admin) {
+            Ok(Some(a)) => Ok((a, token)),
             Ok(None) => Err(format!(
                 "{}: no [listen] admin; give --admin ADDR",
                 self.config.display()
@@ -55,8 +58,9 @@ pub(crate) struct FailbackArgs {
 
 impl FailbackArgs {
     pub(crate) fn run(self) -> ExitCode {
-        let answer = self.endpoint.addr().and_then(|addr| {
-            admin::post(addr, &format!("/groups/{}/failback", self.group)).map_err(|e| format!("{addr}: {e}"))
+        let answer = self.endpoint.addr().and_then(|(addr, token)| {
+            let path = format!("/groups/{}/failback", self.group);
+            admin::request(addr, "POST", &path, token.as_deref()).map_err(|e| format!("{addr}: {e}"))
         });
         match answer {
             Ok(text) => {
@@ -73,14 +77,14 @@ impl FailbackArgs {
 
 impl StatusArgs {
     pub(crate) fn run(self) -> ExitCode {
-        let addr = match self.endpoint.addr() {
+        let (addr, token) = match self.endpoint.addr() {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
-        let body = match admin::get(addr, "/status") {
+        let body = match admin::request(addr, "GET", "/status", token.as_deref()) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("{addr}: {e}");

@@ -41,6 +41,8 @@ enum Command {
     Status(admin::StatusArgs),
     /// Move a failover group back to its first available member (for `failback = "manual"`).
     Failback(admin::FailbackArgs),
+    /// Hash a client password (read on standard input) for `password_hash`.
+    HashPassword(check::HashPasswordArgs),
     /// Read the durable store (while the proxy is stopped).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -55,13 +57,16 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+/// Logs to stderr through [`smpp_proxy::logging`] (never blocking, never panicking);
+/// `RUST_LOG` overrides the default level (info).
 pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(smpp_proxy::logging::init())
+        // Its report of a failed write goes through eprintln!, which panics when stderr is gone.
+        .log_internal_errors(false);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -89,6 +94,7 @@ impl Cli {
             Command::Status(args) => args.run(),
             Command::Failback(args) => args.run(),
             Command::Store(cmd) => cmd.run(),
+            Command::HashPassword(args) => args.run(),
         }
     }
 }

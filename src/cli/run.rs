@@ -17,6 +17,10 @@ pub(crate) struct RunArgs {
     log_format: super::LogFormat,
 }
 
+/// SIGXFSZ on Linux: sent when a write passes the file-size limit.
+#[cfg(target_os = "linux")]
+const SIGXFSZ: i32 = 25;
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub(crate) async fn terminated() {
     #[cfg(unix)]
@@ -42,7 +46,14 @@ impl RunArgs {
                 return ExitCode::FAILURE;
             }
         };
-        super::runtime().block_on(async move {
+        for warning in &config.warnings {
+            tracing::warn!("{}: {warning}", self.config.display());
+        }
+        let code = super::runtime().block_on(async move {
+            // A write past the file-size limit must fail with EFBIG (and the store cope), not
+            // kill the process, which is what SIGXFSZ does by default.
+            #[cfg(target_os = "linux")]
+            let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ));
             let proxy = match Proxy::start(config).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -54,6 +65,8 @@ impl RunArgs {
             tracing::info!("shutting down");
             proxy.shutdown().await;
             ExitCode::SUCCESS
-        })
+        });
+        smpp_proxy::logging::flush(std::time::Duration::from_secs(2));
+        code
     }
 }

@@ -1,12 +1,12 @@
-//! `smpp-proxy store stats|outbox`: what the durable store holds (run while the proxy is
-//! stopped: the store is locked by the running proxy).
+//! `smpp-proxy store stats|outbox|reset`: what the durable store holds, and moving a damaged
+//! file aside (run while the proxy is stopped: the store is locked by the running proxy).
 
 use clap::Subcommand;
 use smpp_proxy::config::Config;
 use smpp_proxy::pdu::json::pdu_to_json;
 use smpp_proxy::pdu::Pdu;
 use smpp_proxy::receipt::Receipt;
-use smpp_proxy::store::DurableStore;
+use smpp_proxy::store::{DurableStore, StoreError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,11 +30,50 @@ pub(crate) enum StoreCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Moves a damaged or empty store file aside (kept, renamed `*.damaged-TIME`), so the next
+    /// start begins with an empty store. A store that opens fine is left alone unless --force.
+    Reset {
+        /// The configuration file (its `[store] path`).
+        #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+        config: PathBuf,
+        /// Move it aside even though it opens.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn open(config: &Path) -> Result<DurableStore, String> {
     let c = Config::load(config).map_err(|e| e.in_file(config))?;
     DurableStore::open(&c.store_path).map_err(|e| e.to_string())
+}
+
+/// `store reset`: the file moved aside when it cannot be opened (or with `force`), never while
+/// a proxy holds it.
+fn reset(config: &Path, force: bool) -> Result<(), String> {
+    let c = Config::load(config).map_err(|e| e.in_file(config))?;
+    let file = c.store_path.join(smpp_proxy::store::durable::FILE);
+    if !file.exists() {
+        println!("{}: no store file; nothing to reset", file.display());
+        return Ok(());
+    }
+    match DurableStore::open(&c.store_path) {
+        Err(e @ StoreError::Locked(_)) => return Err(e.to_string()),
+        Ok(_) if !force => {
+            return Err(format!(
+                "{} opens fine: nothing to reset (--force moves it aside anyway)",
+                file.display()
+            ))
+        }
+        Ok(_) | Err(_) => {}
+    }
+    let aside = file.with_extension(format!("redb.damaged-{}", smpp_proxy::store::unix_now()));
+    std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "moved {} to {}; the next start begins with an empty store",
+        file.display(),
+        aside.display()
+    );
+    Ok(())
 }
 
 impl StoreCommand {
@@ -61,6 +100,7 @@ impl StoreCommand {
                 }
                 Ok(())
             }),
+            StoreCommand::Reset { config, force } => reset(&config, force),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

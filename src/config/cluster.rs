@@ -131,13 +131,7 @@ pub(super) fn cluster(
     let password = store
         .password_file
         .as_ref()
-        .and_then(|path| match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
-            Err(e) => {
-                p.add("store.password_file", format!("{}: {e}", path.display()));
-                None
-            }
-        });
+        .and_then(|path| p.secret_file("store.password_file", path));
     let tls_ca = store.tls_ca_file.as_ref().and_then(|path| {
         if !url.starts_with("rediss://") {
             p.add("store.tls_ca_file", "only with a rediss:// url");

@@ -10,18 +10,20 @@ mod clients;
 mod cluster;
 #[cfg(test)]
 mod documented;
+mod limits;
 mod parse;
 mod raw;
 mod routing;
 mod upstreams;
 mod values;
 
-pub use clients::ClientConfig;
+pub use clients::{ClientConfig, Credential};
 pub use cluster::{redacted, ClusterConfig, RedisConfig, StoreDown, UpstreamTps};
+pub use limits::LimitsConfig;
 pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
 pub use routing::{GroupConfig, RouteConfig, RoutingConfig, MAX_MEMBERS};
 pub use upstreams::UpstreamConfig;
-pub use values::{parse_duration, Cidr};
+pub use values::{parse_duration, parse_size, Cidr};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the admin HTTP endpoint (`/metrics`, `/status`) listens, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// Who may use it.
+    pub admin_access: AdminConfig,
     /// Where durable state lives.
     pub store_path: PathBuf,
     /// Which store holds correlations and held receipts.
@@ -64,6 +68,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Settings for client sessions.
     pub client_sessions: ClientSessionConfig,
+    /// Connection caps and failed-bind bans.
+    pub limits: LimitsConfig,
     /// Client accounts by system_id.
     pub clients: BTreeMap<String, ClientConfig>,
     /// Upstream SMSCs, in config order.
@@ -82,7 +88,32 @@ pub struct Config {
     pub early_receipt_wait: Duration,
     /// How long a correlation without a final receipt is kept.
     pub correlation_ttl: Duration,
+    /// What is allowed but unwise (`check` prints them, `run` logs them): short passwords,
+    /// accounts open to every address.
+    pub warnings: Vec<String>,
 }
+
+/// `[admin]`: the admin endpoint's token and connection cap.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// The bearer token actions (and account names) need, from `token_file`. Without it the
+    /// endpoint must listen on loopback only.
+    pub token: Option<String>,
+    /// Connections open at once.
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Shortest admin token accepted.
+const MIN_TOKEN: usize = 16;
 
 /// Timers and limits that apply to every client session.
 #[derive(Debug, Clone)]
@@ -97,6 +128,8 @@ pub struct ClientSessionConfig {
     pub max_pdu_len: usize,
     /// How long a request within the client's window may wait for upstream window.
     pub queue_timeout: Duration,
+    /// A client that has read nothing of what the proxy sent for this long is closed.
+    pub write_timeout: Duration,
 }
 
 impl Config {
@@ -176,6 +209,70 @@ impl Problems {
         }
     }
 
+    fn size(&mut self, key: &str, text: &str) -> u64 {
+        match parse_size(text) {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.add(
+                    key,
+                    format!("{text:?} is not a size like \"65536\", \"512KiB\", \"64MiB\""),
+                );
+                1
+            }
+        }
+    }
+
+    /// The secret of `{prefix}password`, `{prefix}password_file` or `{prefix}password_env`
+    /// (exactly one of them; `others` names further keys that may stand in for all three).
+    fn password(
+        &mut self,
+        prefix: &str,
+        plain: Option<&String>,
+        file: Option<&PathBuf>,
+        env: Option<&String>,
+        others: &[&str],
+    ) -> Option<String> {
+        let given = [plain.is_some(), file.is_some(), env.is_some()];
+        let n = given.iter().filter(|&&g| g).count();
+        let mut names = vec!["password", "password_file", "password_env"];
+        names.extend_from_slice(others);
+        if n > 1 {
+            self.add(
+                format!("{prefix}password"),
+                format!("set only one of {}", names.join(", ")),
+            );
+            return None;
+        }
+        if let Some(text) = plain {
+            return Some(text.clone());
+        }
+        if let Some(path) = file {
+            return self.secret_file(&format!("{prefix}password_file"), path);
+        }
+        if let Some(var) = env {
+            return match std::env::var(var) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    self.add(format!("{prefix}password_env"), format!("the environment has no {var}"));
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    /// A secret kept in a file (its first line, without the line end); a file that cannot be
+    /// read is a problem of `key`.
+    fn secret_file(&mut self, key: &str, path: &Path) -> Option<String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.lines().next().unwrap_or_default().to_owned()),
+            Err(e) => {
+                self.add(key, format!("{}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
     fn positive(&mut self, key: &str, value: u32) {
         if value == 0 {
             self.add(key, "must be at least 1");
@@ -210,7 +307,9 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         .admin
         .as_ref()
         .and_then(|a| p.address("listen.admin", a, "127.0.0.1:9090"));
+    let admin_access = admin_access(&raw.admin, admin, &mut p);
     let client_sessions = sessions(&raw.sessions, &mut p);
+    let limits = limits::limits(&raw.limits, &mut p);
     let (store_redis, cluster) = cluster::cluster(&raw.store, raw.cluster.as_ref(), &mut p);
     let (upstreams, upstream_names) = upstreams::upstreams(&raw.upstreams, &mut p);
     let mut groups = routing::groups(&raw.groups, &upstream_names, &mut p);
@@ -219,7 +318,8 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         .entry("default".to_owned())
         .or_insert_with(|| GroupConfig::load_balance("default", upstreams.iter().map(|u| u.name.clone()).collect()));
     let receipt_ttl = p.duration("receipt_ttl", &raw.receipt_ttl);
-    let clients = clients::clients(&raw.clients, &groups, receipt_ttl, &mut p);
+    let mut warnings = Vec::new();
+    let clients = clients::clients(&raw.clients, &groups, receipt_ttl, &mut p, &mut warnings);
     let client_names = clients.keys().map(String::as_str).collect();
     let routes = routing::routes(&raw.routes, &groups, &client_names, &mut p);
     let routing = routing::routing(&raw.routing, &mut p);
@@ -238,11 +338,13 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         node_id: raw.node_id,
         listen,
         admin,
+        admin_access,
         store_path: raw.store.path,
         store_backend: raw.store.backend,
         store_redis,
         cluster,
         client_sessions,
+        limits,
         clients,
         upstreams,
         groups,
@@ -252,7 +354,41 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         unmatched_receipts_to: raw.unmatched_receipts_to,
         early_receipt_wait,
         correlation_ttl,
+        warnings,
     })
+}
+
+/// `[admin]`: a token of some length, and one at all unless the endpoint is loopback-only
+/// (what Redis's protected mode insists on).
+fn admin_access(raw: &raw::RawAdmin, listen: Option<SocketAddr>, p: &mut Problems) -> AdminConfig {
+    p.positive("admin.max_connections", raw.max_connections);
+    let token = raw
+        .token_file
+        .as_ref()
+        .and_then(|path| p.secret_file("admin.token_file", path));
+    if let Some(token) = &token {
+        if token.len() < MIN_TOKEN {
+            p.add(
+                "admin.token_file",
+                format!(
+                    "the token has {} characters; use at least {MIN_TOKEN} (e.g. `openssl rand -hex 16`)",
+                    token.len()
+                ),
+            );
+        }
+    }
+    if let Some(addr) = listen {
+        if token.is_none() && raw.token_file.is_none() && !addr.ip().is_loopback() {
+            p.add(
+                "listen.admin",
+                format!("{addr} is reachable from other hosts: set admin.token_file, or listen on 127.0.0.1"),
+            );
+        }
+    }
+    AdminConfig {
+        token,
+        max_connections: raw.max_connections,
+    }
 }
 
 /// `[sessions]`: timers and limits of every client session.
@@ -266,6 +402,7 @@ fn sessions(s: &raw::RawSessions, p: &mut Problems) -> ClientSessionConfig {
         response_timeout: p.duration("sessions.response_timeout", &s.response_timeout),
         max_pdu_len: s.max_pdu_len,
         queue_timeout: p.duration("sessions.queue_timeout", &s.queue_timeout),
+        write_timeout: p.duration("sessions.write_timeout", &s.write_timeout),
     }
 }
 
@@ -392,6 +529,92 @@ mod tests {
     }
 
     #[test]
+    fn an_admin_endpoint_off_loopback_needs_a_token_of_some_length() {
+        let open = MINIMAL.replace("[listen]\n", "[listen]\nadmin = \"0.0.0.0:9090\"\n");
+        let err = Config::from_toml(&open).unwrap_err();
+        assert!(err.0[0].starts_with("listen.admin: 0.0.0.0:9090 is reachable"), "{err}");
+        let local = MINIMAL.replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:9090\"\n");
+        assert!(Config::from_toml(&local).unwrap().admin_access.token.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "short\n").unwrap();
+        let with = format!("{open}\n[admin]\ntoken_file = \"{}\"\n", file.display());
+        let err = Config::from_toml(&with).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(
+            err.0[0].starts_with("admin.token_file: the token has 5 characters"),
+            "{err}"
+        );
+        std::fs::write(&file, "0123456789abcdef\n").unwrap();
+        let c = Config::from_toml(&with).unwrap();
+        assert_eq!(c.admin_access.token.as_deref(), Some("0123456789abcdef"));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "the token in Debug output"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_file_the_environment_or_a_hash_and_only_one_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "fromfile\n").unwrap();
+        std::env::set_var("SMPP_PROXY_TEST_UPSTREAM_PW", "fromenv");
+        let text = MINIMAL
+            .replace(
+                "password = \"secret\"",
+                &format!("password_file = \"{}\"", file.display()),
+            )
+            .replace("password = \"pw\"", "password_env = \"SMPP_PROXY_TEST_UPSTREAM_PW\"");
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.clients["shop"].password, Credential::Plain("fromfile".into()));
+        assert_eq!(c.upstreams[0].password, "fromenv");
+        assert!(!format!("{c:?}").contains("fromfile"), "a password in Debug output");
+        let hash = crate::guard::auth::hash_password(b"secret").unwrap();
+        let hashed = MINIMAL.replace("password = \"secret\"", &format!("password_hash = \"{hash}\""));
+        assert!(matches!(
+            Config::from_toml(&hashed).unwrap().clients["shop"].password,
+            Credential::Hash(_)
+        ));
+
+        let both = MINIMAL.replace("password = \"secret\"", "password = \"secret\"\npassword_env = \"X\"");
+        let err = Config::from_toml(&both).unwrap_err();
+        assert!(err.0[0].starts_with("clients[0].password: set only one of"), "{err}");
+        let missing = MINIMAL
+            .replace("password = \"secret\"", "password_env = \"SMPP_PROXY_TEST_NOT_SET\"")
+            .replace("password = \"pw\"", "");
+        let err = Config::from_toml(&missing).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err
+            .0
+            .iter()
+            .any(|l| l == "clients[0].password_env: the environment has no SMPP_PROXY_TEST_NOT_SET"));
+        assert!(err.0.iter().any(|l| l.starts_with("upstreams[0].password: missing")));
+        let empty = MINIMAL.replace("password = \"secret\"", "password = \"\"");
+        assert!(Config::from_toml(&empty).unwrap_err().0[0].contains("is empty"));
+        let bad = MINIMAL.replace("password = \"secret\"", "password_hash = \"secret\"");
+        assert!(Config::from_toml(&bad).unwrap_err().0[0].starts_with("clients[0].password_hash: not an argon2"));
+    }
+
+    #[test]
+    fn short_passwords_and_open_accounts_are_warned_about() {
+        let c = Config::from_toml(&MINIMAL.replace("\"secret\"", "\"abc\"")).unwrap();
+        assert_eq!(
+            c.warnings,
+            [
+                "clients[0].password: 3 characters: easy to guess (SMPP allows 8)",
+                "clients[0].allow: not set: this account may bind from any address"
+            ]
+        );
+        let c = Config::from_toml(&MINIMAL.replace(
+            "password = \"secret\"",
+            "password = \"secret\"\nallow = [\"10.0.0.0/8\"]",
+        ))
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
     fn cidr_and_durations() {
         let net = Cidr::parse("10.1.0.0/16").unwrap();
         assert!(net.contains("10.1.200.3".parse().unwrap()));
@@ -402,6 +625,10 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("72h"), Some(Duration::from_secs(72 * 3600)));
         assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("65536"), Some(65_536));
+        assert_eq!(parse_size("2 GB"), Some(2_000_000_000));
+        assert_eq!(parse_size("5 parsecs"), None);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) sessions: RawSessions,
     #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) admin: RawAdmin,
+    #[serde(default)]
     pub(super) clients: Vec<RawClient>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
@@ -170,6 +174,7 @@ pub(super) struct RawSessions {
     pub(super) response_timeout: String,
     pub(super) max_pdu_len: usize,
     pub(super) queue_timeout: String,
+    pub(super) write_timeout: String,
 }
 
 impl Default for RawSessions {
@@ -180,6 +185,57 @@ impl Default for RawSessions {
             response_timeout: "30s".into(),
             max_pdu_len: crate::pdu::codec::DEFAULT_MAX_LEN,
             queue_timeout: "5s".into(),
+            write_timeout: "30s".into(),
+        }
+    }
+}
+
+/// `[limits]`: what one address, or everyone together, may hold of the proxy.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub(super) max_connections: u32,
+    pub(super) max_connections_per_ip: u32,
+    pub(super) max_unbound: u32,
+    pub(super) max_auth_failures: u32,
+    pub(super) auth_window: String,
+    pub(super) auth_ban: String,
+    pub(super) early_receipts_max: u32,
+    pub(super) early_receipts_max_bytes: String,
+    pub(super) unanswered_delivers: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            max_unbound: 512,
+            max_auth_failures: 10,
+            auth_window: "60s".into(),
+            auth_ban: "30s".into(),
+            early_receipts_max: 10_000,
+            early_receipts_max_bytes: "16MiB".into(),
+            unanswered_delivers: 1000,
+        }
+    }
+}
+
+/// `[admin]`: who may use the admin endpoint.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAdmin {
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) max_connections: u32,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            token_file: None,
+            max_connections: 16,
         }
     }
 }
@@ -204,9 +260,16 @@ pub enum MessageIdFormat {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClient {
     pub(super) system_id: String,
-    pub(super) password: String,
-    #[serde(default = "default_allow")]
-    pub(super) allow: Vec<String>,
+    #[serde(default)]
+    pub(super) password: Option<String>,
+    #[serde(default)]
+    pub(super) password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) password_env: Option<String>,
+    #[serde(default)]
+    pub(super) password_hash: Option<String>,
+    #[serde(default)]
+    pub(super) allow: Option<Vec<String>>,
     #[serde(default = "default_route")]
     pub(super) route: String,
     #[serde(default = "default_client_window")]
@@ -221,10 +284,28 @@ pub(super) struct RawClient {
     pub(super) deliver_window: u32,
     #[serde(default = "default_outbox_max")]
     pub(super) outbox_max: usize,
+    #[serde(default = "default_outbox_max_bytes")]
+    pub(super) outbox_max_bytes: String,
     #[serde(default)]
     pub(super) receipt_ttl: Option<String>,
     #[serde(default)]
     pub(super) multipart_receipts: MultipartReceipts,
+    #[serde(default = "default_redelivery_backoff")]
+    pub(super) redelivery_backoff: String,
+    #[serde(default = "default_redelivery_backoff_max")]
+    pub(super) redelivery_backoff_max: String,
+    #[serde(default = "default_redelivery_attempts")]
+    pub(super) redelivery_attempts: u32,
+}
+
+fn default_redelivery_backoff() -> String {
+    "1s".into()
+}
+fn default_redelivery_backoff_max() -> String {
+    "5m".into()
+}
+fn default_redelivery_attempts() -> u32 {
+    10
 }
 
 /// Which receipts of a concatenated message's parts a client gets.
@@ -240,9 +321,6 @@ pub enum MultipartReceipts {
     Last,
 }
 
-fn default_allow() -> Vec<String> {
-    vec!["0.0.0.0/0".into(), "::/0".into()]
-}
 fn default_route() -> String {
     "default".into()
 }
@@ -257,6 +335,9 @@ fn default_deliver_window() -> u32 {
 }
 fn default_outbox_max() -> usize {
     100_000
+}
+fn default_outbox_max_bytes() -> String {
+    "64MiB".into()
 }
 
 /// How an upstream session binds.
@@ -281,7 +362,12 @@ pub(super) struct RawUpstream {
     pub(super) name: String,
     pub(super) address: String,
     pub(super) system_id: String,
-    pub(super) password: String,
+    #[serde(default)]
+    pub(super) password: Option<String>,
+    #[serde(default)]
+    pub(super) password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) password_env: Option<String>,
     #[serde(default)]
     pub(super) system_type: String,
     #[serde(default)]
@@ -459,6 +545,8 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "store",
             "cluster",
             "sessions",
+            "limits",
+            "admin",
             "clients",
             "upstreams",
             "groups",
@@ -504,13 +592,32 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "response_timeout",
             "max_pdu_len",
             "queue_timeout",
+            "write_timeout",
         ],
     ),
+    (
+        "limits",
+        &[
+            "max_connections",
+            "max_connections_per_ip",
+            "max_unbound",
+            "max_auth_failures",
+            "auth_window",
+            "auth_ban",
+            "early_receipts_max",
+            "early_receipts_max_bytes",
+            "unanswered_delivers",
+        ],
+    ),
+    ("admin", &["token_file", "max_connections"]),
     (
         "clients",
         &[
             "system_id",
             "password",
+            "password_file",
+            "password_env",
+            "password_hash",
             "allow",
             "route",
             "window",
@@ -519,8 +626,12 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "message_id_format",
             "deliver_window",
             "outbox_max",
+            "outbox_max_bytes",
             "receipt_ttl",
             "multipart_receipts",
+            "redelivery_backoff",
+            "redelivery_backoff_max",
+            "redelivery_attempts",
         ],
     ),
     (
@@ -530,6 +641,8 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "address",
             "system_id",
             "password",
+            "password_file",
+            "password_env",
             "system_type",
             "bind",
             "sessions",

@@ -15,7 +15,7 @@ pub struct UpstreamConfig {
     pub address: String,
     /// Credentials for the bind.
     pub system_id: String,
-    /// Credentials for the bind.
+    /// Credentials for the bind (from `password`, `password_file` or `password_env`).
     pub password: String,
     /// `system_type` of the bind.
     pub system_type: String,
@@ -42,6 +42,18 @@ pub(super) fn upstreams(raw: &[RawUpstream], p: &mut Problems) -> (Vec<UpstreamC
     let mut names = HashSet::new();
     for (n, u) in raw.iter().enumerate() {
         let key = |field: &str| format!("upstreams[{n}].{field}");
+        let prefix = format!("upstreams[{n}].");
+        let password = p.password(
+            &prefix,
+            u.password.as_ref(),
+            u.password_file.as_ref(),
+            u.password_env.as_ref(),
+            &[],
+        );
+        if password.is_none() && u.password.is_none() && u.password_file.is_none() && u.password_env.is_none() {
+            p.add(key("password"), "missing: set password, password_file or password_env");
+        }
+        let password = password.unwrap_or_default();
         if u.name.is_empty() {
             p.add(key("name"), "must not be empty");
         } else if !names.insert(u.name.clone()) {
@@ -66,7 +78,7 @@ pub(super) fn upstreams(raw: &[RawUpstream], p: &mut Problems) -> (Vec<UpstreamC
             name: u.name.clone(),
             address: u.address.clone(),
             system_id: u.system_id.clone(),
-            password: u.password.clone(),
+            password,
             system_type: u.system_type.clone(),
             bind: u.bind,
             sessions: u.sessions,

@@ -18,7 +18,9 @@
 //! it counts as unmatched.
 
 use super::Context;
+use crate::budget::{Budget, Charge};
 use crate::config::MultipartReceipts;
+use crate::logging::Limiter;
 use crate::messages::Forget;
 use crate::messages::{AccountMsg, DeliverAck};
 use crate::pdu::{Body, CommandStatus, Pdu};
@@ -27,7 +29,7 @@ use crate::receipt::{rewrite_receipt_id, Receipt};
 use crate::store::{Correlation, Found, StoreError};
 use crate::upstream::{InboundSink, UpstreamInfo};
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -45,6 +47,8 @@ struct Early {
     keys: Vec<Key>,
     upstream: Arc<UpstreamInfo>,
     at: Instant,
+    /// Its share of `[limits] early_receipts_max` / `_max_bytes`.
+    _charge: Charge,
 }
 
 impl Early {
@@ -94,15 +98,35 @@ pub async fn lookups(ctx: std::sync::Weak<Context>, mut rx: mpsc::Receiver<Looku
 }
 
 /// Receipts that arrived before their correlation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EarlyReceipts {
     by_key: DashMap<Key, Arc<Early>>,
     /// Entries in `by_key`: checked on every recorded correlation, where `DashMap::is_empty`
     /// would lock every shard.
     keys: AtomicUsize,
+    /// Receipts held and their bytes, against `[limits]`.
+    budget: Arc<Budget>,
+    /// Receipts refused (ESME_RX_T_APPN) because the budget was spent.
+    refused: AtomicU64,
 }
 
 impl EarlyReceipts {
+    /// Holding at most `max` receipts of `max_bytes` together.
+    pub fn new(max: u32, max_bytes: u64) -> EarlyReceipts {
+        EarlyReceipts {
+            by_key: DashMap::new(),
+            keys: AtomicUsize::new(0),
+            budget: Budget::new(u64::from(max), max_bytes),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Receipts held now, their bytes, and receipts refused for want of room so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let (held, bytes) = self.budget.held();
+        (held, bytes, self.refused.load(Ordering::Relaxed))
+    }
+
     /// Whether any receipt is held waiting for its correlation.
     pub fn holding(&self) -> bool {
         self.keys.load(Ordering::Acquire) > 0
@@ -141,6 +165,20 @@ impl Context {
             }
             return;
         };
+        let (len, max) = (pdu.encoded_len(), self.config.client_sessions.max_pdu_len);
+        if len > max {
+            // Past what a client may be sent (a rewritten id can add a few octets to a PDU that
+            // was at the limit): the SMSC hears why, and nothing is cut.
+            self.stats.oversized_deliveries.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                client,
+                len, max, "delivery longer than sessions.max_pdu_len: refused (ESME_RINVMSGLEN)"
+            );
+            if let Some(ack) = ack {
+                ack.send(CommandStatus::ESME_RINVMSGLEN);
+            }
+            return;
+        }
         // The account swamped or gone: the SMSC is told to retry later.
         let msg = AccountMsg::Deliver {
             pdu,
@@ -271,6 +309,16 @@ impl Context {
 
     /// Holds a receipt whose correlation is not recorded yet.
     fn hold_early(&self, upstream: &Arc<UpstreamInfo>, receipt: &Receipt, pdu: Pdu, ack: DeliverAck) {
+        let Some(charge) = self.early.budget.try_charge(pdu.encoded_len() as u64) else {
+            // Held in memory only, so bounded: the SMSC keeps it and sends it again later.
+            self.early.refused.fetch_add(1, Ordering::Relaxed);
+            static FULL: Limiter = Limiter::new(1);
+            if let Some(suppressed) = FULL.allow() {
+                warn!(upstream = %upstream.name, suppressed, "early receipts at their limit: SMSC asked to retry");
+            }
+            ack.send(CommandStatus::ESME_RX_T_APPN);
+            return;
+        };
         let mode = upstream.config.id_match;
         let mut keys: Vec<Key> = Vec::new();
         for id in [receipt.tlv_id.as_ref(), receipt.text_id.as_ref()]
@@ -289,6 +337,7 @@ impl Context {
             keys,
             upstream: upstream.clone(),
             at: Instant::now(),
+            _charge: charge,
         });
         self.early.file(&early);
         // The correlation may have landed between the lookup and the filing above (a shared
@@ -391,6 +440,10 @@ impl Context {
 }
 
 impl InboundSink for Context {
+    fn max_unanswered(&self) -> usize {
+        self.config.limits.unanswered_delivers as usize
+    }
+
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
             match self.lookup(upstream, &receipt).now() {

@@ -13,6 +13,7 @@ pub use inbound::{lookups, EarlyReceipts, Lookup};
 use crate::account::AccountHandle;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::guard::Guard;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
 use crate::store::Store;
@@ -34,6 +35,8 @@ pub struct Stats {
     pub mo_unroutable: AtomicU64,
     /// Part receipts not passed on because of the client's `multipart_receipts`.
     pub part_receipts_suppressed: AtomicU64,
+    /// Receipts and MO refused to the SMSC for being longer than `sessions.max_pdu_len`.
+    pub oversized_deliveries: AtomicU64,
 }
 
 /// What the proxy's tasks share.
@@ -61,6 +64,8 @@ pub struct Context {
     pub lookups: tokio::sync::mpsc::Sender<Lookup>,
     /// This node's place in a cluster (with a shared store).
     pub cluster: Option<Arc<Cluster>>,
+    /// Connection caps and failed-bind bans of the SMPP listener.
+    pub guard: Guard,
 }
 
 impl Context {

@@ -14,6 +14,7 @@ use crate::cluster::members::NodeInfo;
 use crate::cluster::{Cluster, JoinError};
 use crate::config::{Config, StoreBackend};
 use crate::context::{Context, EarlyReceipts, Stats};
+use crate::guard::Guard;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
 use crate::store::{DurableStore, MemoryStore, RedisStore, Store, StoreError};
@@ -194,8 +195,9 @@ impl Proxy {
             next_bind_id: AtomicU64::new(1),
             stats: Stats::default(),
             sessions: handles,
-            early: EarlyReceipts::default(),
+            early: EarlyReceipts::new(config.limits.early_receipts_max, config.limits.early_receipts_max_bytes),
             cluster,
+            guard: Guard::new(&config.limits),
         });
         let upstreams = TaskTracker::new();
         upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));

@@ -1,12 +1,16 @@
 //! The proxy as an SMSC: the listener and the client-side tasks.
 //!
-//! [`serve`] accepts connections and gives each its session task ([`client::run`]). What must
-//! be delivered to each client system_id is held by its account ([`crate::account`]).
+//! [`serve`] accepts connections within `[limits]` ([`crate::guard`]) and gives each its
+//! session task ([`client::run`]). What must be delivered to each client system_id is held by
+//! its account ([`crate::account`]).
 
 pub mod client;
 
 use crate::context::Context;
+use crate::guard::Refusal;
+use crate::logging::Limiter;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,11 +23,29 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, shutdown: Cancellat
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    sessions.spawn(client::run(ctx.clone(), stream, peer, shutdown.clone()));
+                    let admitted = match ctx.guard.auth.banned(peer.ip(), Instant::now()) {
+                        Some(_) => Err(ctx.guard.conns.refuse(Refusal::Banned)),
+                        None => ctx.guard.conns.admit(peer.ip()),
+                    };
+                    match admitted {
+                        Ok(admitted) => {
+                            sessions.spawn(client::run(ctx.clone(), stream, peer, admitted, shutdown.clone()));
+                        }
+                        Err(why) => {
+                            // Closed at once (dropped): no task, no buffer.
+                            static REFUSED: Limiter = Limiter::new(5);
+                            if let Some(suppressed) = REFUSED.allow() {
+                                warn!(%peer, limit = why.as_str(), suppressed, "connection refused");
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
-                    warn!(error = %e, "accept failed");
+                    static FAILED: Limiter = Limiter::new(1);
+                    if let Some(suppressed) = FAILED.allow() {
+                        warn!(error = %e, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },

@@ -1,14 +1,17 @@
 //! What client and upstream sessions share: the state table ([`SessionState`]), sequence
 //! numbers ([`Sequence`]), keep-alive bookkeeping ([`KeepAlive`]), reconnect backoff
-//! ([`Backoff`]) and token buckets ([`TokenBucket`], [`SharedBucket`]). Plain values: the
+//! ([`Backoff`]), token buckets ([`TokenBucket`], [`SharedBucket`]) and sockets whose writes
+//! cannot wait forever ([`Deadlined`]). Plain values: the
 //! session tasks own them and feed them the time.
 
 mod bucket;
+mod deadline;
 pub mod state;
 
 use std::time::{Duration, Instant};
 
 pub use bucket::{Lease, SharedBucket, TokenBucket};
+pub use deadline::Deadlined;
 pub use state::SessionState;
 
 /// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.

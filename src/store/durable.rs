@@ -28,8 +28,9 @@ use super::writer::{Op, Reply, Writer};
 use super::{find_each, Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use crate::receipt::id::{canonical, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use std::path::Path;
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,17 +41,169 @@ fn up_key(upstream: &str, canonical_id: &str) -> UpKey {
 }
 
 /// The durable store.
+///
+/// A write that fails at the file (a full disk, a file-size limit, an I/O error) leaves redb
+/// refusing every later operation until the database is opened again. So the store then
+/// reports itself unavailable (the proxy refuses new work cleanly), and its reopener thread opens
+/// it again, as a restart would, once a second until that works: what was acknowledged is in
+/// the file, and the log is replayed into a new hot tier.
 #[derive(Debug)]
 pub struct DurableStore {
+    shared: Arc<Shared>,
+    correlation_ttl: u64,
+    reopener: Option<JoinHandle<()>>,
+}
+
+/// What the store and its reopener share.
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    /// `None` while the database is being opened again after a failure.
+    engine: RwLock<Option<Arc<Engine>>>,
+    stats: Arc<WriterStats>,
+    /// Set when the store is dropped: the reopener stops.
+    closing: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// One open database and its writer: what a reopen replaces.
+#[derive(Debug)]
+struct Engine {
     db: Arc<Database>,
     hot: Arc<Hot>,
-    correlation_ttl: u64,
     /// Unbounded on purpose: a bounded one would block the async task that writes when full.
     /// What waits here is bounded by the proxy's windows and outbox caps.
     tx: Option<std_mpsc::Sender<(Op, Reply)>>,
     writer: Option<JoinHandle<()>>,
-    stats: Arc<WriterStats>,
 }
+
+/// How often a failed store tries to open again.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Opens (or creates) the database in `dir`, its tables, and its writer.
+    fn open(dir: &Path, stats: Arc<WriterStats>) -> Result<Engine, StoreError> {
+        let file = dir.join(FILE);
+        let damaged = |why: String| StoreError::Damaged {
+            path: file.clone(),
+            why,
+        };
+        // An empty file is not a new store: one was here, and what it held is gone. Starting
+        // empty would lose the receipts in custody without a word.
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() == 0) {
+            return Err(damaged("the file is empty (0 bytes)".into()));
+        }
+        // redb panics on some damage rather than reporting it.
+        let opened = std::panic::catch_unwind(|| Database::create(&file))
+            .map_err(|_| damaged("the database cannot be read (redb failed opening it)".into()))?;
+        let db = match opened {
+            Ok(db) => Arc::new(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_owned())),
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => return Err(damaged(why)),
+            Err(e) => return Err(e.into()),
+        };
+        // Create the tables so that readers find them.
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(CORR_UP)?;
+            txn.open_table(CORR_CLIENT)?;
+            txn.open_table(LOG)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        let (tx, rx) = std_mpsc::channel();
+        let hot = Arc::new(Hot::default());
+        let writer = Writer::open(db.clone(), hot.clone(), stats)?;
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|_| StoreError::WriterStopped)?;
+        Ok(Engine {
+            db,
+            hot,
+            tx: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    /// Queues `op` for the writer; `ticket` is answered through `reply`.
+    fn send<T>(&self, op: Op, reply: Reply, ticket: Ticket<T>) -> Ticket<T> {
+        match self.tx.as_ref().map(|tx| tx.send((op, reply))) {
+            Some(Ok(())) => ticket,
+            _ => Ticket::done(Err(StoreError::WriterStopped)),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // The writer checkpoints after what is queued (and logs if it cannot), then stops when
+        // the channel closes.
+        if let Some(tx) = &self.tx {
+            let (_, reply) = Commit::channel();
+            let _ = tx.send((Op::Checkpoint, Reply::Count(reply)));
+        }
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Shared {
+    fn engine(&self) -> Result<Arc<Engine>, StoreError> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Failed)
+    }
+
+    /// Until the store closes: once a second, if a write failed, opens the database again.
+    fn reopen_when_failed(&self) {
+        let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        while !*closing {
+            closing = self
+                .wake
+                .wait_timeout(closing, REOPEN_EVERY)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            if *closing || !self.stats.failed.load(Ordering::Acquire) {
+                continue;
+            }
+            drop(closing);
+            self.reopen();
+            closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn reopen(&self) {
+        let old = self.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(old) = old {
+            // Every handle on the old database must go before the file can be opened again:
+            // the last reader finishes, the writer thread stops.
+            let db = Arc::downgrade(&old.db);
+            drop(old);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while db.strong_count() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        match Engine::open(&self.path, self.stats.clone()) {
+            Ok(engine) => {
+                *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(engine));
+                self.stats.failed.store(false, Ordering::Release);
+                self.stats.reopens.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %self.path.display(), "store: opened again after a failed write; taking work again");
+            }
+            Err(e) => tracing::debug!(error = %e, "store: not open yet; trying again in a second"),
+        }
+    }
+}
+
+/// The database file in the store's directory.
+pub const FILE: &str = "smpp-proxy.redb";
 
 /// Counts for `smpp-proxy store stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,42 +227,32 @@ impl DurableStore {
             path: dir.to_owned(),
             source: Arc::new(e),
         })?;
-        let db = match Database::create(dir.join("smpp-proxy.redb")) {
-            Ok(db) => Arc::new(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_owned())),
-            Err(e) => return Err(e.into()),
-        };
-        // Create the tables so that readers find them.
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(CORR_UP)?;
-            txn.open_table(CORR_CLIENT)?;
-            txn.open_table(LOG)?;
-            txn.open_table(OUTBOX)?;
-            txn.open_table(META)?;
-        }
-        txn.commit()?;
-        let (tx, rx) = std_mpsc::channel();
         let stats = Arc::new(WriterStats::default());
-        let hot = Arc::new(Hot::default());
-        let writer = Writer::open(db.clone(), hot.clone(), stats.clone())?;
-        let writer = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|_| StoreError::WriterStopped)?;
-        Ok(DurableStore {
-            db,
-            hot,
-            correlation_ttl: ttl.as_secs(),
-            tx: Some(tx),
-            writer: Some(writer),
+        let engine = Engine::open(dir, stats.clone())?;
+        let shared = Arc::new(Shared {
+            path: dir.to_owned(),
+            engine: RwLock::new(Some(Arc::new(engine))),
             stats,
+            closing: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let reopener = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("store-reopen".into())
+                .spawn(move || shared.reopen_when_failed())
+                .map_err(|_| StoreError::WriterStopped)?
+        };
+        Ok(DurableStore {
+            shared,
+            correlation_ttl: ttl.as_secs(),
+            reopener: Some(reopener),
         })
     }
 
     /// The writer's counters.
     pub fn writer_stats(&self) -> &WriterStats {
-        &self.stats
+        &self.shared.stats
     }
 
     fn submit(&self, op: Op) -> Commit {
@@ -119,9 +262,9 @@ impl DurableStore {
 
     /// Queues `op` for the writer; `ticket` is answered through `reply`.
     fn send<T>(&self, op: Op, reply: Reply, ticket: Ticket<T>) -> Ticket<T> {
-        match self.tx.as_ref().map(|tx| tx.send((op, reply))) {
-            Some(Ok(())) => ticket,
-            _ => Ticket::done(Err(StoreError::WriterStopped)),
+        match self.shared.engine() {
+            Ok(engine) => engine.send(op, reply, ticket),
+            Err(e) => Ticket::done(Err(e)),
         }
     }
 
@@ -177,12 +320,13 @@ impl DurableStore {
     fn by_up_key(&self, up_key: &[u8]) -> Result<Option<Arc<Correlation>>, StoreError> {
         // The hot tier first, then the tables: a flush commits to the tables before it forgets
         // a key here, so a key is always in one of the two when looked for in this order.
-        match self.hot.get(up_key) {
+        let engine = self.shared.engine()?;
+        match engine.hot.get(up_key) {
             Seen::Live(c) => return Ok(Some(c)),
             Seen::Gone => return Ok(None),
             Seen::NotHere => {}
         }
-        let txn = self.db.begin_read()?;
+        let txn = engine.db.begin_read()?;
         let table = txn.open_table(CORR_UP)?;
         let found = table.get(up_key)?;
         found.map(|v| decode_stamped(v.value()).map(Arc::new)).transpose()
@@ -191,10 +335,11 @@ impl DurableStore {
     /// The correlation of the id `client` was given.
     pub fn correlation_by_client(&self, client: &str, client_id: &str) -> Result<Option<Arc<Correlation>>, StoreError> {
         let client_key = key(client, client_id.as_bytes());
-        let up_key = match self.hot.up_key_of_client(&client_key) {
+        let engine = self.shared.engine()?;
+        let up_key = match engine.hot.up_key_of_client(&client_key) {
             Some(k) => k,
             None => {
-                let txn = self.db.begin_read()?;
+                let txn = engine.db.begin_read()?;
                 let by_client = txn.open_table(CORR_CLIENT)?;
                 match by_client.get(client_key.as_slice())? {
                     Some(k) => UpKey::from(k.value()),
@@ -234,7 +379,7 @@ impl DurableStore {
 
     /// Up to `limit` entries of `client`'s outbox with a sequence number above `after`, oldest first.
     pub fn outbox_after(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.shared.engine()?.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
         let start = key(client, &(after.saturating_add(1)).to_be_bytes());
         let end = key(client, &u64::MAX.to_be_bytes());
@@ -266,9 +411,10 @@ impl DurableStore {
 
     /// Correlations held and outbox entries per client.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let txn = self.db.begin_read()?;
+        let engine = self.shared.engine()?;
+        let txn = engine.db.begin_read()?;
         let correlations = txn.open_table(CORR_UP)?.len()?;
-        let correlations = correlations.saturating_add_signed(self.hot.delta());
+        let correlations = correlations.saturating_add_signed(engine.hot.delta());
         let outbox = txn.open_table(OUTBOX)?;
         let mut per_client: Vec<(String, u64)> = Vec::new();
         for item in outbox.iter()? {
@@ -307,9 +453,10 @@ impl Store for DurableStore {
 
     fn correlations(&self) -> Option<u64> {
         let read = || -> Result<u64, StoreError> {
-            let txn = self.db.begin_read()?;
+            let engine = self.shared.engine()?;
+            let txn = engine.db.begin_read()?;
             let n = txn.open_table(CORR_UP)?.len()?;
-            Ok(n.saturating_add_signed(self.hot.delta()))
+            Ok(n.saturating_add_signed(engine.hot.delta()))
         };
         read().ok()
     }
@@ -330,28 +477,48 @@ impl Store for DurableStore {
     fn outbox_load(&self, client: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.outbox_after(client, 0, limit)
     }
+
+    fn available(&self) -> bool {
+        !self.shared.stats.failed.load(Ordering::Acquire)
+    }
+
+    fn fault_counts(&self) -> (u64, u64) {
+        let stats = &self.shared.stats;
+        (
+            stats.failures.load(Ordering::Relaxed),
+            stats.reopens.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Drop for DurableStore {
     fn drop(&mut self) {
-        // The writer checkpoints after what is queued (and logs if it cannot), then stops when
-        // the channel closes.
-        drop(self.checkpoint());
-        self.tx.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        *self.shared.closing.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(r) = self.reopener.take() {
+            let _ = r.join();
         }
+        // The engine checkpoints and stops its writer when dropped.
+        self.shared.engine.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
 #[cfg(test)]
 impl DurableStore {
+    fn hot_len(&self) -> usize {
+        self.shared.engine().map_or(0, |e| e.hot.len())
+    }
+
     /// Stops the writer without the checkpoint a clean stop makes: the store's files as a crash
     /// leaves them (every answered write committed, the log not folded).
-    fn stop_like_a_crash(mut self) {
-        self.tx.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+    fn stop_like_a_crash(self) {
+        let engine = self.shared.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(engine) = engine {
+            let mut engine = Arc::into_inner(engine).expect("no reader left");
+            engine.tx.take();
+            if let Some(w) = engine.writer.take() {
+                let _ = w.join();
+            }
         }
     }
 }
@@ -444,7 +611,7 @@ mod tests {
         // A clean stop folds the log into the tables.
         drop(store);
         let store = DurableStore::open(&d).unwrap();
-        assert_eq!(store.hot.len(), 0, "nothing to replay after a clean stop");
+        assert_eq!(store.hot_len(), 0, "nothing to replay after a clean stop");
         assert_holds_2000_but_7(&store);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
@@ -554,7 +721,7 @@ mod tests {
             flushed > 0 && flushed <= 30_000,
             "only kept correlations are flushed, and some were: {flushed}"
         );
-        assert!(store.hot.len() < 60_000, "the hot tier is bounded: {}", store.hot.len());
+        assert!(store.hot_len() < 60_000, "the hot tier is bounded: {}", store.hot_len());
         let check = |store: &DurableStore| {
             assert_eq!(store.counts().unwrap().correlations, 30_000);
             for n in (0..60_000).step_by(997) {
@@ -625,7 +792,7 @@ mod tests {
         // A removed one is not expired again.
         store.remove_correlation(&correlation(3), "3").wait_blocking().unwrap();
         store.checkpoint().wait_blocking().unwrap();
-        assert_eq!(store.hot.len(), 0);
+        assert_eq!(store.hot_len(), 0);
         // And two hot ones: 3 again (old), and one submitted later.
         put_all(&store, [3, 1_000_000].into_iter());
         // Only those submitted before now - ttl go: 0..1000 of them (3 from the hot tier, at once).

@@ -35,6 +35,18 @@ pub enum StoreError {
     /// Another process has the store open: two proxies must not share one.
     #[error("another smpp-proxy holds {}; stop it or use `smpp-proxy status`", .0.display())]
     Locked(PathBuf),
+    /// The store's file is empty or damaged: refused at start rather than replaced.
+    #[error(
+        "store file {} is damaged: {why}. It may hold receipts in custody: keep a copy, then \
+         `smpp-proxy store reset --config FILE` moves it aside and the next start begins empty",
+        path.display()
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Something stored cannot be read back (written by an incompatible version, or damaged).
     #[error("store: corrupt {0}")]
     Corrupt(String),
@@ -44,6 +56,9 @@ pub enum StoreError {
     /// The writer thread is gone: the store is closing, or the thread could not start.
     #[error("store writer stopped")]
     WriterStopped,
+    /// A write failed at the file; the store refuses work until it has opened it again.
+    #[error("store failed: refusing work until it opens again")]
+    Failed,
     /// A [`Commit`](super::Commit) was awaited again after it resolved.
     #[error("store: commit ticket used twice")]
     TicketUsed,

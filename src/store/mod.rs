@@ -153,9 +153,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn shared(&self) -> Option<&dyn SharedOutbox> {
         None
     }
-    /// Reachable and answering, as far as the store knows now (always, for local stores).
+    /// Reachable and answering, as far as the store knows now.
     fn available(&self) -> bool {
         true
+    }
+    /// Writes that failed at the file, and times the store opened again after one (embedded
+    /// store only).
+    fn fault_counts(&self) -> (u64, u64) {
+        (0, 0)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::pdu::CommandStatus;
 use crate::pdu::Pdu;
 use crate::session::{SharedBucket, TokenBucket};
 use load::Load;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -39,6 +39,11 @@ pub struct UpstreamInfo {
 pub trait InboundSink: Send + Sync + std::fmt::Debug {
     /// Handles a deliver_sm / data_sm from `upstream`; `ack` answers the SMSC when it is held.
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck);
+    /// How many a session may have handed over and not yet answered; past it the session
+    /// answers ESME_RX_T_APPN itself, so an SMSC cannot make the proxy hold without bound.
+    fn max_unanswered(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Which bind a session makes.
@@ -65,6 +70,8 @@ pub struct SessionHandle {
     bound: AtomicBool,
     /// Live [`InFlight`] guards: nothing else changes it.
     inflight: AtomicU32,
+    /// deliver_sm / data_sm answered ESME_RX_T_APPN at once: `[limits] unanswered_delivers`.
+    pub refused_delivers: AtomicU64,
 }
 
 /// A request handed to a session task, and the guard that counts it.
@@ -183,6 +190,7 @@ pub fn build_sessions(
                     tx,
                     bound: AtomicBool::new(false),
                     inflight: AtomicU32::new(0),
+                    refused_delivers: AtomicU64::new(0),
                 });
                 out.push((handle, rx));
             }

@@ -382,6 +382,14 @@ impl<'a> Bound<'a> {
                 self.drain_answers(Duration::from_secs(2)).await;
                 return Ok(Some(End::Unbound));
             }
+            CommandId::DELIVER_SM | CommandId::DATA_SM if self.unanswered_delivers >= self.inbound.max_unanswered() => {
+                self.handle
+                    .refused_delivers
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(resp) = pdu.error_response(CommandStatus::ESME_RX_T_APPN) {
+                    self.conn.send(&resp).await?;
+                }
+            }
             CommandId::DELIVER_SM | CommandId::DATA_SM => {
                 let ack = DeliverAck {
                     tx: self.events_tx.clone(),

@@ -3,8 +3,8 @@
 //! back to the account when the client answers it (or does not, within `response_timeout`).
 
 use super::{Client, Flow};
-use crate::messages::{AccountMsg, ClientEvent};
-use crate::pdu::{CommandId, CommandStatus, Pdu};
+use crate::messages::{AccountMsg, ClientEvent, Delivery};
+use crate::pdu::{CommandId, Pdu};
 use futures_util::SinkExt;
 
 /// How many events one wake-up takes before flushing.
@@ -41,7 +41,7 @@ impl Client {
     /// transmitter, or shutting down): then it goes back to the account for another bind.
     async fn deliver(&mut self, entry: u64, mut pdu: Pdu) -> Flow {
         if !self.phase.state().can_receive() || self.draining.is_some() {
-            self.delivered(entry, CommandStatus::ESME_RX_T_APPN).await;
+            self.delivered(entry, Delivery::NotSent).await;
             return Ok(());
         }
         let seq = self.seq.next_number();
@@ -56,12 +56,12 @@ impl Client {
             CommandId::ENQUIRE_LINK_RESP => self.keep_alive.answered(),
             CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP | CommandId::GENERIC_NACK => {
                 if let Some((entry, _)) = self.deliveries.remove(&pdu.sequence_number) {
-                    let status = if pdu.command_id() == CommandId::GENERIC_NACK {
-                        CommandStatus::ESME_RX_T_APPN
+                    let outcome = if pdu.command_id() == CommandId::GENERIC_NACK {
+                        Delivery::Nacked(pdu.command_status)
                     } else {
-                        pdu.command_status
+                        Delivery::Answered(pdu.command_status)
                     };
-                    self.delivered(entry, status).await;
+                    self.delivered(entry, outcome).await;
                 }
             }
             _ => {}
@@ -69,12 +69,12 @@ impl Client {
     }
 
     /// Tells the account how delivery `entry` went.
-    pub(super) async fn delivered(&mut self, entry: u64, status: CommandStatus) {
+    pub(super) async fn delivered(&mut self, entry: u64, outcome: Delivery) {
         if let Some(b) = self.phase.bound() {
             let msg = AccountMsg::Delivered {
                 bind_id: b.bind_id,
                 entry,
-                status,
+                outcome,
             };
             let _ = b.account.tx.send(msg).await;
         }

@@ -12,11 +12,14 @@ mod deliveries;
 mod requests;
 
 use crate::account::AccountHandle;
+use crate::config::{ClientConfig, Credential};
 use crate::context::Context;
+use crate::guard::{auth, Admitted, Denied};
+use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Forward};
 use crate::pdu::body::BindResp;
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
-use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
+use crate::session::{Deadlined, KeepAlive, KeepAliveAction, Sequence, SessionState};
 use futures_util::{SinkExt, StreamExt};
 use requests::{Committing, Mapped};
 use std::collections::{HashMap, VecDeque};
@@ -36,6 +39,9 @@ const TICK: Duration = Duration::from_millis(250);
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long the session waits for the client's unbind_resp.
 const UNBIND_WAIT: Duration = Duration::from_secs(2);
+/// PDUs other than a bind an unbound connection may send (enquire_link, unbind, a stray
+/// request answered ESME_RINVBNDSTS); past them it is closed: nothing but a bind needs more.
+const BEFORE_BIND: u8 = 4;
 
 /// Where the session is, with what belongs there (the account and the event channel exist
 /// only while bound). The SMPP state table is [`SessionState`]; [`Phase::state`] maps onto it.
@@ -98,6 +104,10 @@ enum Close {
     Shutdown,
     /// No bind within `bind_timeout`.
     BindTimeout,
+    /// More than [`BEFORE_BIND`] PDUs and still no bind.
+    TooMuchBeforeBind,
+    /// The bind was refused; a refused connection gets no second try.
+    BindRefused,
     /// Our enquire_link went unanswered.
     KeepAliveDead,
     /// A frame that cannot be cut from the stream (a bad `command_length`): answered with
@@ -114,6 +124,8 @@ impl std::fmt::Display for Close {
             Close::UnboundByClient => f.write_str("unbound by the client"),
             Close::Shutdown => f.write_str("proxy shutting down"),
             Close::BindTimeout => f.write_str("no bind in time"),
+            Close::TooMuchBeforeBind => f.write_str("too many PDUs before a bind"),
+            Close::BindRefused => f.write_str("bind refused"),
             Close::KeepAliveDead => f.write_str("enquire_link unanswered"),
             Close::Framing(e) => write!(f, "framing error: {e}"),
             Close::WriteFailed(e) => write!(f, "write failed: {e}"),
@@ -133,9 +145,13 @@ type Flow = Result<(), Close>;
 
 struct Client {
     ctx: Arc<Context>,
-    conn: Framed<TcpStream, SmppCodec>,
+    conn: Framed<Deadlined<TcpStream>, SmppCodec>,
     peer: SocketAddr,
+    /// Its places in the listener's connection caps.
+    admitted: Admitted,
     phase: Phase,
+    /// PDUs other than a bind received while unbound.
+    before_bind: u8,
     /// Requests forwarded and not yet answered (the client's window).
     outstanding: u32,
     seq: Sequence,
@@ -157,16 +173,28 @@ struct Client {
 }
 
 /// Serves one connection until it closes or the proxy shuts down.
-pub async fn run(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+pub async fn run(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
-    let codec = SmppCodec::with_max_len(ctx.config.client_sessions.max_pdu_len);
+    let timers = &ctx.config.client_sessions;
+    let codec = SmppCodec::with_max_len(timers.max_pdu_len);
     let now = Instant::now();
-    let bind_deadline = now + ctx.config.client_sessions.bind_timeout;
+    let bind_deadline = now + timers.bind_timeout;
+    // Unbound, not even a blocked write outlives the bind deadline.
+    let mut stream = Deadlined::new(stream, timers.write_timeout);
+    stream.set_hard_deadline(Some(bind_deadline));
     let mut client = Client {
         ctx,
         conn: Framed::new(stream, codec),
         peer,
+        admitted,
         phase: Phase::Open { bind_deadline },
+        before_bind: 0,
         outstanding: 0,
         seq: Sequence::default(),
         deliveries: HashMap::new(),
@@ -195,6 +223,18 @@ impl Client {
         self.phase.bound().map_or("-", |b| b.account.config.system_id.as_str())
     }
 
+    /// Counts a PDU other than a bind while unbound: past [`BEFORE_BIND`], the session ends.
+    fn count_before_bind(&mut self) -> Flow {
+        if !matches!(self.phase, Phase::Open { .. }) {
+            return Ok(());
+        }
+        self.before_bind += 1;
+        if self.before_bind > BEFORE_BIND {
+            return Err(Close::TooMuchBeforeBind);
+        }
+        Ok(())
+    }
+
     async fn serve(&mut self, shutdown: CancellationToken) -> Close {
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -206,14 +246,18 @@ impl Client {
                         if let Some(reply) = e.reply() {
                             let _ = self.conn.send(&reply).await;
                         }
-                        warn!(peer = %self.peer, client = self.system_id(), error = %e, "framing error: closing");
+                        static FRAMING: Limiter = Limiter::new(5);
+                        if let Some(suppressed) = FRAMING.allow() {
+                            warn!(peer = %self.peer, client = self.system_id(), error = %e, suppressed, "framing error: closing");
+                        }
                         Err(Close::Framing(e))
                     }
                     Some(Ok(Err(e))) => {
                         debug!(peer = %self.peer, error = %e, "malformed PDU");
-                        match e.reply() {
-                            Some(reply) => self.conn.send(&reply).await.map_err(Close::from),
-                            None => Ok(()),
+                        match (self.count_before_bind(), e.reply()) {
+                            (Err(close), _) => Err(close),
+                            (Ok(()), Some(reply)) => self.conn.send(&reply).await.map_err(Close::from),
+                            (Ok(()), None) => Ok(()),
                         }
                     }
                     Some(Ok(Ok(pdu))) => {
@@ -256,7 +300,10 @@ impl Client {
         let timers = &self.ctx.config.client_sessions;
         if let Phase::Open { bind_deadline } = self.phase {
             if now >= bind_deadline {
-                info!(peer = %self.peer, "no bind in time: closing");
+                static NO_BIND: Limiter = Limiter::new(5);
+                if let Some(suppressed) = NO_BIND.allow() {
+                    info!(peer = %self.peer, suppressed, "no bind in time: closing");
+                }
                 return Err(Close::BindTimeout);
             }
         }
@@ -269,7 +316,7 @@ impl Client {
             .collect();
         for seq in expired {
             if let Some((entry, _)) = self.deliveries.remove(&seq) {
-                self.delivered(entry, CommandStatus::ESME_RX_T_APPN).await;
+                self.delivered(entry, crate::messages::Delivery::NoAnswer).await;
             }
         }
         if self.phase.bound().is_some() {
@@ -304,6 +351,13 @@ impl Client {
             self.response(pdu).await;
             return Ok(());
         }
+        let is_bind = matches!(
+            id,
+            CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER
+        );
+        if !is_bind {
+            self.count_before_bind()?;
+        }
         if let Err(status) = self.phase.state().check_request(id) {
             return self.reply(&pdu, status).await;
         }
@@ -335,32 +389,55 @@ impl Client {
         };
         let system_id = String::from_utf8_lossy(b.system_id.as_bytes()).into_owned();
         let receives = pdu.command_id() != CommandId::BIND_TRANSMITTER;
-        let status = match self.ctx.accounts.get(&system_id) {
-            None => CommandStatus::ESME_RINVSYSID,
-            Some(a) if a.config.password.as_bytes() != b.password.as_bytes() => CommandStatus::ESME_RINVPASWD,
-            Some(a) if !a.config.allow.iter().any(|net| net.contains(self.peer.ip())) => CommandStatus::ESME_RBINDFAIL,
-            Some(a) if a.binds.fetch_add(1, Ordering::AcqRel) >= a.config.max_binds => {
-                a.binds.fetch_sub(1, Ordering::AcqRel);
-                CommandStatus::ESME_RBINDFAIL
-            }
-            Some(a) => {
-                if receives {
-                    a.receivers.fetch_add(1, Ordering::AcqRel);
-                }
-                let status = self.cluster_bind(a).await;
-                if !status.is_ok() {
-                    a.binds.fetch_sub(1, Ordering::AcqRel);
-                    if receives {
-                        a.receivers.fetch_sub(1, Ordering::AcqRel);
-                    }
-                }
-                status
+        let ip = self.peer.ip();
+        let now = Instant::now();
+        let account = self.ctx.accounts.get(&system_id);
+        let checked = match self.ctx.guard.auth.banned(ip, now) {
+            Some(_) => Err(Denied::Banned),
+            None => {
+                let account = account.map(|a| a.config.clone());
+                self.check_credentials(account, ip, b.password.as_bytes()).await
             }
         };
+        if let Err(why) = checked {
+            // Every refusal sounds the same to the caller; the log says which it was.
+            let ban = match why {
+                Denied::Banned => None,
+                _ => self.ctx.guard.auth.failed(ip, now),
+            };
+            static REFUSED: Limiter = Limiter::new(10);
+            if let Some(suppressed) = REFUSED.allow() {
+                info!(peer = %self.peer, system_id, reason = %why, suppressed, "bind refused");
+            }
+            if let Some(ban) = ban {
+                warn!(%ip, ?ban, "too many failed binds: address banned");
+            }
+            self.reply(&pdu, CommandStatus::ESME_RBINDFAIL).await?;
+            return Err(Close::BindRefused);
+        }
+        let Some(a) = account else {
+            return Err(Close::BindRefused);
+        };
+        let status = if a.binds.fetch_add(1, Ordering::AcqRel) >= a.config.max_binds {
+            a.binds.fetch_sub(1, Ordering::AcqRel);
+            CommandStatus::ESME_RBINDFAIL
+        } else {
+            if receives {
+                a.receivers.fetch_add(1, Ordering::AcqRel);
+            }
+            let status = self.cluster_bind(a).await;
+            if !status.is_ok() {
+                a.binds.fetch_sub(1, Ordering::AcqRel);
+                if receives {
+                    a.receivers.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            status
+        };
         if !status.is_ok() {
-            // Never the password: the system_id and why.
-            info!(peer = %self.peer, system_id, %status, "bind refused");
-            return self.reply(&pdu, status).await;
+            info!(peer = %self.peer, system_id, %status, "bind refused: max_binds reached");
+            self.reply(&pdu, status).await?;
+            return Err(Close::BindRefused);
         }
         let account = self.ctx.accounts[&system_id].clone();
         let mode = match pdu.command_id() {
@@ -379,6 +456,8 @@ impl Client {
             let _ = account.tx.send(up).await;
         }
         info!(peer = %self.peer, system_id, state = ?mode, "client bound");
+        self.admitted.bound();
+        self.conn.get_mut().set_hard_deadline(None);
         self.phase = Phase::Bound(Bound {
             mode,
             account,
@@ -399,6 +478,33 @@ impl Client {
             .conn
             .send(&Pdu::new(body).with_sequence_number(pdu.sequence_number).with_tlvs(tlvs))
             .await?)
+    }
+
+    /// [`auth::check`]; an argon2 hash is checked on a blocking thread (tens of
+    /// milliseconds), and when any account is hashed an unknown system_id costs the same.
+    async fn check_credentials(
+        &self,
+        account: Option<Arc<ClientConfig>>,
+        ip: std::net::IpAddr,
+        password: &[u8],
+    ) -> Result<(), Denied> {
+        let hashed = |c: &ClientConfig| matches!(c.password, Credential::Hash(_));
+        let slow = match &account {
+            Some(a) => hashed(a),
+            None => self.ctx.config.clients.values().any(hashed),
+        };
+        if !slow {
+            return auth::check(account.as_deref(), ip, password);
+        }
+        let password = password.to_vec();
+        tokio::task::spawn_blocking(move || {
+            if account.is_none() {
+                auth::verify_nothing(&password);
+            }
+            auth::check(account.as_deref(), ip, &password)
+        })
+        .await
+        .unwrap_or(Err(Denied::WrongPassword))
     }
 
     /// Unbinds the client (shutdown) and waits briefly for its unbind_resp.

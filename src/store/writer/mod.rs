@@ -119,6 +119,12 @@ pub struct WriterStats {
     pub flushed: AtomicU64,
     /// Puts go straight to the tables (most of what the hot tier held outlived it).
     pub direct: AtomicBool,
+    /// A write failed at the file: the database refuses everything until it is opened again.
+    pub failed: AtomicBool,
+    /// Group commits that failed.
+    pub failures: AtomicU64,
+    /// Times the database was opened again after a failure.
+    pub reopens: AtomicU64,
 }
 
 struct Generation {
@@ -293,6 +299,10 @@ impl Writer {
                     }
                 }
                 Err(e) => {
+                    if matches!(e, StoreError::Redb(_)) && !self.stats.failed.swap(true, Ordering::AcqRel) {
+                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "store: a write failed; refusing new work until the store opens again");
+                    }
                     for (_, reply) in batch.drain(..) {
                         reply.send(Err(e.clone()));
                     }
