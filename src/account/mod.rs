@@ -723,11 +723,13 @@ impl Account {
             shared::Fetched::Lost(ids) => {
                 // Another node has them now and delivers them; those already in flight here
                 // are past stopping.
-                let before = self.waiting.len();
-                self.waiting
-                    .retain(|e| !matches!(e.custody, Custody::Stored(id) if ids.contains(&id)));
+                let lost = |e: &Entry| matches!(e.custody, Custody::Stored(id) if ids.contains(&id));
+                let before = self.waiting.len() + self.delayed.len();
+                self.waiting.retain(|e| !lost(e));
+                // Waiting out a backoff here, and delivered there meanwhile: not here too.
+                self.delayed.retain(|(_, e)| !lost(e));
                 // Those in flight may just have been acknowledged: no news.
-                let dropped = before - self.waiting.len();
+                let dropped = before - self.waiting.len() - self.delayed.len();
                 if dropped > 0 {
                     warn!(client = %self.config.system_id, dropped, "entries held here were taken over by another node");
                 }

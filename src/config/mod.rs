@@ -320,6 +320,22 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let receipt_ttl = p.duration("receipt_ttl", &raw.receipt_ttl);
     let mut warnings = Vec::new();
     let clients = clients::clients(&raw.clients, &groups, receipt_ttl, &mut p, &mut warnings);
+    // A budget smaller than one PDU would refuse that PDU forever.
+    let max_pdu = client_sessions.max_pdu_len as u64;
+    if limits.early_receipts_max_bytes < max_pdu {
+        p.add(
+            "limits.early_receipts_max_bytes",
+            format!("is less than sessions.max_pdu_len ({max_pdu}): a receipt that long could never be held"),
+        );
+    }
+    for (n, c) in raw.clients.iter().enumerate() {
+        if clients.get(&c.system_id).is_some_and(|c| c.outbox_max_bytes < max_pdu) {
+            p.add(
+                format!("clients[{n}].outbox_max_bytes"),
+                format!("is less than sessions.max_pdu_len ({max_pdu}): an MO that long could never be held"),
+            );
+        }
+    }
     let client_names = clients.keys().map(String::as_str).collect();
     let routes = routing::routes(&raw.routes, &groups, &client_names, &mut p);
     let routing = routing::routing(&raw.routing, &mut p);
@@ -612,6 +628,18 @@ mod tests {
         ))
         .unwrap();
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_byte_budget_smaller_than_one_pdu_is_refused() {
+        let text = MINIMAL.replace(
+            "password = \"secret\"",
+            "password = \"secret\"\noutbox_max_bytes = \"1KiB\"",
+        ) + "[limits]\nearly_receipts_max_bytes = \"4KiB\"\n";
+        let err = Config::from_toml(&text).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.0[0].starts_with("limits.early_receipts_max_bytes: is less than sessions.max_pdu_len (65536)"));
+        assert!(err.0[1].starts_with("clients[0].outbox_max_bytes: is less than"));
     }
 
     #[test]

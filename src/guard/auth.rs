@@ -24,6 +24,8 @@ pub enum Denied {
     WrongPassword,
     /// The address is banned for failed binds.
     Banned,
+    /// Too many password hashes being checked at once (not counted against the address).
+    Busy,
 }
 
 impl std::fmt::Display for Denied {
@@ -33,6 +35,7 @@ impl std::fmt::Display for Denied {
             Denied::AddressNotAllowed => "address not in the account's allow list",
             Denied::WrongPassword => "wrong password",
             Denied::Banned => "address banned for failed binds",
+            Denied::Busy => "too many password hashes being checked at once",
         })
     }
 }
@@ -161,6 +164,11 @@ impl AuthFailures {
         if records.len() >= MAX_RECORDS && !records.contains_key(&ip) {
             let window = self.window;
             records.retain(|_, r| r.banned_until.is_some_and(|u| u > now) || now - r.window_start < window);
+            if records.len() >= MAX_RECORDS {
+                // Still full (failures from very many addresses at once): a new one is not
+                // tracked, so the table stays bounded; the connection caps still hold.
+                return None;
+            }
         }
         let r = records.entry(ip).or_insert(Record {
             window_start: now,

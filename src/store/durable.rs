@@ -498,8 +498,9 @@ impl Drop for DurableStore {
         if let Some(r) = self.reopener.take() {
             let _ = r.join();
         }
-        // The engine checkpoints and stops its writer when dropped.
-        self.shared.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        // The engine checkpoints and stops its writer when dropped: not under the lock.
+        let engine = self.shared.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(engine);
     }
 }
 

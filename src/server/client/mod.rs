@@ -402,7 +402,7 @@ impl Client {
         if let Err(why) = checked {
             // Every refusal sounds the same to the caller; the log says which it was.
             let ban = match why {
-                Denied::Banned => None,
+                Denied::Banned | Denied::Busy => None,
                 _ => self.ctx.guard.auth.failed(ip, now),
             };
             static REFUSED: Limiter = Limiter::new(10);
@@ -496,6 +496,11 @@ impl Client {
         if !slow {
             return auth::check(account.as_deref(), ip, password);
         }
+        // Each check takes ~19 MiB and tens of milliseconds: a few at a time, whoever asks.
+        static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+        let Ok(_permit) = HASHING.try_acquire() else {
+            return Err(Denied::Busy);
+        };
         let password = password.to_vec();
         tokio::task::spawn_blocking(move || {
             if account.is_none() {
