@@ -10,8 +10,6 @@
 //! - [`hex`]: hex text for octets (the `pdu` command, fixtures).
 //! - [`budget`]: memory held for others, bounded in bytes as well as in count; each thing held
 //!   gives its share back when dropped.
-//! - [`logging`]: log lines written by a thread of their own, dropped and counted rather than
-//!   waited for; per-call-site rate limits.
 //! - [`pdu`]: the wire. Frames cut by `command_length` ([`pdu::SmppCodec`]), parsed with nom
 //!   into [`pdu::Pdu`] (fields share the frame's bytes), encoded back byte for byte; errors
 //!   typed by scope (one PDU vs the whole stream), each with the SMPP status to answer.
@@ -19,7 +17,10 @@
 //!   of what real SMSCs send), their message id rewritten, ids matched across hex, decimal,
 //!   zero-padding and case.
 //! - [`session`]: what client and upstream sessions share: the SMPP state table, sequence
-//!   numbers, keep-alive, reconnect backoff, token buckets.
+//!   numbers, keep-alive, reconnect backoff, token buckets, sockets whose writes cannot wait
+//!   forever.
+//! - [`logging`]: log lines written by a thread of their own, dropped and counted rather than
+//!   waited for; per-call-site rate limits.
 //! - [`config`]: the TOML configuration, parsed strictly and validated whole (every problem
 //!   with its key).
 //! - [`guard`]: what the SMPP listener lets in: connection caps, bind authentication, bans for

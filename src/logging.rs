@@ -10,6 +10,7 @@
 //! can make the proxy log (refused binds, bind timeouts, refused connections) stays bounded,
 //! and the next line written says how many were left out.
 
+use crate::session::{SharedBucket, TokenBucket};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -105,7 +106,8 @@ impl Drop for QueuedLine {
     }
 }
 
-/// At most `per_second` lines a second from one call site; the rest are counted.
+/// At most `per_second` lines a second from one call site (a [`TokenBucket`] of that rate,
+/// made at first use); the rest are counted.
 ///
 /// ```ignore
 /// static REFUSED: Limiter = Limiter::new(10);
@@ -115,58 +117,38 @@ impl Drop for QueuedLine {
 /// ```
 #[derive(Debug)]
 pub struct Limiter {
-    per_second: u64,
-    /// The second (since the process's first use of a limiter) and the lines let through in
-    /// it, packed in one word: `second << 20 | count`.
-    window: AtomicU64,
+    per_second: u32,
+    bucket: OnceLock<SharedBucket>,
     /// Lines left out since the last one let through.
     suppressed: AtomicU64,
 }
 
-/// The count's share of [`Limiter::window`].
-const COUNT_BITS: u32 = 20;
-
 impl Limiter {
-    /// A limiter letting `per_second` lines through a second (at most 2^20 - 1).
-    pub const fn new(per_second: u64) -> Limiter {
+    /// A limiter letting `per_second` lines through a second.
+    pub const fn new(per_second: u32) -> Limiter {
         Limiter {
             per_second,
-            window: AtomicU64::new(0),
+            bucket: OnceLock::new(),
             suppressed: AtomicU64::new(0),
         }
     }
 
     /// `Some(lines left out since the last one)` when this line may be written.
     pub fn allow(&self) -> Option<u64> {
-        self.allow_at(seconds())
+        self.allow_at(Instant::now())
     }
 
-    fn allow_at(&self, second: u64) -> Option<u64> {
-        let mask = (1u64 << COUNT_BITS) - 1;
-        let taken = self.window.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-            let (s, n) = (w >> COUNT_BITS, w & mask);
-            if s != second {
-                Some(second << COUNT_BITS | 1)
-            } else if n < self.per_second {
-                Some(w + 1)
-            } else {
-                None
-            }
-        });
-        match taken {
-            Ok(_) => Some(self.suppressed.swap(0, Ordering::AcqRel)),
-            Err(_) => {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+    fn allow_at(&self, now: Instant) -> Option<u64> {
+        let bucket = self
+            .bucket
+            .get_or_init(|| SharedBucket::new(TokenBucket::per_second(self.per_second, now)));
+        if bucket.try_take(|| now) {
+            Some(self.suppressed.swap(0, Ordering::AcqRel))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
-}
-
-/// Whole seconds since the first call (a limiter's clock).
-fn seconds() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs()
 }
 
 #[cfg(test)]
@@ -176,14 +158,16 @@ mod tests {
     #[test]
     fn a_limiter_lets_its_share_through_each_second_and_reports_the_rest() {
         let l = Limiter::new(3);
-        let first: Vec<Option<u64>> = (0..10).map(|_| l.allow_at(5)).collect();
+        let t0 = Instant::now();
+        let first: Vec<Option<u64>> = (0..10).map(|_| l.allow_at(t0)).collect();
         assert_eq!(
             first,
             [Some(0), Some(0), Some(0), None, None, None, None, None, None, None]
         );
-        // The next second's first line carries the seven left out.
-        assert_eq!(l.allow_at(6), Some(7));
-        assert_eq!(l.allow_at(6), Some(0));
+        // A second later, the first line carries the seven left out.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(l.allow_at(t1), Some(7));
+        assert_eq!(l.allow_at(t1), Some(0));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::Correlation;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -165,9 +166,28 @@ pub struct DeliverAck {
     pub sequence_number: u32,
     /// deliver_sm or data_sm.
     pub command: CommandId,
+    /// The session's count of deliver_sm in the proxy's hands: one while this ack lives.
+    unanswered: Arc<AtomicUsize>,
 }
 
 impl DeliverAck {
+    /// The ack of deliver_sm / data_sm `sequence_number`, counted in `unanswered` until it is
+    /// dropped, whether it was sent or given up: no path can leave the count high.
+    pub fn new(
+        tx: mpsc::Sender<UpstreamEvent>,
+        sequence_number: u32,
+        command: CommandId,
+        unanswered: Arc<AtomicUsize>,
+    ) -> DeliverAck {
+        unanswered.fetch_add(1, Ordering::AcqRel);
+        DeliverAck {
+            tx,
+            sequence_number,
+            command,
+            unanswered,
+        }
+    }
+
     /// Tells the upstream session to answer the SMSC with `status`.
     pub fn send(&self, status: CommandStatus) {
         let event = UpstreamEvent::DeliverAck {
@@ -179,6 +199,12 @@ impl DeliverAck {
             // The session is gone or swamped: the SMSC gets no answer and will retry.
             tracing::debug!(seq = self.sequence_number, "deliver ack dropped: upstream session gone");
         }
+    }
+}
+
+impl Drop for DeliverAck {
+    fn drop(&mut self) {
+        self.unanswered.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -194,4 +220,27 @@ pub enum UpstreamEvent {
         /// The status.
         status: CommandStatus,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_counts_itself_out_whether_sent_or_dropped() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let unanswered = Arc::new(AtomicUsize::new(0));
+        let sent = DeliverAck::new(tx.clone(), 1, CommandId::DELIVER_SM, unanswered.clone());
+        let dropped = DeliverAck::new(tx, 2, CommandId::DATA_SM, unanswered.clone());
+        assert_eq!(unanswered.load(Ordering::Acquire), 2);
+        sent.send(CommandStatus::ESME_ROK);
+        drop(sent);
+        drop(dropped);
+        assert_eq!(unanswered.load(Ordering::Acquire), 0);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(UpstreamEvent::DeliverAck { sequence_number: 1, .. })
+        ));
+        assert!(rx.try_recv().is_err(), "only the one sent");
+    }
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use smpp_proxy::admin::{self, Snapshot};
-use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::esme::submit_sm;
 use smpp_proxy::pdu::{tag, Body, CommandId, DeliverSm, Pdu, Tlvs};
 use smpp_proxy::sim::SimConfig;
 use std::time::Duration;
@@ -40,9 +40,7 @@ async fn metrics_and_status_count_what_happened() {
         .replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
     let proxy = start_proxy(&toml).await;
     let addr = proxy.admin_addr().expect("admin endpoint");
-    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
     for _ in 0..10 {
         tx.send(submit_sm("4477", "447700900123", b"hi", true)).await.unwrap();
         assert_eq!(tx.recv(T).await.unwrap().command_id(), CommandId::SUBMIT_SM_RESP);

@@ -35,12 +35,8 @@ async fn cross_node(url: &str, redis_cluster: bool) {
     let base = proxy_toml(&sims, "", SHOP, "");
     let a = start_proxy(&on_redis(&base, url, redis_cluster, "a")).await;
     let b = start_proxy(&on_redis(&base, url, redis_cluster, "b")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
-    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let mut rx = bind_shop(b.local_addr(), CommandId::BIND_RECEIVER).await;
     let ids: HashSet<String> = submit_all(&mut tx, 300, 50).await.into_iter().collect();
     let got = receipts(&mut rx, 300).await;
     assert_eq!(got, ids, "every receipt, with the id the client was given");
@@ -69,11 +65,8 @@ async fn receipts_wait_for_a_client_bound_nowhere_and_come_when_it_binds_anywher
     let redis = Redis::start();
     let sims = start_sims(1, SimConfig::default()).await;
     let base = proxy_toml(&sims, "", SHOP, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
-    let mut tx = Esme::bind(b.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(&base, &redis.url()).await;
+    let mut tx = bind_shop(b.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let ids: HashSet<String> = submit_all(&mut tx, 200, 50).await.into_iter().collect();
     // Every receipt is in custody (the SMSC has had its answers) before anyone reads them.
     assert!(
@@ -84,9 +77,7 @@ async fn receipts_wait_for_a_client_bound_nowhere_and_come_when_it_binds_anywher
             >= 200)
         .await
     );
-    let mut rx = Esme::bind(a.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(a.local_addr(), CommandId::BIND_RECEIVER).await;
     assert_eq!(receipts(&mut rx, 200).await, ids);
     a.shutdown().await;
     b.shutdown().await;
@@ -97,17 +88,12 @@ async fn a_node_joining_later_takes_clients_and_receipts_and_a_taken_node_id_is_
     let redis = Redis::start();
     let sims = start_sims(1, SimConfig::default()).await;
     let base = proxy_toml(&sims, "", SHOP, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(&base, &redis.url()).await;
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let ids: HashSet<String> = submit_all(&mut tx, 100, 50).await.into_iter().collect();
     // A third node comes later; the client binds its receiver there.
     let c = start_proxy(&on_redis(&base, &redis.url(), false, "c")).await;
-    let mut rx = Esme::bind(c.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(c.local_addr(), CommandId::BIND_RECEIVER).await;
     assert_eq!(receipts(&mut rx, 100).await, ids);
     // `a` is running: another node with its id is refused, saying why.
     let config = smpp_proxy::config::Config::from_toml(&on_redis(&base, &redis.url(), false, "a")).unwrap();
@@ -130,9 +116,7 @@ async fn a_node_whose_id_another_run_took_stands_down_until_it_is_its_own_again(
     let redis = Redis::start();
     let sims = start_sims_without_receipts(1).await;
     let a = start_proxy(&on_redis(&proxy_toml(&sims, "", SHOP, ""), &redis.url(), false, "a")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let submit = async |tx: &mut Esme| {
         tx.send(submit_sm("4477", "447700900123", b"hi", false)).await.unwrap();
         tx.recv(T).await.unwrap().command_status
@@ -155,8 +139,7 @@ async fn max_binds_holds_across_nodes() {
     let sims = start_sims_without_receipts(1).await;
     let shop = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\nmax_binds = 2\n";
     let base = proxy_toml(&sims, "", shop, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let (a, b) = two_nodes(&base, &redis.url()).await;
     let bind = |addr| Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "shop", "secret");
     let first = bind(a.local_addr()).await.unwrap();
     let _second = bind(b.local_addr()).await.unwrap();
@@ -191,11 +174,8 @@ async fn status_shows_the_nodes_where_each_client_is_bound_and_its_outbox() {
     let redis = Redis::start();
     let sims = start_sims(1, SimConfig::default()).await;
     let base = proxy_toml(&sims, "", SHOP, "").replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(&base, &redis.url()).await;
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     submit_all(&mut tx, 20, 20).await;
     let admin = a.admin_addr().unwrap();
     // Nobody reads the receipts: they wait in the shared outbox.
@@ -248,8 +228,7 @@ async fn query_cancel_and_replace_work_from_any_node() {
     let redis = Redis::start();
     let sims = start_sims_without_receipts(1).await;
     let base = proxy_toml(&sims, "", SHOP, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let (a, b) = two_nodes(&base, &redis.url()).await;
     let mut on_a = shop(&a).await;
     let ids = submit_all(&mut on_a, 5, 5).await;
     let mut on_b = shop(&b).await;
@@ -268,13 +247,10 @@ async fn mo_reaches_its_client_on_another_node() {
     let sims = start_sims(1, SimConfig::default()).await;
     let routes = "[[mo_routes]]\ndestination_prefix = \"\"\nclient = \"shop\"\n";
     let base = proxy_toml(&sims, "", SHOP, routes);
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let (a, b) = two_nodes(&base, &redis.url()).await;
     // The client is bound on b only; the SMSC sends MO to any session of the account, so about
     // half of them come in on node a.
-    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(b.local_addr(), CommandId::BIND_RECEIVER).await;
     for n in 0..40 {
         let text = format!("mo {n}");
         assert!(wait_until(T, || sims[0].send_mo(None, "447700900999", "4477", text.as_bytes())).await);
@@ -304,17 +280,13 @@ async fn what_a_node_holds_stays_its_own_until_its_client_leaves_then_goes_to_an
     let node = |id: &str| on_redis(&base, &redis.url(), false, id) + "claim_idle = \"1s\"\n";
     let a = start_proxy(&node("a")).await;
     let b = start_proxy(&node("b")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let ids: HashSet<String> = submit_all(&mut tx, 50, 10).await.into_iter().collect();
     // Every receipt in the shared outbox before anyone reads.
     let depth = || support::redis::ask(redis.port, "XLEN smpp-proxy:out:{c/shop}").unwrap();
     assert!(wait_until(T, || depth().trim() == ":50").await, "{}", depth());
     // The client's first receiver, on a, reads and never answers: a holds what it handed it.
-    let mut silent = Esme::bind(a.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut silent = bind_shop(a.local_addr(), CommandId::BIND_RECEIVER).await;
     let mut held = HashSet::new();
     while held.len() < 10 {
         let pdu = silent.recv(T).await.unwrap();
@@ -324,9 +296,7 @@ async fn what_a_node_holds_stays_its_own_until_its_client_leaves_then_goes_to_an
     }
     // A receiver on b that answers gets the rest, and nothing a holds, though a holds it for
     // three times claim_idle.
-    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(b.local_addr(), CommandId::BIND_RECEIVER).await;
     let rest = receipts(&mut rx, 40).await;
     assert!(rest.is_disjoint(&held));
     match rx.recv(Duration::from_secs(3)).await {
@@ -347,11 +317,8 @@ async fn the_shared_outbox_holds_outbox_max_and_drops_what_outlives_receipt_ttl(
     let sims = start_sims(1, SimConfig::default()).await;
     let shop = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\noutbox_max = 30\n";
     let base = proxy_toml(&sims, "", shop, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(&base, &redis.url()).await;
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let ids: HashSet<String> = submit_all(&mut tx, 60, 20).await.into_iter().collect();
     // Bound nowhere: 30 held in the cluster, the rest refused to the SMSC (it sends them again).
     let refused = || a.snapshot().clients[0].outbox_refused_full + b.snapshot().clients[0].outbox_refused_full;
@@ -359,9 +326,7 @@ async fn the_shared_outbox_holds_outbox_max_and_drops_what_outlives_receipt_ttl(
     let depth = || support::redis::ask(redis.port, "XLEN smpp-proxy:out:{c/shop}").unwrap();
     assert_eq!(depth().trim(), ":30", "held: at most outbox_max");
     // Bound anywhere: the held ones flow, and the SMSC's retries fill in the rest.
-    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(b.local_addr(), CommandId::BIND_RECEIVER).await;
     assert_eq!(receipts(&mut rx, 60).await, ids);
     drop(rx);
     a.shutdown().await;
@@ -371,17 +336,13 @@ async fn the_shared_outbox_holds_outbox_max_and_drops_what_outlives_receipt_ttl(
     let shop = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\nreceipt_ttl = \"1s\"\n";
     let base = proxy_toml(&sims, "", shop, "");
     let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     submit_all(&mut tx, 10, 10).await;
     assert!(
         wait_until(T, || a.snapshot().clients[0].outbox_expired >= 10).await,
         "trimmed after 1 s"
     );
-    let mut rx = Esme::bind(a.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(a.local_addr(), CommandId::BIND_RECEIVER).await;
     assert!(
         rx.recv(std::time::Duration::from_millis(1500)).await.is_err(),
         "nothing left to deliver"
@@ -409,12 +370,8 @@ async fn nodes_reach_redis_over_tls_with_a_password_from_a_file() {
     };
     let a = start_proxy(&node("a")).await;
     let b = start_proxy(&node("b")).await;
-    let mut tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
-    let mut rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let mut rx = bind_shop(b.local_addr(), CommandId::BIND_RECEIVER).await;
     let ids: HashSet<String> = submit_all(&mut tx, 50, 25).await.into_iter().collect();
     assert_eq!(receipts(&mut rx, 50).await, ids);
     // The wrong password is refused at start, saying so.

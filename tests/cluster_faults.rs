@@ -203,17 +203,12 @@ async fn two_nodes_on_redis() -> TwoNodes {
     .await;
     let routes = "[[mo_routes]]\ndestination_prefix = \"\"\nclient = \"shop\"\n";
     let base = proxy_toml(&sims, "sessions = 2", SHOP, routes);
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let (a, b) = two_nodes(&base, &redis.url()).await;
     let seen: Seen = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let rx = Esme::bind(b.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let rx = bind_shop(b.local_addr(), CommandId::BIND_RECEIVER).await;
     let reader = receive(rx, seen.clone(), stop.clone());
-    let tx = Esme::bind(a.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let tx = bind_shop(a.local_addr(), CommandId::BIND_TRANSMITTER).await;
     TwoNodes {
         redis,
         sims,

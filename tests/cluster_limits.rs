@@ -105,8 +105,7 @@ async fn manual_failback_applies_on_every_node() {
     let groups = "[[groups]]\nname = \"default\"\nstrategy = \"failover\"\nmembers = [\"smsc-0\", \"smsc-1\"]\n\
                   failback = \"manual\"\n";
     let base = proxy_toml(&sims, "", SHOP, groups).replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let (a, b) = two_nodes(&base, &redis.url()).await;
     let mut sims = sims;
     let primary = sims.remove(0);
     let addr = primary.local_addr();
@@ -170,8 +169,7 @@ async fn a_client_tps_holds_across_nodes() {
     let sims = start_sims_without_receipts(1).await;
     let shop = "[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\ntps = 100\n";
     let base = proxy_toml(&sims, "", shop, "");
-    let a = start_proxy(&on_redis(&base, &redis.url(), false, "a")).await;
-    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    let (a, b) = two_nodes(&base, &redis.url()).await;
     // One bind on each node, both as fast as they can.
     let load = tokio::spawn(bench::run(BenchConfig {
         also: vec![b.local_addr()],

@@ -2,7 +2,7 @@
 
 mod support;
 
-use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::esme::submit_sm;
 use smpp_proxy::pdu::{CommandId, Pdu};
 use smpp_proxy::sim::SimConfig;
 use smpp_proxy::store::DurableStore;
@@ -43,9 +43,7 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
     let toml = durable(&proxy_toml(&sims, "", SHOP, ""), &dir);
     let proxy = start_proxy(&toml).await;
     // A transmitter only: every receipt must wait in the outbox.
-    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let ids = submit_all(&mut tx, 1000, 50).await;
     assert!(wait_until(T, || client(&proxy, "shop").outbox == 1000).await);
     drop(tx);
@@ -66,9 +64,7 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
     );
 
     let proxy = start_proxy(&toml).await;
-    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
     let mut got = Vec::new();
     while got.len() < 1000 {
         let pdu = rx.recv(T).await.unwrap();
@@ -259,9 +255,7 @@ async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
     .await;
     let clients = format!("{SHOP}receipt_ttl = \"1s\"\n");
     let proxy = start_proxy(&durable(&proxy_toml(&sims, "", &clients, ""), &dir)).await;
-    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
     submit_all(&mut tx, 20, 20).await;
     assert!(wait_until(T, || client(&proxy, "shop").outbox == 20).await);
     assert!(
@@ -269,9 +263,7 @@ async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
         "expired after 1 s"
     );
     assert_eq!(client(&proxy, "shop").outbox, 0);
-    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
     assert!(
         rx.recv(Duration::from_millis(500)).await.is_err(),
         "nothing left to deliver"

@@ -93,12 +93,8 @@ async fn bind_rules_and_auth_failures() {
         status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "far", "x").await),
         CommandStatus::ESME_RBINDFAIL
     );
-    let a = Esme::bind(addr, CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
-    let mut b = Esme::bind(addr, CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let a = bind_shop(addr, CommandId::BIND_TRANSMITTER).await;
+    let mut b = bind_shop(addr, CommandId::BIND_RECEIVER).await;
     assert_eq!(
         status(Esme::bind(addr, CommandId::BIND_TRANSCEIVER, "shop", "secret").await),
         CommandStatus::ESME_RBINDFAIL,

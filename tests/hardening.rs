@@ -529,6 +529,23 @@ fn big_mo(n: usize, len: usize) -> Pdu {
         .with_tlvs(Tlvs::from_pairs([(tag::message_payload, &text[..])]))
 }
 
+/// Takes (and acknowledges) the [`big_mo`]s that come within 30 s until `n` different ones
+/// came: each one's number and length.
+async fn receive_mo(rx: &mut Esme, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut got = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < n && tokio::time::Instant::now() < deadline {
+        let Ok(pdu) = rx.recv(Duration::from_secs(1)).await else {
+            continue;
+        };
+        rx.ack(&pdu).await.unwrap();
+        if let Some(payload) = pdu.message_payload() {
+            got.insert(String::from_utf8_lossy(&payload[..8]).into_owned(), payload.len());
+        }
+    }
+    got
+}
+
 const MO_TO_SHOP: &str = "[[mo_routes]]\ndestination_prefix = \"\"\nclient = \"shop\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,21 +569,9 @@ async fn mo_of_60_kb_for_an_absent_client_is_held_within_its_byte_budget_and_non
     assert!(shop.outbox_bytes <= 1 << 20 && shop.outbox <= 17, "{shop:?}");
     assert!(shop.outbox_refused_full > 0);
     // The client binds: everything comes, the refused ones as the SMSC sends them again.
-    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
-    let mut got = std::collections::BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < 40 && tokio::time::Instant::now() < deadline {
-        let Ok(pdu) = rx.recv(Duration::from_secs(1)).await else {
-            continue;
-        };
-        rx.ack(&pdu).await.unwrap();
-        if let Some(payload) = pdu.message_payload() {
-            assert_eq!(payload.len(), 60_000);
-            got.insert(String::from_utf8_lossy(&payload[..8]).into_owned());
-        }
-    }
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let got = receive_mo(&mut rx, 40).await;
+    assert!(got.iter().all(|(_, len)| *len == 60_000));
     assert_eq!(got.len(), 40, "MO lost");
     assert!(wait_until(T, || client(&proxy, "shop").outbox_bytes == 0).await);
     proxy.shutdown().await;
@@ -602,27 +607,14 @@ async fn an_smsc_cannot_make_a_session_hold_more_than_unanswered_delivers() {
     let extra = format!("{MO_TO_SHOP}[limits]\nunanswered_delivers = 3\n");
     let proxy = start_proxy(&proxy_toml(&sims, "", &clients, &extra)).await;
     // A receiver that takes MO and does not answer: each waits, unanswered, for its answer.
-    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
     for n in 0..10 {
         assert!(sims[0].send_pdu(Some("proxy"), big_mo(n, 100)));
     }
     let refused = || proxy.snapshot().upstreams[0].delivers_refused;
     assert!(wait_until(T, || refused() >= 7).await, "{} refused", refused());
     // Answered, the rest flows.
-    let mut got = std::collections::BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < 10 && tokio::time::Instant::now() < deadline {
-        let Ok(pdu) = rx.recv(Duration::from_secs(1)).await else {
-            continue;
-        };
-        rx.ack(&pdu).await.unwrap();
-        if let Some(payload) = pdu.message_payload() {
-            got.insert(payload[..8].to_vec());
-        }
-    }
-    assert_eq!(got.len(), 10, "MO lost");
+    assert_eq!(receive_mo(&mut rx, 10).await.len(), 10, "MO lost");
     proxy.shutdown().await;
 }
 

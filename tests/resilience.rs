@@ -89,13 +89,9 @@ async fn a_client_that_does_not_read_receipts_cannot_grow_memory() {
     let sims = start_sims(1, SimConfig::default()).await;
     let clients = format!("{SHOP}deliver_window = 5\noutbox_max = 50\n");
     let proxy = start_proxy(&proxy_toml(&sims, "", &clients, "")).await;
-    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
     // A receiver that binds and then never reads or answers.
-    let mute = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mute = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
     for i in 0..100 {
         tx.send(submit_sm("1", "447700900123", format!("{i}").as_bytes(), true))
             .await
@@ -115,9 +111,7 @@ async fn a_client_that_does_not_read_receipts_cannot_grow_memory() {
     assert!(shop.outbox_refused_full > 0, "refusals counted");
     // When a reader comes, it gets what was held, and the mute bind's deliveries go back to it.
     drop(mute);
-    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
     let mut got = 0;
     while got < 50 {
         let pdu = rx.recv(T).await.unwrap();

@@ -66,12 +66,8 @@ async fn four_clients_three_upstreams_every_receipt_to_its_own_client() {
 async fn receipt_arrives_on_the_receiver_bind_of_the_same_account() {
     let sims = start_sims(1, SimConfig::default()).await;
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
-    let mut tx = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSMITTER, "shop", "secret")
-        .await
-        .unwrap();
-    let mut rx = Esme::bind(proxy.local_addr(), CommandId::BIND_RECEIVER, "shop", "secret")
-        .await
-        .unwrap();
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
     let mut ids = HashSet::new();
     for i in 0..5 {
         tx.send(submit_sm("4477", "447700900123", format!("m{i}").as_bytes(), true))

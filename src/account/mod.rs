@@ -31,7 +31,7 @@ use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Delivery, Forget};
 use crate::pdu::{CommandStatus, Pdu};
 use crate::session::{SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
-use redelivery::{Tries, Verdict};
+use redelivery::{Delayed, Tries, Verdict};
 use shared::Fetcher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -124,7 +124,7 @@ struct Account {
     storing: VecDeque<Storing>,
     waiting: VecDeque<Entry>,
     /// Entries the client refused, each with when it may go again.
-    delayed: Vec<(tokio::time::Instant, Entry)>,
+    delayed: Delayed<Entry>,
     /// The key of the next entry handed to a bind.
     next_key: u64,
     refused_full: Arc<AtomicU64>,
@@ -161,7 +161,7 @@ pub fn spawn(
         store,
         storing: VecDeque::new(),
         waiting: VecDeque::new(),
-        delayed: Vec::new(),
+        delayed: Delayed::default(),
         next_key: 1,
         refused_full: refused_full.clone(),
         expired: expired.clone(),
@@ -194,14 +194,13 @@ pub fn spawn(
 /// The store ids of the entries held: waiting, delayed, and in flight on `binds`.
 fn stored_ids<'a>(
     waiting: &'a VecDeque<Entry>,
-    delayed: &'a [(tokio::time::Instant, Entry)],
+    delayed: &'a Delayed<Entry>,
     binds: &'a [(u64, Bind)],
 ) -> impl Iterator<Item = OutboxId> + 'a {
     let inflight = binds.iter().flat_map(|(_, b)| b.inflight.values());
-    let delayed = delayed.iter().map(|(_, e)| e);
     waiting
         .iter()
-        .chain(delayed)
+        .chain(delayed.iter())
         .chain(inflight)
         .filter_map(|e| match e.custody {
             Custody::Stored(id) => Some(id),
@@ -210,8 +209,8 @@ fn stored_ids<'a>(
 }
 
 /// When the first delayed entry may go again; never, when none waits.
-async fn next_due(delayed: &[(tokio::time::Instant, Entry)]) {
-    match delayed.iter().map(|(at, _)| *at).min() {
+async fn next_due(delayed: &Delayed<Entry>) {
+    match delayed.next_due() {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
@@ -283,7 +282,7 @@ impl Account {
         };
         self.waiting.retain(keep);
         let delayed_before = self.delayed.len();
-        self.delayed.retain(|(_, e)| keep(e));
+        self.delayed.retain(keep);
         let dropped = (before - self.waiting.len() + delayed_before - self.delayed.len()) as u64;
         self.count_expired(dropped);
         if let Some(fetcher) = &mut self.fetcher {
@@ -535,8 +534,7 @@ impl Account {
         }
         if self.fetcher.is_some() {
             // A shared outbox's entries are left to the nodes with binds, delayed ones too.
-            self.delayed
-                .retain(|(_, e)| matches!(e.custody, Custody::Direct { .. }));
+            self.delayed.retain(|e| matches!(e.custody, Custody::Direct { .. }));
         }
         if let Some(fetcher) = &mut self.fetcher {
             fetcher.unbound();
@@ -622,23 +620,17 @@ impl Account {
         }
         let c = &self.config;
         let wait = redelivery::backoff(entry.tries.refused, c.redelivery_backoff, c.redelivery_backoff_max);
-        self.delayed.push((tokio::time::Instant::now() + wait, entry));
+        self.delayed.push(tokio::time::Instant::now() + wait, entry);
     }
 
-    /// Delayed entries whose wait is over go to the front, oldest wait first.
+    /// Delayed entries whose wait is over go to the front, the longest due first.
     fn release_due(&mut self) {
         let now = tokio::time::Instant::now();
-        let mut due: Vec<(tokio::time::Instant, Entry)> = Vec::new();
-        let mut i = 0;
-        while i < self.delayed.len() {
-            if self.delayed[i].0 <= now {
-                due.push(self.delayed.swap_remove(i));
-            } else {
-                i += 1;
-            }
+        let mut due = Vec::new();
+        while let Some(entry) = self.delayed.pop_due(now) {
+            due.push(entry);
         }
-        due.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-        for (_, entry) in due {
+        for entry in due.into_iter().rev() {
             self.waiting.push_front(entry);
         }
     }
@@ -727,7 +719,7 @@ impl Account {
                 let before = self.waiting.len() + self.delayed.len();
                 self.waiting.retain(|e| !lost(e));
                 // Waiting out a backoff here, and delivered there meanwhile: not here too.
-                self.delayed.retain(|(_, e)| !lost(e));
+                self.delayed.retain(|e| !lost(e));
                 // Those in flight may just have been acknowledged: no news.
                 let dropped = before - self.waiting.len() - self.delayed.len();
                 if dropped > 0 {

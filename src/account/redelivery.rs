@@ -11,7 +11,9 @@
 
 use crate::messages::Delivery;
 use crate::pdu::CommandStatus;
+use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// What to do with an entry after a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,56 @@ pub(super) fn backoff(refused: u32, first: Duration, max: Duration) -> Duration 
     first.saturating_mul(1 << doublings).min(max)
 }
 
+/// Entries waiting out their backoff, by when each may go again: the next one is found
+/// without looking at the others (a client refusing everything can have many waiting).
+#[derive(Debug)]
+pub(super) struct Delayed<T> {
+    /// By due time, then arrival (two entries may be due at the same instant).
+    by_due: BTreeMap<(Instant, u64), T>,
+    arrivals: u64,
+}
+
+impl<T> Default for Delayed<T> {
+    fn default() -> Self {
+        Delayed {
+            by_due: BTreeMap::new(),
+            arrivals: 0,
+        }
+    }
+}
+
+impl<T> Delayed<T> {
+    pub(super) fn push(&mut self, due: Instant, item: T) {
+        self.arrivals += 1;
+        self.by_due.insert((due, self.arrivals), item);
+    }
+
+    /// When the first one is due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.by_due.first_key_value().map(|((due, _), _)| *due)
+    }
+
+    /// The first one, if it is due by `now`.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<T> {
+        match self.next_due() {
+            Some(due) if due <= now => self.by_due.pop_first().map(|(_, item)| item),
+            _ => None,
+        }
+    }
+
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.by_due.retain(|_, item| keep(item));
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_due.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.by_due.values()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +167,24 @@ mod tests {
             verdict(Delivery::Nacked(CommandStatus::ESME_ROK), &mut t, 3),
             Verdict::Drop
         );
+    }
+
+    #[test]
+    fn delayed_entries_come_out_by_due_time_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut d = Delayed::default();
+        d.push(t0 + Duration::from_secs(3), "c");
+        d.push(t0 + Duration::from_secs(1), "a");
+        d.push(t0 + Duration::from_secs(1), "b");
+        assert_eq!(d.next_due(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(d.pop_due(t0), None);
+        let now = t0 + Duration::from_secs(2);
+        assert_eq!(
+            (d.pop_due(now), d.pop_due(now), d.pop_due(now)),
+            (Some("a"), Some("b"), None)
+        );
+        d.retain(|s| *s != "c");
+        assert_eq!((d.len(), d.next_due()), (0, None));
     }
 
     #[test]

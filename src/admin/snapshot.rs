@@ -413,9 +413,6 @@ impl Snapshot {
             ),
         ];
         let mut out = String::with_capacity(8192);
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
-        };
         for (name, kind, help, value) in totals {
             let Some(value) = value else { continue };
             head(&mut out, name, kind, help);
@@ -523,14 +520,14 @@ impl Snapshot {
             ),
         ];
         for (name, kind, help, value) in plain {
-            let _ = writeln!(
-                out,
-                "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}\nsmpp_proxy_{name} {value}"
-            );
+            head(out, name, kind, help);
+            let _ = writeln!(out, "smpp_proxy_{name} {value}");
         }
-        let _ = writeln!(
+        head(
             out,
-            "# HELP smpp_proxy_connections_refused_total Client connections closed at accept, by limit.\n# TYPE smpp_proxy_connections_refused_total counter"
+            "connections_refused_total",
+            "counter",
+            "Client connections closed at accept, by limit.",
         );
         for (reason, n) in &l.refused {
             let _ = writeln!(out, "smpp_proxy_connections_refused_total{{reason=\"{reason}\"}} {n}");
@@ -540,9 +537,6 @@ impl Snapshot {
 
 impl Snapshot {
     fn cluster_metrics(&self, out: &mut String, cluster: &ClusterStatus) {
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
-        };
         head(
             out,
             "cluster_nodes_alive",
@@ -591,6 +585,11 @@ impl Snapshot {
             );
         }
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of metric `smpp_proxy_{name}`.
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format asks.

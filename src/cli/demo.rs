@@ -135,13 +135,8 @@ async fn demo(count: u64, cluster: bool) -> Result<ExitCode, String> {
     }
     let _ = std::fs::remove_dir_all(&store_dir);
     let ok = report.acked == count && report.receipts_matched == count && report.receipts_duplicated == 0;
-    println!(
-        "\n{}",
-        if ok {
-            "OK: every message answered, every receipt back to its client with the proxy's id."
-        } else {
-            "NOT OK: see above."
-        }
-    );
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(super::verdict(
+        ok,
+        "OK: every message answered, every receipt back to its client with the proxy's id.",
+    ))
 }

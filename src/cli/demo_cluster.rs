@@ -165,13 +165,8 @@ pub(super) async fn cluster(count: u64, base: &str, sims: &[SimHandle]) -> Resul
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
     let ok = report.acked > 0 && report.receipts_matched == report.acked;
-    println!(
-        "\n{}",
-        if ok {
-            "OK: every answered message got its receipt, though the node that answered it died."
-        } else {
-            "NOT OK: see above."
-        }
-    );
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(super::verdict(
+        ok,
+        "OK: every answered message got its receipt, though the node that answered it died.",
+    ))
 }

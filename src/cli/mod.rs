@@ -73,6 +73,17 @@ pub(crate) fn init_logging(format: LogFormat) {
     }
 }
 
+/// A demo's last line and exit code: `good` when it showed what it set out to, else a pointer
+/// to what it printed.
+pub(crate) fn verdict(ok: bool, good: &str) -> ExitCode {
+    println!("\n{}", if ok { good } else { "NOT OK: see above." });
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// The multi-threaded runtime every long-running command uses.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

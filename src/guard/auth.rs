@@ -242,6 +242,22 @@ mod tests {
     }
 
     #[test]
+    fn failures_from_ever_more_addresses_keep_the_table_bounded() {
+        let limits = crate::config::Config::from_toml(
+            "node_id = \"a\"\n[listen]\nsmpp = \"127.0.0.1:2775\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
+             [[upstreams]]\nname = \"u\"\naddress = \"127.0.0.1:1\"\nsystem_id = \"p\"\npassword = \"p\"\n",
+        )
+        .unwrap()
+        .limits;
+        let f = AuthFailures::new(&limits);
+        let now = Instant::now();
+        for n in 0..(MAX_RECORDS as u128 + 1000) {
+            f.failed(IpAddr::V6((0x2001_0db8_u128 << 96 | n).into()), now);
+        }
+        assert_eq!(f.records.lock().unwrap().len(), MAX_RECORDS);
+    }
+
+    #[test]
     fn failures_earn_bans_that_double_and_end() {
         let limits = crate::config::Config::from_toml(
             "node_id = \"a\"\n[listen]\nsmpp = \"127.0.0.1:2775\"\n[limits]\nmax_auth_failures = 3\nauth_window = \"60s\"\nauth_ban = \"10s\"\n\

@@ -1,8 +1,8 @@
 //! What client and upstream sessions share: the state table ([`SessionState`]), sequence
 //! numbers ([`Sequence`]), keep-alive bookkeeping ([`KeepAlive`]), reconnect backoff
 //! ([`Backoff`]), token buckets ([`TokenBucket`], [`SharedBucket`]) and sockets whose writes
-//! cannot wait forever ([`Deadlined`]). Plain values: the
-//! session tasks own them and feed them the time.
+//! cannot wait forever ([`Deadlined`]). Plain values: the session tasks own them and feed them
+//! the time.
 
 mod bucket;
 mod deadline;

@@ -178,18 +178,23 @@ impl Shared {
         }
     }
 
-    fn reopen(&self) {
-        let old = self.engine.write().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(old) = old {
-            // Every handle on the old database must go before the file can be opened again:
-            // the last reader finishes, the writer thread stops.
-            let db = Arc::downgrade(&old.db);
-            drop(old);
+    /// Takes the engine out and drops it here once nobody else holds it: its teardown (a
+    /// checkpoint, the writer thread's end) runs on this thread, never on a caller's (a tokio
+    /// worker), and the file is free to be opened again when this returns.
+    fn retire(&self) {
+        let engine = self.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(engine) = engine {
+            // Callers hold it for one read or one send.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while db.strong_count() > 0 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+            while Arc::strong_count(&engine) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
             }
+            drop(engine);
         }
+    }
+
+    fn reopen(&self) {
+        self.retire();
         match Engine::open(&self.path, self.stats.clone()) {
             Ok(engine) => {
                 *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(engine));
@@ -498,9 +503,7 @@ impl Drop for DurableStore {
         if let Some(r) = self.reopener.take() {
             let _ = r.join();
         }
-        // The engine checkpoints and stops its writer when dropped: not under the lock.
-        let engine = self.shared.engine.write().unwrap_or_else(|p| p.into_inner()).take();
-        drop(engine);
+        self.shared.retire();
     }
 }
 

@@ -21,6 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -215,13 +216,16 @@ struct Bound<'a> {
     now: Instant,
     events_tx: mpsc::Sender<UpstreamEvent>,
     events_rx: mpsc::Receiver<UpstreamEvent>,
-    /// deliver_sm / data_sm received and not yet answered (their receipts being stored).
-    unanswered_delivers: usize,
+    /// deliver_sm / data_sm received whose [`DeliverAck`] is alive (their receipts being
+    /// stored or delivered); each ack counts itself out when dropped.
+    unanswered: Arc<AtomicUsize>,
 }
 
 impl<'a> Bound<'a> {
     fn new(handle: &'a Arc<SessionHandle>, conn: Conn, inbound: &'a Arc<dyn InboundSink>) -> Bound<'a> {
-        let (events_tx, events_rx) = mpsc::channel(1024);
+        // Room for every ack the session may have out, so none is lost to a full channel.
+        let acks = inbound.max_unanswered().min(1 << 16);
+        let (events_tx, events_rx) = mpsc::channel(acks + 64);
         let mut seq = Sequence::default();
         seq.next_number(); // 1 was the bind
         Bound {
@@ -234,7 +238,7 @@ impl<'a> Bound<'a> {
             now: Instant::now(),
             events_tx,
             events_rx,
-            unanswered_delivers: 0,
+            unanswered: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -340,7 +344,6 @@ impl<'a> Bound<'a> {
             status,
         }) = next
         {
-            self.unanswered_delivers = self.unanswered_delivers.saturating_sub(1);
             let resp_id = command.response().unwrap_or(CommandId::DELIVER_SM_RESP);
             let body = Body::empty_response(resp_id).unwrap_or(Body::GenericNack);
             // deliver_sm_resp / data_sm_resp carry an empty message_id (SMPP 3.4 §4.6.2).
@@ -382,21 +385,16 @@ impl<'a> Bound<'a> {
                 self.drain_answers(Duration::from_secs(2)).await;
                 return Ok(Some(End::Unbound));
             }
-            CommandId::DELIVER_SM | CommandId::DATA_SM if self.unanswered_delivers >= self.inbound.max_unanswered() => {
-                self.handle
-                    .refused_delivers
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            CommandId::DELIVER_SM | CommandId::DATA_SM
+                if self.unanswered.load(Ordering::Acquire) >= self.inbound.max_unanswered() =>
+            {
+                self.handle.refused_delivers.fetch_add(1, Ordering::Relaxed);
                 if let Some(resp) = pdu.error_response(CommandStatus::ESME_RX_T_APPN) {
                     self.conn.send(&resp).await?;
                 }
             }
             CommandId::DELIVER_SM | CommandId::DATA_SM => {
-                let ack = DeliverAck {
-                    tx: self.events_tx.clone(),
-                    sequence_number: pdu.sequence_number,
-                    command: id,
-                };
-                self.unanswered_delivers += 1;
+                let ack = DeliverAck::new(self.events_tx.clone(), pdu.sequence_number, id, self.unanswered.clone());
                 self.inbound.inbound(&self.handle.upstream, pdu, ack);
             }
             CommandId::ALERT_NOTIFICATION => {
@@ -492,14 +490,21 @@ impl<'a> Bound<'a> {
     async fn unbind(&mut self) {
         // Answer the SMSC for what is being stored first, or it would send it all again.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.unanswered_delivers > 0 {
-            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
-                Ok(Some(event)) => {
-                    if self.write_events(event).await.is_err() {
-                        return;
-                    }
+        loop {
+            // An ack is queued before it is dropped: with none alive, what is queued is all.
+            let event = if self.unanswered.load(Ordering::Acquire) == 0 {
+                match self.events_rx.try_recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
                 }
-                _ => break,
+            } else {
+                match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                    Ok(Some(event)) => event,
+                    _ => break,
+                }
+            };
+            if self.write_events(event).await.is_err() {
+                return;
             }
         }
         let seq = self.seq.next_number();

@@ -214,6 +214,20 @@ pub fn on_redis(toml: &str, url: &str, cluster: bool, node_id: &str) -> String {
     text
 }
 
+/// Two nodes, `a` and `b`, of `toml` on the Redis at `url` (see [`on_redis`]).
+pub async fn two_nodes(toml: &str, url: &str) -> (Proxy, Proxy) {
+    let a = start_proxy(&on_redis(toml, url, false, "a")).await;
+    let b = start_proxy(&on_redis(toml, url, false, "b")).await;
+    (a, b)
+}
+
+/// A bind of `shop` / `secret` to `addr` as `kind` (bind_transmitter, _receiver, _transceiver).
+pub async fn bind_shop(addr: std::net::SocketAddr, kind: smpp_proxy::pdu::CommandId) -> smpp_proxy::esme::Esme {
+    smpp_proxy::esme::Esme::bind(addr, kind, "shop", "secret")
+        .await
+        .unwrap_or_else(|e| panic!("shop did not bind to {addr}: {e}"))
+}
+
 /// Submits `n` messages asking for receipts, `window` at a time; returns the ids given.
 pub async fn submit_all(esme: &mut smpp_proxy::esme::Esme, n: usize, window: usize) -> Vec<String> {
     use smpp_proxy::esme::submit_sm;
