@@ -4,6 +4,8 @@
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, SubmitSm};
 use crate::session::Sequence;
+use crate::tls::client::Connector;
+use crate::tls::Stream;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,7 +32,7 @@ pub enum EsmeError {
 /// One client connection.
 #[derive(Debug)]
 pub struct Esme {
-    conn: Framed<TcpStream, SmppCodec>,
+    conn: Framed<Stream<TcpStream>, SmppCodec>,
     seq: Sequence,
 }
 
@@ -49,14 +51,32 @@ impl Esme {
         Ok(Esme::over(stream))
     }
 
+    /// Connects over TLS.
+    pub async fn connect_tls(addr: SocketAddr, tls: &Connector) -> Result<Esme, EsmeError> {
+        let stream = TcpStream::connect(addr).await.map_err(EsmeError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let stream = tls.connect(stream).await.map_err(EsmeError::Connect)?;
+        Ok(Esme::over_stream(stream))
+    }
+
     /// The connection, for raw bytes (what was read and not yet parsed is dropped).
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> Stream<TcpStream> {
         self.conn.into_inner()
+    }
+
+    /// The connection (whether it is TLS, and the peer's certificate if so).
+    pub fn stream(&self) -> &Stream<TcpStream> {
+        self.conn.get_ref()
     }
 
     /// Speaks SMPP over a connection made elsewhere (from a chosen address, with chosen buffers).
     pub fn over(stream: TcpStream) -> Esme {
         let _ = stream.set_nodelay(true);
+        Esme::over_stream(Stream::Plain(stream))
+    }
+
+    /// Speaks SMPP over a connection, plain or TLS, made elsewhere.
+    pub fn over_stream(stream: Stream<TcpStream>) -> Esme {
         Esme {
             conn: Framed::new(stream, SmppCodec::default()),
             seq: Sequence::default(),

@@ -19,6 +19,9 @@
 //! - [`session`]: what client and upstream sessions share: the SMPP state table, sequence
 //!   numbers, keep-alive, reconnect backoff, token buckets, sockets whose writes cannot wait
 //!   forever.
+//! - [`tls`]: TLS on both sides (rustls): certificates and keys from PEM files, the listener's
+//!   (reloadable) and the client certificates accounts require, the upstreams', and the socket
+//!   that is plain or TLS.
 //! - [`logging`]: log lines written by a thread of their own, dropped and counted rather than
 //!   waited for; per-call-site rate limits.
 //! - [`config`]: the TOML configuration, parsed strictly and validated whole (every problem
@@ -88,4 +91,5 @@ pub mod server;
 pub mod session;
 pub mod sim;
 pub mod store;
+pub mod tls;
 pub mod upstream;

@@ -92,6 +92,9 @@ pub struct ListenerStatus {
     pub bans: u64,
     /// Log lines lost: the writer was behind, or stderr failed.
     pub log_lines_lost: u64,
+    /// Connections that failed at TLS before their first PDU, by why.
+    #[serde(default)]
+    pub tls_failures: std::collections::BTreeMap<String, u64>,
 }
 
 /// One upstream: the router's figures, and its sessions.
@@ -109,6 +112,10 @@ pub struct UpstreamStatus {
     /// deliver_sm / data_sm answered ESME_RX_T_APPN at once (`[limits] unanswered_delivers`).
     #[serde(default)]
     pub delivers_refused: u64,
+    /// Why a session of it last failed to connect or bind, while one has not bound since
+    /// (`TLS handshake with ...: invalid peer certificate: UnknownIssuer`, `bind refused: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One client account.
@@ -150,6 +157,7 @@ impl Snapshot {
                 sessions: 0,
                 inflight: 0,
                 delivers_refused: 0,
+                last_error: None,
             })
             .collect();
         for session in &ctx.sessions {
@@ -158,6 +166,9 @@ impl Snapshot {
                 u.sessions_bound += u32::from(session.is_bound());
                 u.inflight += session.inflight();
                 u.delivers_refused += session.refused_delivers.load(Ordering::Relaxed);
+                if u.last_error.is_none() {
+                    u.last_error = session.last_error();
+                }
             }
         }
         let groups = ctx.router.group_figures();
@@ -463,6 +474,13 @@ fn listener(ctx: &Context) -> ListenerStatus {
         bind_failures,
         bans,
         log_lines_lost: crate::logging::lines_lost(),
+        tls_failures: ctx
+            .guard
+            .tls
+            .counts()
+            .into_iter()
+            .map(|(why, n)| (why.to_owned(), n))
+            .collect(),
     }
 }
 
@@ -531,6 +549,18 @@ impl Snapshot {
         );
         for (reason, n) in &l.refused {
             let _ = writeln!(out, "smpp_proxy_connections_refused_total{{reason=\"{reason}\"}} {n}");
+        }
+        head(
+            out,
+            "tls_handshake_failures_total",
+            "counter",
+            "Connections that failed at TLS before their first PDU: plaintext on the TLS listener, TLS on the plaintext one, handshakes.",
+        );
+        for (reason, n) in &l.tls_failures {
+            let _ = writeln!(
+                out,
+                "smpp_proxy_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+            );
         }
     }
 }

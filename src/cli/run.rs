@@ -36,6 +36,48 @@ pub(crate) async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// SIGHUP, taken over from the start (its default is to end the process, and a
+/// `systemctl reload` may come while the proxy is still starting).
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+fn hangup() -> Hangup {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    None
+}
+
+/// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reads the TLS listener's certificate,
+/// key and client CAs again (what renewing a certificate needs; binds stay up).
+async fn until_terminated(proxy: &Proxy, hup: Hangup) {
+    let stop = terminated();
+    tokio::pin!(stop);
+    #[cfg(unix)]
+    {
+        let Some(mut hup) = hup else {
+            return stop.await;
+        };
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = hup.recv() => match proxy.reload_tls() {
+                    Ok(true) => tracing::info!("SIGHUP: TLS certificates read again (the rest of the configuration is read at start)"),
+                    Ok(false) => tracing::info!("SIGHUP: no TLS listener, nothing to read again (the configuration is read at start)"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificates not reloaded; the ones in use stay"),
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = hup;
+        stop.await;
+    }
+}
+
 impl RunArgs {
     pub(crate) fn run(self) -> ExitCode {
         super::init_logging(self.log_format);
@@ -54,6 +96,7 @@ impl RunArgs {
             // kill the process, which is what SIGXFSZ does by default.
             #[cfg(target_os = "linux")]
             let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ));
+            let hup = hangup();
             let proxy = match Proxy::start(config).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -61,7 +104,7 @@ impl RunArgs {
                     return ExitCode::FAILURE;
                 }
             };
-            terminated().await;
+            until_terminated(&proxy, hup).await;
             tracing::info!("shutting down");
             proxy.shutdown().await;
             ExitCode::SUCCESS

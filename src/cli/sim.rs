@@ -76,11 +76,27 @@ pub(crate) struct SimArgs {
     /// Send an ENROUTE receipt before each final one.
     #[arg(long)]
     intermediate_receipts: bool,
+    /// Speak TLS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 impl SimArgs {
     pub(crate) fn run(self) -> ExitCode {
         super::init_logging(super::LogFormat::Human);
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => match smpp_proxy::tls::server::config(cert, key) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => None,
+        };
         let config = SimConfig {
             listen: self.listen,
             system_id: self.system_id,
@@ -109,6 +125,7 @@ impl SimArgs {
                 .map(|p| (p, smpp_proxy::pdu::CommandStatus::ESME_RINVDSTADR)),
             intermediate_receipts: self.intermediate_receipts,
             record: false,
+            tls,
         };
         let listen = config.listen;
         super::runtime().block_on(async move {

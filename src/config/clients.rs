@@ -59,6 +59,10 @@ pub struct ClientConfig {
     /// Refusals that are not "try later" (generic_nack, ESME_RSYSERR, ...) a delivery gets
     /// before it is dropped.
     pub redelivery_attempts: u32,
+    /// Binds only over TLS (`tls_required`, or implied by `tls_client_ca`).
+    pub tls_required: bool,
+    /// Binds only with a client certificate issued by this CA (PEM).
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// Plain passwords shorter than this get a warning.
@@ -188,6 +192,8 @@ pub(super) fn clients(
                 redelivery_backoff,
                 redelivery_backoff_max,
                 redelivery_attempts: c.redelivery_attempts,
+                tls_required: c.tls_required || c.tls_client_ca.is_some(),
+                tls_client_ca: c.tls_client_ca.clone(),
             },
         );
     }

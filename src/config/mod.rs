@@ -14,6 +14,7 @@ mod limits;
 mod parse;
 mod raw;
 mod routing;
+mod tls;
 mod upstreams;
 mod values;
 
@@ -22,6 +23,7 @@ pub use cluster::{redacted, ClusterConfig, RedisConfig, StoreDown, UpstreamTps};
 pub use limits::LimitsConfig;
 pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
 pub use routing::{GroupConfig, RouteConfig, RoutingConfig, MAX_MEMBERS};
+pub use tls::TlsListen;
 pub use upstreams::UpstreamConfig;
 pub use values::{parse_duration, parse_size, Cidr};
 
@@ -54,6 +56,8 @@ pub struct Config {
     pub node_id: String,
     /// Where SMPP clients connect.
     pub listen: SocketAddr,
+    /// Where SMPP clients connect over TLS, with what certificate, if anywhere.
+    pub listen_tls: Option<TlsListen>,
     /// Where the admin HTTP endpoint (`/metrics`, `/status`) listens, if anywhere.
     pub admin: Option<SocketAddr>,
     /// Who may use it.
@@ -336,6 +340,13 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
             );
         }
     }
+    let client_keys = raw
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(n, c)| (c.system_id.clone(), n))
+        .collect();
+    let listen_tls = tls::listen(&raw.listen, &clients, &client_keys, &mut p);
     let client_names = clients.keys().map(String::as_str).collect();
     let routes = routing::routes(&raw.routes, &groups, &client_names, &mut p);
     let routing = routing::routing(&raw.routing, &mut p);
@@ -353,6 +364,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         node_id: raw.node_id,
         listen,
+        listen_tls,
         admin,
         admin_access,
         store_path: raw.store.path,

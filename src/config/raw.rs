@@ -58,6 +58,12 @@ pub(super) struct RawListen {
     pub(super) smpp: String,
     #[serde(default)]
     pub(super) admin: Option<String>,
+    #[serde(default)]
+    pub(super) smpp_tls: Option<String>,
+    #[serde(default)]
+    pub(super) cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +302,10 @@ pub(super) struct RawClient {
     pub(super) redelivery_backoff_max: String,
     #[serde(default = "default_redelivery_attempts")]
     pub(super) redelivery_attempts: u32,
+    #[serde(default)]
+    pub(super) tls_required: bool,
+    #[serde(default)]
+    pub(super) tls_client_ca: Option<PathBuf>,
 }
 
 fn default_redelivery_backoff() -> String {
@@ -384,6 +394,16 @@ pub(super) struct RawUpstream {
     pub(super) response_timeout: String,
     #[serde(default)]
     pub(super) id_match: IdMatch,
+    #[serde(default)]
+    pub(super) tls: bool,
+    #[serde(default)]
+    pub(super) ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) server_name: Option<String>,
+    #[serde(default)]
+    pub(super) cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) key_file: Option<PathBuf>,
 }
 
 fn one() -> u32 {
@@ -559,7 +579,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "receipt_ttl",
         ],
     ),
-    ("listen", &["smpp", "admin"]),
+    ("listen", &["smpp", "admin", "smpp_tls", "cert_file", "key_file"]),
     (
         "store",
         &[
@@ -632,6 +652,8 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "redelivery_backoff",
             "redelivery_backoff_max",
             "redelivery_attempts",
+            "tls_required",
+            "tls_client_ca",
         ],
     ),
     (
@@ -651,6 +673,11 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "enquire_link",
             "response_timeout",
             "id_match",
+            "tls",
+            "ca_file",
+            "server_name",
+            "cert_file",
+            "key_file",
         ],
     ),
     (

@@ -33,6 +33,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// How receipt ids are matched to submit_sm_resp ids.
     pub id_match: IdMatch,
+    /// TLS to it (`tls = true`): whom to trust, the name to expect, the proxy's certificate.
+    pub tls: Option<crate::tls::client::ClientFiles>,
 }
 
 /// Validates every `[[upstreams]]`: unique names, `host:port`, SMPP's lengths, at least one
@@ -87,6 +89,7 @@ pub(super) fn upstreams(raw: &[RawUpstream], p: &mut Problems) -> (Vec<UpstreamC
             enquire_link: p.duration(&key("enquire_link"), &u.enquire_link),
             response_timeout: p.duration(&key("response_timeout"), &u.response_timeout),
             id_match: u.id_match,
+            tls: super::tls::upstream(u, n, p),
         });
     }
     if upstreams.is_empty() {

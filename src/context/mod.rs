@@ -66,6 +66,8 @@ pub struct Context {
     pub cluster: Option<Arc<Cluster>>,
     /// Connection caps and failed-bind bans of the SMPP listener.
     pub guard: Guard,
+    /// The TLS listener's certificates, when there is one.
+    pub tls: Option<Arc<crate::tls::server::ServerTls>>,
 }
 
 impl Context {

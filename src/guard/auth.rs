@@ -26,6 +26,12 @@ pub enum Denied {
     Banned,
     /// Too many password hashes being checked at once (not counted against the address).
     Busy,
+    /// The account binds only over TLS; this connection is plaintext.
+    TlsRequired,
+    /// The account requires a client certificate; none was presented.
+    CertificateMissing,
+    /// The client certificate is not issued by the account's `tls_client_ca`.
+    CertificateNotTrusted,
 }
 
 impl std::fmt::Display for Denied {
@@ -36,6 +42,9 @@ impl std::fmt::Display for Denied {
             Denied::WrongPassword => "wrong password",
             Denied::Banned => "address banned for failed binds",
             Denied::Busy => "too many password hashes being checked at once",
+            Denied::TlsRequired => "the account binds only over TLS",
+            Denied::CertificateMissing => "the account requires a client certificate; none presented",
+            Denied::CertificateNotTrusted => "the client certificate is not from the account's tls_client_ca",
         })
     }
 }

@@ -19,6 +19,32 @@ pub struct Guard {
     pub conns: Arc<ConnLimits>,
     /// Failed binds per address.
     pub auth: AuthFailures,
+    /// Connections to the TLS listener that never got as far as a bind.
+    pub tls: TlsFailures,
+}
+
+/// Connections that failed at TLS before their first PDU, by why.
+#[derive(Debug, Default)]
+pub struct TlsFailures {
+    /// Plaintext SMPP on the TLS listener.
+    pub plaintext: std::sync::atomic::AtomicU64,
+    /// A TLS handshake on the plaintext listener.
+    pub tls_on_plaintext: std::sync::atomic::AtomicU64,
+    /// The handshake failed (no common version or cipher, a certificate the client refused, a
+    /// client certificate no account's CA issued) or did not finish by `bind_timeout`.
+    pub handshake: std::sync::atomic::AtomicU64,
+}
+
+impl TlsFailures {
+    /// Each count with its label.
+    pub fn counts(&self) -> [(&'static str, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("plaintext", self.plaintext.load(Relaxed)),
+            ("tls_on_plaintext", self.tls_on_plaintext.load(Relaxed)),
+            ("handshake", self.handshake.load(Relaxed)),
+        ]
+    }
 }
 
 impl Guard {
@@ -27,6 +53,7 @@ impl Guard {
         Guard {
             conns: Arc::new(ConnLimits::new(config)),
             auth: AuthFailures::new(config),
+            tls: TlsFailures::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::guard::Guard;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
 use crate::store::{DurableStore, MemoryStore, RedisStore, Store, StoreError};
+use crate::tls::server::ServerTls;
 use crate::upstream::{self, InboundSink, SessionHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -59,22 +60,35 @@ pub enum StartError {
     /// The cluster would not have this node (its id is taken).
     #[error(transparent)]
     Cluster(#[from] JoinError),
+    /// The TLS listener's certificate, key or a client CA could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The listeners, open before anything else starts (so that a taken port is reported first).
 struct Listeners {
     smpp: (TcpListener, SocketAddr),
+    /// With the certificates it serves.
+    smpp_tls: Option<(TcpListener, SocketAddr, Arc<ServerTls>)>,
     admin: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Listeners {
     async fn open(config: &Config) -> Result<Listeners, StartError> {
         let smpp = listen("SMPP", config.listen).await?;
+        let smpp_tls = match &config.listen_tls {
+            Some(t) => {
+                let certs = ServerTls::load(t.files.clone()).map_err(StartError::Tls)?;
+                let (listener, addr) = listen("SMPP over TLS", t.addr).await?;
+                Some((listener, addr, Arc::new(certs)))
+            }
+            None => None,
+        };
         let admin = match config.admin {
             Some(a) => Some(listen("admin", a).await?),
             None => None,
         };
-        Ok(Listeners { smpp, admin })
+        Ok(Listeners { smpp, smpp_tls, admin })
     }
 }
 
@@ -112,6 +126,7 @@ async fn listen(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, So
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     ctx: Arc<Context>,
     /// Cancelled first: stop accepting, unbind clients.
@@ -162,8 +177,10 @@ impl Proxy {
     ) -> Result<Proxy, StartError> {
         let Listeners {
             smpp: (listener, addr),
+            smpp_tls,
             admin,
         } = listeners;
+        let tls_addr = smpp_tls.as_ref().map(|(_, a, _)| *a);
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
         let config = Arc::new(config);
         let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());
@@ -198,6 +215,7 @@ impl Proxy {
             early: EarlyReceipts::new(config.limits.early_receipts_max, config.limits.early_receipts_max_bytes),
             cluster,
             guard: Guard::new(&config.limits),
+            tls: smpp_tls.as_ref().map(|(_, _, certs)| certs.clone()),
         });
         let upstreams = TaskTracker::new();
         upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));
@@ -222,11 +240,21 @@ impl Proxy {
         }
         upstreams.close();
         let clients = TaskTracker::new();
-        clients.spawn(crate::server::serve(ctx.clone(), listener, clients_stop.clone()));
+        clients.spawn(crate::server::serve(ctx.clone(), listener, None, clients_stop.clone()));
+        if let Some((listener, tls_addr, certs)) = smpp_tls {
+            clients.spawn(crate::server::serve(
+                ctx.clone(),
+                listener,
+                Some(certs),
+                clients_stop.clone(),
+            ));
+            info!(%tls_addr, "smpp-proxy listening for TLS");
+        }
         clients.close();
         info!(%addr, upstreams = config.upstreams.len(), clients = config.clients.len(), "smpp-proxy listening");
         Ok(Proxy {
             addr,
+            tls_addr,
             admin_addr,
             ctx,
             clients_stop,
@@ -240,6 +268,21 @@ impl Proxy {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address clients connect to over TLS, when configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Reads the TLS listener's certificate, key and client CAs again (SIGHUP): connections
+    /// from now on get them; those up keep theirs. On an error the old ones stay. `false`:
+    /// there is no TLS listener.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.ctx.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The address of the admin endpoint, when configured.

@@ -1,14 +1,16 @@
 //! The proxy as an SMSC: the listener and the client-side tasks.
 //!
-//! [`serve`] accepts connections within `[limits]` ([`crate::guard`]) and gives each its
-//! session task ([`client::run`]). What must be delivered to each client system_id is held by
-//! its account ([`crate::account`]).
+//! [`serve`] accepts connections within `[limits]` ([`crate::guard`]), on the TLS listener
+//! completes the handshake ([`tls`]), and gives each its session task ([`client::run`]). What
+//! must be delivered to each client system_id is held by its account ([`crate::account`]).
 
 pub mod client;
+mod tls;
 
 use crate::context::Context;
 use crate::guard::Refusal;
 use crate::logging::Limiter;
+use crate::tls::server::ServerTls;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
@@ -16,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-/// Accepts clients until `shutdown`, then waits for their sessions to unbind and end.
-pub async fn serve(ctx: Arc<Context>, listener: TcpListener, shutdown: CancellationToken) {
+/// Accepts clients until `shutdown`, then waits for their sessions to unbind and end. With
+/// `tls`, every connection is TLS with its certificate.
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, tls: Option<Arc<ServerTls>>, shutdown: CancellationToken) {
     let sessions = TaskTracker::new();
     loop {
         tokio::select! {
@@ -29,7 +32,14 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, shutdown: Cancellat
                     };
                     match admitted {
                         Ok(admitted) => {
-                            sessions.spawn(client::run(ctx.clone(), stream, peer, admitted, shutdown.clone()));
+                            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                            let acceptor = tls.as_ref().map(|t| t.acceptor());
+                            sessions.spawn(async move {
+                                let Some((stream, bind_deadline)) = tls::open(&ctx, stream, peer, acceptor, &shutdown).await else {
+                                    return;
+                                };
+                                client::run(ctx, stream, bind_deadline, peer, admitted, shutdown).await;
+                            });
                         }
                         Err(why) => {
                             // Closed at once (dropped): no task, no buffer.

@@ -9,6 +9,7 @@
 mod session;
 
 use crate::session::{SharedBucket, TokenBucket};
+use crate::tls::Stream;
 use dashmap::DashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use session::Outgoing;
+
+/// How long a TLS client gets to finish its handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The form of the ids the simulator gives out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +87,8 @@ pub struct SimConfig {
     pub intermediate_receipts: bool,
     /// Keep every accepted submit, for [`SimHandle::received`] (tests).
     pub record: bool,
+    /// Speak TLS with this configuration ([`crate::tls::server::config`] makes one).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for SimConfig {
@@ -103,6 +109,7 @@ impl Default for SimConfig {
             reject: None,
             intermediate_receipts: false,
             record: false,
+            tls: None,
         }
     }
 }
@@ -377,11 +384,27 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
             }
         });
     }
+    let acceptor = shared.config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    sessions.spawn(session::run(stream, shared.clone(), stop.clone()));
+                    let _ = stream.set_nodelay(true);
+                    let (shared, stop, acceptor) = (shared.clone(), stop.clone(), acceptor.clone());
+                    sessions.spawn(async move {
+                        let stream = match acceptor {
+                            None => Stream::Plain(stream),
+                            Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls.into(),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "sim: TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            },
+                        };
+                        session::run(stream, shared, stop).await;
+                    });
                 }
             }
             _ = stop.cancelled() => break,

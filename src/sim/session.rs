@@ -5,6 +5,7 @@ use super::{ReceiptVariant, Shared, SimIdFormat};
 use crate::pdu::body::{BindResp, MessageIdResp, QuerySmResp, SubmitMultiResp};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, DeliverSm, Pdu, SmppCodec, Tlvs};
 use crate::session::{Sequence, SessionState};
+use crate::tls::Stream;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
@@ -119,7 +120,7 @@ fn receipt(
 
 struct SimSession {
     shared: Arc<Shared>,
-    conn: Framed<TcpStream, SmppCodec>,
+    conn: Framed<Stream<TcpStream>, SmppCodec>,
     id: u64,
     state: SessionState,
     system_id: String,
@@ -131,9 +132,8 @@ struct SimSession {
     sent: std::collections::HashMap<u32, Pdu>,
 }
 
-pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
+pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: CancellationToken) {
     let mut unbind = shared.unbind.subscribe();
-    let _ = stream.set_nodelay(true);
     let (tx, mut rx) = mpsc::channel(4096);
     let mut s = SimSession {
         id: shared.session_id(),

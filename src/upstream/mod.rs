@@ -72,6 +72,8 @@ pub struct SessionHandle {
     inflight: AtomicU32,
     /// deliver_sm / data_sm answered ESME_RX_T_APPN at once: `[limits] unanswered_delivers`.
     pub refused_delivers: AtomicU64,
+    /// Why its last connect or bind failed, until it binds (what `/status` shows).
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// A request handed to a session task, and the guard that counts it.
@@ -152,6 +154,15 @@ impl SessionHandle {
     pub(crate) fn set_bound(&self, bound: bool) {
         self.bound.store(bound, Ordering::Release);
     }
+
+    /// Why its last connect or bind failed, if it has not bound since.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
 }
 
 /// This node's own bucket for an upstream's `tps` (at most a twentieth of a second at once).
@@ -191,6 +202,7 @@ pub fn build_sessions(
                     bound: AtomicBool::new(false),
                     inflight: AtomicU32::new(0),
                     refused_delivers: AtomicU64::new(0),
+                    last_error: std::sync::Mutex::new(None),
                 });
                 out.push((handle, rx));
             }

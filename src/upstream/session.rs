@@ -17,6 +17,8 @@ use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, Up
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
+use crate::tls::client::Connector;
+use crate::tls::Stream;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -31,7 +33,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-type Conn = Framed<TcpStream, SmppCodec>;
+type Conn = Framed<Stream<TcpStream>, SmppCodec>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A session that stayed bound this long resets its reconnect backoff.
@@ -107,6 +109,7 @@ pub async fn run(
         match connect_and_bind(&handle).await {
             Ok(conn) => {
                 let since = Instant::now();
+                handle.set_last_error(None);
                 handle.set_bound(true);
                 info!(upstream = %name, session = index, kind = ?handle.kind, "bound");
                 let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &shutdown).await;
@@ -128,7 +131,10 @@ pub async fn run(
                     break;
                 }
             }
-            Err(e) => warn!(upstream = %name, session = index, error = %e, "connect/bind failed"),
+            Err(e) => {
+                warn!(upstream = %name, session = index, error = %e, "connect/bind failed");
+                handle.set_last_error(Some(e));
+            }
         }
         let delay = backoff.next_delay(&mut rng);
         debug!(upstream = %name, session = index, ?delay, "reconnecting after");
@@ -155,6 +161,22 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
         .map_err(|_| format!("connect to {} timed out", c.address))?
         .map_err(|e| format!("connect to {}: {e}", c.address))?;
     let _ = stream.set_nodelay(true);
+    let stream = match &c.tls {
+        None => Stream::Plain(stream),
+        Some(files) => {
+            // Read at every connect (a certificate renewed on disk is used from the next one),
+            // off the async threads: the system's CAs are a directory of files.
+            let files = files.clone();
+            let connector = tokio::task::spawn_blocking(move || Connector::new(&files))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            timeout(CONNECT_TIMEOUT, connector.connect(stream))
+                .await
+                .map_err(|_| format!("TLS handshake with {} timed out", c.address))?
+                .map_err(|e| format!("TLS handshake with {}: {e}", c.address))?
+        }
+    };
     let mut conn = Framed::new(stream, SmppCodec::default());
     let string = |s: &str| COctetString::new(s.as_bytes().to_vec()).map_err(|e| e.to_string());
     let bind = Bind {

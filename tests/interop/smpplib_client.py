@@ -4,9 +4,16 @@ Binds as a transceiver, submits N messages asking for receipts, reads until ever
 receipt is in (or the deadline passes), unbinds, and prints one JSON line: the message ids the
 proxy gave and the ids in the receipts (receipted_message_id TLV and the text's id:).
 Usage: python smpplib_client.py HOST PORT SYSTEM_ID PASSWORD N
+
+Over TLS when SMPP_TLS_CA names the CA to trust (the proxy's certificate is checked against it
+and HOST), with SMPP_TLS_CERT / SMPP_TLS_KEY as the client's certificate if set. A connect or
+bind that fails prints {"failed": "..."} (the error as Python reports it) and exits 0.
 """
 import json
+import os
 import re
+import socket
+import ssl
 import sys
 import time
 
@@ -16,7 +23,29 @@ import smpplib.consts
 host, port, system_id, password, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 ids, receipts, errors = [], [], []
 
-client = smpplib.client.Client(host, port, timeout=1, allow_unknown_opt_params=True)
+
+
+class Client(smpplib.client.Client):
+    """smpplib's client, its TLS checking the server's name and its connect errors kept whole
+    (smpplib wraps the socket without a name and reports any failure as "Connection refused")."""
+
+    def _create_socket(self):
+        raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        if self._ssl_context is None:
+            return raw
+        return self._ssl_context.wrap_socket(raw, server_hostname=self.host)
+
+    def connect(self):
+        self._socket = self._create_socket()
+        self.state = smpplib.consts.SMPP_CLIENT_STATE_OPEN
+
+
+context = None
+if os.environ.get("SMPP_TLS_CA"):
+    context = ssl.create_default_context(cafile=os.environ["SMPP_TLS_CA"])
+    if os.environ.get("SMPP_TLS_CERT"):
+        context.load_cert_chain(os.environ["SMPP_TLS_CERT"], os.environ["SMPP_TLS_KEY"])
+client = Client(host, port, timeout=1, allow_unknown_opt_params=True, ssl_context=context)
 
 
 def sent(pdu):
@@ -40,8 +69,12 @@ def error(pdu):
 client.set_message_sent_handler(sent)
 client.set_message_received_handler(received)
 client.set_error_pdu_handler(error)
-client.connect()
-client.bind_transceiver(system_id=system_id, password=password)
+try:
+    client.connect()
+    client.bind_transceiver(system_id=system_id, password=password)
+except Exception as e:  # noqa: BLE001 - the test reads what failed
+    print(json.dumps({"failed": f"{type(e).__name__}: {e}"}))
+    sys.exit(0)
 for i in range(n):
     client.send_message(
         source_addr_ton=smpplib.consts.SMPP_TON_INTL,

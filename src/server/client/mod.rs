@@ -11,6 +11,7 @@
 mod deliveries;
 mod requests;
 
+use super::tls::ClientStream;
 use crate::account::AccountHandle;
 use crate::config::{ClientConfig, Credential};
 use crate::context::Context;
@@ -19,7 +20,8 @@ use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Forward};
 use crate::pdu::body::BindResp;
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
-use crate::session::{Deadlined, KeepAlive, KeepAliveAction, Sequence, SessionState};
+use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
+use crate::tls::server::CertRefusal;
 use futures_util::{SinkExt, StreamExt};
 use requests::{Committing, Mapped};
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,8 @@ use tracing::{debug, info, warn};
 const TICK: Duration = Duration::from_millis(250);
 /// How long a bound client gets, at shutdown, to have its requests answered before unbind.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long a closing connection gets to take what is left to write.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long the session waits for the client's unbind_resp.
 const UNBIND_WAIT: Duration = Duration::from_secs(2);
 /// PDUs other than a bind an unbound connection may send (enquire_link, unbind, a stray
@@ -145,7 +148,7 @@ type Flow = Result<(), Close>;
 
 struct Client {
     ctx: Arc<Context>,
-    conn: Framed<Deadlined<TcpStream>, SmppCodec>,
+    conn: Framed<ClientStream, SmppCodec>,
     peer: SocketAddr,
     /// Its places in the listener's connection caps.
     admitted: Admitted,
@@ -172,22 +175,18 @@ struct Client {
     draining: Option<Instant>,
 }
 
-/// Serves one connection until it closes or the proxy shuts down.
+/// Serves one connection until it closes or the proxy shuts down; it must bind by
+/// `bind_deadline` (its writes already end there).
 pub async fn run(
     ctx: Arc<Context>,
-    stream: TcpStream,
+    stream: ClientStream,
+    bind_deadline: Instant,
     peer: SocketAddr,
     admitted: Admitted,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let timers = &ctx.config.client_sessions;
-    let codec = SmppCodec::with_max_len(timers.max_pdu_len);
+    let codec = SmppCodec::with_max_len(ctx.config.client_sessions.max_pdu_len);
     let now = Instant::now();
-    let bind_deadline = now + timers.bind_timeout;
-    // Unbound, not even a blocked write outlives the bind deadline.
-    let mut stream = Deadlined::new(stream, timers.write_timeout);
-    stream.set_hard_deadline(Some(bind_deadline));
     let mut client = Client {
         ctx,
         conn: Framed::new(stream, codec),
@@ -208,6 +207,9 @@ pub async fn run(
     let close = client.serve(shutdown).await;
     debug!(peer = %peer, client = client.system_id(), reason = %close, "client connection closed");
     client.leave().await;
+    // What is written goes out, and a TLS client gets its close_notify (a bare close looks
+    // like a truncation attack to it); a peer that does not read gets a second at most.
+    let _ = tokio::time::timeout(CLOSE_WAIT, client.conn.close()).await;
 }
 
 /// The next event of a bound session; never, when not bound.
@@ -221,6 +223,14 @@ async fn next_event(phase: &mut Phase) -> Option<ClientEvent> {
 impl Client {
     fn system_id(&self) -> &str {
         self.phase.bound().map_or("-", |b| b.account.config.system_id.as_str())
+    }
+
+    /// Whether `e` is what a TLS ClientHello looks like to a plaintext session: the first
+    /// "command_length" opening with a TLS handshake record.
+    fn tls_hello(&self, e: &FrameError) -> bool {
+        let first = matches!(self.phase, Phase::Open { .. }) && self.before_bind == 0 && !self.conn.get_ref().is_tls();
+        first
+            && matches!(e, FrameError::InvalidLength { command_length, .. } if crate::tls::looks_like_tls(command_length.to_be_bytes()[0]))
     }
 
     /// Counts a PDU other than a bind while unbound: past [`BEFORE_BIND`], the session ends.
@@ -242,6 +252,15 @@ impl Client {
                 _ = shutdown.cancelled(), if self.draining.is_none() => self.on_shutdown(),
                 item = self.conn.next() => match item {
                     None => Err(Close::ClosedByClient),
+                    Some(Err(e)) if self.tls_hello(&e) => {
+                        // A TLS client: a plaintext nack would mean nothing to it.
+                        self.ctx.guard.tls.tls_on_plaintext.fetch_add(1, Ordering::Relaxed);
+                        static HELLO: Limiter = Limiter::new(5);
+                        if let Some(suppressed) = HELLO.allow() {
+                            warn!(peer = %self.peer, suppressed, "a TLS handshake on the plaintext SMPP listener: closing (TLS clients connect to listen.smpp_tls)");
+                        }
+                        Err(Close::Framing(e))
+                    }
                     Some(Err(e)) => {
                         if let Some(reply) = e.reply() {
                             let _ = self.conn.send(&reply).await;
@@ -395,8 +414,9 @@ impl Client {
         let checked = match self.ctx.guard.auth.banned(ip, now) {
             Some(_) => Err(Denied::Banned),
             None => {
-                let account = account.map(|a| a.config.clone());
-                self.check_credentials(account, ip, b.password.as_bytes()).await
+                let config = account.map(|a| a.config.clone());
+                let checked = self.check_credentials(config.clone(), ip, b.password.as_bytes()).await;
+                checked.and_then(|()| config.map_or(Ok(()), |c| self.check_tls(&c)))
             }
         };
         if let Err(why) = checked {
@@ -457,7 +477,7 @@ impl Client {
         }
         info!(peer = %self.peer, system_id, state = ?mode, "client bound");
         self.admitted.bound();
-        self.conn.get_mut().set_hard_deadline(None);
+        self.conn.get_mut().io_mut().set_hard_deadline(None);
         self.phase = Phase::Bound(Bound {
             mode,
             account,
@@ -478,6 +498,26 @@ impl Client {
             .conn
             .send(&Pdu::new(body).with_sequence_number(pdu.sequence_number).with_tlvs(tlvs))
             .await?)
+    }
+
+    /// Whether the connection is the TLS the account requires (`tls_required`,
+    /// `tls_client_ca`), checked once its credentials are.
+    fn check_tls(&self, account: &ClientConfig) -> Result<(), Denied> {
+        if !account.tls_required {
+            return Ok(());
+        }
+        let stream = self.conn.get_ref();
+        let Some(tls) = stream.is_tls().then_some(self.ctx.tls.as_ref()).flatten() else {
+            return Err(Denied::TlsRequired);
+        };
+        if account.tls_client_ca.is_none() {
+            return Ok(());
+        }
+        tls.check_client(&account.system_id, stream.peer_certificates())
+            .map_err(|refusal| match refusal {
+                CertRefusal::Missing => Denied::CertificateMissing,
+                CertRefusal::NotTrusted => Denied::CertificateNotTrusted,
+            })
     }
 
     /// [`auth::check`]; an argon2 hash is checked on a blocking thread (tens of
