@@ -56,7 +56,10 @@ try:
     tls.do_handshake()
 except ssl.SSLWantReadError:
     pass
-open("fuzz/corpus/client_session/seed_tls_client_hello", "wb").write(b"\x02" + outgoing.read())
+# A ClientHello is random each time: written once, then kept (the corpus is in git).
+hello_path = "fuzz/corpus/client_session/seed_tls_client_hello"
+if not os.path.exists(hello_path):
+    open(hello_path, "wb").write(b"\x02" + outgoing.read())
 PY
 for target in "${targets[@]}"; do
   corpus="fuzz/corpus/$target"

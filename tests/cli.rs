@@ -101,13 +101,13 @@ async fn run_serves_and_stops_cleanly_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:{port}\"\n[store]\nbackend = \"memory\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
+            "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
              [[upstreams]]\nname = \"sim\"\naddress = \"{}\"\nsystem_id = \"p\"\npassword = \"p\"\n",
             sim.local_addr()
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
         .args(["run", "--config", config.to_str().unwrap(), "--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
@@ -145,10 +145,81 @@ async fn run_serves_and_stops_cleanly_on_sigterm() {
     let unbind = esme.recv(std::time::Duration::from_secs(10)).await.unwrap();
     assert_eq!(unbind.command_id(), CommandId::UNBIND);
     esme.ack(&unbind).await.unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert!(status.success(), "{status}");
+    assert!(out.status.success(), "{}", out.status);
+    // Logs to a pipe: no colour codes, and JSON whose values are plain (an address, not
+    // `Some(127.0.0.1:...)`), one object per line.
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes in logs to a pipe: {logs}");
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let admin = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("admin endpoint"))
+        })
+        .unwrap_or_else(|| panic!("no admin endpoint line in {logs}"));
+    let addr = admin["fields"]["addr"].as_str().unwrap();
+    assert!(addr.parse::<std::net::SocketAddr>().is_ok(), "{addr}");
+}
+
+#[test]
+fn version_names_the_commit_and_the_config_is_found_where_documented() {
+    let (code, out, _) = run_cli(&["--version"], None);
+    assert_eq!(code, 0);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if root.join(".git").exists() {
+        let head = Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(root)
+            .output()
+            .unwrap();
+        let head = String::from_utf8(head.stdout).unwrap();
+        // Built from HEAD, or from a commit before it when the build is older than HEAD.
+        let commit = out.split("(commit ").nth(1).unwrap().trim_end().trim_end_matches(')');
+        assert!(
+            commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{out} (HEAD {head})"
+        );
+    }
+    assert!(
+        out.starts_with(&format!("smpp-proxy {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    // SMPP_PROXY_CONFIG when --config is not given; --config first when both are.
+    let good = root.join("config/smpp-proxy.toml");
+    let run = |args: &[&str], env: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_smpp-proxy"));
+        cmd.args(args).env_remove("SMPP_PROXY_CONFIG");
+        if let Some(path) = env {
+            cmd.env("SMPP_PROXY_CONFIG", path);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = run(&["check"], Some(&good));
+    assert_eq!(code, Some(0), "{text}");
+    let nowhere = root.join("no-such-config.toml");
+    let (code, text) = run(&["check", "--config", good.to_str().unwrap()], Some(&nowhere));
+    assert_eq!(code, Some(0), "--config wins: {text}");
+    let (code, text) = run(&["check"], Some(&nowhere));
+    assert_eq!(code, Some(1));
+    assert!(text.contains("no-such-config.toml"), "{text}");
+    // Neither: the system's place.
+    if !std::path::Path::new("/etc/smpp-proxy/smpp-proxy.toml").exists() {
+        let (code, text) = run(&["check"], None);
+        assert_eq!(code, Some(1));
+        assert!(text.contains("/etc/smpp-proxy/smpp-proxy.toml"), "{text}");
+    }
 }
 
 #[test]
@@ -317,4 +388,103 @@ fn hash_password_makes_a_hash_check_accepts_and_check_prints_warnings() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("warning: clients[0].allow: not set"), "{out}");
     assert!(out.contains("warning: clients[1].password: 3 characters"), "{out}");
+}
+
+/// Under systemd (`Type=notify`): READY once serving, RELOADING then READY around a SIGHUP,
+/// watchdog pings while it runs, STOPPING on SIGTERM; then it exits 0.
+#[test]
+fn run_tells_systemd_when_it_is_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let config = tmp.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"secret\"\n\
+         [[upstreams]]\nname = \"away\"\naddress = \"127.0.0.1:1\"\nsystem_id = \"p\"\npassword = \"p\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smpp-proxy"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env("RUST_LOG", "error")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Watchdog pings may come between the others: wait for each state in turn.
+    let mut wait_for = |state: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let message = next();
+            let found = message.lines().any(|l| l == state);
+            seen.push(message);
+            if found {
+                return seen;
+            }
+            assert!(seen.len() < 200, "no {state} in {seen:?}");
+        }
+    };
+    let ready = wait_for("READY=1");
+    assert!(
+        ready.last().unwrap().contains("STATUS=serving SMPP on 127.0.0.1:"),
+        "{ready:?}"
+    );
+    wait_for("WATCHDOG=1");
+    let kill = |signal: &str| {
+        assert!(Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    kill("-HUP");
+    wait_for("RELOADING=1");
+    wait_for("READY=1");
+    kill("-TERM");
+    wait_for("STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
+
+/// The shipped unit file is one systemd accepts (`systemd-analyze verify`, where the machine
+/// has it), with its commands pointing at this build.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed: unit not verified");
+        return;
+    };
+    assert!(probe.status.success());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("contrib/systemd/smpp-proxy.service")).unwrap();
+    assert!(
+        unit.contains("Type=notify")
+            && unit.contains("ExecReload=")
+            && unit.contains("ExecStartPre=/usr/bin/smpp-proxy check")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("smpp-proxy.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/smpp-proxy", env!("CARGO_BIN_EXE_smpp-proxy")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    // What it says of other units on the machine is not this test's business.
+    let said = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = said.lines().filter(|l| l.contains("smpp-proxy")).collect();
+    assert!(out.status.success() && ours.is_empty(), "{said}");
 }

@@ -363,6 +363,11 @@ async fn what_unauthenticated_peers_make_the_proxy_log_is_rate_limited() {
     for stream in &mut idle {
         assert!(closed_within(stream, T).await);
     }
+    // One more after the limiter's second has passed: its line says how many were left out
+    // (the 200 may all have timed out within one second, leaving no later line to say it).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut late = connect_from("127.0.0.1", smpp, false).await;
+    assert!(closed_within(&mut late, T).await);
     proxy.kill();
     let mut log = String::new();
     proxy.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
@@ -639,5 +644,45 @@ async fn an_account_with_a_hashed_password_binds_with_the_password_only() {
         try_bind(addr, "nobody", "s3cret!").await,
         Some(CommandStatus::ESME_RBINDFAIL)
     );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_binds_beyond_four_at_once_are_refused_without_counting_against_the_address() {
+    let hash = smpp_proxy::guard::auth::hash_password(b"s3cret!").unwrap();
+    let sims = start_sims(1, quiet()).await;
+    let clients = format!("[[clients]]\nsystem_id = \"shop\"\npassword_hash = \"{hash}\"\nmax_binds = 32\n");
+    // Were the refusals counted, three would ban the address.
+    let extra = "[limits]\nmax_auth_failures = 3\n";
+    let proxy = start_proxy(&proxy_toml(&sims, "", &clients, extra)).await;
+    let addr = proxy.local_addr();
+    // Sixteen right binds at once; each hash takes tens of milliseconds (more in a debug
+    // build), and at most four are checked at a time: the others are refused at once.
+    let started = Instant::now();
+    let binds: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(try_bind(addr, "shop", "s3cret!")))
+        .collect();
+    let mut answers = Vec::new();
+    for bind in binds {
+        answers.push(bind.await.unwrap());
+    }
+    let ok = answers.iter().filter(|a| **a == Some(CommandStatus::ESME_ROK)).count();
+    let busy = answers
+        .iter()
+        .filter(|a| **a == Some(CommandStatus::ESME_RBINDFAIL))
+        .count();
+    assert_eq!(ok + busy, 16, "{answers:?}");
+    assert!(
+        ok >= 1 && busy >= 1,
+        "{ok} bound, {busy} refused in {:?}",
+        started.elapsed()
+    );
+    let listener = proxy.snapshot().listener;
+    assert_eq!(
+        (listener.bind_failures, listener.bans),
+        (0, 0),
+        "refused for load, not for the password"
+    );
+    assert_eq!(try_bind(addr, "shop", "s3cret!").await, Some(CommandStatus::ESME_ROK));
     proxy.shutdown().await;
 }

@@ -15,7 +15,7 @@ pub(crate) struct Endpoint {
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// The configuration file (its `[listen] admin`, and `[admin] token_file`).
-    #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+    #[arg(long, short, env = "SMPP_PROXY_CONFIG", default_value = super::DEFAULT_CONFIG)]
     config: PathBuf,
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The configuration file.
-    #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+    #[arg(long, short, env = "SMPP_PROXY_CONFIG", default_value = super::DEFAULT_CONFIG)]
     config: PathBuf,
 }
 

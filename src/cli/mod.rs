@@ -6,6 +6,7 @@ mod bench;
 mod check;
 mod demo;
 mod demo_cluster;
+mod notify;
 mod pdu;
 mod run;
 mod sim;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 /// smpp-proxy: a high-availability SMPP proxy.
 #[derive(Debug, Parser)]
-#[command(name = "smpp-proxy", version, about)]
+#[command(name = "smpp-proxy", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SMPP_PROXY_COMMIT"), ")"), about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,6 +49,9 @@ enum Command {
     Store(store::StoreCommand),
 }
 
+/// Where the configuration is when neither `--config` nor `SMPP_PROXY_CONFIG` says.
+pub(crate) const DEFAULT_CONFIG: &str = "/etc/smpp-proxy/smpp-proxy.toml";
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum LogFormat {
@@ -58,12 +62,16 @@ pub(crate) enum LogFormat {
 }
 
 /// Logs to stderr through [`smpp_proxy::logging`] (never blocking, never panicking);
-/// `RUST_LOG` overrides the default level (info).
+/// `RUST_LOG` overrides the default level (info). Colours only for a terminal, and not with
+/// `NO_COLOR` set (journald, files and pipes get plain text).
 pub(crate) fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colours = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(smpp_proxy::logging::init())
         // Its report of a failed write goes through eprintln!, which panics when stderr is gone.
         .log_internal_errors(false);

@@ -1,6 +1,7 @@
 //! `smpp-proxy run --config FILE`: the proxy, until SIGTERM or Ctrl-C; then it stops accepting,
 //! unbinds clients once their requests are answered, and unbinds upstreams.
 
+use super::notify::Notifier;
 use clap::Args;
 use smpp_proxy::config::Config;
 use smpp_proxy::proxy::Proxy;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The configuration file.
-    #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+    #[arg(long, short, env = "SMPP_PROXY_CONFIG", default_value = super::DEFAULT_CONFIG)]
     config: PathBuf,
     /// Log format.
     #[arg(long, value_enum, default_value_t = super::LogFormat::Human)]
@@ -51,8 +52,9 @@ fn hangup() -> Hangup {
 }
 
 /// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reads the TLS listener's certificate,
-/// key and client CAs again (what renewing a certificate needs; binds stay up).
-async fn until_terminated(proxy: &Proxy, hup: Hangup) {
+/// key and client CAs again (what renewing a certificate needs; binds stay up), told to
+/// systemd as a reload.
+async fn until_terminated(proxy: &Proxy, hup: Hangup, systemd: &Notifier) {
     let stop = terminated();
     tokio::pin!(stop);
     #[cfg(unix)]
@@ -63,18 +65,36 @@ async fn until_terminated(proxy: &Proxy, hup: Hangup) {
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = hup.recv() => match proxy.reload_tls() {
-                    Ok(true) => tracing::info!("SIGHUP: TLS certificates read again (the rest of the configuration is read at start)"),
-                    Ok(false) => tracing::info!("SIGHUP: no TLS listener, nothing to read again (the configuration is read at start)"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificates not reloaded; the ones in use stay"),
-                },
+                _ = hup.recv() => {
+                    systemd.send("RELOADING=1");
+                    match proxy.reload_tls() {
+                        Ok(true) => tracing::info!("SIGHUP: TLS certificates read again (the rest of the configuration is read at start)"),
+                        Ok(false) => tracing::info!("SIGHUP: no TLS listener, nothing to read again (the configuration is read at start)"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificates not reloaded; the ones in use stay"),
+                    }
+                    systemd.send("READY=1");
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = hup;
+        let _ = (hup, systemd);
         stop.await;
+    }
+}
+
+/// Pings systemd's watchdog while the runtime runs tasks, if it asked for pings.
+fn watchdog(systemd: &std::sync::Arc<Notifier>) {
+    if let Some(every) = systemd.watchdog() {
+        let systemd = systemd.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                systemd.send("WATCHDOG=1");
+            }
+        });
     }
 }
 
@@ -97,6 +117,7 @@ impl RunArgs {
             #[cfg(target_os = "linux")]
             let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ));
             let hup = hangup();
+            let systemd = std::sync::Arc::new(Notifier::from_env());
             let proxy = match Proxy::start(config).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -104,7 +125,10 @@ impl RunArgs {
                     return ExitCode::FAILURE;
                 }
             };
-            until_terminated(&proxy, hup).await;
+            watchdog(&systemd);
+            systemd.send(&format!("READY=1\nSTATUS=serving SMPP on {}", proxy.local_addr()));
+            until_terminated(&proxy, hup, &systemd).await;
+            systemd.send("STOPPING=1\nSTATUS=unbinding clients and upstreams");
             tracing::info!("shutting down");
             proxy.shutdown().await;
             ExitCode::SUCCESS

@@ -15,13 +15,13 @@ pub(crate) enum StoreCommand {
     /// Correlations held and outbox entries per client.
     Stats {
         /// The configuration file (its `[store] path`).
-        #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+        #[arg(long, short, env = "SMPP_PROXY_CONFIG", default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// What waits in one client's outbox, oldest first, one JSON object per line.
     Outbox {
         /// The configuration file (its `[store] path`).
-        #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+        #[arg(long, short, env = "SMPP_PROXY_CONFIG", default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
         /// The client's system_id.
         #[arg(long)]
@@ -34,7 +34,7 @@ pub(crate) enum StoreCommand {
     /// start begins with an empty store. A store that opens fine is left alone unless --force.
     Reset {
         /// The configuration file (its `[store] path`).
-        #[arg(long, short, default_value = "config/smpp-proxy.toml")]
+        #[arg(long, short, env = "SMPP_PROXY_CONFIG", default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
         /// Move it aside even though it opens.
         #[arg(long)]

@@ -291,10 +291,18 @@ impl Context {
     fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: Option<DeliverAck>) {
         self.stats.unmatched_receipts.fetch_add(1, Ordering::Relaxed);
         let receipt = Receipt::from_pdu(&pdu);
+        // Plain values (an absent id is empty), not Option's Debug: JSON logs stay queryable.
+        let id = |field: fn(&Receipt) -> Option<&[u8]>| {
+            receipt
+                .as_ref()
+                .and_then(field)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+        };
         warn!(
             upstream = %upstream.name,
-            receipted_message_id = ?receipt.as_ref().and_then(|r| r.tlv_id.as_deref()).map(String::from_utf8_lossy),
-            text_id = ?receipt.as_ref().and_then(|r| r.text_id.as_deref()).map(String::from_utf8_lossy),
+            receipted_message_id = %id(|r| r.tlv_id.as_deref()),
+            text_id = %id(|r| r.text_id.as_deref()),
             "receipt matches no submission"
         );
         match &self.config.unmatched_receipts_to {

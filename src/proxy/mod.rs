@@ -236,7 +236,9 @@ impl Proxy {
         }
         if let Some((admin, _)) = admin {
             upstreams.spawn(crate::admin::serve(ctx.clone(), admin, upstreams_stop.clone()));
-            info!(addr = ?admin_addr, "admin endpoint: /metrics, /status");
+            if let Some(addr) = admin_addr {
+                info!(%addr, "admin endpoint: /metrics, /status");
+            }
         }
         upstreams.close();
         let clients = TaskTracker::new();

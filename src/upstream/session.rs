@@ -273,6 +273,10 @@ impl<'a> Bound<'a> {
         while let Ok(request) = rx.try_recv() {
             bounce(request);
         }
+        // Out of the rotation first; then what is written goes out, and a TLS SMSC gets its
+        // close_notify (one that does not read gets a second at most).
+        self.handle.set_bound(false);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.close()).await;
         end
     }
 
