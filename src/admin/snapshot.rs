@@ -521,7 +521,7 @@ impl Snapshot {
             (
                 "bind_failures_total",
                 "counter",
-                "Binds refused for their credentials or address.",
+                "Binds refused for their credentials, address or TLS.",
                 l.bind_failures,
             ),
             (
@@ -541,27 +541,18 @@ impl Snapshot {
             head(out, name, kind, help);
             let _ = writeln!(out, "smpp_proxy_{name} {value}");
         }
-        head(
+        by_reason(
             out,
             "connections_refused_total",
-            "counter",
             "Client connections closed at accept, by limit.",
+            &l.refused,
         );
-        for (reason, n) in &l.refused {
-            let _ = writeln!(out, "smpp_proxy_connections_refused_total{{reason=\"{reason}\"}} {n}");
-        }
-        head(
+        by_reason(
             out,
             "tls_handshake_failures_total",
-            "counter",
             "Connections that failed at TLS before their first PDU: plaintext on the TLS listener, TLS on the plaintext one, handshakes.",
+            &l.tls_failures,
         );
-        for (reason, n) in &l.tls_failures {
-            let _ = writeln!(
-                out,
-                "smpp_proxy_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
     }
 }
 
@@ -620,6 +611,14 @@ impl Snapshot {
 /// The `# HELP` and `# TYPE` lines of metric `smpp_proxy_{name}`.
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
+}
+
+/// Counter `smpp_proxy_{name}` with one line per `reason` label.
+fn by_reason(out: &mut String, name: &str, help: &str, counts: &std::collections::BTreeMap<String, u64>) {
+    head(out, name, "counter", help);
+    for (reason, n) in counts {
+        let _ = writeln!(out, "smpp_proxy_{name}{{reason=\"{reason}\"}} {n}");
+    }
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format asks.
