@@ -9,6 +9,8 @@
 # promise as the embedded store's fsync; REDIS_FSYNC=everysec to trade it for speed).
 # BASELINE=path/to/an/older/smpp-proxy adds that binary's durable and memory proxies to every
 # round and prints new/old ratios: a change measured against the build before it, same run.
+# TRAIL=1 adds a durable proxy that keeps the message trail ([log] messages: a JSON line per
+# submit and per receipt) and prints its cost as a ratio to the durable proxy without one.
 # PROXY_LOG sets the durable proxy's RUST_LOG (e.g. smpp_proxy::store=debug: every group commit);
 # KEEP_LOGS=1 copies the logs to /tmp before the work directory goes. RECEIPT_DELAY (default
 # 1ms) is how long the simulator waits before it sends each receipt.
@@ -29,7 +31,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOGS:-}" ] && 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
-old_px_port=$(free_port); old_mem_port=$(free_port)
+old_px_port=$(free_port); old_mem_port=$(free_port); trail_port=$(free_port)
 redis_port=$(free_port); r1_port=$(free_port); r2a_port=$(free_port); r2b_port=$(free_port); r2_port=$(free_port)
 
 $bin sim --listen 127.0.0.1:$sim_port --receipt-delay "${RECEIPT_DELAY:-1ms}" >"$work/sim.log" 2>&1 &
@@ -97,6 +99,11 @@ CFG
   haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
   paths="$paths redis-1 redis-2"
 fi
+if [ -n "${TRAIL:-}" ]; then
+  { proxy_config "$trail_port" embedded proxy-trail; printf '[log]\nmessages = "%s"\n' "$work/messages.jsonl"; } >"$work/trail.toml"
+  RUST_LOG=warn $bin run --config "$work/trail.toml" >"$work/trail.log" 2>&1 &
+  paths="$paths trail"
+fi
 if [ -n "${BASELINE:-}" ]; then
   proxy_config "$old_px_port" embedded old-embedded >"$work/old-proxy.toml"
   proxy_config "$old_mem_port" memory old-memory >"$work/old-memory.toml"
@@ -128,13 +135,14 @@ for round in $(seq 1 "$rounds"); do
       redis-1) port=$r1_port label="redis, 1 node" ;;
       redis-2) port=$r2_port label="redis, 2 nodes" ;;
       old-memory) port=$old_mem_port label="baseline (memory)" ;;
+      trail) port=$trail_port label="durable + trail" ;;
     esac
     read -r rate acked rcpt p50 p99 <<<"$(run "$port")"
     printf '%-22s %10s %8s %9s %9s %9s\n' "$label" "$rate" "$acked" "$rcpt" "$p50" "$p99"
     rates[$path]="${rates[$path]:-} $rate"
   done
 done
-python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" "${rates[redis-1]:-}" "${rates[redis-2]:-}" <<'PY'
+python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" "${rates[redis-1]:-}" "${rates[redis-2]:-}" "${rates[trail]:-}" <<'PY'
 import statistics, sys
 d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:5])
 print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, memory {m:.0f} msg/s")
@@ -145,4 +153,7 @@ if sys.argv[5]:
 if sys.argv[7]:
     r1, r2 = (statistics.median(float(x) for x in a.split()) for a in sys.argv[7:9])
     print(f"redis: 1 node {r1:.0f} msg/s = {r1/p:.2f} x the embedded node; 2 nodes {r2:.0f} msg/s = {r2/r1:.2f} x 1 node")
+if sys.argv[9]:
+    t = statistics.median(float(x) for x in sys.argv[9].split())
+    print(f"message trail: durable + trail {t:.0f} msg/s = {t/p:.2f} x durable without it")
 PY

@@ -12,7 +12,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Budget {
     max_items: u64,
-    max_bytes: u64,
+    /// A reload may change it.
+    max_bytes: AtomicU64,
     items: AtomicU64,
     bytes: AtomicU64,
 }
@@ -22,7 +23,7 @@ impl Budget {
     pub fn new(max_items: u64, max_bytes: u64) -> Arc<Budget> {
         Arc::new(Budget {
             max_items,
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             items: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         })
@@ -36,7 +37,11 @@ impl Budget {
             .ok()?;
         if self
             .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, fits(self.max_bytes, bytes))
+            .fetch_update(
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                fits(self.max_bytes.load(Ordering::Relaxed), bytes),
+            )
             .is_err()
         {
             self.items.fetch_sub(1, Ordering::AcqRel);
@@ -57,6 +62,11 @@ impl Budget {
             budget: self.clone(),
             bytes,
         }
+    }
+
+    /// A new byte cap from now on (what is held stays held).
+    pub fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
     }
 
     /// Things and bytes held now.

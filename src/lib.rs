@@ -10,6 +10,7 @@
 //! - [`hex`]: hex text for octets (the `pdu` command, fixtures).
 //! - [`budget`]: memory held for others, bounded in bytes as well as in count; each thing held
 //!   gives its share back when dropped.
+//! - [`histogram`]: lock-free histograms for `/metrics` (latencies, receipt delays).
 //! - [`pdu`]: the wire. Frames cut by `command_length` ([`pdu::SmppCodec`]), parsed with nom
 //!   into [`pdu::Pdu`] (fields share the frame's bytes), encoded back byte for byte; errors
 //!   typed by scope (one PDU vs the whole stream), each with the SMPP status to answer.
@@ -32,18 +33,22 @@
 //!   a memory store, the durable one (redb, one writer thread, group commit), and Redis, shared
 //!   by the nodes of a cluster.
 //! - [`ids`]: the message ids the proxy hands its clients.
-//! - [`cluster`]: nodes sharing one Redis: membership and heartbeats, binds and rates held for
-//!   the whole cluster, messages to every node.
+//! - [`trail`]: the message trail, one JSON line per submit and receipt, written by a thread of
+//!   its own.
 //! - [`messages`]: what the tasks send each other (the channel map below).
 //! - [`upstream`]: the proxy as an ESME: one task per upstream session, the handle the router
 //!   reads, the [`upstream::InFlight`] guard, and each upstream's measured load and health.
+//! - [`cluster`]: nodes sharing one Redis: membership and heartbeats, binds and rates held for
+//!   the whole cluster, messages to every node.
 //! - [`routing`]: where each request goes: routes, groups, strategies (pure pick functions over
 //!   snapshots), concatenated messages kept on one upstream.
 //! - [`account`]: one task per client account: its outbox of receipts and MO, custody.
-//! - [`context`]: what every task of a running proxy shares, and the receipt/MO path from the
-//!   upstreams to the accounts.
+//! - [`context`]: what every task of a running proxy shares (swapped whole by a reload, which
+//!   lives here too), the receipt/MO path from the upstreams to the accounts, and the recent
+//!   history the status page draws.
 //! - [`server`]: the proxy as an SMSC: the listener and one task per client connection.
-//! - [`admin`]: the admin endpoint (`/status`, `/metrics`, failback).
+//! - [`admin`]: the admin endpoint: `/status`, `/metrics`, the status page, and the operator's
+//!   actions (drain, pause, enable, unbind, failback, reload).
 //! - [`proxy`]: the wiring: [`proxy::Proxy::start`] builds everything from a config and starts
 //!   its tasks; shutdown stops them in order.
 //! - [`sim`], [`esme`], [`bench`](mod@bench): an SMSC simulator, a small ESME, and the load generator that
@@ -80,6 +85,7 @@ pub mod context;
 pub mod esme;
 pub mod guard;
 pub mod hex;
+pub mod histogram;
 pub mod ids;
 pub mod logging;
 pub mod messages;
@@ -92,4 +98,5 @@ pub mod session;
 pub mod sim;
 pub mod store;
 pub mod tls;
+pub mod trail;
 pub mod upstream;

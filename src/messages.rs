@@ -26,6 +26,8 @@ pub struct Forward {
     pub reply: mpsc::Sender<ClientEvent>,
     /// How many times it was routed before (throttled or never written).
     pub attempt: u8,
+    /// When the client session read it (for the client's latency figures).
+    pub received: std::time::Instant,
 }
 
 /// How a forwarded request ended.
@@ -41,6 +43,8 @@ pub enum Outcome {
         request: Option<RequestInfo>,
         /// Its response.
         resp: Pdu,
+        /// When the client session read the request.
+        received: std::time::Instant,
     },
     /// Never written (session died) or throttled by the SMSC: route it again.
     Retry(Forward),

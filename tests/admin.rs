@@ -79,7 +79,7 @@ async fn metrics_and_status_count_what_happened() {
         Some(5),
         "receipts in custody ended their correlations; the refused ones keep theirs"
     );
-    assert!(metrics.contains("# TYPE smpp_proxy_receipts_matched_total counter"));
+    assert!(metrics.contains("# TYPE smpp_proxy_receipts_matched counter"));
 
     let status: Snapshot = serde_json::from_str(&fetch(addr, "/status").await.unwrap()).unwrap();
     assert_eq!(status.node_id, "t");
@@ -166,7 +166,7 @@ async fn with_a_token_actions_need_it_and_names_are_hidden_without_it() {
         .await
         .unwrap();
     assert!(
-        raw.starts_with("HTTP/1.1 401") && raw.contains("WWW-Authenticate: Bearer"),
+        raw.starts_with("HTTP/1.1 401") && raw.to_ascii_lowercase().contains("www-authenticate: bearer"),
         "{raw}"
     );
     let e = ask("POST", "/groups/default/failback", Some("0123456789abcdef0124"))
@@ -250,8 +250,11 @@ async fn no_request_line_makes_the_admin_endpoint_fail() {
     let outcome = tokio::task::spawn_blocking(move || {
         runner.run(&request, |bytes| {
             let answer = raw_request(addr, &bytes);
+            // A request head that never ended (the client closed first) gets no answer: there
+            // was no request. Anything else gets an HTTP one, a 400 for what is not HTTP.
+            let ended = bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(4).any(|w| w == b"\r\n\r\n");
             prop_assert!(
-                answer.starts_with("HTTP/1.1 "),
+                answer.starts_with("HTTP/1.1 ") || (!ended && answer.is_empty()),
                 "no answer to {:?}: {answer:?}",
                 String::from_utf8_lossy(&bytes)
             );

@@ -147,7 +147,7 @@ async fn pair_binds_and_upstream_tps_cap() {
     .await;
     let proxy = start_proxy(&proxy_toml(&sims, "bind = \"pair\"\ntps = 20", SHOP, "")).await;
     // A transmitter and a receiver session to the SMSC.
-    assert_eq!(proxy.context().sessions.len(), 2);
+    assert_eq!(proxy.context().live().sessions.len(), 2);
     assert_eq!(sims[0].stats().binds.load(Ordering::Relaxed), 2);
     let mut esme = shop(&proxy).await;
     for _ in 0..40 {

@@ -298,7 +298,7 @@ async fn redis_down_for_a_while_refuses_new_submits_keeps_every_session_and_reco
         .await
         .unwrap();
     assert_eq!(tx.recv(T).await.unwrap().command_id(), CommandId::ENQUIRE_LINK_RESP);
-    assert!(a.context().sessions.iter().all(|s| s.is_bound()));
+    assert!(a.context().live().sessions.iter().all(|s| s.is_bound()));
     // MO from the SMSC, one to each of the four upstream sessions in turn: node a (the client
     // is not bound there) cannot take them into custody, so it refuses them for now
     // (ESME_RX_T_APPN) and the SMSC keeps them and retries. Node b may hand them straight to

@@ -127,8 +127,8 @@ async fn manual_failback_applies_on_every_node() {
     .await
     .unwrap();
     assert!(
-        wait_until(T, || a.context().sessions[0].is_bound()
-            && b.context().sessions[0].is_bound())
+        wait_until(T, || a.context().live().sessions[0].is_bound()
+            && b.context().live().sessions[0].is_bound())
         .await
     );
     assert_eq!(twenty(&b).await.unwrap().acked, 20);
@@ -142,6 +142,7 @@ async fn manual_failback_applies_on_every_node() {
     assert!(said.contains("traffic on smsc-0 (every node told)"), "{said}");
     let on_b = || {
         b.context()
+            .live()
             .router
             .group_figures()
             .into_iter()

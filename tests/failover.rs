@@ -37,6 +37,7 @@ fn load(proxy: &Proxy, seconds: u64) -> BenchConfig {
 fn active(proxy: &Proxy, group: &str) -> Option<String> {
     proxy
         .context()
+        .live()
         .router
         .group_figures()
         .into_iter()
@@ -70,7 +71,10 @@ async fn the_standby_is_warm_takes_over_at_once_and_the_primary_gets_it_back_aft
     assert_eq!(active(&proxy, "default").as_deref(), Some("smsc-1"));
 
     let back = restart(addr).await;
-    assert!(wait_until(T, || ctx.sessions[0].is_bound()).await, "primary rebound");
+    assert!(
+        wait_until(T, || ctx.live().sessions[0].is_bound()).await,
+        "primary rebound"
+    );
     let rebound = Instant::now();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(submits(&back), 0, "no failback before failback_after");
@@ -130,7 +134,7 @@ async fn a_flapping_primary_does_not_ping_pong() {
     assert!(r.errors.is_empty() && r.unanswered == 0, "{:?}", r.errors);
     // Up for good: back after failback_after (the reconnect backoff grew while it flapped).
     let stable = restart(addr).await;
-    assert!(wait_until(Duration::from_secs(30), || ctx.sessions[0].is_bound()).await);
+    assert!(wait_until(Duration::from_secs(30), || ctx.live().sessions[0].is_bound()).await);
     let rebound = Instant::now();
     assert!(
         wait_until(Duration::from_secs(5), || active(&proxy, "default").as_deref()
@@ -206,7 +210,7 @@ async fn manual_failback_waits_for_the_operator() {
     let addr = primary.local_addr();
     primary.stop().await;
     let back = restart(addr).await;
-    assert!(wait_until(T, || ctx.sessions[0].is_bound()).await);
+    assert!(wait_until(T, || ctx.live().sessions[0].is_bound()).await);
     let one = |proxy: &Proxy| {
         bench::run(BenchConfig {
             count: Some(20),

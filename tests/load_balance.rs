@@ -34,6 +34,7 @@ fn load(proxy: &Proxy, rate: u32, seconds: u64) -> BenchConfig {
 fn picked(proxy: &Proxy) -> Vec<u64> {
     proxy
         .context()
+        .live()
         .router
         .upstream_figures()
         .iter()
@@ -169,7 +170,7 @@ async fn a_killed_upstream_leaves_at_once_and_returns_gradually() {
     .await
     .unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || ctx.sessions[1].is_bound()).await,
+        wait_until(Duration::from_secs(5), || ctx.live().sessions[1].is_bound()).await,
         "rebound"
     );
     let rebound = picked(&proxy);

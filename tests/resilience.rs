@@ -155,7 +155,7 @@ async fn upstream_sessions_come_back_after_the_smsc_restarts_one_socket_each() {
     let proxy = start_proxy(&proxy_toml(std::slice::from_ref(&first), "sessions = 3", SHOP, "")).await;
     assert_eq!(first.stats().binds.load(Ordering::Relaxed), 3);
     first.stop().await;
-    assert!(wait_until(T, || proxy.context().sessions.iter().all(|s| !s.is_bound())).await);
+    assert!(wait_until(T, || proxy.context().live().sessions.iter().all(|s| !s.is_bound())).await);
     let mut esme = shop(&proxy).await;
     esme.send(submit_sm("1", "2", b"x", false)).await.unwrap();
     assert_eq!(

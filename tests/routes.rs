@@ -183,7 +183,7 @@ async fn part_one_then_kill(policy: &str) -> (Vec<CommandStatus>, Vec<SimHandle>
     let mut sims = sims;
     sims.remove(dead).stop().await;
     let ctx = proxy.context().clone();
-    assert!(wait_until(T, || !ctx.sessions[dead].is_bound()).await);
+    assert!(wait_until(T, || !ctx.live().sessions[dead].is_bound()).await);
     let mut rest: Vec<Pdu> = (500..520).flat_map(|n| [part(n, 2), part(n, 3)]).collect();
     rest.push(part(600, 1));
     let statuses = submit_all(&mut esme, rest).await;

@@ -22,8 +22,11 @@
 //!   bind of the client fetches from it ([`shared`]): when told new entries are there (the
 //!   doorbell), every `poll` anyway, and whatever another node fetched and cannot deliver.
 
+mod metrics;
 mod redelivery;
 mod shared;
+
+pub use metrics::ClientMetrics;
 
 use crate::budget::{Budget, Charge};
 use crate::config::ClientConfig;
@@ -31,13 +34,14 @@ use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Delivery, Forget};
 use crate::pdu::{CommandStatus, Pdu};
 use crate::session::{SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
+use arc_swap::ArcSwap;
 use redelivery::{Delayed, Tries, Verdict};
 use shared::Fetcher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -47,8 +51,8 @@ const SWEEP: Duration = Duration::from_secs(10);
 /// The handle other tasks use to reach an account.
 #[derive(Debug, Clone)]
 pub struct AccountHandle {
-    /// Its configuration.
-    pub config: Arc<ClientConfig>,
+    /// Its configuration (a reload swaps it: [`AccountHandle::reconfigure`]).
+    config: Arc<ArcSwap<ClientConfig>>,
     /// Its system_id, shared by every correlation it makes.
     pub system_id: Arc<str>,
     /// Its task's mailbox.
@@ -69,10 +73,15 @@ pub struct AccountHandle {
     pub dropped_refused: Arc<AtomicU64>,
     /// The bytes this node holds for it (`outbox_max_bytes`).
     pub bytes: Arc<Budget>,
-    /// Submits per second across its binds.
-    pub bucket: Arc<SharedBucket>,
-    /// Its `route` as the router's group index (set when the proxy starts).
-    pub group: usize,
+    /// Its submits' latency and statuses.
+    pub metrics: Arc<ClientMetrics>,
+    /// When the oldest entry it holds was stored (Unix seconds; 0: none held).
+    pub oldest: Arc<AtomicU64>,
+    /// Submits per second across its binds (a reload with another `tps` swaps it).
+    pub bucket: Arc<ArcSwap<SharedBucket>>,
+    /// Bumped to unbind every bind of the account on this node (the operator asked, or a
+    /// reload removed the account); each bound session watches it.
+    kick: Arc<watch::Sender<u64>>,
 }
 
 /// Who answers for an entry.
@@ -119,7 +128,7 @@ struct Storing {
 }
 
 struct Account {
-    config: Arc<ClientConfig>,
+    config: Arc<ArcSwap<ClientConfig>>,
     store: Arc<dyn Store>,
     storing: VecDeque<Storing>,
     waiting: VecDeque<Entry>,
@@ -135,6 +144,7 @@ struct Account {
     binds: Vec<(u64, Bind)>,
     next_bind: usize,
     outbox_len: Arc<AtomicU64>,
+    oldest: Arc<AtomicU64>,
     /// Fetching from a shared outbox; `None` with a node's own store.
     fetcher: Option<Fetcher>,
 }
@@ -142,19 +152,14 @@ struct Account {
 /// Starts the task of one account on `tasks`; it first reloads what a node's own store holds
 /// for it, and ends when every handle is dropped. `poll` is how often a shared outbox is
 /// looked at without a doorbell.
-pub fn spawn(
-    config: ClientConfig,
-    group: usize,
-    store: Arc<dyn Store>,
-    poll: Duration,
-    tasks: &TaskTracker,
-) -> AccountHandle {
-    let config = Arc::new(config);
+pub fn spawn(config: ClientConfig, store: Arc<dyn Store>, poll: Duration, tasks: &TaskTracker) -> AccountHandle {
+    let config = Arc::new(ArcSwap::from_pointee(config));
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
+    let oldest = Arc::new(AtomicU64::new(0));
     let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (redelivered, dropped_refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let bytes = Budget::new(u64::MAX, config.outbox_max_bytes);
+    let bytes = Budget::new(u64::MAX, config.load().outbox_max_bytes);
     let fetcher = store.shared().map(|shared| Fetcher::new(poll, shared));
     let account = Account {
         config: config.clone(),
@@ -171,13 +176,20 @@ pub fn spawn(
         binds: Vec::new(),
         next_bind: 0,
         outbox_len: outbox_len.clone(),
+        oldest: oldest.clone(),
         fetcher,
     };
     tasks.spawn(account.run(rx));
+    let (system_id, tps) = {
+        let c = config.load();
+        (Arc::from(c.system_id.as_str()), c.tps)
+    };
     AccountHandle {
-        system_id: Arc::from(config.system_id.as_str()),
-        bucket: Arc::new(SharedBucket::new(TokenBucket::per_second(config.tps, Instant::now()))),
-        group,
+        system_id,
+        bucket: Arc::new(ArcSwap::from_pointee(client_bucket(tps))),
+        kick: Arc::new(watch::Sender::new(0)),
+        metrics: Arc::default(),
+        oldest,
         config,
         tx,
         binds: Arc::new(AtomicU32::new(0)),
@@ -224,7 +236,43 @@ async fn oldest_stored(storing: &mut VecDeque<Storing>) -> Result<Pushed, StoreE
     }
 }
 
+/// What a client's `tps` allows across its binds.
+fn client_bucket(tps: u32) -> SharedBucket {
+    SharedBucket::new(TokenBucket::per_second(tps, Instant::now()))
+}
+
 impl AccountHandle {
+    /// Its configuration now.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.load_full()
+    }
+
+    /// Its configuration now, for a quick look (not to be held across an `.await`).
+    pub fn peek(&self) -> arc_swap::Guard<Arc<ClientConfig>> {
+        self.config.load()
+    }
+
+    /// Applies a reloaded configuration: a new password from the next bind on; `window`,
+    /// `tps`, the outbox caps, deliver window and timers at once.
+    pub fn reconfigure(&self, config: ClientConfig) {
+        if config.tps != self.peek().tps {
+            self.bucket.store(Arc::new(client_bucket(config.tps)));
+        }
+        self.bytes.set_max_bytes(config.outbox_max_bytes);
+        self.config.store(Arc::new(config));
+    }
+
+    /// Unbinds every bind of the account on this node (each once what it forwarded is
+    /// answered); binds made afterwards are not affected.
+    pub fn unbind_all(&self) {
+        self.kick.send_modify(|n| *n += 1);
+    }
+
+    /// What a bound session watches for [`AccountHandle::unbind_all`].
+    pub fn kicks(&self) -> watch::Receiver<u64> {
+        self.kick.subscribe()
+    }
+
     /// Its binds on this node, as the cluster is told them.
     pub fn here(&self) -> crate::cluster::Here {
         crate::cluster::Here {
@@ -239,7 +287,7 @@ impl Account {
         if self.fetcher.is_none() {
             self.reload().await;
         }
-        let mut sweep = tokio::time::interval(SWEEP.min(self.config.receipt_ttl));
+        let mut sweep = tokio::time::interval(SWEEP.min(self.config.load().receipt_ttl));
         loop {
             tokio::select! {
                 _ = sweep.tick() => self.expire(),
@@ -258,17 +306,31 @@ impl Account {
             self.pump();
             self.fetch();
             self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+            self.oldest.store(self.oldest_held(), Ordering::Relaxed);
         }
+    }
+
+    /// When the oldest entry waiting or in flight was stored (0: none). Waiting entries are in
+    /// order; those in flight are at most a deliver window per bind.
+    fn oldest_held(&self) -> u64 {
+        let inflight = self.binds.iter().flat_map(|(_, b)| b.inflight.values());
+        self.waiting
+            .front()
+            .into_iter()
+            .chain(inflight)
+            .map(|e| e.stored_at)
+            .min()
+            .unwrap_or(0)
     }
 
     /// Drops entries that waited longer than `receipt_ttl` (in flight ones are left alone); a
     /// shared outbox is trimmed where it is kept.
     fn expire(&mut self) {
-        let ttl = self.config.receipt_ttl.as_secs();
+        let ttl = self.config.load().receipt_ttl.as_secs();
         let now = unix_now();
         let before = self.waiting.len();
         let store = &self.store;
-        let client = &self.config.system_id;
+        let client = &self.config.load().system_id;
         // Keeps an entry within its TTL; one past it leaves the store too.
         let keep = |e: &Entry| match e.custody {
             Custody::Direct { .. } => true,
@@ -293,25 +355,25 @@ impl Account {
     fn count_expired(&self, dropped: u64) {
         if dropped > 0 {
             self.expired.fetch_add(dropped, Ordering::Relaxed);
-            warn!(client = %self.config.system_id, dropped, "outbox entries past receipt_ttl dropped");
+            warn!(client = %self.config.load().system_id, dropped, "outbox entries past receipt_ttl dropped");
         }
     }
 
     /// What survived a restart in this node's own store, oldest first (at most `outbox_max`).
     async fn reload(&mut self) {
         let store = self.store.clone();
-        let client = self.config.system_id.clone();
-        let max = self.config.outbox_max;
+        let client = self.config.load().system_id.clone();
+        let max = self.config.load().outbox_max;
         let loaded = tokio::task::spawn_blocking(move || store.outbox_load(&client, max)).await;
         match loaded {
             Ok(Ok(entries)) => {
                 self.take(entries);
                 if !self.waiting.is_empty() {
-                    tracing::info!(client = %self.config.system_id, held = self.waiting.len(), "outbox reloaded");
+                    tracing::info!(client = %self.config.load().system_id, held = self.waiting.len(), "outbox reloaded");
                 }
             }
-            Ok(Err(e)) => warn!(client = %self.config.system_id, error = %e, "outbox not reloaded"),
-            Err(e) => warn!(client = %self.config.system_id, error = %e, "outbox reload failed"),
+            Ok(Err(e)) => warn!(client = %self.config.load().system_id, error = %e, "outbox not reloaded"),
+            Err(e) => warn!(client = %self.config.load().system_id, error = %e, "outbox reload failed"),
         }
         self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
     }
@@ -338,8 +400,8 @@ impl Account {
                     charge,
                 }),
                 Err(e) => {
-                    warn!(client = %self.config.system_id, %id, error = %e, "unreadable outbox entry dropped");
-                    drop(self.store.outbox_remove(&self.config.system_id, id));
+                    warn!(client = %self.config.load().system_id, %id, error = %e, "unreadable outbox entry dropped");
+                    drop(self.store.outbox_remove(&self.config.load().system_id, id));
                 }
             }
         }
@@ -386,7 +448,7 @@ impl Account {
                 }
                 Ok(Pushed::Duplicate) => {
                     // Already in custody (stored through another node before this copy came).
-                    debug!(client = %self.config.system_id, "receipt stored before: not stored twice");
+                    debug!(client = %self.config.load().system_id, "receipt stored before: not stored twice");
                     self.forget(forget);
                     CommandStatus::ESME_ROK
                 }
@@ -398,9 +460,9 @@ impl Account {
                     // Not in custody: the SMSC keeps it and tries again. A store known to be
                     // down was logged once when it went.
                     if matches!(e, StoreError::Down) {
-                        debug!(client = %self.config.system_id, "store down: receipt left with the SMSC");
+                        debug!(client = %self.config.load().system_id, "store down: receipt left with the SMSC");
                     } else {
-                        warn!(client = %self.config.system_id, error = %e, "receipt not stored: SMSC asked to retry");
+                        warn!(client = %self.config.load().system_id, error = %e, "receipt not stored: SMSC asked to retry");
                     }
                     CommandStatus::ESME_RX_T_APPN
                 }
@@ -420,7 +482,7 @@ impl Account {
 
     fn refuse_full(&self) {
         self.refused_full.fetch_add(1, Ordering::Relaxed);
-        warn!(client = %self.config.system_id, max = self.config.outbox_max, "outbox full: SMSC asked to retry later");
+        warn!(client = %self.config.load().system_id, max = self.config.load().outbox_max, "outbox full: SMSC asked to retry later");
     }
 
     fn held(&self) -> usize {
@@ -433,7 +495,7 @@ impl Account {
 
     /// How many more entries this node's binds can take now.
     fn room(&self) -> usize {
-        let window = self.config.deliver_window as usize;
+        let window = self.config.load().deliver_window as usize;
         (self.binds.len() * window).saturating_sub(self.waiting.len() + self.inflight())
     }
 
@@ -445,7 +507,7 @@ impl Account {
                 forget,
                 dedup,
             } => {
-                let charge = match self.held() < self.config.outbox_max {
+                let charge = match self.held() < self.config.load().outbox_max {
                     true => self.bytes.try_charge(pdu.encoded_len() as u64),
                     false => None,
                 };
@@ -461,7 +523,7 @@ impl Account {
                 // Entries still being stored (or, in a cluster, stored by another node and not
                 // fetched yet) may then reach the client after it: receipts of different
                 // messages carry no order between them. Anything else goes through the store.
-                let window = self.config.deliver_window as usize;
+                let window = self.config.load().deliver_window as usize;
                 let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
                 if room && self.waiting.is_empty() {
                     self.waiting.push_back(Entry {
@@ -549,7 +611,7 @@ impl Account {
         let Some(mut entry) = bind.inflight.remove(&key) else {
             return;
         };
-        let verdict = redelivery::verdict(outcome, &mut entry.tries, self.config.redelivery_attempts);
+        let verdict = redelivery::verdict(outcome, &mut entry.tries, self.config.load().redelivery_attempts);
         let Entry {
             custody,
             stored_at,
@@ -577,7 +639,7 @@ impl Account {
                 if verdict == Verdict::Drop {
                     self.count_dropped(outcome, tries);
                 }
-                drop(self.store.outbox_remove(&self.config.system_id, id));
+                drop(self.store.outbox_remove(&self.config.load().system_id, id));
             }
             // The client did not take it: it needs custody while it waits.
             (Verdict::Later | Verdict::Again, Custody::Direct { ack, forget, dedup }) => {
@@ -588,7 +650,7 @@ impl Account {
             }
             (Verdict::Later, custody @ Custody::Stored(_)) => {
                 self.redelivered.fetch_add(1, Ordering::Relaxed);
-                debug!(client = %self.config.system_id, ?outcome, refused = tries.refused, "delivery to retry");
+                debug!(client = %self.config.load().system_id, ?outcome, refused = tries.refused, "delivery to retry");
                 self.wait_turn(Entry {
                     custody,
                     stored_at,
@@ -609,7 +671,7 @@ impl Account {
 
     fn count_dropped(&self, outcome: Delivery, tries: Tries) {
         self.dropped_refused.fetch_add(1, Ordering::Relaxed);
-        warn!(client = %self.config.system_id, ?outcome, refused = tries.refused, "client refused a delivery for good: dropped");
+        warn!(client = %self.config.load().system_id, ?outcome, refused = tries.refused, "client refused a delivery for good: dropped");
     }
 
     /// Queues an entry: at once if the client never refused it, else after its backoff.
@@ -618,7 +680,7 @@ impl Account {
             self.waiting.push_back(entry);
             return;
         }
-        let c = &self.config;
+        let c = self.config.load();
         let wait = redelivery::backoff(entry.tries.refused, c.redelivery_backoff, c.redelivery_backoff_max);
         self.delayed.push(tokio::time::Instant::now() + wait, entry);
     }
@@ -646,7 +708,7 @@ impl Account {
         charge: Charge,
     ) {
         let ticket = match pdu.to_bytes() {
-            Ok(bytes) => self.store.outbox_push(&self.config.system_id, &bytes, dedup),
+            Ok(bytes) => self.store.outbox_push(&self.config.load().system_id, &bytes, dedup),
             Err(e) => Ticket::done(Err(e.into())),
         };
         self.storing.push_back(Storing {
@@ -661,7 +723,7 @@ impl Account {
 
     /// Hands waiting entries to binds with room, round robin.
     fn pump(&mut self) {
-        let window = self.config.deliver_window as usize;
+        let window = self.config.load().deliver_window as usize;
         while !self.waiting.is_empty() && !self.binds.is_empty() {
             let n = self.binds.len();
             let Some(offset) = (0..n).find(|k| self.binds[(self.next_bind + k) % n].1.inflight.len() < window) else {
@@ -696,7 +758,7 @@ impl Account {
             if !self.binds.is_empty() {
                 let (waiting, delayed, binds) = (&self.waiting, &self.delayed, &self.binds);
                 let held = || stored_ids(waiting, delayed, binds).collect();
-                fetcher.fetch(&self.store, &self.config.system_id, room, held);
+                fetcher.fetch(&self.store, &self.config.load().system_id, room, held);
             }
         }
     }
@@ -708,7 +770,7 @@ impl Account {
             shared::Fetched::Entries(entries) if self.binds.is_empty() => {
                 // Fetched while the last bind went: they stay this node's in the outbox until
                 // another node takes them over, or a bind comes back and fetches them again.
-                debug!(client = %self.config.system_id, n = entries.len(), "fetched with no bind left");
+                debug!(client = %self.config.load().system_id, n = entries.len(), "fetched with no bind left");
             }
             shared::Fetched::Entries(entries) => self.take(entries),
             shared::Fetched::Trimmed(n) => self.count_expired(n),
@@ -723,7 +785,7 @@ impl Account {
                 // Those in flight may just have been acknowledged: no news.
                 let dropped = before - self.waiting.len() - self.delayed.len();
                 if dropped > 0 {
-                    warn!(client = %self.config.system_id, dropped, "entries held here were taken over by another node");
+                    warn!(client = %self.config.load().system_id, dropped, "entries held here were taken over by another node");
                 }
             }
             shared::Fetched::Tick => {}

@@ -2,11 +2,13 @@
 //! one after another, no locks. Rendered as JSON (`/status`, `smpp-proxy status`) and as the
 //! Prometheus text format (`/metrics`).
 
+use super::process::ProcessStatus;
 use crate::cluster::ClusterStatus;
 use crate::context::Context;
+use crate::histogram::HistogramReading;
+use crate::pdu::CommandStatus;
 use crate::routing::{GroupFigures, UpstreamFigures};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 /// Everything `/status` shows.
@@ -37,6 +39,30 @@ pub struct Snapshot {
     /// The cluster this node is part of (with a shared store), as the store shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
+    /// Reloads of the configuration.
+    #[serde(default)]
+    pub config: ConfigStatus,
+    /// This process (from `/proc/self`, where there is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStatus>,
+    /// The proxy's version and the git commit it was built from.
+    #[serde(default)]
+    pub version: String,
+    /// See `version`.
+    #[serde(default)]
+    pub commit: String,
+    /// Correlation handed to the store -> durable (for `/metrics` only).
+    #[serde(skip)]
+    pub commit_latency: HistogramReading,
+}
+
+/// Reloads of the configuration since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// Reloads by result: `ok` (applied) or `failed` (refused; the running one stayed).
+    pub reloads: std::collections::BTreeMap<String, u64>,
+    /// When the last reload was applied (Unix seconds; 0: never).
+    pub last_reload_success: u64,
 }
 
 /// Receipt and MO counters since start.
@@ -112,6 +138,18 @@ pub struct UpstreamStatus {
     /// deliver_sm / data_sm answered ESME_RX_T_APPN at once (`[limits] unanswered_delivers`).
     #[serde(default)]
     pub delivers_refused: u64,
+    /// Bound sessions lost other than by the proxy's choice.
+    #[serde(default)]
+    pub sessions_lost: u64,
+    /// Connects or binds that failed.
+    #[serde(default)]
+    pub connect_failures: u64,
+    /// Submit -> response (for `/metrics` only).
+    #[serde(skip)]
+    pub latency: HistogramReading,
+    /// Submit -> final receipt (for `/metrics` only).
+    #[serde(skip)]
+    pub receipt_delay: HistogramReading,
     /// Why a session of it last failed to connect or bind, while one has not bound since
     /// (`TLS handshake with ...: invalid peer certificate: UnknownIssuer`, `bind refused: ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +178,22 @@ pub struct ClientStatus {
     /// Entries dropped because it refused them for good, or too often.
     #[serde(default)]
     pub dropped_refused: u64,
+    /// How long the oldest entry held for it has waited, seconds (0: none held).
+    #[serde(default)]
+    pub outbox_oldest_age: u64,
+    /// Submits answered, by command_status.
+    #[serde(default)]
+    pub submits: std::collections::BTreeMap<String, u64>,
+    /// Submit read -> response written (for `/metrics` only).
+    #[serde(skip)]
+    pub latency: HistogramReading,
+}
+
+/// A command_status as a label: its name, else its number.
+fn status_label(status: CommandStatus) -> String {
+    status
+        .name()
+        .map_or_else(|| format!("0x{:08X}", status.0), str::to_owned)
 }
 
 impl Snapshot {
@@ -147,20 +201,27 @@ impl Snapshot {
     pub fn take(ctx: &Context) -> Snapshot {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let s = &ctx.stats;
-        let mut upstreams: Vec<UpstreamStatus> = ctx
+        let live = ctx.live();
+        let now = crate::store::unix_now();
+        let mut upstreams: Vec<UpstreamStatus> = live
             .router
             .upstream_figures()
             .into_iter()
-            .map(|figures| UpstreamStatus {
+            .zip(live.router.upstream_infos())
+            .map(|(figures, info)| UpstreamStatus {
                 figures,
                 sessions_bound: 0,
                 sessions: 0,
                 inflight: 0,
                 delivers_refused: 0,
+                sessions_lost: load(&info.load.counters.sessions_lost),
+                connect_failures: load(&info.load.counters.connect_failures),
+                latency: info.load.submit_latency.read(),
+                receipt_delay: info.load.receipt_delay.read(),
                 last_error: None,
             })
             .collect();
-        for session in &ctx.sessions {
+        for session in &live.sessions {
             if let Some(u) = upstreams.iter_mut().find(|u| *u.figures.name == *session.upstream.name) {
                 u.sessions += 1;
                 u.sessions_bound += u32::from(session.is_bound());
@@ -171,8 +232,8 @@ impl Snapshot {
                 }
             }
         }
-        let groups = ctx.router.group_figures();
-        let mut clients: Vec<ClientStatus> = ctx
+        let groups = live.router.group_figures();
+        let mut clients: Vec<ClientStatus> = live
             .accounts
             .values()
             .map(|a| ClientStatus {
@@ -184,12 +245,23 @@ impl Snapshot {
                 outbox_bytes: a.bytes.held().1,
                 redelivered: load(&a.redelivered),
                 dropped_refused: load(&a.dropped_refused),
+                outbox_oldest_age: match load(&a.oldest) {
+                    0 => 0,
+                    at => now.saturating_sub(at),
+                },
+                submits: a
+                    .metrics
+                    .by_status()
+                    .into_iter()
+                    .map(|(status, n)| (status_label(status), n))
+                    .collect(),
+                latency: a.metrics.submit_latency.read(),
             })
             .collect();
         clients.sort_by(|a, b| a.system_id.cmp(&b.system_id));
         let (early_receipts, early_receipts_bytes, early_receipts_refused) = ctx.early.counts();
         Snapshot {
-            node_id: ctx.config.node_id.clone(),
+            node_id: live.config.node_id.clone(),
             correlations: ctx.store.correlations(),
             counters: Counters {
                 receipts_matched: load(&s.matched_receipts),
@@ -204,7 +276,7 @@ impl Snapshot {
             },
             upstreams,
             groups,
-            concatenations_in_progress: ctx.router.concatenations_in_progress() as u64,
+            concatenations_in_progress: live.router.concatenations_in_progress() as u64,
             clients,
             store: {
                 let (failures, reopens) = ctx.store.fault_counts();
@@ -217,6 +289,20 @@ impl Snapshot {
             },
             listener: listener(ctx),
             cluster: None,
+            config: {
+                let counts = &ctx.reloader.counts;
+                ConfigStatus {
+                    reloads: [("ok", &counts.ok), ("failed", &counts.failed)]
+                        .into_iter()
+                        .map(|(result, n)| (result.to_owned(), load(n)))
+                        .collect(),
+                    last_reload_success: load(&counts.last_ok),
+                }
+            },
+            process: ProcessStatus::read(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: env!("SMPP_PROXY_COMMIT").to_owned(),
+            commit_latency: s.commit_latency.read(),
         }
     }
 
@@ -239,223 +325,6 @@ impl Snapshot {
             }
         }
         snapshot
-    }
-
-    /// The Prometheus text exposition format (version 0.0.4).
-    pub fn prometheus(&self) -> String {
-        let c = &self.counters;
-        let totals: [(&str, &str, &str, Option<u64>); 10] = [
-            (
-                "early_receipts",
-                "gauge",
-                "Receipts held waiting for their submit's correlation.",
-                Some(c.early_receipts),
-            ),
-            (
-                "early_receipts_bytes",
-                "gauge",
-                "Bytes of the receipts held waiting for their submit's correlation.",
-                Some(c.early_receipts_bytes),
-            ),
-            (
-                "early_receipts_refused_total",
-                "counter",
-                "Receipts the SMSC was asked to send again because early_receipts_max(_bytes) was reached.",
-                Some(c.early_receipts_refused),
-            ),
-            (
-                "correlations",
-                "gauge",
-                "Submissions waiting for a final receipt.",
-                self.correlations,
-            ),
-            (
-                "receipts_matched_total",
-                "counter",
-                "Receipts matched to a submission and passed on.",
-                Some(c.receipts_matched),
-            ),
-            (
-                "receipts_unmatched_total",
-                "counter",
-                "Receipts whose id matched no submission.",
-                Some(c.receipts_unmatched),
-            ),
-            (
-                "part_receipts_suppressed_total",
-                "counter",
-                "Part receipts held back by a client's multipart_receipts.",
-                Some(c.part_receipts_suppressed),
-            ),
-            (
-                "mo_routed_total",
-                "counter",
-                "Mobile-originated messages passed on to a client.",
-                Some(c.mo_routed),
-            ),
-            (
-                "mo_unroutable_total",
-                "counter",
-                "Mobile-originated messages no route matched.",
-                Some(c.mo_unroutable),
-            ),
-            (
-                "deliveries_oversized_total",
-                "counter",
-                "Receipts and MO refused to the SMSC (ESME_RINVMSGLEN) for being longer than sessions.max_pdu_len.",
-                Some(c.deliveries_oversized),
-            ),
-        ];
-        type PerClient = fn(&ClientStatus) -> f64;
-        let per_client: [(&str, &str, &str, PerClient); 7] = [
-            (
-                "outbox_bytes",
-                "gauge",
-                "Bytes of the receipts and MO this node holds for a client.",
-                |c| c.outbox_bytes as f64,
-            ),
-            ("client_binds", "gauge", "Binds open per client account.", |c| {
-                f64::from(c.binds)
-            }),
-            (
-                "outbox_entries",
-                "gauge",
-                "Receipts and MO waiting for a client.",
-                |c| c.outbox as f64,
-            ),
-            (
-                "outbox_refused_full_total",
-                "counter",
-                "Receipts and MO refused because the client's outbox was at outbox_max.",
-                |c| c.outbox_refused_full as f64,
-            ),
-            (
-                "outbox_expired_total",
-                "counter",
-                "Receipts and MO dropped after receipt_ttl.",
-                |c| c.outbox_expired as f64,
-            ),
-            (
-                "redeliveries_total",
-                "counter",
-                "Receipts and MO a client refused or left unanswered, tried again after a backoff.",
-                |c| c.redelivered as f64,
-            ),
-            (
-                "deliveries_dropped_total",
-                "counter",
-                "Receipts and MO dropped because the client refused them for good or too often.",
-                |c| c.dropped_refused as f64,
-            ),
-        ];
-        type PerUpstream = fn(&UpstreamStatus) -> f64;
-        let per_upstream: [(&str, &str, &str, PerUpstream); 12] = [
-            (
-                "upstream_delivers_refused_total",
-                "counter",
-                "deliver_sm / data_sm answered ESME_RX_T_APPN at once: unanswered_delivers reached.",
-                |u| u.delivers_refused as f64,
-            ),
-            (
-                "upstream_sessions_bound",
-                "gauge",
-                "Upstream sessions bound now.",
-                |u| f64::from(u.sessions_bound),
-            ),
-            (
-                "upstream_inflight",
-                "gauge",
-                "Requests in flight to an upstream.",
-                |u| f64::from(u.inflight),
-            ),
-            (
-                "upstream_available",
-                "gauge",
-                "1 while an upstream is in rotation (bound, not ejected).",
-                |u| f64::from(u8::from(u.figures.state.in_rotation())),
-            ),
-            (
-                "upstream_picked_total",
-                "counter",
-                "Requests routed to an upstream.",
-                |u| u.figures.picked as f64,
-            ),
-            (
-                "upstream_acked_total",
-                "counter",
-                "Answers from an upstream other than throttles and link errors.",
-                |u| u.figures.acked as f64,
-            ),
-            (
-                "upstream_throttled_total",
-                "counter",
-                "ESME_RTHROTTLED / ESME_RMSGQFUL from an upstream.",
-                |u| u.figures.throttled as f64,
-            ),
-            (
-                "upstream_link_errors_total",
-                "counter",
-                "Response timeouts and ESME_RSYSERR from an upstream.",
-                |u| u.figures.link_errors as f64,
-            ),
-            (
-                "upstream_latency_seconds",
-                "gauge",
-                "Latency estimate of an upstream (peak EWMA).",
-                |u| u.figures.rtt_ms / 1e3,
-            ),
-            (
-                "upstream_rate",
-                "gauge",
-                "Messages per second an upstream acknowledges (smoothed).",
-                |u| u.figures.rate,
-            ),
-            (
-                "upstream_share",
-                "gauge",
-                "An upstream's share of all acknowledged traffic.",
-                |u| u.figures.share,
-            ),
-            (
-                "upstream_adaptive_limit",
-                "gauge",
-                "The rate an upstream's throttling taught (0: none).",
-                |u| u.figures.adaptive_limit.unwrap_or(0.0),
-            ),
-        ];
-        let mut out = String::with_capacity(8192);
-        for (name, kind, help, value) in totals {
-            let Some(value) = value else { continue };
-            head(&mut out, name, kind, help);
-            let _ = writeln!(out, "smpp_proxy_{name} {value}");
-        }
-        for (name, kind, help, f) in per_client {
-            head(&mut out, name, kind, help);
-            for cl in &self.clients {
-                let _ = writeln!(
-                    out,
-                    "smpp_proxy_{name}{{client=\"{}\"}} {}",
-                    escape(&cl.system_id),
-                    f(cl)
-                );
-            }
-        }
-        for (name, kind, help, f) in per_upstream {
-            head(&mut out, name, kind, help);
-            for u in &self.upstreams {
-                let _ = writeln!(
-                    out,
-                    "smpp_proxy_{name}{{upstream=\"{}\"}} {}",
-                    escape(&u.figures.name),
-                    f(u)
-                );
-            }
-        }
-        self.listener_metrics(&mut out);
-        if let Some(cluster) = &self.cluster {
-            self.cluster_metrics(&mut out, cluster);
-        }
-        out
     }
 }
 
@@ -482,146 +351,4 @@ fn listener(ctx: &Context) -> ListenerStatus {
             .map(|(why, n)| (why.to_owned(), n))
             .collect(),
     }
-}
-
-impl Snapshot {
-    fn listener_metrics(&self, out: &mut String) {
-        let l = &self.listener;
-        let plain: [(&str, &str, &str, u64); 8] = [
-            (
-                "store_up",
-                "gauge",
-                "1 while the store takes work.",
-                u64::from(self.store.state == "ok"),
-            ),
-            (
-                "store_failures_total",
-                "counter",
-                "Writes that failed at the store's file.",
-                self.store.failures,
-            ),
-            (
-                "store_reopens_total",
-                "counter",
-                "Times the store opened again after a failed write.",
-                self.store.reopens,
-            ),
-            (
-                "connections",
-                "gauge",
-                "Client connections open.",
-                u64::from(l.connections),
-            ),
-            (
-                "connections_unbound",
-                "gauge",
-                "Client connections not bound yet.",
-                u64::from(l.unbound),
-            ),
-            (
-                "bind_failures_total",
-                "counter",
-                "Binds refused for their credentials, address or TLS.",
-                l.bind_failures,
-            ),
-            (
-                "auth_bans_total",
-                "counter",
-                "Addresses banned for failed binds.",
-                l.bans,
-            ),
-            (
-                "log_lines_lost_total",
-                "counter",
-                "Log lines dropped or failed by stderr.",
-                l.log_lines_lost,
-            ),
-        ];
-        for (name, kind, help, value) in plain {
-            head(out, name, kind, help);
-            let _ = writeln!(out, "smpp_proxy_{name} {value}");
-        }
-        by_reason(
-            out,
-            "connections_refused_total",
-            "Client connections closed at accept, by limit.",
-            &l.refused,
-        );
-        by_reason(
-            out,
-            "tls_handshake_failures_total",
-            "Connections that failed at TLS before their first PDU: plaintext on the TLS listener, TLS on the plaintext one, handshakes.",
-            &l.tls_failures,
-        );
-    }
-}
-
-impl Snapshot {
-    fn cluster_metrics(&self, out: &mut String, cluster: &ClusterStatus) {
-        head(
-            out,
-            "cluster_nodes_alive",
-            "gauge",
-            "Nodes of the cluster with a heartbeat.",
-        );
-        let alive = cluster.nodes.iter().filter(|n| n.alive).count();
-        let _ = writeln!(out, "smpp_proxy_cluster_nodes_alive {alive}");
-        head(out, "cluster_store_up", "gauge", "1 while the shared store answers.");
-        let _ = writeln!(out, "smpp_proxy_cluster_store_up {}", u8::from(cluster.store_up));
-        head(
-            out,
-            "cluster_store_changes_total",
-            "counter",
-            "Times the shared store stopped or started answering.",
-        );
-        let _ = writeln!(out, "smpp_proxy_cluster_store_changes_total {}", cluster.store_changes);
-        head(
-            out,
-            "cluster_client_binds",
-            "gauge",
-            "Binds per client per node, across the cluster.",
-        );
-        for c in &cluster.clients {
-            for (node, n) in &c.binds {
-                let _ = writeln!(
-                    out,
-                    "smpp_proxy_cluster_client_binds{{client=\"{}\",node=\"{}\"}} {n}",
-                    escape(&c.system_id),
-                    escape(node)
-                );
-            }
-        }
-        head(
-            out,
-            "cluster_outbox_entries",
-            "gauge",
-            "Receipts and MO waiting for a client in the shared outbox.",
-        );
-        for c in &cluster.clients {
-            let _ = writeln!(
-                out,
-                "smpp_proxy_cluster_outbox_entries{{client=\"{}\"}} {}",
-                escape(&c.system_id),
-                c.outbox
-            );
-        }
-    }
-}
-
-/// The `# HELP` and `# TYPE` lines of metric `smpp_proxy_{name}`.
-fn head(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP smpp_proxy_{name} {help}\n# TYPE smpp_proxy_{name} {kind}");
-}
-
-/// Counter `smpp_proxy_{name}` with one line per `reason` label.
-fn by_reason(out: &mut String, name: &str, help: &str, counts: &std::collections::BTreeMap<String, u64>) {
-    head(out, name, "counter", help);
-    for (reason, n) in counts {
-        let _ = writeln!(out, "smpp_proxy_{name}{{reason=\"{reason}\"}} {n}");
-    }
-}
-
-/// A label value with `\`, `"` and newlines escaped, as the format asks.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -1,5 +1,6 @@
 //! The commands that talk to a running proxy's admin endpoint (`[listen] admin`):
-//! `smpp-proxy status` (upstreams, groups, clients and counters) and `smpp-proxy failback`.
+//! `smpp-proxy status` (upstreams, groups, clients and counters), `failback`, `upstream
+//! drain|pause|enable`, `client unbind` and `reload`.
 
 use clap::Args;
 use smpp_proxy::admin::{self, Snapshot};
@@ -20,20 +21,24 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    /// The address, and the token `[admin] token_file` holds (read only from the config).
+    /// The address, and the token `[admin] token_file` holds (read only from the config; a
+    /// file with problems elsewhere still gives them, so that `reload` can hear why it is
+    /// refused).
     fn addr(&self) -> Result<(SocketAddr, Option<String>), String> {
-        let config = Config::load(&self.config);
-        let token = config.as_ref().ok().and_then(|c| c.admin_access.token.clone());
-        if let Some(a) = self.admin {
-            return Ok((a, token));
-        }
-        match config.map(|c| c.admin) {
-            Ok(Some(a)) => Ok((a, token)),
-            Ok(None) => Err(format!(
+        let (admin, token) = match Config::load(&self.config) {
+            Ok(c) => (c.admin, c.admin_access.token),
+            Err(e) => match Config::admin_of(&self.config) {
+                (Some(admin), token) => (Some(admin), token),
+                (None, token) if self.admin.is_some() => (None, token),
+                (None, _) => return Err(e.in_file(&self.config)),
+            },
+        };
+        match self.admin.or(admin) {
+            Some(a) => Ok((a, token)),
+            None => Err(format!(
                 "{}: no [listen] admin; give --admin ADDR",
                 self.config.display()
             )),
-            Err(e) => Err(e.in_file(&self.config)),
         }
     }
 }
@@ -58,13 +63,152 @@ pub(crate) struct FailbackArgs {
 
 impl FailbackArgs {
     pub(crate) fn run(self) -> ExitCode {
+        self.endpoint.act(&format!("/groups/{}/failback", self.group))
+    }
+}
+
+/// What to do with an upstream.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum UpstreamAction {
+    /// No new traffic; answers and receipts still read (maintenance).
+    Drain,
+    /// Unbind its sessions until it is enabled.
+    Pause,
+    /// Back in rotation.
+    Enable,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpstreamArgs {
+    /// drain, pause or enable.
+    #[arg(value_enum)]
+    action: UpstreamAction,
+    /// The upstream's name.
+    name: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+impl UpstreamArgs {
+    pub(crate) fn run(self) -> ExitCode {
+        let action = match self.action {
+            UpstreamAction::Drain => "drain",
+            UpstreamAction::Pause => "pause",
+            UpstreamAction::Enable => "enable",
+        };
+        self.endpoint.act(&format!("/upstreams/{}/{action}", self.name))
+    }
+}
+
+/// What to do with a client account.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ClientAction {
+    /// Unbind every bind of it, once what each forwarded is answered.
+    Unbind,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// unbind.
+    #[arg(value_enum)]
+    action: ClientAction,
+    /// The account's system_id.
+    system_id: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+impl ClientArgs {
+    pub(crate) fn run(self) -> ExitCode {
+        let ClientAction::Unbind = self.action;
+        self.endpoint.act(&format!("/clients/{}/unbind", self.system_id))
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    /// The message id the client was given.
+    id: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// Print the JSON as served by /messages/ID.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TraceArgs {
+    pub(crate) fn run(self) -> ExitCode {
         let answer = self.endpoint.addr().and_then(|(addr, token)| {
-            let path = format!("/groups/{}/failback", self.group);
-            admin::request(addr, "POST", &path, token.as_deref()).map_err(|e| format!("{addr}: {e}"))
+            let path = format!("/messages/{}", self.id);
+            admin::request(addr, "GET", &path, token.as_deref()).map_err(|e| format!("{addr}: {e}"))
+        });
+        let text = match answer {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let v: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) if !self.json => v,
+            _ => {
+                println!("{}", text.trim());
+                return ExitCode::SUCCESS;
+            }
+        };
+        let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+        let part = v["part"].as_str().map(|p| format!(" (part {p})")).unwrap_or_default();
+        println!(
+            "message {}{part}: client {}, upstream {} (SMSC id {}), submitted {} ({}), {} -> {}",
+            s("id"),
+            s("client"),
+            s("upstream"),
+            s("smsc_id"),
+            s("submitted_at"),
+            s("submit_status"),
+            s("source"),
+            s("destination")
+        );
+        match v["receipt"].as_object() {
+            Some(r) => println!(
+                "receipt: {} (err {}) at {}, {} s after the submit",
+                r["state"].as_str().unwrap_or("-"),
+                r["err"].as_str().unwrap_or("-"),
+                r["received_at"].as_str().unwrap_or("-"),
+                r["delay_s"]
+            ),
+            None if v["receipt_requested"] == true => println!("receipt: none yet (waiting for it)"),
+            None => println!("receipt: none asked for"),
+        }
+        ExitCode::SUCCESS
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+impl ReloadArgs {
+    pub(crate) fn run(self) -> ExitCode {
+        self.endpoint.act("/reload")
+    }
+}
+
+impl Endpoint {
+    /// `POST path`; prints what the proxy says it did (its `message`, else the JSON).
+    fn act(&self, path: &str) -> ExitCode {
+        let answer = self.addr().and_then(|(addr, token)| {
+            admin::request(addr, "POST", path, token.as_deref()).map_err(|e| format!("{addr}: {e}"))
         });
         match answer {
             Ok(text) => {
-                print!("{text}");
+                let json = serde_json::from_str::<serde_json::Value>(&text).ok();
+                match json.as_ref().and_then(|v| v.get("message")).and_then(|m| m.as_str()) {
+                    Some(message) => println!("{message}"),
+                    None => println!("{}", text.trim()),
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -42,6 +42,14 @@ enum Command {
     Status(admin::StatusArgs),
     /// Move a failover group back to its first available member (for `failback = "manual"`).
     Failback(admin::FailbackArgs),
+    /// Drain, pause or enable an upstream of a running proxy: `upstream drain smsc-b`.
+    Upstream(admin::UpstreamArgs),
+    /// Unbind every bind of a client account: `client unbind shop`.
+    Client(admin::ClientArgs),
+    /// Make a running proxy read its configuration file again and apply it.
+    Reload(admin::ReloadArgs),
+    /// What happened to one message: `trace 0a1b2c...` (client, upstream, SMSC id, receipt).
+    Trace(admin::TraceArgs),
     /// Hash a client password (read on standard input) for `password_hash`.
     HashPassword(check::HashPasswordArgs),
     /// Read the durable store (while the proxy is stopped).
@@ -112,6 +120,10 @@ impl Cli {
             Command::Demo(args) => args.run(),
             Command::Status(args) => args.run(),
             Command::Failback(args) => args.run(),
+            Command::Upstream(args) => args.run(),
+            Command::Client(args) => args.run(),
+            Command::Reload(args) => args.run(),
+            Command::Trace(args) => args.run(),
             Command::Store(cmd) => cmd.run(),
             Command::HashPassword(args) => args.run(),
         }

@@ -37,29 +37,35 @@ pub(crate) async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// SIGHUP, taken over from the start (its default is to end the process, and a
-/// `systemctl reload` may come while the proxy is still starting).
+/// SIGHUP and SIGUSR1, taken over from the start (their default is to end the process, and a
+/// `systemctl reload` or a logrotate may come while the proxy is still starting).
 #[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
+type Hangup = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
 #[cfg(not(unix))]
 type Hangup = Option<()>;
 
 fn hangup() -> Hangup {
     #[cfg(unix)]
-    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::hangup())
+            .ok()
+            .zip(signal(SignalKind::user_defined1()).ok())
+    }
     #[cfg(not(unix))]
     None
 }
 
-/// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reads the TLS listener's certificate,
-/// key and client CAs again (what renewing a certificate needs; binds stay up), told to
-/// systemd as a reload.
+/// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reloads the configuration file (and the
+/// TLS listener's certificate, key and client CAs; binds of what did not change stay up), told
+/// to systemd as a reload, and opens the message trail again; a file with problems is refused
+/// whole and logged. SIGUSR1 only opens the message trail again (logrotate).
 async fn until_terminated(proxy: &Proxy, hup: Hangup, systemd: &Notifier) {
     let stop = terminated();
     tokio::pin!(stop);
     #[cfg(unix)]
     {
-        let Some(mut hup) = hup else {
+        let Some((mut hup, mut usr1)) = hup else {
             return stop.await;
         };
         loop {
@@ -67,13 +73,12 @@ async fn until_terminated(proxy: &Proxy, hup: Hangup, systemd: &Notifier) {
                 _ = &mut stop => return,
                 _ = hup.recv() => {
                     systemd.send("RELOADING=1");
-                    match proxy.reload_tls() {
-                        Ok(true) => tracing::info!("SIGHUP: TLS certificates read again (the rest of the configuration is read at start)"),
-                        Ok(false) => tracing::info!("SIGHUP: no TLS listener, nothing to read again (the configuration is read at start)"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificates not reloaded; the ones in use stay"),
-                    }
+                    proxy.reopen_trail();
+                    // Applied or refused, the reload logs what it did.
+                    let _ = proxy.reload().await;
                     systemd.send("READY=1");
                 }
+                _ = usr1.recv() => proxy.reopen_trail(),
             }
         }
     }

@@ -7,6 +7,7 @@
 use super::members::RETRY;
 use super::Cluster;
 use crate::store::StoreError;
+use crate::upstream::Mode;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -16,12 +17,18 @@ use tracing::{debug, warn};
 pub enum Control {
     /// Move this failover group back to its first available member.
     FailBack(String),
+    /// Set this upstream's mode (drain, pause, enable).
+    Mode(String, Mode),
+    /// Unbind every bind of this client.
+    Unbind(String),
 }
 
 impl Control {
     fn encode(&self) -> String {
         match self {
             Control::FailBack(group) => format!("failback {group}"),
+            Control::Mode(upstream, mode) => format!("mode {} {upstream}", mode.as_str()),
+            Control::Unbind(client) => format!("unbind {client}"),
         }
     }
 
@@ -29,6 +36,11 @@ impl Control {
         let (verb, rest) = text.split_once(' ')?;
         match verb {
             "failback" => Some(Control::FailBack(rest.to_owned())),
+            "mode" => {
+                let (mode, upstream) = rest.split_once(' ')?;
+                Some(Control::Mode(upstream.to_owned(), Mode::parse(mode)?))
+            }
+            "unbind" => Some(Control::Unbind(rest.to_owned())),
             _ => None,
         }
     }

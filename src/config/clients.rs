@@ -24,7 +24,7 @@ impl std::fmt::Debug for Credential {
 }
 
 /// One client account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     /// The account's system_id.
     pub system_id: String,

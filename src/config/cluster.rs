@@ -9,7 +9,7 @@ use std::time::Duration;
 pub use super::raw::{StoreDown, UpstreamTps};
 
 /// Where the shared store is and how to log in. Its `Debug` never shows the password.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// `redis://host:port/db` or `rediss://` (TLS); user and password may be in it.
     pub url: String,
@@ -49,7 +49,7 @@ pub fn redacted(url: &str) -> String {
 }
 
 /// How the nodes of a cluster work together.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// How often a node says it is alive; it counts as gone after five of these without.
     pub heartbeat: Duration,

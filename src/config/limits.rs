@@ -5,7 +5,7 @@ use super::Problems;
 use std::time::Duration;
 
 /// What one address, or everyone together, may hold of the proxy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     /// SMPP connections open at once, bound or not.
     pub max_connections: u32,

@@ -52,6 +52,8 @@ impl ConfigError {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file it was read from (what a reload reads again), if any.
+    pub file: Option<PathBuf>,
     /// This node's id; part of every message id the proxy hands out.
     pub node_id: String,
     /// Where SMPP clients connect.
@@ -62,6 +64,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Who may use it.
     pub admin_access: AdminConfig,
+    /// Where the message trail is appended (one JSON line per submit and receipt), if anywhere.
+    pub log_messages: Option<PathBuf>,
     /// Where durable state lives.
     pub store_path: PathBuf,
     /// Which store holds correlations and held receipts.
@@ -141,7 +145,33 @@ impl Config {
     /// (problems inside it name their keys; the caller names the file).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("cannot read it: {e}")]))?;
-        Config::from_toml(&text)
+        let mut config = Config::from_toml(&text)?;
+        config.file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The admin endpoint's address and token as `path` gives them, even when the file has
+    /// problems elsewhere: what `smpp-proxy reload` needs to ask a running proxy to read a
+    /// file that will be refused (and to hear why).
+    pub fn admin_of(path: &Path) -> (Option<SocketAddr>, Option<String>) {
+        let table = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok());
+        let Some(table) = table else {
+            return (None, None);
+        };
+        let addr = table
+            .get("listen")
+            .and_then(|l| l.get("admin"))
+            .and_then(|a| a.as_str())
+            .and_then(|a| a.parse().ok());
+        let token = table
+            .get("admin")
+            .and_then(|a| a.get("token_file"))
+            .and_then(|f| f.as_str())
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|text| text.lines().next().unwrap_or_default().to_owned());
+        (addr, token)
     }
 
     /// Parses and validates TOML text, reporting every problem found: unknown keys, values of
@@ -312,6 +342,16 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         .as_ref()
         .and_then(|a| p.address("listen.admin", a, "127.0.0.1:9090"));
     let admin_access = admin_access(&raw.admin, admin, &mut p);
+    let log_messages = raw.log.messages.clone();
+    if let Some(path) = &log_messages {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            p.add("log.messages", format!("{}: no such directory", dir.display()));
+        }
+    }
     let client_sessions = sessions(&raw.sessions, &mut p);
     let limits = limits::limits(&raw.limits, &mut p);
     let (store_redis, cluster) = cluster::cluster(&raw.store, raw.cluster.as_ref(), &mut p);
@@ -362,11 +402,13 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError(p.0));
     }
     Ok(Config {
+        file: None,
         node_id: raw.node_id,
         listen,
         listen_tls,
         admin,
         admin_access,
+        log_messages,
         store_path: raw.store.path,
         store_backend: raw.store.backend,
         store_redis,

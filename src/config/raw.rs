@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) admin: RawAdmin,
     #[serde(default)]
+    pub(super) log: RawLog,
+    #[serde(default)]
     pub(super) clients: Vec<RawClient>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
@@ -226,6 +228,14 @@ impl Default for RawLimits {
             unanswered_delivers: 1000,
         }
     }
+}
+
+/// `[log]`: what is written besides the log on stderr.
+#[derive(Debug, Deserialize, Default)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLog {
+    pub(super) messages: Option<PathBuf>,
 }
 
 /// `[admin]`: who may use the admin endpoint.
@@ -567,6 +577,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "sessions",
             "limits",
             "admin",
+            "log",
             "clients",
             "upstreams",
             "groups",
@@ -630,6 +641,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("admin", &["token_file", "max_connections"]),
+    ("log", &["messages"]),
     (
         "clients",
         &[

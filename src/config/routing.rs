@@ -12,7 +12,7 @@ use std::time::Duration;
 pub const MAX_MEMBERS: usize = 16;
 
 /// A routing group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
     /// Its name.
     pub name: String,
@@ -61,7 +61,7 @@ pub struct RouteConfig {
 }
 
 /// `[routing]`: settings shared by every group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoutingConfig {
     /// What the remaining parts of a concatenated message do when their upstream is lost.
     pub concat_failover: ConcatFailover,

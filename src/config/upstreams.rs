@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// One upstream SMSC.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// Its name in groups, logs and correlations.
     pub name: String,

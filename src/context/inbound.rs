@@ -159,13 +159,14 @@ fn final_state(receipt: &Receipt) -> bool {
 
 impl Context {
     fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>, forget: Forget, dedup: Option<String>) {
-        let Some(account) = self.accounts.get(client) else {
+        let live = self.live();
+        let Some(account) = live.accounts.get(client) else {
             if let Some(ack) = ack {
                 ack.send(CommandStatus::ESME_RX_P_APPN);
             }
             return;
         };
-        let (len, max) = (pdu.encoded_len(), self.config.client_sessions.max_pdu_len);
+        let (len, max) = (pdu.encoded_len(), live.config.client_sessions.max_pdu_len);
         if len > max {
             // Past what a client may be sent (a rewritten id can add a few octets to a PDU that
             // was at the limit): the SMSC hears why, and nothing is cut.
@@ -238,9 +239,10 @@ impl Context {
     fn suppressed_part(&self, c: &Correlation) -> bool {
         let Some((part, of)) = c.part else { return false };
         let policy = self
+            .live()
             .accounts
             .get(&*c.client)
-            .map_or(MultipartReceipts::All, |a| a.config.multipart_receipts);
+            .map_or(MultipartReceipts::All, |a| a.peek().multipart_receipts);
         match policy {
             MultipartReceipts::All => false,
             MultipartReceipts::First => part != 1,
@@ -258,6 +260,27 @@ impl Context {
         ack: Option<DeliverAck>,
     ) {
         let is_final = final_state(receipt);
+        if is_final {
+            let delay = crate::store::unix_now().saturating_sub(correlation.submitted_at);
+            upstream.load.receipt_delay.observe(delay as f64);
+        }
+        if is_final {
+            use super::delivered::{Done, Receipt};
+            let got = Receipt::new(
+                receipt.stat.as_deref(),
+                receipt.err.as_deref(),
+                crate::store::unix_now(),
+            );
+            self.delivered.remember(Done::of(&correlation, Some(got)));
+        }
+        // The trail's `stat:` and `err:` share the receipt's bytes: no copy on this path.
+        if self.trail.on() {
+            self.trail.record(crate::trail::TrailEvent::Receipt {
+                correlation: correlation.clone(),
+                state: receipt.stat.clone(),
+                err: receipt.err.clone(),
+            });
+        }
         if self.suppressed_part(&correlation) {
             // The client wants one receipt per message, not per part: this one is not it.
             self.stats.part_receipts_suppressed.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +328,7 @@ impl Context {
             text_id = %id(|r| r.text_id.as_deref()),
             "receipt matches no submission"
         );
-        match &self.config.unmatched_receipts_to {
+        match &self.live().config.unmatched_receipts_to {
             Some(client) => self.to_account(client, pdu, ack, None, None),
             None => {
                 if let Some(ack) = ack {
@@ -364,6 +387,7 @@ impl Context {
             return;
         }
         let Some(upstream) = self
+            .live()
             .sessions
             .iter()
             .find(|s| s.upstream.name == c.upstream)
@@ -449,7 +473,7 @@ impl Context {
 
 impl InboundSink for Context {
     fn max_unanswered(&self) -> usize {
-        self.config.limits.unanswered_delivers as usize
+        self.live().config.limits.unanswered_delivers as usize
     }
 
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
@@ -478,7 +502,7 @@ impl InboundSink for Context {
             Body::DataSm(b) => b.destination_addr.as_bytes(),
             _ => b"",
         };
-        match self.config.mo_client(destination) {
+        match self.live().config.mo_client(destination) {
             Some(client) => {
                 self.stats.mo_routed.fetch_add(1, Ordering::Relaxed);
                 let client = client.to_owned();

@@ -6,7 +6,10 @@
 //! The receipt and MO path lives here too (`inbound`): what an upstream session receives is
 //! matched to its client and handed to that client's account.
 
+pub mod delivered;
+pub mod history;
 mod inbound;
+pub mod reload;
 
 pub use inbound::{lookups, EarlyReceipts, Lookup};
 
@@ -18,12 +21,13 @@ use crate::ids::IdGenerator;
 use crate::routing::Router;
 use crate::store::Store;
 use crate::upstream::SessionHandle;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// Counters worth reporting.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Receipts whose id matched no submission.
     pub unmatched_receipts: AtomicU64,
@@ -37,17 +41,43 @@ pub struct Stats {
     pub part_receipts_suppressed: AtomicU64,
     /// Receipts and MO refused to the SMSC for being longer than `sessions.max_pdu_len`.
     pub oversized_deliveries: AtomicU64,
+    /// A correlation handed to the store -> durable, seconds.
+    pub commit_latency: crate::histogram::Histogram,
 }
 
-/// What the proxy's tasks share.
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            unmatched_receipts: AtomicU64::new(0),
+            matched_receipts: AtomicU64::new(0),
+            mo_routed: AtomicU64::new(0),
+            mo_unroutable: AtomicU64::new(0),
+            part_receipts_suppressed: AtomicU64::new(0),
+            oversized_deliveries: AtomicU64::new(0),
+            commit_latency: crate::histogram::Histogram::new(crate::histogram::LATENCY),
+        }
+    }
+}
+
+/// What a reload replaces, all at once: a task sees the configuration, accounts, router and
+/// sessions of one generation, never a mix.
 #[derive(Debug)]
-pub struct Context {
+pub struct Live {
     /// The configuration.
     pub config: Arc<Config>,
     /// Accounts by system_id.
     pub accounts: HashMap<String, AccountHandle>,
     /// The router over the upstream sessions.
     pub router: Router,
+    /// Every upstream session running, those being retired too (for status).
+    pub sessions: Vec<Arc<SessionHandle>>,
+}
+
+/// What the proxy's tasks share.
+#[derive(Debug)]
+pub struct Context {
+    /// Configuration, accounts, router and sessions, swapped whole by a reload.
+    pub live: ArcSwap<Live>,
     /// Correlations and outboxes.
     pub store: Arc<dyn Store>,
     /// Client message ids.
@@ -56,8 +86,6 @@ pub struct Context {
     pub next_bind_id: AtomicU64,
     /// Counters.
     pub stats: Stats,
-    /// The upstream sessions (for status).
-    pub sessions: Vec<Arc<SessionHandle>>,
     /// Receipts that came before their correlation.
     pub early: EarlyReceipts,
     /// Receipts waiting for a shared store's lookup (taken on by [`lookups`]).
@@ -68,11 +96,30 @@ pub struct Context {
     pub guard: Guard,
     /// The TLS listener's certificates, when there is one.
     pub tls: Option<Arc<crate::tls::server::ServerTls>>,
+    /// Applies reloads of the configuration.
+    pub reloader: reload::Reloader,
+    /// The last minutes of each upstream, and recent changes (the status page's).
+    pub history: history::History,
+    /// The message trail (`[log] messages`), or none.
+    pub trail: crate::trail::Trail,
+    /// The last final receipts, for `GET /messages/{id}`.
+    pub delivered: delivered::Delivered,
 }
 
 impl Context {
+    /// The generation in force now; a quick look, not to be held across an `.await` (a reload
+    /// would wait for nothing, but the caller would act on an old generation).
+    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
+
     /// Every client's system_id.
     pub fn client_ids(&self) -> Vec<String> {
-        self.config.clients.keys().cloned().collect()
+        self.live().config.clients.keys().cloned().collect()
     }
 }

@@ -13,13 +13,16 @@ use crate::admin::Snapshot;
 use crate::cluster::members::NodeInfo;
 use crate::cluster::{Cluster, JoinError};
 use crate::config::{Config, StoreBackend};
-use crate::context::{Context, EarlyReceipts, Stats};
+use crate::context::reload::{self, ReloadError, ReloadReport, Reloader};
+use crate::context::{Context, EarlyReceipts, Live, Stats};
 use crate::guard::Guard;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
 use crate::store::{DurableStore, MemoryStore, RedisStore, Store, StoreError};
 use crate::tls::server::ServerTls;
-use crate::upstream::{self, InboundSink, SessionHandle};
+use crate::trail::Trail;
+use crate::upstream::SessionHandle;
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -63,6 +66,9 @@ pub enum StartError {
     /// The TLS listener's certificate, key or a client CA could not be read.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The message trail's file could not be opened.
+    #[error("message trail: {0}")]
+    Trail(String),
 }
 
 /// The listeners, open before anything else starts (so that a taken port is reported first).
@@ -182,58 +188,66 @@ impl Proxy {
         } = listeners;
         let tls_addr = smpp_tls.as_ref().map(|(_, a, _)| *a);
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
+        let trail = match &config.log_messages {
+            Some(path) => Trail::open(path).map_err(|e| StartError::Trail(format!("{}: {e}", path.display())))?,
+            None => Trail::off(),
+        };
         let config = Arc::new(config);
         let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());
-        let sessions = upstream::build_sessions(&config.upstreams, |u| match &cluster {
-            Some(cluster) => cluster.upstream_bucket(u, &upstreams_stop),
-            None => upstream::own_bucket(u),
-        });
+        let infos: Vec<_> = config
+            .upstreams
+            .iter()
+            .map(|u| reload::upstream_info(u, cluster.as_ref(), &upstreams_stop, None))
+            .collect();
+        let sessions: Vec<_> = infos.iter().flat_map(reload::sessions_of).collect();
         let handles: Vec<Arc<SessionHandle>> = sessions.iter().map(|(h, _)| h.clone()).collect();
-        let router = Router::new(&handles, &config, rand::random());
+        let router = Router::build(&infos, &handles, &config, rand::random(), None);
         let accounts_tasks = TaskTracker::new();
         let accounts = config
             .clients
             .iter()
             .map(|(id, c)| {
-                // Validation made sure every route names a group.
-                let group = router.group(&c.route).unwrap_or_default();
-                let handle = account::spawn(c.clone(), group, store.clone(), config.cluster.poll, &accounts_tasks);
+                let handle = account::spawn(c.clone(), store.clone(), config.cluster.poll, &accounts_tasks);
                 (id.clone(), handle)
             })
             .collect();
+        let upstreams = TaskTracker::new();
+        let reloader = Reloader::new(
+            infos,
+            handles.clone(),
+            upstreams.clone(),
+            accounts_tasks.clone(),
+            upstreams_stop.clone(),
+        );
         let (lookups, lookups_rx) = tokio::sync::mpsc::channel(LOOKUPS);
         let ctx = Arc::new(Context {
             lookups,
             ids: IdGenerator::new(&config.node_id),
-            config: config.clone(),
-            accounts,
-            router,
+            live: ArcSwap::from_pointee(Live {
+                config: config.clone(),
+                accounts,
+                router,
+                sessions: handles,
+            }),
             store,
             next_bind_id: AtomicU64::new(1),
             stats: Stats::default(),
-            sessions: handles,
             early: EarlyReceipts::new(config.limits.early_receipts_max, config.limits.early_receipts_max_bytes),
             cluster,
             guard: Guard::new(&config.limits),
             tls: smpp_tls.as_ref().map(|(_, _, certs)| certs.clone()),
+            reloader,
+            history: crate::context::history::History::default(),
+            trail,
+            delivered: Default::default(),
         });
-        let upstreams = TaskTracker::new();
         upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));
         if let Some(cluster) = &ctx.cluster {
             nodes::spawn(&ctx, cluster, &upstreams, &upstreams_stop);
         }
         // Ends when the context (the channel's last sender) goes, like the accounts.
         accounts_tasks.spawn(crate::context::lookups(Arc::downgrade(&ctx), lookups_rx));
-        accounts_tasks.close();
-        let inbound: Arc<dyn InboundSink> = ctx.clone();
-        for (handle, rx) in sessions {
-            upstreams.spawn(upstream::session::run(
-                handle,
-                rx,
-                inbound.clone(),
-                upstreams_stop.clone(),
-            ));
-        }
+        ctx.reloader.start_sessions(&ctx, sessions);
         if let Some((admin, _)) = admin {
             upstreams.spawn(crate::admin::serve(ctx.clone(), admin, upstreams_stop.clone()));
             if let Some(addr) = admin_addr {
@@ -241,6 +255,7 @@ impl Proxy {
             }
         }
         upstreams.close();
+        accounts_tasks.close();
         let clients = TaskTracker::new();
         clients.spawn(crate::server::serve(ctx.clone(), listener, None, clients_stop.clone()));
         if let Some((listener, tls_addr, certs)) = smpp_tls {
@@ -277,14 +292,26 @@ impl Proxy {
         self.tls_addr
     }
 
-    /// Reads the TLS listener's certificate, key and client CAs again (SIGHUP): connections
-    /// from now on get them; those up keep theirs. On an error the old ones stay. `false`:
-    /// there is no TLS listener.
+    /// Reads the configuration file again and applies it (SIGHUP, `POST /reload`): see
+    /// [`reload`]. The TLS listener's certificate, key and client CAs are read again too
+    /// (connections from now on get them; those up keep theirs). On an error nothing changes.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.ctx.reloader.reload_file(&self.ctx).await
+    }
+
+    /// Reads the TLS listener's certificate, key and client CAs again, and nothing else:
+    /// connections from now on get them; those up keep theirs. On an error the old ones stay.
+    /// `false`: there is no TLS listener.
     pub fn reload_tls(&self) -> Result<bool, String> {
         match &self.ctx.tls {
             Some(tls) => tls.reload().map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Closes the message trail's file and opens it again (SIGHUP, SIGUSR1: after logrotate).
+    pub fn reopen_trail(&self) {
+        self.ctx.trail.reopen();
     }
 
     /// The address of the admin endpoint, when configured.
@@ -306,7 +333,7 @@ impl Proxy {
     pub async fn wait_bound(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.ctx.sessions.iter().all(|s| s.is_bound()) {
+            if self.ctx.live().sessions.iter().all(|s| s.is_bound()) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -337,19 +364,26 @@ impl Proxy {
 /// The proxy's clockwork, until `stop`: the router's tick (measurements, health, failback),
 /// receipts that waited too long for their correlation, and correlations past their TTL.
 async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
-    let wait = ctx.config.early_receipt_wait;
+    let wait = ctx.config().early_receipt_wait;
     let mut tick = tokio::time::interval(crate::routing::TICK);
     let (mut last_early, mut last_sweep) = (tokio::time::Instant::now(), tokio::time::Instant::now());
+    let mut last_sample: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        ctx.router.tick();
+        ctx.live().router.tick();
         if last_early.elapsed() >= Duration::from_millis(500).min(wait) {
             last_early = tokio::time::Instant::now();
             ctx.recheck_early().await;
             ctx.expire_early(wait);
+        }
+        if last_sample.is_none_or(|at| at.elapsed() >= crate::context::history::EVERY) {
+            last_sample = Some(tokio::time::Instant::now());
+            let live = ctx.live();
+            ctx.history
+                .record(&live.router.upstream_figures(), &live.router.group_figures());
         }
         if last_sweep.elapsed() >= CORRELATION_SWEEP {
             last_sweep = tokio::time::Instant::now();

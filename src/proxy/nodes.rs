@@ -9,6 +9,7 @@ use crate::cluster::bus::Control;
 use crate::cluster::Cluster;
 use crate::context::Context;
 use crate::messages::AccountMsg;
+use crate::routing::ModeError;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +24,7 @@ pub(super) fn spawn(ctx: &Arc<Context>, cluster: &Arc<Cluster>, tasks: &TaskTrac
     let (bells, commands) = (Arc::downgrade(ctx), Arc::downgrade(ctx));
     tasks.spawn(cluster.clone().listen(
         move |client| {
-            if let Some(account) = bells.upgrade().and_then(|ctx| ctx.accounts.get(client).cloned()) {
+            if let Some(account) = bells.upgrade().and_then(|ctx| ctx.live().accounts.get(client).cloned()) {
                 // A full mailbox has work queued already; the poll catches up.
                 let _ = account.tx.try_send(AccountMsg::Bell);
             }
@@ -31,10 +32,20 @@ pub(super) fn spawn(ctx: &Arc<Context>, cluster: &Arc<Cluster>, tasks: &TaskTrac
         move |command| {
             let Some(ctx) = commands.upgrade() else { return };
             match command {
-                Control::FailBack(group) => match ctx.router.fail_back(&group) {
+                Control::FailBack(group) => match ctx.live().router.fail_back(&group) {
                     Ok(member) => info!(group, member, "failback asked for by the cluster"),
                     Err(e) => warn!(group, error = %e, "failback asked for by the cluster: not done here"),
                 },
+                // Said to the node that was asked too: it has set the mode already.
+                Control::Mode(upstream, mode) => match ctx.live().router.set_mode(&upstream, mode) {
+                    Ok(_) | Err(ModeError::Already(..)) => {}
+                    Err(e) => warn!(upstream, error = %e, "mode asked for by the cluster: not set here"),
+                },
+                Control::Unbind(client) => {
+                    if let Some(account) = ctx.live().accounts.get(&client) {
+                        account.unbind_all();
+                    }
+                }
             }
         },
         stop.clone(),
@@ -59,16 +70,17 @@ async fn upkeep(ctx: std::sync::Weak<Context>, cluster: Arc<Cluster>, stop: Canc
         // Other nodes are judged by their heartbeats only once every live one has had time to
         // beat since the store last came back.
         let judge = health.steady(cluster.config().heartbeat_ttl());
-        let here = |client: &str| ctx.accounts.get(client).map(|a| a.here());
+        let here = |client: &str| ctx.live().accounts.get(client).map(|a| a.here());
         let Ok(binds) = cluster.upkeep_binds(&ctx.client_ids(), here, judge).await else {
             // The store's health logs it; the next round tries again.
             continue;
         };
+        let live = ctx.live.load_full();
         for (client, per_node) in &binds {
-            let Some(account) = ctx.accounts.get(client) else {
+            let Some(account) = live.accounts.get(client) else {
                 continue;
             };
-            if account.config.tps == 0 {
+            if account.peek().tps == 0 {
                 continue;
             }
             // Where the client's binds are is where its traffic comes in.
@@ -79,11 +91,12 @@ async fn upkeep(ctx: std::sync::Weak<Context>, cluster: Arc<Cluster>, stop: Canc
             } else {
                 f64::from(here) / f64::from(total)
             };
-            let rate = f64::from(account.config.tps) * share;
-            account.bucket.set_rate(rate, rate);
+            let rate = f64::from(account.peek().tps) * share;
+            account.bucket.load().set_rate(rate, rate);
         }
         if let Ok(alive) = cluster.alive().await {
-            let buckets: Vec<(u32, &crate::session::SharedBucket)> = ctx
+            let live = ctx.live();
+            let buckets: Vec<(u32, &crate::session::SharedBucket)> = live
                 .router
                 .upstream_infos()
                 .map(|info| (info.config.tps, &info.bucket))

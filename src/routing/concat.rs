@@ -72,6 +72,18 @@ impl Affinity {
         pin.at = now;
     }
 
+    /// Moves every pin to the upstream's index in a new router (`None`: the upstream is gone,
+    /// and so is the pin; the message's next part is routed afresh).
+    pub fn remap(&self, new_index: impl Fn(usize) -> Option<usize>) {
+        self.pins.retain(|_, p| match new_index(p.upstream) {
+            Some(u) => {
+                p.upstream = u;
+                true
+            }
+            None => false,
+        });
+    }
+
     /// Forgets pins past `ttl`, or past a short linger once every part was routed.
     pub fn expire(&self, now: Instant, ttl: Duration) {
         self.pins.retain(|_, p| {

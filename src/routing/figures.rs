@@ -5,7 +5,7 @@
 
 use super::{Router, Slot, Target};
 use crate::config::Strategy;
-use crate::upstream::load;
+use crate::upstream::{load, Mode};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -36,7 +36,11 @@ impl Router {
             .into_iter()
             .map(|(v, s)| {
                 let c = &s.info.load.counters;
-                let state = if v.ejected_for.is_some() {
+                let state = if s.info.mode.get() == Mode::Paused {
+                    UpstreamState::Paused
+                } else if s.info.mode.get() == Mode::Draining {
+                    UpstreamState::Draining
+                } else if v.ejected_for.is_some() {
                     UpstreamState::Ejected
                 } else if !v.available {
                     UpstreamState::Unbound
@@ -99,6 +103,10 @@ pub enum UpstreamState {
     Ejected,
     /// No session bound that can submit.
     Unbound,
+    /// Drained by the operator: bound, no new traffic.
+    Draining,
+    /// Paused by the operator: unbound.
+    Paused,
 }
 
 impl UpstreamState {
@@ -109,6 +117,8 @@ impl UpstreamState {
             UpstreamState::SlowStart => "slow-start",
             UpstreamState::Ejected => "ejected",
             UpstreamState::Unbound => "unbound",
+            UpstreamState::Draining => "draining",
+            UpstreamState::Paused => "paused",
         }
     }
 

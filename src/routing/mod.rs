@@ -30,7 +30,7 @@ use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy
 use crate::messages::Forward;
 use crate::pdu::CommandStatus;
 use crate::upstream::load::Change;
-use crate::upstream::{SessionHandle, UpstreamInfo};
+use crate::upstream::{Mode, SessionHandle, UpstreamInfo};
 use pick::{Candidate, Standing};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -61,6 +61,17 @@ pub enum FailBackError {
     /// None of the group's members can take traffic now.
     #[error("no member of {0:?} is available")]
     NoneAvailable(String),
+}
+
+/// Why an upstream's mode could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeError {
+    /// No upstream has that name.
+    #[error("no upstream is called {0:?}")]
+    NoSuchUpstream(String),
+    /// It is in that mode already.
+    #[error("{0:?} is {1} already")]
+    Already(String, &'static str),
 }
 
 /// A group member or route target.
@@ -113,7 +124,10 @@ pub struct Router {
     groups: Vec<Group>,
     names: HashMap<String, Target>,
     rules: Vec<routes::Rule>,
-    affinity: concat::Affinity,
+    /// Each client's own `route`, as a group index.
+    client_groups: HashMap<String, usize>,
+    /// Shared with the router a reload puts in this one's place.
+    affinity: Arc<concat::Affinity>,
     config: RoutingConfig,
     rng: Mutex<SmallRng>,
     /// When the last tick ran, and how many have.
@@ -123,25 +137,44 @@ pub struct Router {
 impl Router {
     /// A router over `sessions` as `config` groups and routes them; `seed` feeds its RNG.
     pub fn new(sessions: &[Arc<SessionHandle>], config: &Config, seed: u64) -> Router {
-        let mut upstreams: Vec<Slot> = Vec::new();
-        let mut names = HashMap::new();
+        let mut infos: Vec<Arc<UpstreamInfo>> = Vec::new();
         for s in sessions {
-            let i = match upstreams.iter().position(|u| Arc::ptr_eq(&u.info, &s.upstream)) {
-                Some(i) => i,
-                None => {
-                    names.insert(s.upstream.name.to_string(), Target::Upstream(upstreams.len()));
-                    upstreams.push(Slot {
-                        info: s.upstream.clone(),
-                        sessions: Vec::new(),
-                        turn: AtomicUsize::new(0),
-                    });
-                    upstreams.len() - 1
-                }
-            };
-            if s.can_submit() {
-                upstreams[i].sessions.push(s.clone());
+            if !infos.iter().any(|i| i.name == s.upstream.name) {
+                infos.push(s.upstream.clone());
             }
         }
+        Router::build(&infos, sessions, config, seed, None)
+    }
+
+    /// A router over `upstreams` (config order) and their `sessions`, as `config` groups and
+    /// routes them. A session joins its upstream by name: while a reload re-establishes an
+    /// upstream, its old and new sessions serve side by side under the new settings. `before`
+    /// is the router this one replaces: each failover group keeps its active member (by name)
+    /// and messages in progress keep their upstream.
+    pub fn build(
+        upstreams: &[Arc<UpstreamInfo>],
+        sessions: &[Arc<SessionHandle>],
+        config: &Config,
+        seed: u64,
+        before: Option<&Router>,
+    ) -> Router {
+        let mut names = HashMap::new();
+        let upstreams: Vec<Slot> = upstreams
+            .iter()
+            .enumerate()
+            .map(|(u, info)| {
+                names.insert(info.name.to_string(), Target::Upstream(u));
+                Slot {
+                    info: info.clone(),
+                    sessions: sessions
+                        .iter()
+                        .filter(|s| s.upstream.name == info.name && s.can_submit() && !s.is_retired())
+                        .cloned()
+                        .collect(),
+                    turn: AtomicUsize::new(0),
+                }
+            })
+            .collect();
         for (n, name) in config.groups.keys().enumerate() {
             names.insert(name.clone(), Target::Group(n));
         }
@@ -151,7 +184,7 @@ impl Router {
             .map(|g| Group {
                 members: g.members.iter().filter_map(|m| names.get(m).copied()).collect(),
                 caps: g.members.iter().map(|m| g.max_share.get(m).copied()).collect(),
-                active: AtomicUsize::new(0),
+                active: AtomicUsize::new(before.map_or(0, |b| b.active_member(g))),
                 next: AtomicUsize::new(0),
                 picks: g.members.iter().map(|_| AtomicU64::new(0)).collect(),
                 config: g.clone(),
@@ -173,16 +206,48 @@ impl Router {
                 })
             })
             .collect();
+        let client_groups = config
+            .clients
+            .iter()
+            .filter_map(|(id, c)| match names.get(&c.route) {
+                Some(Target::Group(g)) => Some((id.clone(), *g)),
+                _ => None,
+            })
+            .collect();
+        let affinity = match before {
+            Some(b) => {
+                let moved = |u: usize| b.upstreams.get(u).and_then(|s| names.get(&*s.info.name));
+                b.affinity.remap(|u| match moved(u) {
+                    Some(Target::Upstream(n)) => Some(*n),
+                    _ => None,
+                });
+                b.affinity.clone()
+            }
+            None => Arc::default(),
+        };
         Router {
             upstreams,
             groups,
             names,
             rules,
-            affinity: concat::Affinity::default(),
+            client_groups,
+            affinity,
             config: config.routing.clone(),
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
-            last_tick: Mutex::new((Instant::now(), 0)),
+            last_tick: Mutex::new(before.map_or((Instant::now(), 0), |b| {
+                *b.last_tick.lock().unwrap_or_else(|e| e.into_inner())
+            })),
         }
+    }
+
+    /// The member of `group` (as configured now) that this router's group of that name has
+    /// active, by name; the first when it has none or that member is gone.
+    fn active_member(&self, group: &GroupConfig) -> usize {
+        let Some(gi) = self.group(&group.name) else {
+            return 0;
+        };
+        let name = self.member_name(gi, self.groups[gi].active.load(Ordering::Acquire));
+        group.members.iter().position(|m| m == name).unwrap_or(0)
     }
 
     /// The index of the group called `name`.
@@ -193,15 +258,22 @@ impl Router {
         }
     }
 
-    /// Sends a request from `client` where the routes (else `default_group`) say, keeping the
-    /// parts of a concatenated message together. Gives it back with the status to answer when
-    /// it cannot go now: ESME_RTHROTTLED while upstreams are available but full (the client
-    /// session queues it), ESME_RSYSERR when none is available, ESME_RSUBMITFAIL for a part
-    /// whose message lost its upstream under `concat_failover = "reject"`.
-    pub fn dispatch(&self, client: &str, default_group: usize, fwd: Forward) -> Result<(), Refused> {
+    /// Sends a request from `client` where the routes (else the client's own `route`) say,
+    /// keeping the parts of a concatenated message together. Gives it back with the status to
+    /// answer when it cannot go now: ESME_RTHROTTLED while upstreams are available but full
+    /// (the client session queues it), ESME_RSYSERR when none is available (or the client is
+    /// no longer configured), ESME_RSUBMITFAIL for a part whose message lost its upstream
+    /// under `concat_failover = "reject"`.
+    pub fn dispatch(&self, client: &str, fwd: Forward) -> Result<(), Refused> {
         let now = Instant::now();
         let keys = routes::Keys::of(client, &fwd.pdu);
-        let group = routes::select(&self.rules, &keys).unwrap_or(default_group);
+        let group = match routes::select(&self.rules, &keys) {
+            Some(group) => group,
+            None => match self.client_groups.get(client) {
+                Some(&group) => group,
+                None => return Err((fwd, CommandStatus::ESME_RSYSERR)),
+            },
+        };
         let Some((key, part, total)) = concat::key_of(client, &fwd.pdu) else {
             return self.to_target(Target::Group(group), fwd, now).map(drop);
         };
@@ -374,7 +446,8 @@ impl Router {
                 let lv = slot.info.load.view(now, bound, slow_start);
                 let outstanding: u32 = slot.sessions.iter().map(|s| s.inflight()).sum();
                 View {
-                    available: lv.available,
+                    // Drained or paused by the operator: out of every pick.
+                    available: lv.available && slot.info.mode.get() == Mode::Enabled,
                     room: slot.sessions.iter().any(|s| s.free_window() > 0),
                     score: pick::score(lv.rtt, outstanding),
                     ramp: lv.ramp,
@@ -495,6 +568,26 @@ impl Router {
         if ticks.is_multiple_of(10) {
             self.affinity.expire(now, self.config.concat_ttl);
         }
+    }
+
+    /// Sets upstream `name`'s mode (drain, pause, enable); gives the one it replaced. The mode
+    /// outlives reloads that keep the upstream.
+    pub fn set_mode(&self, name: &str, mode: Mode) -> Result<Mode, ModeError> {
+        let Some(&Target::Upstream(u)) = self.names.get(name) else {
+            return Err(ModeError::NoSuchUpstream(name.to_owned()));
+        };
+        let cell = &self.upstreams[u].info.mode;
+        if cell.get() == mode {
+            return Err(ModeError::Already(name.to_owned(), mode.as_str()));
+        }
+        let was = cell.set(mode);
+        warn!(
+            upstream = name,
+            from = was.as_str(),
+            to = mode.as_str(),
+            "upstream mode set by the operator"
+        );
+        Ok(was)
     }
 
     /// Moves a failover group back to its first available member (what `failback = "manual"`

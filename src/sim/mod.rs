@@ -127,6 +127,8 @@ pub struct SimStats {
     pub throttled: AtomicU64,
     /// Submits refused by `reject`.
     pub rejected: AtomicU64,
+    /// unbind received from the ESME (answered).
+    pub unbinds: AtomicU64,
     /// unbind_resp received for the sim's own unbind.
     pub unbinds_answered: AtomicU64,
     /// Receipts and MO sent again: unanswered when a session closed, or refused for now.

@@ -319,6 +319,7 @@ impl SimSession {
                 .await
                 .is_ok(),
             Body::Unbind => {
+                self.shared.stats.unbinds.fetch_add(1, Ordering::Relaxed);
                 let _ = self
                     .conn
                     .send(&Pdu::new(Body::UnbindResp).with_sequence_number(seq))

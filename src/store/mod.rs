@@ -162,6 +162,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn fault_counts(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Each client's `outbox_max` after a reload (a shared outbox is trimmed to it where it is
+    /// kept; a node's own store holds what its accounts hand it).
+    fn set_outbox_caps(&self, _caps: std::collections::HashMap<String, usize>) {}
 }
 
 /// Outboxes shared by every node of a cluster: an entry stored by one node is fetched by any

@@ -44,14 +44,15 @@ pub enum CertRefusal {
 
 /// The listener's TLS, reloadable.
 pub struct ServerTls {
-    files: ServerFiles,
+    /// A reload may name other files (another account's CA).
+    files: RwLock<ServerFiles>,
     loaded: RwLock<Arc<Loaded>>,
 }
 
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTls")
-            .field("files", &self.files)
+            .field("files", &*self.files.read().unwrap_or_else(|e| e.into_inner()))
             .finish_non_exhaustive()
     }
 }
@@ -68,15 +69,23 @@ impl ServerTls {
     pub fn load(files: ServerFiles) -> Result<ServerTls, String> {
         let loaded = build(&files)?;
         Ok(ServerTls {
-            files,
+            files: RwLock::new(files),
             loaded: RwLock::new(Arc::new(loaded)),
         })
     }
 
     /// Reads the files again. On an error the certificate in use stays.
     pub fn reload(&self) -> Result<(), String> {
-        let fresh = Arc::new(build(&self.files)?);
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner()).clone();
+        self.reload_from(files)
+    }
+
+    /// Reads `files` (a reloaded configuration's) and serves them from now on. On an error the
+    /// certificate and files in use stay.
+    pub fn reload_from(&self, files: ServerFiles) -> Result<(), String> {
+        let fresh = Arc::new(build(&files)?);
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) = files;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! and advances it every tick (`Load::tick`). One small mutex per upstream, never held across
 //! an await, guards what must change together; counters for status are plain atomics.
 
+use crate::histogram::Histogram;
 use crate::pdu::CommandStatus;
 use crate::session::TokenBucket;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +54,10 @@ pub struct LoadCounters {
     pub throttled: AtomicU64,
     /// Response timeouts and ESME_RSYSERR answers.
     pub link_errors: AtomicU64,
+    /// Bound sessions lost other than by the proxy's choice (closed, unbound or dead).
+    pub sessions_lost: AtomicU64,
+    /// Connects or binds that failed.
+    pub connect_failures: AtomicU64,
 }
 
 /// How an upstream's health changed in a tick (for the log).
@@ -99,6 +104,10 @@ pub struct Load {
     inner: Mutex<Inner>,
     /// Counters since start.
     pub counters: LoadCounters,
+    /// Submit written -> response read, seconds.
+    pub submit_latency: Histogram,
+    /// Submit -> its final receipt, seconds.
+    pub receipt_delay: Histogram,
 }
 
 #[derive(Debug)]
@@ -147,6 +156,8 @@ impl Load {
                 returned: false,
             }),
             counters: LoadCounters::default(),
+            submit_latency: Histogram::new(crate::histogram::LATENCY),
+            receipt_delay: Histogram::new(crate::histogram::DELAY),
         }
     }
 

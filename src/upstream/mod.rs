@@ -7,6 +7,11 @@
 //! the router reads its [`SessionHandle`] (bound? how much window free?) and its upstream's
 //! [`Load`] to choose. Receipts and MO it receives go to an [`InboundSink`] (the proxy's
 //! receipt path).
+//!
+//! An upstream's [`Mode`] is the operator's (admin API): drained, it takes no new traffic but
+//! stays bound for answers and receipts; paused, its sessions unbind until it is enabled.
+//! A session is retired (a reload removed or changed its upstream) through its own token: it
+//! takes nothing new, waits for its answers, unbinds and ends.
 
 pub mod load;
 pub mod session;
@@ -17,10 +22,11 @@ use crate::pdu::CommandStatus;
 use crate::pdu::Pdu;
 use crate::session::{SharedBucket, TokenBucket};
 use load::Load;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 /// What every session of one upstream shares.
 #[derive(Debug)]
@@ -31,8 +37,103 @@ pub struct UpstreamInfo {
     pub config: UpstreamConfig,
     /// Its tps cap, across its sessions.
     pub bucket: SharedBucket,
-    /// What its traffic measures (latency, rate, throttles, errors), for the router.
-    pub load: Load,
+    /// What its traffic measures (latency, rate, throttles, errors), for the router; carried
+    /// over when a reload changes the upstream.
+    pub load: Arc<Load>,
+    /// What the operator set (drain, pause); carried over when a reload changes the upstream.
+    pub mode: Arc<ModeCell>,
+    /// Cancelled once this version of the upstream is gone (removed or changed by a reload):
+    /// ends what serves its bucket.
+    pub retired: CancellationToken,
+}
+
+impl UpstreamInfo {
+    /// An upstream as `config` says, taking from `bucket`; `before` is the version a reload
+    /// replaces (its measurements and mode carry over).
+    pub fn new(
+        config: UpstreamConfig,
+        bucket: SharedBucket,
+        retired: CancellationToken,
+        before: Option<&UpstreamInfo>,
+    ) -> Arc<UpstreamInfo> {
+        Arc::new(UpstreamInfo {
+            name: Arc::from(config.name.as_str()),
+            config,
+            bucket,
+            load: before.map_or_else(|| Arc::new(Load::new(Instant::now())), |b| b.load.clone()),
+            mode: before.map_or_else(|| Arc::new(ModeCell::default()), |b| b.mode.clone()),
+            retired,
+        })
+    }
+}
+
+/// What an operator set for an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// In rotation (the usual).
+    #[default]
+    Enabled,
+    /// No new traffic; bound, answers and receipts still read.
+    Draining,
+    /// Unbound until enabled.
+    Paused,
+}
+
+impl Mode {
+    /// As `/status` and the admin API say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enabled => "enabled",
+            Mode::Draining => "draining",
+            Mode::Paused => "paused",
+        }
+    }
+
+    /// From [`Mode::as_str`]'s words.
+    pub fn parse(word: &str) -> Option<Mode> {
+        [Mode::Enabled, Mode::Draining, Mode::Paused]
+            .into_iter()
+            .find(|m| m.as_str() == word)
+    }
+}
+
+/// An upstream's [`Mode`]: read by the router on every pick (an atomic), watched by its
+/// sessions (a pause unbinds them, an enable binds them again).
+#[derive(Debug)]
+pub struct ModeCell {
+    now: AtomicU8,
+    tx: watch::Sender<Mode>,
+}
+
+impl Default for ModeCell {
+    fn default() -> ModeCell {
+        ModeCell {
+            now: AtomicU8::new(Mode::Enabled as u8),
+            tx: watch::Sender::new(Mode::Enabled),
+        }
+    }
+}
+
+impl ModeCell {
+    /// The mode now.
+    pub fn get(&self) -> Mode {
+        match self.now.load(Ordering::Acquire) {
+            1 => Mode::Draining,
+            2 => Mode::Paused,
+            _ => Mode::Enabled,
+        }
+    }
+
+    /// Sets it; gives the one it replaced.
+    pub fn set(&self, mode: Mode) -> Mode {
+        self.now.store(mode as u8, Ordering::Release);
+        self.tx.send_replace(mode)
+    }
+
+    /// Told of every change.
+    pub fn subscribe(&self) -> watch::Receiver<Mode> {
+        self.tx.subscribe()
+    }
 }
 
 /// Where receipts and MO from upstreams go.
@@ -74,6 +175,10 @@ pub struct SessionHandle {
     pub refused_delivers: AtomicU64,
     /// Why its last connect or bind failed, until it binds (what `/status` shows).
     last_error: std::sync::Mutex<Option<String>>,
+    /// Cancelled to retire it: nothing new, answers awaited, unbind, end.
+    pub retire: CancellationToken,
+    /// Cancelled when its task has ended.
+    pub ended: CancellationToken,
 }
 
 /// A request handed to a session task, and the guard that counts it.
@@ -103,6 +208,7 @@ impl InFlight {
     /// Answered with `status`, `rtt` after it was written.
     pub fn answered(self, status: CommandStatus, rtt: Duration, now: Instant) {
         self.0.upstream.load.on_answer(status, rtt, now);
+        self.0.upstream.load.submit_latency.observe_duration(rtt);
     }
 
     /// Unanswered for the response timeout.
@@ -121,6 +227,11 @@ impl SessionHandle {
     /// May carry submits (transmitter or transceiver).
     pub fn can_submit(&self) -> bool {
         self.kind != SessionKind::Receiver
+    }
+
+    /// Being retired (or ended).
+    pub fn is_retired(&self) -> bool {
+        self.retire.is_cancelled()
     }
 
     /// Bound right now.
@@ -170,42 +281,50 @@ pub fn own_bucket(config: &UpstreamConfig) -> SharedBucket {
     SharedBucket::new(TokenBucket::smooth(config.tps, Instant::now()))
 }
 
+/// The handle and request channel of each bind the `index`th configured session of `info`
+/// makes (one, or a transmitter and a receiver for `pair`).
+pub fn sessions_at(info: &Arc<UpstreamInfo>, index: usize) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Request>)> {
+    let kinds: &[SessionKind] = match info.config.bind {
+        BindMode::Transmitter => &[SessionKind::Transmitter],
+        BindMode::Receiver => &[SessionKind::Receiver],
+        BindMode::Transceiver => &[SessionKind::Transceiver],
+        BindMode::Pair => &[SessionKind::Transmitter, SessionKind::Receiver],
+    };
+    kinds
+        .iter()
+        .map(|&kind| {
+            let (tx, rx) = mpsc::channel(info.config.window.max(1) as usize);
+            let handle = Arc::new(SessionHandle {
+                upstream: info.clone(),
+                index,
+                kind,
+                tx,
+                bound: AtomicBool::new(false),
+                inflight: AtomicU32::new(0),
+                refused_delivers: AtomicU64::new(0),
+                last_error: std::sync::Mutex::new(None),
+                retire: CancellationToken::new(),
+                ended: CancellationToken::new(),
+            });
+            (handle, rx)
+        })
+        .collect()
+}
+
 /// Creates the handles and request channels for every configured upstream session, each
 /// upstream with the bucket `bucket` gives it for its `tps` (this node's own, or shared by a
-/// cluster). `pair` binds become a transmitter and a receiver handle.
+/// cluster; it serves until the upstream's `retired` token). `pair` binds become a
+/// transmitter and a receiver handle.
 pub fn build_sessions(
     upstreams: &[UpstreamConfig],
-    bucket: impl Fn(&UpstreamConfig) -> SharedBucket,
+    bucket: impl Fn(&UpstreamConfig, &CancellationToken) -> SharedBucket,
 ) -> Vec<(Arc<SessionHandle>, mpsc::Receiver<Request>)> {
     let mut out = Vec::new();
     for config in upstreams {
-        let info = Arc::new(UpstreamInfo {
-            name: Arc::from(config.name.as_str()),
-            config: config.clone(),
-            bucket: bucket(config),
-            load: Load::new(Instant::now()),
-        });
-        let kinds: &[SessionKind] = match config.bind {
-            BindMode::Transmitter => &[SessionKind::Transmitter],
-            BindMode::Receiver => &[SessionKind::Receiver],
-            BindMode::Transceiver => &[SessionKind::Transceiver],
-            BindMode::Pair => &[SessionKind::Transmitter, SessionKind::Receiver],
-        };
+        let retired = CancellationToken::new();
+        let info = UpstreamInfo::new(config.clone(), bucket(config, &retired), retired, None);
         for n in 0..config.sessions as usize {
-            for &kind in kinds {
-                let (tx, rx) = mpsc::channel(config.window.max(1) as usize);
-                let handle = Arc::new(SessionHandle {
-                    upstream: info.clone(),
-                    index: n,
-                    kind,
-                    tx,
-                    bound: AtomicBool::new(false),
-                    inflight: AtomicU32::new(0),
-                    refused_delivers: AtomicU64::new(0),
-                    last_error: std::sync::Mutex::new(None),
-                });
-                out.push((handle, rx));
-            }
+            out.extend(sessions_at(&info, n));
         }
     }
     out

@@ -11,8 +11,13 @@
 //! so nothing is duplicated. ESME_RTHROTTLED / ESME_RMSGQFUL from the SMSC send the request
 //! back to be routed again; the upstream's [`Load`](crate::upstream::load::Load) hears of it
 //! (and of every answer's latency, and of timeouts) and the router adapts its rate.
+//!
+//! Retired (a reload) or paused (the operator), a bound session closes gently: what reaches
+//! it goes back to be routed elsewhere, answers to what it wrote and receipts are still read
+//! (for at most `response_timeout`), then it unbinds. Retired, it ends; paused, it waits to be
+//! enabled and binds again at once.
 
-use super::{InboundSink, Request, SessionHandle, SessionKind};
+use super::{InboundSink, Mode, Request, SessionHandle, SessionKind};
 use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, UpstreamEvent};
 use crate::pdu::body::Bind;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
@@ -27,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +48,10 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 enum End {
     Shutdown,
+    /// Retired by a reload: drained and unbound.
+    Retired,
+    /// Paused by the operator: drained and unbound.
+    Paused,
     Closed,
     Unbound,
     Dead(&'static str),
@@ -53,6 +62,8 @@ impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             End::Shutdown => f.write_str("shutdown"),
+            End::Retired => f.write_str("retired by a reload"),
+            End::Paused => f.write_str("paused"),
             End::Closed => f.write_str("closed by the SMSC"),
             End::Unbound => f.write_str("unbound by the SMSC"),
             End::Dead(why) => write!(f, "dead: {why}"),
@@ -91,66 +102,147 @@ fn tell_failed(fwd: Forward, status: CommandStatus) {
     let _ = fwd.reply.try_send(ClientEvent::Answer(outcome));
 }
 
-/// Runs the session until `shutdown` is cancelled.
+/// Runs the session until `shutdown` is cancelled or it is retired.
 pub async fn run(
     handle: Arc<SessionHandle>,
     mut rx: mpsc::Receiver<Request>,
     inbound: Arc<dyn InboundSink>,
     shutdown: CancellationToken,
 ) {
+    let _ended = handle.ended.clone().drop_guard();
     let mut rng = SmallRng::from_entropy();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut mode = handle.upstream.mode.subscribe();
     let name = handle.upstream.name.clone();
     let index = handle.index;
-    'outer: loop {
-        if shutdown.is_cancelled() {
+    let stop = Stop {
+        shutdown: &shutdown,
+        retire: &handle.retire,
+    };
+    loop {
+        if stop.now() {
             break;
         }
-        match connect_and_bind(&handle).await {
+        if *mode.borrow_and_update() == Mode::Paused {
+            if idle(&mut rx, None, &mut mode, &stop).await {
+                continue;
+            }
+            break;
+        }
+        let connected = tokio::select! {
+            connected = connect_and_bind(&handle) => connected,
+            _ = stop.wait() => break,
+        };
+        match connected {
             Ok(conn) => {
                 let since = Instant::now();
                 handle.set_last_error(None);
                 handle.set_bound(true);
                 info!(upstream = %name, session = index, kind = ?handle.kind, "bound");
-                let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &shutdown).await;
+                let end = Bound::new(&handle, conn, &inbound).run(&mut rx, &stop, &mut mode).await;
                 handle.set_bound(false);
-                // Whatever the router saw of it, this upstream has now failed once.
-                handle.upstream.load.lost();
                 match &end {
-                    End::Shutdown => {
-                        info!(upstream = %name, session = index, "unbound for shutdown")
+                    End::Shutdown | End::Retired | End::Paused => {
+                        info!(upstream = %name, session = index, reason = %end, "unbound");
+                        if matches!(end, End::Paused) {
+                            continue;
+                        }
+                        break;
                     }
                     other => {
+                        // Whatever the router saw of it, this upstream has now failed once.
+                        handle.upstream.load.lost();
+                        handle
+                            .upstream
+                            .load
+                            .counters
+                            .sessions_lost
+                            .fetch_add(1, Ordering::Relaxed);
                         warn!(upstream = %name, session = index, reason = %other, "session lost")
                     }
                 }
                 if since.elapsed() >= HEALTHY_AFTER {
                     backoff.reset();
                 }
-                if matches!(end, End::Shutdown) {
-                    break;
-                }
             }
             Err(e) => {
+                handle
+                    .upstream
+                    .load
+                    .counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 warn!(upstream = %name, session = index, error = %e, "connect/bind failed");
                 handle.set_last_error(Some(e));
             }
         }
         let delay = backoff.next_delay(&mut rng);
         debug!(upstream = %name, session = index, ?delay, "reconnecting after");
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => break,
-                Some(request) = rx.recv() => bounce(request),
-                _ = shutdown.cancelled() => break 'outer,
-            }
+        if !idle(&mut rx, Some(delay), &mut mode, &stop).await {
+            break;
         }
     }
     rx.close();
     while let Some(request) = rx.recv().await {
         bounce(request);
+    }
+}
+
+/// Resolves once the upstream is paused (never, if the mode can no longer change).
+async fn until_paused(mode: &mut watch::Receiver<Mode>) {
+    loop {
+        if mode.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if *mode.borrow_and_update() == Mode::Paused {
+            return;
+        }
+    }
+}
+
+/// What ends a session: the proxy's shutdown, or its own retirement.
+struct Stop<'a> {
+    shutdown: &'a CancellationToken,
+    retire: &'a CancellationToken,
+}
+
+impl Stop<'_> {
+    fn now(&self) -> bool {
+        self.shutdown.is_cancelled() || self.retire.is_cancelled()
+    }
+
+    async fn wait(&self) {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = self.retire.cancelled() => {}
+        }
+    }
+}
+
+/// Waits unbound, sending what reaches the session back to be routed elsewhere: for `delay`,
+/// or (`None`) until the upstream is no longer paused. `false`: the session must end.
+async fn idle(
+    rx: &mut mpsc::Receiver<Request>,
+    delay: Option<Duration>,
+    mode: &mut watch::Receiver<Mode>,
+    stop: &Stop<'_>,
+) -> bool {
+    let sleep = tokio::time::sleep(delay.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return true,
+            Some(request) = rx.recv() => bounce(request),
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+                if delay.is_none() && *mode.borrow_and_update() != Mode::Paused {
+                    return true;
+                }
+            }
+            _ = stop.wait() => return false,
+        }
     }
 }
 
@@ -264,8 +356,8 @@ impl<'a> Bound<'a> {
         }
     }
 
-    async fn run(mut self, rx: &mut mpsc::Receiver<Request>, shutdown: &CancellationToken) -> End {
-        let end = self.serve(rx, shutdown).await;
+    async fn run(mut self, rx: &mut mpsc::Receiver<Request>, stop: &Stop<'_>, mode: &mut watch::Receiver<Mode>) -> End {
+        let end = self.serve(rx, stop, mode).await;
         // Written and unanswered: fail (a re-send could duplicate). Queued: route again.
         for (_, w) in self.inflight.drain() {
             fail(w.request, CommandStatus::ESME_RSYSERR);
@@ -280,14 +372,40 @@ impl<'a> Bound<'a> {
         end
     }
 
-    async fn serve(&mut self, rx: &mut mpsc::Receiver<Request>, shutdown: &CancellationToken) -> End {
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        stop: &Stop<'_>,
+        mode: &mut watch::Receiver<Mode>,
+    ) -> End {
         let config = &self.handle.upstream.config;
         let mut tick = tokio::time::interval(Duration::from_millis(250).min(config.enquire_link));
+        // Retired or paused: how it ends, and by when its answers must be in.
+        let mut closing: Option<(End, tokio::time::Instant)> = None;
+        let closing_at = || tokio::time::Instant::now() + config.response_timeout;
+        // Made once and polled in place: futures made anew on every turn of the loop would
+        // register with their token or watch every time.
+        let (shutdown, retired, paused) = (stop.shutdown.cancelled(), stop.retire.cancelled(), until_paused(mode));
+        tokio::pin!(shutdown, retired, paused);
         loop {
+            if let Some((_, by)) = &closing {
+                if self.inflight.is_empty() || tokio::time::Instant::now() >= *by {
+                    self.unbind().await;
+                    return closing.map_or(End::Shutdown, |(end, _)| end);
+                }
+            }
             let result = tokio::select! {
-                _ = shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     self.unbind().await;
                     return End::Shutdown;
+                }
+                _ = &mut retired, if closing.is_none() => {
+                    closing = Some((End::Retired, closing_at()));
+                    Ok(None)
+                }
+                _ = &mut paused, if closing.is_none() => {
+                    closing = Some((End::Paused, closing_at()));
+                    Ok(None)
                 }
                 item = self.conn.next() => match item {
                     None => return End::Closed,
@@ -310,7 +428,13 @@ impl<'a> Bound<'a> {
                         self.incoming(pdu).await
                     }
                 },
-                Some(request) = rx.recv() => self.write_requests(request, rx).await.map(|_| None),
+                Some(request) = rx.recv() => match closing {
+                    None => self.write_requests(request, rx).await.map(|_| None),
+                    Some(_) => {
+                        bounce(request);
+                        Ok(None)
+                    }
+                },
                 Some(event) = self.events_rx.recv() => self.write_events(event).await.map(|_| None),
                 _ = tick.tick() => self.on_tick().await,
             };
@@ -467,6 +591,7 @@ impl<'a> Bound<'a> {
             id_match: upstream.config.id_match,
             request,
             resp,
+            received: fwd.received,
         }));
     }
 

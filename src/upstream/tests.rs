@@ -33,7 +33,7 @@ fn config(addr: SocketAddr, response_timeout: &str) -> UpstreamConfig {
 
 /// One session to `addr`, running until the token is cancelled.
 fn session(addr: SocketAddr, response_timeout: &str) -> (Arc<SessionHandle>, CancellationToken) {
-    let (handle, rx) = build_sessions(&[config(addr, response_timeout)], own_bucket).remove(0);
+    let (handle, rx) = build_sessions(&[config(addr, response_timeout)], |u, _| own_bucket(u)).remove(0);
     let stop = CancellationToken::new();
     tokio::spawn(session::run(handle.clone(), rx, Arc::new(NoInbound), stop.clone()));
     (handle, stop)
@@ -61,6 +61,7 @@ async fn offer_all(handle: &Arc<SessionHandle>, n: u32) -> (Vec<Outcome>, mpsc::
             pdu: submit(k),
             reply: reply.clone(),
             attempt: 0,
+            received: std::time::Instant::now(),
         };
         assert!(handle.offer(fwd).is_ok(), "the session took request {k}");
     }
@@ -122,6 +123,7 @@ async fn timed_out_requests_fail_and_leave_nothing_in_flight() {
             pdu: submit(k),
             reply: reply.clone(),
             attempt: 0,
+            received: std::time::Instant::now(),
         };
         handle.offer(fwd).unwrap();
     }
@@ -178,13 +180,14 @@ async fn requests_never_written_leave_nothing_in_flight() {
 
     // A session whose task is gone: the channel takes a window's worth, refuses the next (given
     // back, not counted), and the count falls to zero when the channel goes.
-    let (handle, rx) = build_sessions(&[config(closed, "5s")], own_bucket).remove(0);
+    let (handle, rx) = build_sessions(&[config(closed, "5s")], |u, _| own_bucket(u)).remove(0);
     let (reply, _events) = mpsc::channel(64);
     let offer = |k| {
         handle.offer(Forward {
             pdu: submit(k),
             reply: reply.clone(),
             attempt: 0,
+            received: std::time::Instant::now(),
         })
     };
     for k in 1..=20 {

@@ -228,15 +228,22 @@ pub async fn bind_shop(addr: std::net::SocketAddr, kind: smpp_proxy::pdu::Comman
         .unwrap_or_else(|e| panic!("shop did not bind to {addr}: {e}"))
 }
 
-/// Submits `n` messages asking for receipts, `window` at a time; returns the ids given.
-pub async fn submit_all(esme: &mut smpp_proxy::esme::Esme, n: usize, window: usize) -> Vec<String> {
+/// Submits `n` messages to `destination` (asking for receipts or not), `window` at a time;
+/// every submit_sm_resp, in the order they came.
+pub async fn submit_window(
+    esme: &mut smpp_proxy::esme::Esme,
+    n: usize,
+    window: usize,
+    destination: &str,
+    receipt: bool,
+) -> Vec<smpp_proxy::pdu::Pdu> {
     use smpp_proxy::esme::submit_sm;
-    use smpp_proxy::pdu::{CommandId, CommandStatus};
-    let mut ids = Vec::new();
+    use smpp_proxy::pdu::CommandId;
+    let mut answers = Vec::new();
     let mut sent = 0;
-    while ids.len() < n {
-        while sent < n && sent - ids.len() < window {
-            esme.feed(submit_sm("4477", "447700900123", format!("m{sent}").as_bytes(), true))
+    while answers.len() < n {
+        while sent < n && sent - answers.len() < window {
+            esme.feed(submit_sm("4477", destination, format!("m{sent}").as_bytes(), receipt))
                 .await
                 .unwrap();
             sent += 1;
@@ -244,10 +251,22 @@ pub async fn submit_all(esme: &mut smpp_proxy::esme::Esme, n: usize, window: usi
         esme.flush().await.unwrap();
         let resp = esme.recv(T).await.unwrap();
         assert_eq!(resp.command_id(), CommandId::SUBMIT_SM_RESP);
-        assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
-        ids.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+        answers.push(resp);
     }
-    ids
+    answers
+}
+
+/// Submits `n` messages asking for receipts, `window` at a time; returns the ids given.
+pub async fn submit_all(esme: &mut smpp_proxy::esme::Esme, n: usize, window: usize) -> Vec<String> {
+    use smpp_proxy::pdu::CommandStatus;
+    submit_window(esme, n, window, "447700900123", true)
+        .await
+        .into_iter()
+        .map(|resp| {
+            assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+            resp.message_id().unwrap().as_str().unwrap().to_owned()
+        })
+        .collect()
 }
 
 /// The id in a receipt's text.

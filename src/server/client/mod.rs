@@ -25,7 +25,9 @@ use crate::tls::server::CertRefusal;
 use futures_util::{SinkExt, StreamExt};
 use requests::{Committing, Mapped};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,6 +175,10 @@ struct Client {
     now: Instant,
     /// Shutting down: new requests are refused, answers still flow until the unbind.
     draining: Option<Instant>,
+    /// Bound: resolves when the bind is to be unbound (the operator asked, or a reload removed
+    /// the account). Made once at the bind and polled in place: a future made anew on every
+    /// turn of the session's loop would register with the account's watch every time.
+    kicked: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 /// Serves one connection until it closes or the proxy shuts down; it must bind by
@@ -185,7 +191,7 @@ pub async fn run(
     admitted: Admitted,
     shutdown: CancellationToken,
 ) {
-    let codec = SmppCodec::with_max_len(ctx.config.client_sessions.max_pdu_len);
+    let codec = SmppCodec::with_max_len(ctx.live().config.client_sessions.max_pdu_len);
     let now = Instant::now();
     let mut client = Client {
         ctx,
@@ -203,6 +209,7 @@ pub async fn run(
         keep_alive: KeepAlive::new(now),
         now,
         draining: None,
+        kicked: None,
     };
     let close = client.serve(shutdown).await;
     debug!(peer = %peer, client = client.system_id(), reason = %close, "client connection closed");
@@ -210,6 +217,14 @@ pub async fn run(
     // What is written goes out, and a TLS client gets its close_notify (a bare close looks
     // like a truncation attack to it); a peer that does not read gets a second at most.
     let _ = tokio::time::timeout(CLOSE_WAIT, client.conn.close()).await;
+}
+
+/// Resolves when a bound session is to be unbound; never, when not bound.
+async fn kicked(kicked: &mut Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>) {
+    match kicked {
+        Some(kick) => kick.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next event of a bound session; never, when not bound.
@@ -222,7 +237,7 @@ async fn next_event(phase: &mut Phase) -> Option<ClientEvent> {
 
 impl Client {
     fn system_id(&self) -> &str {
-        self.phase.bound().map_or("-", |b| b.account.config.system_id.as_str())
+        self.phase.bound().map_or("-", |b| &*b.account.system_id)
     }
 
     /// Whether `e` is what a TLS ClientHello looks like to a plaintext session: the first
@@ -247,9 +262,16 @@ impl Client {
 
     async fn serve(&mut self, shutdown: CancellationToken) -> Close {
         let mut tick = tokio::time::interval(TICK);
+        // Made once (registering with the token once), polled on every turn.
+        let stopping = shutdown.cancelled();
+        tokio::pin!(stopping);
         loop {
             let flow = tokio::select! {
-                _ = shutdown.cancelled(), if self.draining.is_none() => self.on_shutdown(),
+                _ = &mut stopping, if self.draining.is_none() => self.on_shutdown(),
+                _ = kicked(&mut self.kicked), if self.draining.is_none() => {
+                    info!(peer = %self.peer, client = self.system_id(), "unbinding: asked for, or the account was removed");
+                    self.on_shutdown()
+                }
                 item = self.conn.next() => match item {
                     None => Err(Close::ClosedByClient),
                     Some(Err(e)) if self.tls_hello(&e) => {
@@ -316,7 +338,7 @@ impl Client {
     async fn on_tick(&mut self) -> Flow {
         let now = Instant::now();
         self.now = now;
-        let timers = &self.ctx.config.client_sessions;
+        let timers = &self.ctx.live().config.client_sessions;
         if let Phase::Open { bind_deadline } = self.phase {
             if now >= bind_deadline {
                 static NO_BIND: Limiter = Limiter::new(5);
@@ -339,7 +361,7 @@ impl Client {
             }
         }
         if self.phase.bound().is_some() {
-            let timers = &self.ctx.config.client_sessions;
+            let timers = &self.ctx.live().config.client_sessions;
             match self.keep_alive.check(now, timers.enquire_link, timers.response_timeout) {
                 KeepAliveAction::Dead => return Err(Close::KeepAliveDead),
                 KeepAliveAction::SendEnquireLink => {
@@ -410,11 +432,15 @@ impl Client {
         let receives = pdu.command_id() != CommandId::BIND_TRANSMITTER;
         let ip = self.peer.ip();
         let now = Instant::now();
-        let account = self.ctx.accounts.get(&system_id);
+        let account = self.ctx.live().accounts.get(&system_id).cloned();
+        // Watched from before the account is checked again: a reload that removes it
+        // afterwards unbinds this bind too; one that removed it before is seen here.
+        let kicks = account.as_ref().map(AccountHandle::kicks);
+        let account = account.filter(|_| self.ctx.live().accounts.contains_key(&system_id));
         let checked = match self.ctx.guard.auth.banned(ip, now) {
             Some(_) => Err(Denied::Banned),
             None => {
-                let config = account.map(|a| a.config.clone());
+                let config = account.as_ref().map(|a| a.config());
                 let checked = self.check_credentials(config.clone(), ip, b.password.as_bytes()).await;
                 checked.and_then(|()| config.map_or(Ok(()), |c| self.check_tls(&c)))
             }
@@ -438,14 +464,14 @@ impl Client {
         let Some(a) = account else {
             return Err(Close::BindRefused);
         };
-        let status = if a.binds.fetch_add(1, Ordering::AcqRel) >= a.config.max_binds {
+        let status = if a.binds.fetch_add(1, Ordering::AcqRel) >= a.peek().max_binds {
             a.binds.fetch_sub(1, Ordering::AcqRel);
             CommandStatus::ESME_RBINDFAIL
         } else {
             if receives {
                 a.receivers.fetch_add(1, Ordering::AcqRel);
             }
-            let status = self.cluster_bind(a).await;
+            let status = self.cluster_bind(&a).await;
             if !status.is_ok() {
                 a.binds.fetch_sub(1, Ordering::AcqRel);
                 if receives {
@@ -459,13 +485,16 @@ impl Client {
             self.reply(&pdu, status).await?;
             return Err(Close::BindRefused);
         }
-        let account = self.ctx.accounts[&system_id].clone();
+        let account = a;
         let mode = match pdu.command_id() {
             CommandId::BIND_TRANSMITTER => SessionState::BoundTx,
             CommandId::BIND_RECEIVER => SessionState::BoundRx,
             _ => SessionState::BoundTrx,
         };
-        let capacity = (account.config.window as usize) * 2 + account.config.deliver_window as usize + 64;
+        let capacity = {
+            let c = account.peek();
+            (c.window as usize) * 2 + c.deliver_window as usize + 64
+        };
         let (events_tx, events_rx) = mpsc::channel(capacity);
         let bind_id = self.ctx.next_bind_id.fetch_add(1, Ordering::Relaxed);
         if mode.can_receive() {
@@ -484,6 +513,14 @@ impl Client {
             bind_id,
             events_tx,
             events_rx,
+        });
+        self.kicked = kicks.map(|mut kicks| {
+            let kick: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(async move {
+                if kicks.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            });
+            kick
         });
         let body = BindResp {
             system_id: COctetString::from_static("smpp-proxy"),
@@ -531,7 +568,7 @@ impl Client {
         let hashed = |c: &ClientConfig| matches!(c.password, Credential::Hash(_));
         let slow = match &account {
             Some(a) => hashed(a),
-            None => self.ctx.config.clients.values().any(hashed),
+            None => self.ctx.live().config.clients.values().any(hashed),
         };
         if !slow {
             return auth::check(account.as_deref(), ip, password);
@@ -580,7 +617,7 @@ impl Client {
             return CommandStatus::ESME_ROK;
         };
         match cluster
-            .bind(&account.config.system_id, account.config.max_binds, account.here())
+            .bind(&account.system_id, account.peek().max_binds, account.here())
             .await
         {
             Ok(true) => CommandStatus::ESME_ROK,
@@ -601,7 +638,7 @@ impl Client {
                 b.account.receivers.fetch_sub(1, Ordering::AcqRel);
             }
             if let Some(cluster) = &self.ctx.cluster {
-                if let Err(e) = cluster.set_binds(&b.account.config.system_id, b.account.here()).await {
+                if let Err(e) = cluster.set_binds(&b.account.system_id, b.account.here()).await {
                     warn!(error = %e, "cluster unbind not counted (store unreachable): the next upkeep tells it");
                 }
             }

@@ -6,9 +6,10 @@ use super::{Client, Flow};
 use crate::config::StoreDown;
 use crate::messages::{Forward, Outcome, RequestInfo};
 use crate::pdu::body::MessageIdResp;
-use crate::pdu::{Body, COctetString, CommandStatus, Pdu};
+use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::{unix_now, Commit, Correlation, StoreError};
+use crate::trail::TrailEvent;
 use futures_util::SinkExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +27,17 @@ pub(super) struct Committing {
     resp: Pdu,
     commit: Commit,
     correlation: Arc<Correlation>,
+    /// When the client's submit was read, and when its correlation was handed to the store.
+    received: Instant,
+    recorded: Instant,
+}
+
+/// Whether `command` is a submit (what the per-client figures count).
+fn is_submit(command: CommandId) -> bool {
+    matches!(
+        command,
+        CommandId::SUBMIT_SM | CommandId::DATA_SM | CommandId::SUBMIT_MULTI
+    )
 }
 
 /// Where a query/cancel/replace in flight must go, and the client's id to put back.
@@ -49,21 +61,24 @@ impl Client {
             return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
         };
         let account = &bound.account;
-        if self.outstanding >= account.config.window || !account.bucket.try_take(Instant::now) {
+        if self.outstanding >= account.peek().window || !account.bucket.load().try_take(Instant::now) {
+            account.metrics.answered(CommandStatus::ESME_RTHROTTLED, None);
             return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
         }
         if !self.ctx.store.available() {
             // Its correlation could not be kept: not sent, so nothing is lost or sent twice.
-            let status = match self.ctx.config.cluster.store_down {
+            let status = match self.ctx.live().config.cluster.store_down {
                 StoreDown::Throttle => CommandStatus::ESME_RTHROTTLED,
                 StoreDown::Syserr => CommandStatus::ESME_RSYSERR,
             };
+            account.metrics.answered(status, None);
             return self.reply(&pdu, status).await;
         }
         let fwd = Forward {
             pdu,
             reply: bound.events_tx.clone(),
             attempt: 0,
+            received: Instant::now(),
         };
         self.outstanding += 1;
         self.send_or_queue(fwd).await?;
@@ -75,15 +90,15 @@ impl Client {
         let Some(bound) = self.phase.bound() else {
             return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
         };
-        if self.outstanding >= bound.account.config.window {
+        if self.outstanding >= bound.account.peek().window {
             return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
         }
         let reply = bound.events_tx.clone();
         let client_id = pdu.message_id().cloned().unwrap_or_default();
-        let found = self.ctx.store.find_by_client(
-            &bound.account.config.system_id,
-            &String::from_utf8_lossy(client_id.as_bytes()),
-        );
+        let found = self
+            .ctx
+            .store
+            .find_by_client(&bound.account.system_id, &String::from_utf8_lossy(client_id.as_bytes()));
         // Rare (query/cancel/replace): waiting here for a shared store's answer is fine.
         let correlation = match found.await {
             Ok(Some(c)) => c,
@@ -106,7 +121,14 @@ impl Client {
         };
         self.mapped.insert(pdu.sequence_number, mapped);
         self.outstanding += 1;
-        self.send_or_queue(Forward { pdu, reply, attempt: 0 }).await?;
+        let received = Instant::now();
+        self.send_or_queue(Forward {
+            pdu,
+            reply,
+            attempt: 0,
+            received,
+        })
+        .await?;
         Ok(crate::pdu::codec::flush(&mut self.conn).await?)
     }
 
@@ -114,8 +136,8 @@ impl Client {
     /// the account's group otherwise.
     fn route(&self, fwd: Forward) -> Result<(), (Forward, CommandStatus)> {
         match (self.mapped.get(&fwd.pdu.sequence_number), self.phase.bound()) {
-            (Some(m), _) => self.ctx.router.dispatch_to_upstream(&m.upstream, fwd),
-            (None, Some(b)) => self.ctx.router.dispatch(&b.account.system_id, b.account.group, fwd),
+            (Some(m), _) => self.ctx.live().router.dispatch_to_upstream(&m.upstream, fwd),
+            (None, Some(b)) => self.ctx.live().router.dispatch(&b.account.system_id, fwd),
             (None, None) => Err((fwd, CommandStatus::ESME_RINVBNDSTS)),
         }
     }
@@ -140,7 +162,7 @@ impl Client {
 
     /// Routes what waits in the queue, oldest first, as far as upstream window allows.
     pub(super) async fn drain_queue(&mut self) -> Flow {
-        let timeout = self.ctx.config.client_sessions.queue_timeout;
+        let timeout = self.ctx.live().config.client_sessions.queue_timeout;
         while let Some((fwd, since)) = self.queue.pop_front() {
             if since.elapsed() >= timeout {
                 self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await?;
@@ -162,11 +184,25 @@ impl Client {
     async fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.mapped.remove(&fwd.pdu.sequence_number);
+        self.count_submit(fwd.pdu.command_id(), status, Some(fwd.received), Instant::now());
         let resp = fwd
             .pdu
             .error_response(status)
             .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
         Ok(self.conn.feed(&resp).await?)
+    }
+
+    /// Counts a submit's answer in its account's figures (other commands are not counted).
+    pub(super) fn count_submit(
+        &self,
+        command: CommandId,
+        status: CommandStatus,
+        received: Option<Instant>,
+        now: Instant,
+    ) {
+        if let (true, Some(bound)) = (is_submit(command), self.phase.bound()) {
+            bound.account.metrics.answered(status, received.map(|at| now - at));
+        }
     }
 
     /// How a forwarded request ended, as the upstream session reports it.
@@ -177,9 +213,27 @@ impl Client {
                 id_match,
                 request,
                 resp,
+                received,
             } => {
                 self.outstanding = self.outstanding.saturating_sub(1);
-                match self.map_answer(upstream, id_match, request, resp) {
+                if request.is_some() && !resp.command_status.is_ok() {
+                    self.count_submit(
+                        CommandId::SUBMIT_SM,
+                        resp.command_status,
+                        Some(received),
+                        Instant::now(),
+                    );
+                    if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
+                        self.ctx.trail.record(TrailEvent::Submit {
+                            client: bound.account.system_id.clone(),
+                            upstream: upstream.clone(),
+                            correlation: None,
+                            status: resp.command_status,
+                            latency: received.elapsed(),
+                        });
+                    }
+                }
+                match self.map_answer(upstream, id_match, request, resp, received) {
                     Some(resp) => Ok(self.conn.feed(&resp).await?),
                     None => Ok(()),
                 }
@@ -190,6 +244,7 @@ impl Client {
                 status,
             } => {
                 self.outstanding = self.outstanding.saturating_sub(1);
+                self.count_submit(command, status, None, Instant::now());
                 self.mapped.remove(&client_seq);
                 let resp = command
                     .response()
@@ -218,6 +273,7 @@ impl Client {
         id_match: IdMatch,
         request: Option<RequestInfo>,
         mut resp: Pdu,
+        received: Instant,
     ) -> Option<Pdu> {
         if let Some(m) = self.mapped.remove(&resp.sequence_number) {
             if let Body::QuerySmResp(Some(b)) = &mut resp.body {
@@ -233,7 +289,7 @@ impl Client {
         };
         let upstream_id = String::from_utf8_lossy(upstream_id.as_bytes()).into_owned();
         let account = &bound.account;
-        let client_id = self.ctx.ids.next(account.config.message_id_format, &upstream_id);
+        let client_id = self.ctx.ids.next(account.peek().message_id_format, &upstream_id);
         let Some(RequestInfo {
             registered_delivery,
             source_addr,
@@ -267,6 +323,8 @@ impl Client {
             resp,
             commit,
             correlation,
+            received,
+            recorded: Instant::now(),
         });
         None
     }
@@ -284,9 +342,34 @@ impl Client {
                     None => break,
                 },
             };
-            let Some(Committing { resp, correlation, .. }) = self.committing.pop_front() else {
+            let Some(Committing {
+                resp,
+                correlation,
+                received,
+                recorded,
+                ..
+            }) = self.committing.pop_front()
+            else {
                 break;
             };
+            let now = Instant::now();
+            self.ctx.stats.commit_latency.observe_duration(now - recorded);
+            let status = if outcome.is_ok() {
+                CommandStatus::ESME_ROK
+            } else {
+                CommandStatus::ESME_RSYSERR
+            };
+            // Only submits wait for a commit.
+            self.count_submit(CommandId::SUBMIT_SM, status, Some(received), now);
+            if self.ctx.trail.on() {
+                self.ctx.trail.record(TrailEvent::Submit {
+                    client: correlation.client.clone(),
+                    upstream: correlation.upstream.clone(),
+                    correlation: Some(correlation.clone()),
+                    status,
+                    latency: now - received,
+                });
+            }
             match outcome {
                 Ok(_) => {
                     self.ctx.correlation_recorded(&correlation);

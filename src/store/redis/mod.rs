@@ -133,8 +133,8 @@ pub struct RedisStore {
     /// A node's heartbeat TTL.
     settle: Duration,
     bell: Arc<str>,
-    /// `outbox_max` per client.
-    caps: HashMap<String, usize>,
+    /// `outbox_max` per client (a reload may change them).
+    caps: std::sync::RwLock<HashMap<String, usize>>,
     ops: mpsc::UnboundedSender<Op>,
     health: Arc<Health>,
     /// Clients whose outbox has this node's consumer group for sure.
@@ -175,7 +175,7 @@ impl RedisStore {
             dedup_ttl: cluster.dedup_window.as_secs().max(1),
             claim_idle: cluster.claim_idle,
             settle: cluster.heartbeat_ttl(),
-            caps,
+            caps: std::sync::RwLock::new(caps),
             ops,
             health,
             conn,
@@ -234,6 +234,10 @@ async fn probe(store: std::sync::Weak<RedisStore>) {
 }
 
 impl Store for RedisStore {
+    fn set_outbox_caps(&self, caps: HashMap<String, usize>) {
+        *self.caps.write().unwrap_or_else(|e| e.into_inner()) = caps;
+    }
+
     fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit {
         let mut value = Vec::with_capacity(128);
         encode_into(&mut value, &c);
@@ -321,7 +325,13 @@ impl Store for RedisStore {
             outbox: self.keys.outbox(client),
             seen: self.keys.seen(client, &name),
             seen_ttl: self.dedup_ttl,
-            cap: self.caps.get(client).copied().unwrap_or(usize::MAX),
+            cap: self
+                .caps
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(client)
+                .copied()
+                .unwrap_or(usize::MAX),
             pdu: pdu.to_vec(),
             bell: self.bell.clone(),
             client: Arc::from(client),
