@@ -128,6 +128,9 @@ pub enum AccountMsg {
         bind_id: u64,
         /// Its event channel.
         tx: mpsc::Sender<ClientEvent>,
+        /// The most deliveries its channel has room for (a reload raising `deliver_window`
+        /// beyond it applies from the next bind).
+        deliver_cap: usize,
     },
     /// A bind went away; what it had in flight goes back to the outbox.
     BindDown {

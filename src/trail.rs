@@ -13,7 +13,7 @@ use crate::store::Correlation;
 use bytes::Bytes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -52,7 +52,10 @@ pub enum TrailEvent {
 
 enum Msg {
     Event(TrailEvent, SystemTime),
+    /// Wakes the writer to look at `reopen` (the flag is what counts: this may be dropped).
     Reopen,
+    /// Write out what is buffered, then say so.
+    Flush(SyncSender<()>),
 }
 
 /// Where the data path hands events.
@@ -63,6 +66,8 @@ pub struct Trail {
     pub dropped: AtomicU64,
     /// Lines the writer could not write (the disk full, the file gone).
     pub failed: Arc<AtomicU64>,
+    /// Set to have the writer open the file again.
+    reopen: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -70,6 +75,7 @@ impl std::fmt::Debug for Msg {
         f.write_str(match self {
             Msg::Event(..) => "Event",
             Msg::Reopen => "Reopen",
+            Msg::Flush(_) => "Flush",
         })
     }
 }
@@ -85,10 +91,12 @@ impl Trail {
         let file = append(path)?;
         let (tx, rx) = sync_channel(QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
+        let reopen = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             path: path.to_path_buf(),
             out: std::io::BufWriter::with_capacity(64 * 1024, file),
             failed: failed.clone(),
+            reopen: reopen.clone(),
         };
         std::thread::Builder::new()
             .name("smpp-proxy-trail".into())
@@ -97,6 +105,7 @@ impl Trail {
             tx: Some(tx),
             dropped: AtomicU64::new(0),
             failed,
+            reopen,
         })
     }
 
@@ -113,12 +122,27 @@ impl Trail {
         }
     }
 
-    /// Closes the file and opens it again (after logrotate moved it).
+    /// Closes the file and opens it again (after logrotate moved it), before the next line
+    /// is written. Never waits: a signal handler calls it.
     pub fn reopen(&self) {
         if let Some(tx) = &self.tx {
-            // Behind a full queue the reopen waits its turn: it must not be lost.
-            let _ = tx.send(Msg::Reopen);
+            self.reopen.store(true, Ordering::Release);
+            // A full queue wakes the writer anyway.
+            let _ = tx.try_send(Msg::Reopen);
         }
+    }
+
+    /// Waits (at most `within`) until what was recorded so far is written to the file: the
+    /// last thing a stopping proxy does with it.
+    pub async fn flush(&self, within: Duration) {
+        let Some(tx) = self.tx.clone() else { return };
+        let wait = tokio::task::spawn_blocking(move || {
+            let (ack, done) = sync_channel(1);
+            if tx.send(Msg::Flush(ack)).is_ok() {
+                let _ = done.recv_timeout(within);
+            }
+        });
+        let _ = wait.await;
     }
 }
 
@@ -130,6 +154,7 @@ struct Writer {
     path: PathBuf,
     out: std::io::BufWriter<std::fs::File>,
     failed: Arc<AtomicU64>,
+    reopen: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -137,7 +162,17 @@ impl Writer {
         let mut line = String::with_capacity(512);
         let mut last_flush = std::time::Instant::now();
         loop {
-            match rx.recv_timeout(FLUSH_EVERY) {
+            let msg = rx.recv_timeout(FLUSH_EVERY);
+            if self.reopen.swap(false, Ordering::AcqRel) {
+                self.flush();
+                match append(&self.path) {
+                    Ok(file) => self.out = std::io::BufWriter::with_capacity(64 * 1024, file),
+                    Err(e) => {
+                        tracing::warn!(path = %self.path.display(), error = %e, "message trail not reopened; writing on to the old file")
+                    }
+                }
+            }
+            match msg {
                 Ok(Msg::Event(event, at)) => {
                     line.clear();
                     format_line(&mut line, &event, at);
@@ -149,14 +184,10 @@ impl Writer {
                         last_flush = std::time::Instant::now();
                     }
                 }
-                Ok(Msg::Reopen) => {
+                Ok(Msg::Reopen) => {}
+                Ok(Msg::Flush(ack)) => {
                     self.flush();
-                    match append(&self.path) {
-                        Ok(file) => self.out = std::io::BufWriter::with_capacity(64 * 1024, file),
-                        Err(e) => {
-                            tracing::warn!(path = %self.path.display(), error = %e, "message trail not reopened; writing on to the old file")
-                        }
-                    }
+                    let _ = ack.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.flush();

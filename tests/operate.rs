@@ -153,6 +153,16 @@ async fn unbind_a_client_and_reload_from_the_cli() {
     assert_eq!(unbind.command_id(), CommandId::UNBIND);
     // It may bind again.
     bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    // The status page's history says so, but names the client only to the token's holder.
+    let addr = proxy.admin_addr().unwrap();
+    let history = |token: Option<&'static str>| {
+        tokio::task::spawn_blocking(move || admin::request(addr, "GET", "/history", token).unwrap())
+    };
+    assert!(history(Some(TOKEN))
+        .await
+        .unwrap()
+        .contains("client shop: unbound by the operator"));
+    assert!(!history(None).await.unwrap().contains("shop"));
 
     // A broken file: refused, every problem said, the exit status says so.
     let text = std::fs::read_to_string(&config).unwrap();
@@ -207,6 +217,20 @@ async fn the_api_wants_its_token_and_answers_in_json() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let status: Snapshot = serde_json::from_str(&ask("GET", "/status", Some(TOKEN)).await.unwrap().unwrap()).unwrap();
     assert_eq!(status.clients[0].system_id, "shop");
+    // Another site's page cannot act, token or not (a browser says where a request comes from).
+    let forged = tokio::task::spawn_blocking(move || {
+        raw(
+            addr,
+            &format!("POST /upstreams/smsc-0/pause HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        forged.starts_with("HTTP/1.1 403") && forged.contains("another site"),
+        "{forged}"
+    );
+    assert_eq!(state(&proxy, "smsc-0"), UpstreamState::Available);
     let said = ask("POST", "/upstreams/smsc-0/drain", Some(TOKEN))
         .await
         .unwrap()

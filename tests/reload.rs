@@ -267,3 +267,27 @@ async fn a_clients_new_window_and_tps_apply_to_its_binds_at_once() {
     assert_eq!(three[2], CommandStatus::ESME_RTHROTTLED, "tps 1, same bind: {three:?}");
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_leave_an_exposed_admin_endpoint_without_its_token() {
+    let sims = start_sims_without_receipts(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    // Reachable from other hosts (all interfaces), so it needs its token.
+    let exposed = format!("[admin]\ntoken_file = \"{}\"\n", token.display());
+    let base = file(&[("smsc-a", &sims[0], 1, "")], &["smsc-a"], "old-pass", "");
+    let with_admin =
+        |text: &str, admin: &str| text.replacen("[listen]\n", &format!("[listen]\nadmin = \"{admin}\"\n"), 1);
+    let proxy = start(dir.path(), &format!("{}{exposed}", with_admin(&base, "0.0.0.0:0"))).await;
+    // A file that is fine on its own (loopback, no token) but would leave the running listener,
+    // which stays until a restart, open to anyone: refused.
+    std::fs::write(dir.path().join("smpp-proxy.toml"), with_admin(&base, "127.0.0.1:0")).unwrap();
+    let e = proxy.reload().await.unwrap_err().to_string();
+    assert!(
+        e.contains("admin.token_file") && e.contains("keeps needing a token"),
+        "{e}"
+    );
+    assert!(proxy.context().config().admin_access.token.is_some());
+    proxy.shutdown().await;
+}

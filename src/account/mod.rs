@@ -112,6 +112,8 @@ struct Entry {
 
 struct Bind {
     tx: mpsc::Sender<ClientEvent>,
+    /// The most deliveries in flight its channel has room for.
+    cap: usize,
     /// Entries handed to this bind, by the key the client session reports back.
     inflight: HashMap<u64, Entry>,
 }
@@ -496,7 +498,8 @@ impl Account {
     /// How many more entries this node's binds can take now.
     fn room(&self) -> usize {
         let window = self.config.load().deliver_window as usize;
-        (self.binds.len() * window).saturating_sub(self.waiting.len() + self.inflight())
+        let room: usize = self.binds.iter().map(|(_, b)| window.min(b.cap)).sum();
+        room.saturating_sub(self.waiting.len() + self.inflight())
     }
 
     fn handle(&mut self, msg: AccountMsg) {
@@ -524,7 +527,7 @@ impl Account {
                 // fetched yet) may then reach the client after it: receipts of different
                 // messages carry no order between them. Anything else goes through the store.
                 let window = self.config.load().deliver_window as usize;
-                let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window);
+                let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window.min(b.cap));
                 if room && self.waiting.is_empty() {
                     self.waiting.push_back(Entry {
                         custody: Custody::Direct { ack, forget, dedup },
@@ -540,7 +543,11 @@ impl Account {
                     self.store_entry(pdu, ack, forget, dedup.as_deref(), Tries::default(), charge);
                 }
             }
-            AccountMsg::BindUp { bind_id, tx } => {
+            AccountMsg::BindUp {
+                bind_id,
+                tx,
+                deliver_cap,
+            } => {
                 if self.binds.is_empty() {
                     if let Some(fetcher) = &mut self.fetcher {
                         fetcher.bound();
@@ -551,6 +558,7 @@ impl Account {
                     Bind {
                         tx,
                         inflight: HashMap::new(),
+                        cap: deliver_cap,
                     },
                 ));
             }
@@ -726,7 +734,8 @@ impl Account {
         let window = self.config.load().deliver_window as usize;
         while !self.waiting.is_empty() && !self.binds.is_empty() {
             let n = self.binds.len();
-            let Some(offset) = (0..n).find(|k| self.binds[(self.next_bind + k) % n].1.inflight.len() < window) else {
+            let room = |b: &Bind| b.inflight.len() < window.min(b.cap);
+            let Some(offset) = (0..n).find(|k| room(&self.binds[(self.next_bind + k) % n].1)) else {
                 return;
             };
             let i = (self.next_bind + offset) % n;

@@ -195,8 +195,26 @@ fn access(ctx: &Context, headers: &HeaderMap) -> Result<Access, ApiError> {
     }
 }
 
-/// Actions need the token, when there is one.
+/// Actions need the token, when there is one, and never come from another site's page: a
+/// browser adds `Origin` to a cross-site POST (which needs no preflight without a body), so an
+/// endpoint open on loopback cannot be driven by a page the operator happens to visit.
 fn may_act(ctx: &Context, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let origin = origin.to_str().unwrap_or_default();
+        let own = ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host));
+        if !own {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a request from another site's page: refused",
+            ));
+        }
+    }
     match access(ctx, headers)? {
         Access::Anonymous => Err(ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is needed")),
         Access::Open | Access::Granted => Ok(()),
@@ -235,8 +253,8 @@ async fn script() -> Response {
 }
 
 async fn history(State(ctx): State<Arc<Context>>, headers: HeaderMap) -> Answer {
-    access(&ctx, &headers)?;
-    Ok(Json(ctx.history.recent()).into_response())
+    let names = access(&ctx, &headers)? != Access::Anonymous;
+    Ok(Json(ctx.history.recent(names)).into_response())
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>, headers: HeaderMap) -> Answer {
@@ -252,7 +270,7 @@ async fn reload(State(ctx): State<Arc<Context>>, headers: HeaderMap) -> Answer {
     may_act(&ctx, &headers)?;
     match ctx.reloader.reload_file(&ctx).await {
         Ok(report) => Ok(Json(report).into_response()),
-        Err(e @ ReloadError::NoFile) => Err(ApiError::new(StatusCode::CONFLICT, e)),
+        Err(e @ (ReloadError::NoFile | ReloadError::Busy)) => Err(ApiError::new(StatusCode::CONFLICT, e)),
         Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e)),
     }
 }
@@ -289,11 +307,12 @@ async fn upstream(
         ModeError::NoSuchUpstream(_) => ApiError::new(StatusCode::NOT_FOUND, e),
         ModeError::Already(..) => ApiError::new(StatusCode::CONFLICT, e),
     })?;
-    ctx.history.note(format!(
+    let what = format!(
         "upstream {name}: {} by the operator (was {})",
         mode.as_str(),
         was.as_str()
-    ));
+    );
+    ctx.history.note(what, false);
     let told = tell_cluster(&ctx, Control::Mode(name.clone(), mode)).await;
     Ok(Json(json!({
         "upstream": name,
@@ -321,7 +340,8 @@ async fn unbind(State(ctx): State<Arc<Context>>, headers: HeaderMap, Path(system
         ));
     }
     account.unbind_all();
-    ctx.history.note(format!("client {system_id}: unbound by the operator"));
+    ctx.history
+        .note(format!("client {system_id}: unbound by the operator"), true);
     let told = tell_cluster(&ctx, Control::Unbind(system_id.clone())).await;
     Ok(Json(json!({
         "client": system_id,
@@ -338,7 +358,7 @@ async fn failback(State(ctx): State<Arc<Context>>, headers: HeaderMap, Path(name
         _ => ApiError::new(StatusCode::CONFLICT, e),
     })?;
     ctx.history
-        .note(format!("group {name}: failed back to {member} by the operator"));
+        .note(format!("group {name}: failed back to {member} by the operator"), false);
     // Every node of a cluster fails back with this one.
     let told = tell_cluster(&ctx, Control::FailBack(name.clone())).await;
     Ok(Json(json!({

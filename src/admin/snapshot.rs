@@ -213,7 +213,7 @@ impl Snapshot {
                 sessions_bound: 0,
                 sessions: 0,
                 inflight: 0,
-                delivers_refused: 0,
+                delivers_refused: load(&info.load.counters.delivers_refused),
                 sessions_lost: load(&info.load.counters.sessions_lost),
                 connect_failures: load(&info.load.counters.connect_failures),
                 latency: info.load.submit_latency.read(),
@@ -226,7 +226,6 @@ impl Snapshot {
                 u.sessions += 1;
                 u.sessions_bound += u32::from(session.is_bound());
                 u.inflight += session.inflight();
-                u.delivers_refused += session.refused_delivers.load(Ordering::Relaxed);
                 if u.last_error.is_none() {
                     u.last_error = session.last_error();
                 }

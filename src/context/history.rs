@@ -47,6 +47,9 @@ pub struct Event {
     pub t: u64,
     /// What happened.
     pub what: String,
+    /// It names client accounts (shown only to callers with the admin token).
+    #[serde(skip)]
+    pub names_clients: bool,
 }
 
 /// What `GET /history` serves.
@@ -80,11 +83,11 @@ fn now_ms() -> u64 {
 }
 
 impl Inner {
-    fn note(&mut self, t: u64, what: String) {
+    fn note(&mut self, t: u64, what: String, names_clients: bool) {
         if self.events.len() == EVENTS {
             self.events.pop_front();
         }
-        self.events.push_back(Event { t, what });
+        self.events.push_back(Event { t, what, names_clients });
     }
 }
 
@@ -98,7 +101,7 @@ impl History {
             let state = u.state.as_str();
             let was = inner.states.insert(u.name.clone(), state.to_owned());
             if let Some(was) = was.filter(|w| w != state) {
-                inner.note(t, format!("upstream {}: {was} -> {state}", u.name));
+                inner.note(t, format!("upstream {}: {was} -> {state}", u.name), false);
             }
         }
         for g in groups {
@@ -108,6 +111,7 @@ impl History {
                 inner.note(
                     t,
                     format!("group {}: active {} -> {}", g.name, name(&was), name(&g.active)),
+                    false,
                 );
             }
         }
@@ -127,20 +131,26 @@ impl History {
         inner.samples.push_back(Sample { t, upstreams });
     }
 
-    /// Notes something an operator or a reload did.
-    pub fn note(&self, what: String) {
+    /// Notes something an operator or a reload did; `names_clients` when `what` names client
+    /// accounts.
+    pub fn note(&self, what: String, names_clients: bool) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .note(now_ms(), what);
+            .note(now_ms(), what, names_clients);
     }
 
-    /// Samples and events, oldest first.
-    pub fn recent(&self) -> Recent {
+    /// Samples and events, oldest first; events naming clients only if `names`.
+    pub fn recent(&self, names: bool) -> Recent {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         Recent {
             samples: inner.samples.iter().cloned().collect(),
-            events: inner.events.iter().cloned().collect(),
+            events: inner
+                .events
+                .iter()
+                .filter(|e| names || !e.names_clients)
+                .cloned()
+                .collect(),
         }
     }
 }

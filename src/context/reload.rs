@@ -7,7 +7,8 @@
 //! - upstreams added: their sessions start binding; removed: their sessions are retired (out
 //!   of the router at once; answers and receipts still read, then unbound); changed: their
 //!   sessions are replaced one at a time, each new one bound before the old one is retired
-//!   (an SMSC that refuses the extra bind gets the old one retired first), so an upstream
+//!   (if the SMSC refuses the extra bind, the old one is retired after [`BIND_WAIT`] anyway
+//!   and the new one binds at its next try), so an upstream
 //!   with two sessions or more never leaves the rotation;
 //! - clients added: their accounts start; removed: their binds are unbound politely; changed:
 //!   a new password from the next bind on, window, tps and outbox limits at once;
@@ -40,6 +41,9 @@ use tracing::{error, info, warn};
 const BIND_WAIT: Duration = Duration::from_secs(15);
 /// Beyond its `response_timeout`, how long a retired session gets to unbind.
 const UNBIND_WAIT: Duration = Duration::from_secs(5);
+/// How long a reload waits for the last one to settle before it is refused (a SIGHUP is
+/// handled where SIGTERM is: it must not wait long).
+const SETTLED_WAIT: Duration = Duration::from_secs(2);
 
 /// The upstreams and sessions running, in config order; what the router is built over.
 #[derive(Debug, Default)]
@@ -120,6 +124,9 @@ pub enum ReloadError {
     /// The TLS listener's new files could not be read.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The last reload is still settling (sessions being re-established or drained).
+    #[error("the last reload is still settling (upstream sessions being re-established or drained): try again when it is done")]
+    Busy,
 }
 
 /// Applies reloads; held by the [`Context`].
@@ -213,7 +220,9 @@ impl Reloader {
     /// Applies `new` to the running proxy (see the module's doc). Returns once the new
     /// generation is in force; replaced and removed sessions finish in the background.
     pub async fn apply(&self, ctx: &Arc<Context>, mut new: Config) -> Result<ReloadReport, ReloadError> {
-        let mut topology = self.topology.clone().lock_owned().await;
+        let Ok(mut topology) = tokio::time::timeout(SETTLED_WAIT, self.topology.clone().lock_owned()).await else {
+            return Err(self.refused(ReloadError::Busy));
+        };
         let before = ctx.live.load_full();
         let old = &before.config;
         let mut report = ReloadReport {
@@ -221,6 +230,14 @@ impl Reloader {
             routing_changed: routing_changed(old, &new),
             ..ReloadReport::default()
         };
+        // The file was checked against its own admin address; the running one stays.
+        if let Some(addr) = new.admin.filter(|a| !a.ip().is_loopback()) {
+            if new.admin_access.token.is_none() {
+                return Err(self.refused(ReloadError::Invalid(format!(
+                    "admin.token_file: the admin endpoint stays on {addr} until a restart, reachable from other hosts: it keeps needing a token"
+                ))));
+            }
+        }
         if let (Some(tls), Some(listen)) = (&ctx.tls, &new.listen_tls) {
             tls.reload_from(listen.files.clone())
                 .map_err(|e| self.refused(ReloadError::Tls(e)))?;
@@ -311,7 +328,10 @@ impl Reloader {
         for key in &report.restart_needed {
             warn!(key, "reload: this change needs a restart; the running value stays");
         }
-        ctx.history.note(report.summary());
+        let names_clients = !(report.clients_added.is_empty()
+            && report.clients_removed.is_empty()
+            && report.clients_changed.is_empty());
+        ctx.history.note(report.summary(), names_clients);
         let settle = Settle {
             ctx: ctx.clone(),
             tasks: self.upstream_tasks.clone(),

@@ -41,6 +41,8 @@ const LOOKUPS: usize = 16_384;
 const CLIENTS_GRACE: Duration = Duration::from_secs(10);
 /// How long upstream sessions get to answer their SMSCs and unbind, at shutdown.
 const UPSTREAMS_GRACE: Duration = Duration::from_secs(10);
+/// How long the message trail gets to write out what it holds, at shutdown.
+const TRAIL_GRACE: Duration = Duration::from_secs(2);
 /// How long accounts get to finish their store writes, at shutdown.
 const ACCOUNTS_GRACE: Duration = Duration::from_secs(5);
 
@@ -354,6 +356,7 @@ impl Proxy {
             // Said last: until now this node delivered what it held.
             cluster.leave(&self.ctx.client_ids()).await;
         }
+        self.ctx.trail.flush(TRAIL_GRACE).await;
         // Accounts end when the last handle goes; then nothing holds the store and it closes.
         drop(self.ctx);
         let _ = tokio::time::timeout(ACCOUNTS_GRACE, self.accounts.wait()).await;
@@ -364,7 +367,6 @@ impl Proxy {
 /// The proxy's clockwork, until `stop`: the router's tick (measurements, health, failback),
 /// receipts that waited too long for their correlation, and correlations past their TTL.
 async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
-    let wait = ctx.config().early_receipt_wait;
     let mut tick = tokio::time::interval(crate::routing::TICK);
     let (mut last_early, mut last_sweep) = (tokio::time::Instant::now(), tokio::time::Instant::now());
     let mut last_sample: Option<tokio::time::Instant> = None;
@@ -374,6 +376,8 @@ async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
         ctx.live().router.tick();
+        // Read every tick: a reload may change it.
+        let wait = ctx.config().early_receipt_wait;
         if last_early.elapsed() >= Duration::from_millis(500).min(wait) {
             last_early = tokio::time::Instant::now();
             ctx.recheck_early().await;

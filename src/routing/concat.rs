@@ -30,7 +30,7 @@ pub fn key_of(client: &str, pdu: &Pdu) -> Option<(MessageKey, u8, u8)> {
     Some((MessageKey(h.finish()), c.seqnum, c.total))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Pin {
     upstream: usize,
     /// Parts routed, as a bit set (part numbers 1..=255).
@@ -72,16 +72,23 @@ impl Affinity {
         pin.at = now;
     }
 
-    /// Moves every pin to the upstream's index in a new router (`None`: the upstream is gone,
-    /// and so is the pin; the message's next part is routed afresh).
-    pub fn remap(&self, new_index: impl Fn(usize) -> Option<usize>) {
-        self.pins.retain(|_, p| match new_index(p.upstream) {
-            Some(u) => {
-                p.upstream = u;
-                true
+    /// The pins as a new router's, each upstream at its index there (`None`: the upstream is
+    /// gone, and so is the pin; the message's next part is routed afresh). A copy: the router
+    /// being replaced keeps its own, with its own indices, while requests still use it.
+    pub fn remapped(&self, new_index: impl Fn(usize) -> Option<usize>) -> Affinity {
+        let pins = DashMap::default();
+        for entry in self.pins.iter() {
+            if let Some(upstream) = new_index(entry.upstream) {
+                pins.insert(
+                    *entry.key(),
+                    Pin {
+                        upstream,
+                        ..*entry.value()
+                    },
+                );
             }
-            None => false,
-        });
+        }
+        Affinity { pins }
     }
 
     /// Forgets pins past `ttl`, or past a short linger once every part was routed.

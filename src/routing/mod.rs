@@ -126,8 +126,8 @@ pub struct Router {
     rules: Vec<routes::Rule>,
     /// Each client's own `route`, as a group index.
     client_groups: HashMap<String, usize>,
-    /// Shared with the router a reload puts in this one's place.
-    affinity: Arc<concat::Affinity>,
+    /// Concatenated messages in progress (a reload's router starts from a copy).
+    affinity: concat::Affinity,
     config: RoutingConfig,
     rng: Mutex<SmallRng>,
     /// When the last tick ran, and how many have.
@@ -217,13 +217,12 @@ impl Router {
         let affinity = match before {
             Some(b) => {
                 let moved = |u: usize| b.upstreams.get(u).and_then(|s| names.get(&*s.info.name));
-                b.affinity.remap(|u| match moved(u) {
+                b.affinity.remapped(|u| match moved(u) {
                     Some(Target::Upstream(n)) => Some(*n),
                     _ => None,
-                });
-                b.affinity.clone()
+                })
             }
-            None => Arc::default(),
+            None => concat::Affinity::default(),
         };
         Router {
             upstreams,
@@ -277,7 +276,7 @@ impl Router {
         let Some((key, part, total)) = concat::key_of(client, &fwd.pdu) else {
             return self.to_target(Target::Group(group), fwd, now).map(drop);
         };
-        if let Some(u) = self.affinity.pinned(key) {
+        if let Some(u) = self.affinity.pinned(key).filter(|&u| u < self.upstreams.len()) {
             if self.view(Target::Upstream(u), now, Duration::ZERO).available {
                 let u = self.to_upstream(u, fwd, now, true)?;
                 self.affinity.routed(key, part, total, u, now);

@@ -34,7 +34,8 @@ pub(super) async fn open(
     shutdown: &CancellationToken,
 ) -> Option<(ClientStream, Instant)> {
     let _ = stream.set_nodelay(true);
-    let timers = &ctx.live().config.client_sessions;
+    // Copied out: the generation is not held across the awaits below.
+    let timers = ctx.config().client_sessions.clone();
     let bind_deadline = Instant::now() + timers.bind_timeout;
     // Unbound, not even a blocked write (a handshake's included) outlives the bind deadline.
     let mut io = Deadlined::new(stream, timers.write_timeout);
@@ -56,7 +57,7 @@ async fn handshake(
     acceptor: TlsAcceptor,
     bind_deadline: Instant,
 ) -> Option<(ClientStream, Instant)> {
-    let timers = &ctx.live().config.client_sessions;
+    let timers = ctx.config().client_sessions.clone();
     let deadline = tokio::time::Instant::from_std(bind_deadline);
     static FAILED: Limiter = Limiter::new(5);
     let mut first = [0u8; 1];

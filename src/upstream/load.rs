@@ -58,6 +58,8 @@ pub struct LoadCounters {
     pub sessions_lost: AtomicU64,
     /// Connects or binds that failed.
     pub connect_failures: AtomicU64,
+    /// deliver_sm / data_sm answered ESME_RX_T_APPN at once: `[limits] unanswered_delivers`.
+    pub delivers_refused: AtomicU64,
 }
 
 /// How an upstream's health changed in a tick (for the log).

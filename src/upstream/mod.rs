@@ -22,7 +22,7 @@ use crate::pdu::CommandStatus;
 use crate::pdu::Pdu;
 use crate::session::{SharedBucket, TokenBucket};
 use load::Load;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -171,8 +171,6 @@ pub struct SessionHandle {
     bound: AtomicBool,
     /// Live [`InFlight`] guards: nothing else changes it.
     inflight: AtomicU32,
-    /// deliver_sm / data_sm answered ESME_RX_T_APPN at once: `[limits] unanswered_delivers`.
-    pub refused_delivers: AtomicU64,
     /// Why its last connect or bind failed, until it binds (what `/status` shows).
     last_error: std::sync::Mutex<Option<String>>,
     /// Cancelled to retire it: nothing new, answers awaited, unbind, end.
@@ -301,7 +299,6 @@ pub fn sessions_at(info: &Arc<UpstreamInfo>, index: usize) -> Vec<(Arc<SessionHa
                 tx,
                 bound: AtomicBool::new(false),
                 inflight: AtomicU32::new(0),
-                refused_delivers: AtomicU64::new(0),
                 last_error: std::sync::Mutex::new(None),
                 retire: CancellationToken::new(),
                 ended: CancellationToken::new(),

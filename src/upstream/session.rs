@@ -538,7 +538,12 @@ impl<'a> Bound<'a> {
             CommandId::DELIVER_SM | CommandId::DATA_SM
                 if self.unanswered.load(Ordering::Acquire) >= self.inbound.max_unanswered() =>
             {
-                self.handle.refused_delivers.fetch_add(1, Ordering::Relaxed);
+                self.handle
+                    .upstream
+                    .load
+                    .counters
+                    .delivers_refused
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(resp) = pdu.error_response(CommandStatus::ESME_RX_T_APPN) {
                     self.conn.send(&resp).await?;
                 }

@@ -78,7 +78,21 @@ struct Bound {
     /// cloned into every request forwarded.
     events_tx: mpsc::Sender<ClientEvent>,
     events_rx: mpsc::Receiver<ClientEvent>,
+    /// The largest window its channel has room for (see [`WINDOW_HEADROOM`]).
+    window_cap: u32,
 }
+
+impl Bound {
+    /// The account's window now, within what this bind's channel has room for.
+    fn window(&self) -> u32 {
+        self.account.peek().window.min(self.window_cap)
+    }
+}
+
+/// A bind's channel has room for at least this window, and this deliver window, so that a
+/// reload can raise them for binds already up.
+const WINDOW_HEADROOM: u32 = 1024;
+const DELIVER_HEADROOM: u32 = 256;
 
 impl Phase {
     fn state(&self) -> SessionState {
@@ -338,7 +352,8 @@ impl Client {
     async fn on_tick(&mut self) -> Flow {
         let now = Instant::now();
         self.now = now;
-        let timers = &self.ctx.live().config.client_sessions;
+        // Copied out: the generation is not held across the awaits below.
+        let timers = self.ctx.config().client_sessions.clone();
         if let Phase::Open { bind_deadline } = self.phase {
             if now >= bind_deadline {
                 static NO_BIND: Limiter = Limiter::new(5);
@@ -361,7 +376,6 @@ impl Client {
             }
         }
         if self.phase.bound().is_some() {
-            let timers = &self.ctx.live().config.client_sessions;
             match self.keep_alive.check(now, timers.enquire_link, timers.response_timeout) {
                 KeepAliveAction::Dead => return Err(Close::KeepAliveDead),
                 KeepAliveAction::SendEnquireLink => {
@@ -491,16 +505,25 @@ impl Client {
             CommandId::BIND_RECEIVER => SessionState::BoundRx,
             _ => SessionState::BoundTrx,
         };
-        let capacity = {
+        // Room for two answers per request in the window and a delivery per deliver_window
+        // slot, with headroom for a reload that raises either (an mpsc channel allocates as it
+        // fills, so headroom costs nothing until used). Beyond it, a raise applies from the
+        // next bind: an answer must never find the channel full.
+        let (window_cap, deliver_cap) = {
             let c = account.peek();
-            (c.window as usize) * 2 + c.deliver_window as usize + 64
+            (
+                c.window.max(WINDOW_HEADROOM),
+                c.deliver_window.max(DELIVER_HEADROOM) as usize,
+            )
         };
+        let capacity = window_cap as usize * 2 + deliver_cap + 64;
         let (events_tx, events_rx) = mpsc::channel(capacity);
         let bind_id = self.ctx.next_bind_id.fetch_add(1, Ordering::Relaxed);
         if mode.can_receive() {
             let up = AccountMsg::BindUp {
                 bind_id,
                 tx: events_tx.clone(),
+                deliver_cap,
             };
             let _ = account.tx.send(up).await;
         }
@@ -513,6 +536,7 @@ impl Client {
             bind_id,
             events_tx,
             events_rx,
+            window_cap,
         });
         self.kicked = kicks.map(|mut kicks| {
             let kick: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(async move {

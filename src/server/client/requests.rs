@@ -61,7 +61,7 @@ impl Client {
             return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
         };
         let account = &bound.account;
-        if self.outstanding >= account.peek().window || !account.bucket.load().try_take(Instant::now) {
+        if self.outstanding >= bound.window() || !account.bucket.load().try_take(Instant::now) {
             account.metrics.answered(CommandStatus::ESME_RTHROTTLED, None);
             return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
         }
@@ -90,7 +90,7 @@ impl Client {
         let Some(bound) = self.phase.bound() else {
             return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
         };
-        if self.outstanding >= bound.account.peek().window {
+        if self.outstanding >= bound.window() {
             return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
         }
         let reply = bound.events_tx.clone();
