@@ -81,11 +81,6 @@ impl std::fmt::Debug for Msg {
 }
 
 impl Trail {
-    /// No trail.
-    pub fn off() -> Trail {
-        Trail::default()
-    }
-
     /// A trail appended to `path` (created if missing), written by a thread of its own.
     pub fn open(path: &Path) -> std::io::Result<Trail> {
         let file = append(path)?;
@@ -107,6 +102,11 @@ impl Trail {
             failed,
             reopen,
         })
+    }
+
+    /// Lines lost so far: dropped (the writer behind) or failed (the file).
+    pub fn lost(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
     }
 
     /// Whether events are recorded at all (callers skip building them when not).
@@ -256,12 +256,8 @@ pub fn format_line(line: &mut String, event: &TrailEvent, at: SystemTime) {
                     let _ = write!(line, "\"part\":\"{part}/{of}\",");
                 }
             }
-            match status.name() {
-                Some(name) => field(line, "status", name),
-                None => {
-                    let _ = write!(line, "\"status\":\"0x{:08X}\",", status.0);
-                }
-            }
+            // Its name, or its number: nothing JSON would need escaped.
+            let _ = write!(line, "\"status\":\"{status}\",");
             let _ = write!(line, "\"latency_ms\":{:.3}", latency.as_secs_f64() * 1e3);
         }
         TrailEvent::Receipt {

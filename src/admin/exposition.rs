@@ -167,7 +167,7 @@ impl Proxy {
         let s = &self.0;
         let c = &s.counters;
         use MetricType::{Counter, Gauge};
-        let totals: [(&str, MetricType, &str, u64); 9] = [
+        let totals: [(&str, MetricType, &str, u64); 10] = [
             (
                 "early_receipts",
                 Gauge,
@@ -221,6 +221,12 @@ impl Proxy {
                 Counter,
                 "Receipts and MO refused to the SMSC (ESME_RINVMSGLEN) for being longer than sessions.max_pdu_len.",
                 c.deliveries_oversized,
+            ),
+            (
+                "trail_lines_lost",
+                Counter,
+                "Message trail lines dropped (its writer behind) or failed at its file.",
+                c.trail_lines_lost,
             ),
         ];
         for (name, kind, help, value) in totals {

@@ -6,7 +6,6 @@ use super::process::ProcessStatus;
 use crate::cluster::ClusterStatus;
 use crate::context::Context;
 use crate::histogram::HistogramReading;
-use crate::pdu::CommandStatus;
 use crate::routing::{GroupFigures, UpstreamFigures};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -90,6 +89,9 @@ pub struct Counters {
     /// Receipts refused (ESME_RX_T_APPN) because `[limits] early_receipts_max(_bytes)` was reached.
     #[serde(default)]
     pub early_receipts_refused: u64,
+    /// Message trail lines lost: dropped while its writer was behind, or failed at its file.
+    #[serde(default)]
+    pub trail_lines_lost: u64,
 }
 
 /// The store's health.
@@ -189,13 +191,6 @@ pub struct ClientStatus {
     pub latency: HistogramReading,
 }
 
-/// A command_status as a label: its name, else its number.
-fn status_label(status: CommandStatus) -> String {
-    status
-        .name()
-        .map_or_else(|| format!("0x{:08X}", status.0), str::to_owned)
-}
-
 impl Snapshot {
     /// Reads the proxy's state now.
     pub fn take(ctx: &Context) -> Snapshot {
@@ -252,7 +247,7 @@ impl Snapshot {
                     .metrics
                     .by_status()
                     .into_iter()
-                    .map(|(status, n)| (status_label(status), n))
+                    .map(|(status, n)| (status.to_string(), n))
                     .collect(),
                 latency: a.metrics.submit_latency.read(),
             })
@@ -272,6 +267,7 @@ impl Snapshot {
                 early_receipts,
                 early_receipts_bytes,
                 early_receipts_refused,
+                trail_lines_lost: ctx.trail.lost(),
             },
             upstreams,
             groups,

@@ -192,7 +192,7 @@ impl Proxy {
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
         let trail = match &config.log_messages {
             Some(path) => Trail::open(path).map_err(|e| StartError::Trail(format!("{}: {e}", path.display())))?,
-            None => Trail::off(),
+            None => Trail::default(),
         };
         let config = Arc::new(config);
         let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());

@@ -184,7 +184,7 @@ impl Client {
     async fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.mapped.remove(&fwd.pdu.sequence_number);
-        self.count_submit(fwd.pdu.command_id(), status, Some(fwd.received), Instant::now());
+        self.count_submit(fwd.pdu.command_id(), status, Some(fwd.received.elapsed()));
         let resp = fwd
             .pdu
             .error_response(status)
@@ -193,15 +193,10 @@ impl Client {
     }
 
     /// Counts a submit's answer in its account's figures (other commands are not counted).
-    pub(super) fn count_submit(
-        &self,
-        command: CommandId,
-        status: CommandStatus,
-        received: Option<Instant>,
-        now: Instant,
-    ) {
+    /// `took`: from the submit read to its answer (none: answered without a wait worth timing).
+    pub(super) fn count_submit(&self, command: CommandId, status: CommandStatus, took: Option<Duration>) {
         if let (true, Some(bound)) = (is_submit(command), self.phase.bound()) {
-            bound.account.metrics.answered(status, received.map(|at| now - at));
+            bound.account.metrics.answered(status, took);
         }
     }
 
@@ -217,12 +212,7 @@ impl Client {
             } => {
                 self.outstanding = self.outstanding.saturating_sub(1);
                 if request.is_some() && !resp.command_status.is_ok() {
-                    self.count_submit(
-                        CommandId::SUBMIT_SM,
-                        resp.command_status,
-                        Some(received),
-                        Instant::now(),
-                    );
+                    self.count_submit(CommandId::SUBMIT_SM, resp.command_status, Some(received.elapsed()));
                     if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
                         self.ctx.trail.record(TrailEvent::Submit {
                             client: bound.account.system_id.clone(),
@@ -244,7 +234,7 @@ impl Client {
                 status,
             } => {
                 self.outstanding = self.outstanding.saturating_sub(1);
-                self.count_submit(command, status, None, Instant::now());
+                self.count_submit(command, status, None);
                 self.mapped.remove(&client_seq);
                 let resp = command
                     .response()
@@ -360,7 +350,7 @@ impl Client {
                 CommandStatus::ESME_RSYSERR
             };
             // Only submits wait for a commit.
-            self.count_submit(CommandId::SUBMIT_SM, status, Some(received), now);
+            self.count_submit(CommandId::SUBMIT_SM, status, Some(now - received));
             if self.ctx.trail.on() {
                 self.ctx.trail.record(TrailEvent::Submit {
                     client: correlation.client.clone(),
