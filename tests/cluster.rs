@@ -385,3 +385,43 @@ async fn nodes_reach_redis_over_tls_with_a_password_from_a_file() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A rolling reload adds a client: node `a` has it, node `b` not yet. Receipts for its
+/// messages that the SMSC sends on `b`'s sessions go into the client's shared outbox, not back
+/// to the SMSC as refused, and reach the client on `a`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_a_client_only_a_reloaded_node_knows_reach_it() {
+    let redis = Redis::start();
+    let sims = start_sims(1, SimConfig::default()).await;
+    let base = proxy_toml(&sims, "", SHOP, "");
+    let late = "[[clients]]\nsystem_id = \"late\"\npassword = \"later\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.toml");
+    std::fs::write(&path, on_redis(&base, &redis.url(), false, "a")).unwrap();
+    let a = smpp_proxy::proxy::Proxy::start(smpp_proxy::config::Config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let b = start_proxy(&on_redis(&base, &redis.url(), false, "b")).await;
+    assert!(a.wait_bound(T).await);
+    std::fs::write(
+        &path,
+        on_redis(&proxy_toml(&sims, "", &format!("{SHOP}{late}"), ""), &redis.url(), false, "a"),
+    )
+    .unwrap();
+    a.reload().await.expect("a reloads");
+    let bind = |kind| Esme::bind(a.local_addr(), kind, "late", "later");
+    let mut tx = bind(CommandId::BIND_TRANSMITTER).await.unwrap();
+    let mut rx = bind(CommandId::BIND_RECEIVER).await.unwrap();
+    let ids: HashSet<String> = submit_all(&mut tx, 200, 20).await.into_iter().collect();
+    assert_eq!(receipts(&mut rx, 200).await, ids, "every receipt, none refused");
+    // The simulator spreads receipts over both nodes' sessions: b took some for a client it
+    // does not know.
+    assert!(b.snapshot().counters.deliveries_unknown_client > 0);
+    assert_eq!(
+        sims[0].stats().redelivered.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing was sent back to the SMSC"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

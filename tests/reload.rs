@@ -291,3 +291,52 @@ async fn a_reload_cannot_leave_an_exposed_admin_endpoint_without_its_token() {
     assert!(proxy.context().config().admin_access.token.is_some());
     proxy.shutdown().await;
 }
+
+/// A client removed by a reload while its receipts are still to come: a node on its own
+/// cannot tell a removal from a mistake, so the SMSC keeps them (ESME_RX_T_APPN, not
+/// ESME_RX_P_APPN), and a reload that brings the client back brings them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_a_removed_client_stay_with_the_smsc_until_it_is_back() {
+    let sims = start_sims(
+        1,
+        smpp_proxy::sim::SimConfig {
+            receipt_delay: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gone = "[[clients]]\nsystem_id = \"gone\"\npassword = \"gone-pw\"\nroute = \"main\"\n";
+    let with = file(&[("smsc-a", &sims[0], 1, "")], &["smsc-a"], "p", gone);
+    let without = file(&[("smsc-a", &sims[0], 1, "")], &["smsc-a"], "p", "");
+    let proxy = start(dir.path(), &with).await;
+    let bind = |kind| Esme::bind(proxy.local_addr(), kind, "gone", "gone-pw");
+    let mut tx = bind(CommandId::BIND_TRANSMITTER).await.unwrap();
+    let ids: std::collections::HashSet<String> = submit_all(&mut tx, 20, 20).await.into_iter().collect();
+    std::fs::write(dir.path().join("smpp-proxy.toml"), &without).unwrap();
+    proxy.reload().await.unwrap();
+    let stats = sims[0].stats().clone();
+    assert!(
+        wait_until(T, || stats.redelivered.load(Ordering::Relaxed) > 0).await,
+        "the receipts came and were refused"
+    );
+    assert_eq!(
+        stats.last_refusal.load(Ordering::Relaxed),
+        CommandStatus::ESME_RX_T_APPN.0,
+        "refused for now, not for good"
+    );
+    assert!(proxy.snapshot().counters.deliveries_unknown_client > 0);
+    std::fs::write(dir.path().join("smpp-proxy.toml"), &with).unwrap();
+    proxy.reload().await.unwrap();
+    let mut rx = bind(CommandId::BIND_RECEIVER).await.unwrap();
+    let mut got = std::collections::HashSet::new();
+    while got.len() < ids.len() {
+        let pdu = rx.recv(T).await.expect("every receipt");
+        if pdu.command_id() == CommandId::DELIVER_SM {
+            rx.ack(&pdu).await.unwrap();
+            got.insert(receipt_id(&pdu));
+        }
+    }
+    assert_eq!(got, ids);
+    proxy.shutdown().await;
+}

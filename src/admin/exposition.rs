@@ -167,7 +167,7 @@ impl Proxy {
         let s = &self.0;
         let c = &s.counters;
         use MetricType::{Counter, Gauge};
-        let totals: [(&str, MetricType, &str, u64); 10] = [
+        let totals: [(&str, MetricType, &str, u64); 11] = [
             (
                 "early_receipts",
                 Gauge,
@@ -221,6 +221,12 @@ impl Proxy {
                 Counter,
                 "Receipts and MO refused to the SMSC (ESME_RINVMSGLEN) for being longer than sessions.max_pdu_len.",
                 c.deliveries_oversized,
+            ),
+            (
+                "deliveries_unknown_client",
+                Counter,
+                "Receipts for a client this node's configuration does not name: put in its shared outbox, or without a shared store left with the SMSC (ESME_RX_T_APPN).",
+                c.deliveries_unknown_client,
             ),
             (
                 "trail_lines_lost",

@@ -80,6 +80,10 @@ pub struct Counters {
     /// Receipts and MO refused to the SMSC for being longer than `sessions.max_pdu_len`.
     #[serde(default)]
     pub deliveries_oversized: u64,
+    /// Receipts for a client this node's configuration does not name: put in its shared
+    /// outbox, or (no shared store) left with the SMSC (ESME_RX_T_APPN).
+    #[serde(default)]
+    pub deliveries_unknown_client: u64,
     /// Receipts held now waiting for their submit's correlation, and their bytes.
     #[serde(default)]
     pub early_receipts: u64,
@@ -264,6 +268,7 @@ impl Snapshot {
                 mo_routed: load(&s.mo_routed),
                 mo_unroutable: load(&s.mo_unroutable),
                 deliveries_oversized: load(&s.oversized_deliveries),
+                deliveries_unknown_client: load(&s.unknown_client_deliveries),
                 early_receipts,
                 early_receipts_bytes,
                 early_receipts_refused,

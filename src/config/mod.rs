@@ -21,7 +21,9 @@ mod values;
 pub use clients::{ClientConfig, Credential};
 pub use cluster::{redacted, ClusterConfig, RedisConfig, StoreDown, UpstreamTps};
 pub use limits::LimitsConfig;
-pub use raw::{BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy};
+pub use raw::{
+    BindMode, ConcatFailover, Failback, MessageIdFormat, MultipartReceipts, StoreBackend, Strategy, DEFAULT_OUTBOX_MAX,
+};
 pub use routing::{GroupConfig, RouteConfig, RoutingConfig, MAX_MEMBERS};
 pub use tls::TlsListen;
 pub use upstreams::UpstreamConfig;

@@ -354,8 +354,12 @@ fn default_deliver_window() -> u32 {
     10
 }
 fn default_outbox_max() -> usize {
-    100_000
+    DEFAULT_OUTBOX_MAX
 }
+
+/// A client's `outbox_max` when it sets none; also the cap of a shared outbox a node holds
+/// receipts in for a client its configuration does not name.
+pub const DEFAULT_OUTBOX_MAX: usize = 100_000;
 fn default_outbox_max_bytes() -> String {
     "64MiB".into()
 }

@@ -26,14 +26,14 @@ use crate::messages::{AccountMsg, DeliverAck};
 use crate::pdu::{Body, CommandStatus, Pdu};
 use crate::receipt::id::{canonical, lookup_keys};
 use crate::receipt::{rewrite_receipt_id, Receipt};
-use crate::store::{Correlation, Found, StoreError};
+use crate::store::{Correlation, Found, Pushed, StoreError};
 use crate::upstream::{InboundSink, UpstreamInfo};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 type Key = (Arc<str>, String);
 
@@ -158,12 +158,10 @@ fn final_state(receipt: &Receipt) -> bool {
 }
 
 impl Context {
-    fn to_account(&self, client: &str, pdu: Pdu, ack: Option<DeliverAck>, forget: Forget, dedup: Option<String>) {
+    fn to_account(&self, client: &str, pdu: Pdu, ack: DeliverAck, forget: Forget, dedup: Option<String>) {
         let live = self.live();
         let Some(account) = live.accounts.get(client) else {
-            if let Some(ack) = ack {
-                ack.send(CommandStatus::ESME_RX_P_APPN);
-            }
+            self.to_unknown(client, pdu, ack, forget, dedup);
             return;
         };
         let (len, max) = (pdu.encoded_len(), live.config.client_sessions.max_pdu_len);
@@ -175,15 +173,13 @@ impl Context {
                 client,
                 len, max, "delivery longer than sessions.max_pdu_len: refused (ESME_RINVMSGLEN)"
             );
-            if let Some(ack) = ack {
-                ack.send(CommandStatus::ESME_RINVMSGLEN);
-            }
+            ack.send(CommandStatus::ESME_RINVMSGLEN);
             return;
         }
         // The account swamped or gone: the SMSC is told to retry later.
         let msg = AccountMsg::Deliver {
             pdu,
-            ack,
+            ack: Some(ack),
             forget,
             dedup,
         };
@@ -195,6 +191,50 @@ impl Context {
                 None => warn!(client, "account swamped: a held receipt could not be queued"),
             }
         }
+    }
+
+    /// A receipt for a client this node's configuration does not name: one added on another
+    /// node first (a rolling reload), or removed. With a shared store it goes into the
+    /// client's outbox, for the nodes that know it; otherwise the SMSC keeps it and sends it
+    /// again (ESME_RX_T_APPN), so a client re-added by a reload still gets it. Never dropped
+    /// here: which of the two it is, this node cannot tell.
+    fn to_unknown(&self, client: &str, pdu: Pdu, ack: DeliverAck, forget: Forget, dedup: Option<String>) {
+        self.stats.unknown_client_deliveries.fetch_add(1, Ordering::Relaxed);
+        static UNKNOWN: Limiter = Limiter::new(5);
+        let bytes = match self.store.shared().map(|_| pdu.to_bytes()) {
+            Some(Ok(bytes)) => bytes,
+            _ => {
+                if let Some(suppressed) = UNKNOWN.allow() {
+                    warn!(
+                        client,
+                        suppressed,
+                        "receipt for a client not in the configuration: SMSC asked to retry (ESME_RX_T_APPN)"
+                    );
+                }
+                ack.send(CommandStatus::ESME_RX_T_APPN);
+                return;
+            }
+        };
+        if let Some(suppressed) = UNKNOWN.allow() {
+            info!(
+                client,
+                suppressed, "receipt for a client this node does not know: put in its shared outbox"
+            );
+        }
+        let ticket = self.store.outbox_push(client, &bytes, dedup.as_deref());
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let status = match ticket.await {
+                Ok(Pushed::Stored(_) | Pushed::Duplicate) => {
+                    if let Some((correlation, id_match)) = forget {
+                        drop(store.remove(&correlation, id_match));
+                    }
+                    CommandStatus::ESME_ROK
+                }
+                Ok(Pushed::Full) | Err(_) => CommandStatus::ESME_RX_T_APPN,
+            };
+            ack.send(status);
+        });
     }
 
     /// Looks up the correlation of a receipt's ids (TLV first, then text).
@@ -219,9 +259,9 @@ impl Context {
         found: Result<Option<Arc<Correlation>>, StoreError>,
     ) {
         match found {
-            Ok(Some(correlation)) => self.deliver_matched(upstream, pdu, receipt, correlation, Some(ack)),
+            Ok(Some(correlation)) => self.deliver_matched(upstream, pdu, receipt, correlation, ack),
             Ok(None) if receipt.id().is_some() => self.hold_early(upstream, receipt, pdu, ack),
-            Ok(None) => self.unmatched(upstream, pdu, Some(ack)),
+            Ok(None) => self.unmatched(upstream, pdu, ack),
             Err(e) => {
                 // Not matched, not lost: the SMSC keeps it and sends it again. A store known
                 // to be down was logged once when it went.
@@ -257,14 +297,12 @@ impl Context {
         pdu: Pdu,
         receipt: &Receipt,
         correlation: Arc<Correlation>,
-        ack: Option<DeliverAck>,
+        ack: DeliverAck,
     ) {
         let is_final = final_state(receipt);
         if is_final {
             let delay = crate::store::unix_now().saturating_sub(correlation.submitted_at);
             upstream.load.receipt_delay.observe(delay as f64);
-        }
-        if is_final {
             use super::delivered::{Done, Receipt};
             let got = Receipt::new(
                 receipt.stat.as_deref(),
@@ -287,9 +325,7 @@ impl Context {
             if is_final {
                 drop(self.store.remove(&correlation, upstream.config.id_match));
             }
-            if let Some(ack) = ack {
-                ack.send(CommandStatus::ESME_ROK);
-            }
+            ack.send(CommandStatus::ESME_ROK);
             return;
         }
         let out = match rewrite_receipt_id(&pdu, receipt, correlation.client_id.as_bytes()) {
@@ -311,7 +347,7 @@ impl Context {
         self.to_account(&client, out, ack, forget, dedup);
     }
 
-    fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: Option<DeliverAck>) {
+    fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: DeliverAck) {
         self.stats.unmatched_receipts.fetch_add(1, Ordering::Relaxed);
         let receipt = Receipt::from_pdu(&pdu);
         // Plain values (an absent id is empty), not Option's Debug: JSON logs stay queryable.
@@ -330,11 +366,7 @@ impl Context {
         );
         match &self.live().config.unmatched_receipts_to {
             Some(client) => self.to_account(client, pdu, ack, None, None),
-            None => {
-                if let Some(ack) = ack {
-                    ack.send(CommandStatus::ESME_ROK);
-                }
-            }
+            None => ack.send(CommandStatus::ESME_ROK),
         }
     }
 
@@ -376,7 +408,7 @@ impl Context {
         if let Ok(Ok(Some(correlation))) = self.lookup(upstream, receipt).now() {
             if let Some((pdu, ack)) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, pdu, receipt, correlation, Some(ack));
+                self.deliver_matched(upstream, pdu, receipt, correlation, ack);
             }
         }
     }
@@ -407,8 +439,8 @@ impl Context {
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
             // Read again: the rare path, not worth keeping every held receipt's parse around.
             match Receipt::from_pdu(&pdu) {
-                Some(receipt) => self.deliver_matched(&upstream, pdu, &receipt, c.clone(), Some(ack)),
-                None => self.unmatched(&upstream, pdu, Some(ack)),
+                Some(receipt) => self.deliver_matched(&upstream, pdu, &receipt, c.clone(), ack),
+                None => self.unmatched(&upstream, pdu, ack),
             }
         }
     }
@@ -443,7 +475,7 @@ impl Context {
             if let Ok(Some(correlation)) = self.lookup(&early.upstream, &receipt).await {
                 if let Some((pdu, ack)) = early.take() {
                     self.early.forget(&early);
-                    self.deliver_matched(&early.upstream, pdu, &receipt, correlation, Some(ack));
+                    self.deliver_matched(&early.upstream, pdu, &receipt, correlation, ack);
                 }
             }
         }
@@ -463,7 +495,7 @@ impl Context {
         for early in expired {
             self.early.forget(&early);
             match early.take() {
-                Some((pdu, ack)) if known => self.unmatched(&early.upstream, pdu, Some(ack)),
+                Some((pdu, ack)) if known => self.unmatched(&early.upstream, pdu, ack),
                 Some((_, ack)) => ack.send(CommandStatus::ESME_RX_T_APPN),
                 None => {}
             }
@@ -506,7 +538,7 @@ impl InboundSink for Context {
             Some(client) => {
                 self.stats.mo_routed.fetch_add(1, Ordering::Relaxed);
                 let client = client.to_owned();
-                self.to_account(&client, pdu, Some(ack), None, None);
+                self.to_account(&client, pdu, ack, None, None);
             }
             None => {
                 self.stats.mo_unroutable.fetch_add(1, Ordering::Relaxed);

@@ -41,6 +41,8 @@ pub struct Stats {
     pub part_receipts_suppressed: AtomicU64,
     /// Receipts and MO refused to the SMSC for being longer than `sessions.max_pdu_len`.
     pub oversized_deliveries: AtomicU64,
+    /// Receipts for a client this node's configuration does not name (see `to_unknown`).
+    pub unknown_client_deliveries: AtomicU64,
     /// A correlation handed to the store -> durable, seconds.
     pub commit_latency: crate::histogram::Histogram,
 }
@@ -54,6 +56,7 @@ impl Default for Stats {
             mo_unroutable: AtomicU64::new(0),
             part_receipts_suppressed: AtomicU64::new(0),
             oversized_deliveries: AtomicU64::new(0),
+            unknown_client_deliveries: AtomicU64::new(0),
             commit_latency: crate::histogram::Histogram::new(crate::histogram::LATENCY),
         }
     }

@@ -331,7 +331,8 @@ impl Store for RedisStore {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(client)
                 .copied()
-                .unwrap_or(usize::MAX),
+                // A client this node does not know (see `Context::to_unknown`).
+                .unwrap_or(crate::config::DEFAULT_OUTBOX_MAX),
             pdu: pdu.to_vec(),
             bell: self.bell.clone(),
             client: Arc::from(client),
