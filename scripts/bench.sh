@@ -35,6 +35,8 @@ old_px_port=$(free_port); old_mem_port=$(free_port); trail_port=$(free_port)
 redis_port=$(free_port); r1_port=$(free_port); r2a_port=$(free_port); r2b_port=$(free_port); r2_port=$(free_port)
 
 $bin sim --listen 127.0.0.1:$sim_port --receipt-delay "${RECEIPT_DELAY:-1ms}" >"$work/sim.log" 2>&1 &
+declare -A pid
+pid[direct]=$!
 cat >"$work/haproxy.cfg" <<CFG
 global
     maxconn 1000
@@ -48,6 +50,7 @@ listen smpp
     server sim 127.0.0.1:$sim_port
 CFG
 haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pid[haproxy]=$!
 # Each proxy binds with its own system_id: the simulator sends receipts to the account that
 # submitted, so each proxy gets exactly its own.
 proxy_config() { # PORT BACKEND [SYSTEM_ID] [NODE_ID] [KEY_PREFIX]
@@ -75,7 +78,9 @@ CFG
 proxy_config "$px_port" embedded >"$work/proxy.toml"
 proxy_config "$mem_port" memory >"$work/memory.toml"
 RUST_LOG=${PROXY_LOG:-warn} $bin run --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
+pid[durable]=$!
 RUST_LOG=warn $bin run --config "$work/memory.toml" >"$work/memory.log" 2>&1 &
+pid[memory]=$!
 paths="direct haproxy durable memory"
 if [ -n "${CLUSTER:-}" ]; then
   mkdir -p "$work/redis"
@@ -87,7 +92,8 @@ if [ -n "${CLUSTER:-}" ]; then
   proxy_config "$r1_port" redis proxy-redis1 r1 r1: >"$work/r1.toml"
   proxy_config "$r2a_port" redis proxy-redis2 r2a r2: >"$work/r2a.toml"
   proxy_config "$r2b_port" redis proxy-redis2 r2b r2: >"$work/r2b.toml"
-  for n in r1 r2a r2b; do RUST_LOG=warn $bin run --config "$work/$n.toml" >"$work/$n.log" 2>&1 & done
+  for n in r1 r2a r2b; do RUST_LOG=warn $bin run --config "$work/$n.toml" >"$work/$n.log" 2>&1 & pid[$n]=$!; done
+  pid[redis-1]=${pid[r1]}
   cat >>"$work/haproxy.cfg" <<CFG
 listen pair
     bind 127.0.0.1:$r2_port
@@ -97,30 +103,41 @@ listen pair
 CFG
   kill "$(pgrep -f "haproxy -f $work/haproxy.cfg")" 2>/dev/null || true
   haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+  pid[haproxy]=$!
   paths="$paths redis-1 redis-2"
 fi
 if [ -n "${TRAIL:-}" ]; then
   { proxy_config "$trail_port" embedded proxy-trail; printf '[log]\nmessages = "%s"\n' "$work/messages.jsonl"; } >"$work/trail.toml"
   RUST_LOG=warn $bin run --config "$work/trail.toml" >"$work/trail.log" 2>&1 &
+  pid[trail]=$!
   paths="$paths trail"
 fi
 if [ -n "${BASELINE:-}" ]; then
   proxy_config "$old_px_port" embedded old-embedded >"$work/old-proxy.toml"
   proxy_config "$old_mem_port" memory old-memory >"$work/old-memory.toml"
   RUST_LOG=warn "$BASELINE" run --config "$work/old-proxy.toml" >"$work/old-proxy.log" 2>&1 &
+  pid[old-durable]=$!
   RUST_LOG=warn "$BASELINE" run --config "$work/old-memory.toml" >"$work/old-memory.log" 2>&1 &
+  pid[old-memory]=$!
   paths="$paths old-durable old-memory"
 fi
 sleep 1
 
-run() {
-  $bin bench --connect "127.0.0.1:$1" --count "$count" --binds "$binds" --window "$window" --receipts --json 2>/dev/null \
+run() { # PORT [PID of the process under test]
+  $bin bench --connect "127.0.0.1:$1" --count "$count" --binds "$binds" --window "$window" --receipts --json \
+    ${2:+--measure-pid $2} 2>/dev/null \
     | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(round(r["acked_per_second"]), r["acked"], r["receipts_matched"], r["response_latency"]["p50_us"], r["response_latency"]["p99_us"])'
+cpu = r.get("cpu_us_per_message")
+print(round(r["acked_per_second"]), r["acked"], r["receipts_matched"], r["response_latency"]["p50_us"],
+      r["response_latency"]["p99_us"], r["receipt_latency"]["p99_us"], "-" if cpu is None else round(cpu, 2),
+      round(r.get("generator_cpu_us_per_message") or 0, 2))'
 }
-printf '%-22s %10s %8s %9s %9s %9s\n' "path" "msg/s" "acked" "receipts" "p50 us" "p99 us"
+# cpu: user + system CPU of the process under test (the simulator for "direct"; for HAProxy and
+# the two-node path, the HAProxy process / the first node only) per message; gen: the load
+# generator's own.
+printf '%-22s %10s %8s %9s %8s %8s %10s %7s %6s\n' "path" "msg/s" "acked" "receipts" "p50 us" "p99 us" "rcpt p99" "cpu us" "gen us"
 # The four paths in turn, ROUNDS times: on a noisy machine a burst of noise then hits one round
 # of every path, not one path; the ratios are of the per-path medians.
 declare -A rates
@@ -137,8 +154,8 @@ for round in $(seq 1 "$rounds"); do
       old-memory) port=$old_mem_port label="baseline (memory)" ;;
       trail) port=$trail_port label="durable + trail" ;;
     esac
-    read -r rate acked rcpt p50 p99 <<<"$(run "$port")"
-    printf '%-22s %10s %8s %9s %9s %9s\n' "$label" "$rate" "$acked" "$rcpt" "$p50" "$p99"
+    read -r rate acked rcpt p50 p99 rp99 cpu gen <<<"$(run "$port" "${pid[$path]:-}")"
+    printf '%-22s %10s %8s %9s %8s %8s %10s %7s %6s\n' "$label" "$rate" "$acked" "$rcpt" "$p50" "$p99" "$rp99" "$cpu" "$gen"
     rates[$path]="${rates[$path]:-} $rate"
   done
 done
@@ -146,6 +163,7 @@ python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[me
 import statistics, sys
 d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:5])
 print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, memory {m:.0f} msg/s")
+print(f"the load generator reaches {d:.0f} msg/s straight to the simulator: every figure below that is the path's, not the generator's")
 print(f"smpp-proxy durable = {p/d:.2f} x direct, {p/h:.2f} x haproxy, {p/m:.2f} x its memory store; memory = {m/h:.2f} x haproxy")
 if sys.argv[5]:
     od, om = (statistics.median(float(x) for x in a.split()) for a in sys.argv[5:7])

@@ -64,6 +64,13 @@ impl Esme {
         self.conn.into_inner()
     }
 
+    /// The connection and what was read from it and not yet parsed, for a caller that reads
+    /// the bytes itself from here on.
+    pub fn into_parts(self) -> (Stream<TcpStream>, bytes::BytesMut) {
+        let parts = self.conn.into_parts();
+        (parts.io, parts.read_buf)
+    }
+
     /// The connection (whether it is TLS, and the peer's certificate if so).
     pub fn stream(&self) -> &Stream<TcpStream> {
         self.conn.get_ref()

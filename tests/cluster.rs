@@ -405,7 +405,12 @@ async fn receipts_for_a_client_only_a_reloaded_node_knows_reach_it() {
     assert!(a.wait_bound(T).await);
     std::fs::write(
         &path,
-        on_redis(&proxy_toml(&sims, "", &format!("{SHOP}{late}"), ""), &redis.url(), false, "a"),
+        on_redis(
+            &proxy_toml(&sims, "", &format!("{SHOP}{late}"), ""),
+            &redis.url(),
+            false,
+            "a",
+        ),
     )
     .unwrap();
     a.reload().await.expect("a reloads");

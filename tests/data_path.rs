@@ -20,6 +20,7 @@ async fn submits_are_answered_and_receipts_come_back_with_proxy_ids() {
         window: 20,
         count: Some(500),
         receipts: true,
+        keep_ids: true,
         ..shop_load(&proxy)
     })
     .await

@@ -33,6 +33,7 @@ async fn four_clients_three_upstreams_every_receipt_to_its_own_client() {
             window: 10,
             count: Some(300),
             receipts: true,
+            keep_ids: true,
             ..BenchConfig::default()
         })
     });

@@ -50,6 +50,16 @@ pub(crate) struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The process under test (the proxy's PID): its CPU time per message is reported, read
+    /// from /proc.
+    #[arg(long)]
+    measure_pid: Option<u32>,
+    /// Worker threads (0: one per core). One runs everything on one thread, with no wake-ups
+    /// across threads: the cheapest for a simulator or load generator that shares the machine
+    /// with what it measures.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+
     /// Start a simulator and a proxy in this process and run the load directly against the
     /// simulator, then through the proxy; print both and the ratio.
     #[arg(long)]
@@ -76,11 +86,13 @@ impl BenchArgs {
             long: self.long,
             receipt_wait: Duration::from_secs(10),
             progress: !self.json,
+            keep_ids: false,
+            measure_pid: self.measure_pid,
         }
     }
 
     pub(crate) fn run(self) -> ExitCode {
-        super::runtime().block_on(async move {
+        super::runtime_with(self.threads).block_on(async move {
             let result = if self.compare {
                 self.compare().await
             } else {

@@ -102,10 +102,21 @@ pub(crate) fn verdict(ok: bool, good: &str) -> ExitCode {
 
 /// The multi-threaded runtime every long-running command uses.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    runtime_with(0)
+}
+
+/// A runtime of `threads` workers (0: one per core). One runs everything on the calling
+/// thread: no wake-ups across threads, which is what a load generator or a simulator sharing
+/// the machine with what it measures wants.
+pub(crate) fn runtime_with(threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if threads > 1 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build().expect("tokio runtime")
 }
 
 impl Cli {

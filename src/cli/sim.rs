@@ -82,6 +82,11 @@ pub(crate) struct SimArgs {
     /// The TLS certificate's private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Worker threads (0: one per core). One runs everything on one thread, with no wake-ups
+    /// across threads: the cheapest for a simulator or load generator that shares the machine
+    /// with what it measures.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 impl SimArgs {
@@ -128,7 +133,7 @@ impl SimArgs {
             tls,
         };
         let listen = config.listen;
-        super::runtime().block_on(async move {
+        super::runtime_with(self.threads).block_on(async move {
             let sim = match sim::start(config).await {
                 Ok(s) => s,
                 Err(e) => {

@@ -47,6 +47,32 @@ impl Decoder for SmppCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        Ok(FrameCodec::from(*self).decode(src)?.map(Pdu::parse))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        Ok(FrameCodec::from(*self).decode_eof(buf)?.map(Pdu::parse))
+    }
+}
+
+/// The framing of [`SmppCodec`] without the parsing: whole frames as they came, for a
+/// session that reads only a field or two of most PDUs ([`super::peek`]) and parses the
+/// rest itself ([`Pdu::parse`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FrameCodec(SmppCodec);
+
+impl From<SmppCodec> for FrameCodec {
+    fn from(codec: SmppCodec) -> FrameCodec {
+        FrameCodec(codec)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = bytes::Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<bytes::Bytes>, FrameError> {
+        let max_len = self.0.max_len;
         // Wait for the whole header so a bad length can be answered with its sequence number.
         let Some(header) = src.get(..HEADER_LEN) else {
             src.reserve(HEADER_LEN - src.len());
@@ -54,11 +80,11 @@ impl Decoder for SmppCodec {
         };
         let command_length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         let len = command_length as usize;
-        if len < HEADER_LEN || len > self.max_len {
+        if len < HEADER_LEN || len > max_len {
             let sequence_number = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
             return Err(FrameError::InvalidLength {
                 command_length,
-                max: self.max_len,
+                max: max_len,
                 sequence_number,
             });
         }
@@ -66,11 +92,10 @@ impl Decoder for SmppCodec {
             src.reserve(len - src.len());
             return Ok(None);
         }
-        let frame = src.split_to(len).freeze();
-        Ok(Some(Pdu::parse(frame)))
+        Ok(Some(src.split_to(len).freeze()))
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<bytes::Bytes>, FrameError> {
         match self.decode(buf)? {
             Some(item) => Ok(Some(item)),
             None if buf.is_empty() => Ok(None),
@@ -86,6 +111,14 @@ impl Decoder for SmppCodec {
     }
 }
 
+impl Encoder<&Pdu> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, pdu: &Pdu, dst: &mut BytesMut) -> Result<(), FrameError> {
+        Ok(pdu.encode(dst)?)
+    }
+}
+
 impl Encoder<&Pdu> for SmppCodec {
     type Error = FrameError;
 
@@ -95,9 +128,11 @@ impl Encoder<&Pdu> for SmppCodec {
 }
 
 /// Flushes what was `feed`-ed (a named helper: `flush` alone cannot infer the item type).
-pub async fn flush<T: tokio::io::AsyncWrite + Unpin>(
-    conn: &mut tokio_util::codec::Framed<T, SmppCodec>,
-) -> Result<(), FrameError> {
+pub async fn flush<T, C>(conn: &mut tokio_util::codec::Framed<T, C>) -> Result<(), FrameError>
+where
+    T: tokio::io::AsyncWrite + Unpin,
+    C: for<'a> Encoder<&'a Pdu, Error = FrameError>,
+{
     futures_util::SinkExt::<&Pdu>::flush(conn).await
 }
 

@@ -15,6 +15,7 @@ mod command_id;
 pub mod error;
 mod fields;
 pub mod json;
+pub mod peek;
 mod status;
 pub mod tlv;
 

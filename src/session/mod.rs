@@ -1,17 +1,19 @@
 //! What client and upstream sessions share: the state table ([`SessionState`]), sequence
 //! numbers ([`Sequence`]), keep-alive bookkeeping ([`KeepAlive`]), reconnect backoff
-//! ([`Backoff`]), token buckets ([`TokenBucket`], [`SharedBucket`]) and sockets whose writes
-//! cannot wait forever ([`Deadlined`]). Plain values: the session tasks own them and feed them
+//! ([`Backoff`]), token buckets ([`TokenBucket`], [`SharedBucket`]), sockets whose writes
+//! cannot wait forever ([`Deadlined`]) and requests awaiting answers ([`InFlight`]). Plain values: the session tasks own them and feed them
 //! the time.
 
 mod bucket;
 mod deadline;
+mod inflight;
 pub mod state;
 
 use std::time::{Duration, Instant};
 
 pub use bucket::{Lease, SharedBucket, TokenBucket};
 pub use deadline::Deadlined;
+pub use inflight::InFlight;
 pub use state::SessionState;
 
 /// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.

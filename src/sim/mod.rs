@@ -6,6 +6,8 @@
 //! Receipts and MO go to any receiver-capable session of the account, round robin, as real
 //! SMSCs do, so they may arrive on a different session than the submit.
 
+mod later;
+mod receipt;
 mod session;
 
 use crate::session::{SharedBucket, TokenBucket};
@@ -20,7 +22,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use session::Outgoing;
+use bytes::Bytes;
+use session::Batch;
 
 /// How long a TLS client gets to finish its handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -156,21 +159,28 @@ pub(crate) struct Shared {
     /// Accepted submits, when `config.record`.
     pub(crate) received: Mutex<Vec<crate::pdu::Pdu>>,
     next_id: AtomicU64,
+    first_id: u64,
     /// Receiver-capable sessions by system_id.
-    receivers: Mutex<Vec<(String, u64, mpsc::Sender<Outgoing>)>>,
+    receivers: Mutex<Vec<(String, u64, mpsc::Sender<Batch>)>>,
     next_receiver: AtomicUsize,
     next_session: AtomicU64,
-    /// Message id → message_state, for query/cancel/replace.
-    pub(crate) messages: DashMap<String, u8>,
+    /// Message number (the id's) → message_state where it is not ENROUTE (cancelled), for
+    /// query/cancel/replace.
+    pub(crate) messages: DashMap<u64, u8, foldhash::fast::RandomState>,
     /// Bumped to make every bound session send unbind (an SMSC going down for maintenance).
     pub(crate) unbind: watch::Sender<u64>,
     /// Receipts waiting to be sent (the spooler task retries them, like a real SMSC).
-    spool: mpsc::UnboundedSender<(String, crate::pdu::Pdu, Duration)>,
+    spool: mpsc::UnboundedSender<(String, Bytes, Duration)>,
 }
 
 impl Shared {
     pub(crate) fn next_number(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether `n` is the number of an id given out.
+    pub(crate) fn issued(&self, n: u64) -> bool {
+        (self.first_id..self.next_id.load(Ordering::Relaxed)).contains(&n)
     }
 
     /// Every bound session sends unbind (see [`SimHandle::unbind_all`]).
@@ -182,7 +192,7 @@ impl Shared {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn add_receiver(&self, system_id: &str, session: u64, tx: mpsc::Sender<Outgoing>) {
+    pub(crate) fn add_receiver(&self, system_id: &str, session: u64, tx: mpsc::Sender<Batch>) {
         self.receivers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -197,29 +207,65 @@ impl Shared {
     }
 
     /// Sends to a receiver-capable session of `system_id` (any account if `None`), round robin;
-    /// gives the PDU back if none can take it now.
-    pub(crate) fn to_receiver(&self, system_id: Option<&str>, out: Outgoing) -> Result<(), Outgoing> {
+    /// gives the frame back if none can take it now.
+    pub(crate) fn to_receiver(&self, system_id: Option<&str>, frame: Bytes) -> Result<(), Bytes> {
         let receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
-        let candidates: Vec<&mpsc::Sender<Outgoing>> = receivers
+        let candidates: Vec<&mpsc::Sender<Batch>> = receivers
             .iter()
             .filter(|(id, _, _)| system_id.is_none_or(|want| want == id))
             .map(|(_, _, tx)| tx)
             .collect();
         let start = self.next_receiver.fetch_add(1, Ordering::Relaxed);
-        let mut out = out;
+        let mut batch = vec![(std::time::Instant::now(), frame)];
         for k in 0..candidates.len() {
-            match candidates[(start + k) % candidates.len()].try_send(out) {
+            match candidates[(start + k) % candidates.len()].try_send(batch) {
                 Ok(()) => return Ok(()),
-                Err(e) => out = e.into_inner(),
+                Err(e) => batch = e.into_inner(),
             }
         }
-        Err(out)
+        Err(batch.pop().expect("one").1)
+    }
+
+    /// Hands receipts, each due at its time, to the receiver-capable sessions of `system_id`,
+    /// round robin, one batch per session; what none can take now goes to the spooler.
+    pub(crate) fn to_receivers(&self, system_id: &str, batch: Batch) {
+        let receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
+        let candidates: Vec<&mpsc::Sender<Batch>> = receivers
+            .iter()
+            .filter(|(id, _, _)| id == system_id)
+            .map(|(_, _, tx)| tx)
+            .collect();
+        let n = batch.len() as u64;
+        let mut left = Vec::new();
+        if candidates.is_empty() {
+            left = batch;
+        } else {
+            let start = self.next_receiver.fetch_add(batch.len(), Ordering::Relaxed);
+            let mut shares: Vec<Batch> = (0..candidates.len()).map(|_| Vec::new()).collect();
+            for (k, item) in batch.into_iter().enumerate() {
+                shares[(start + k) % candidates.len()].push(item);
+            }
+            for (tx, share) in candidates.iter().zip(shares) {
+                if share.is_empty() {
+                    continue;
+                }
+                if let Err(e) = tx.try_send(share) {
+                    left.extend(e.into_inner());
+                }
+            }
+        }
+        drop(receivers);
+        self.stats.receipts.fetch_add(n - left.len() as u64, Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        for (at, frame) in left {
+            self.spool(system_id.to_owned(), frame, at.saturating_duration_since(now));
+        }
     }
 
     /// Queues a receipt or MO for `system_id`, sent after `delay` and retried until a receiver
     /// takes it.
-    pub(crate) fn spool(&self, system_id: String, pdu: crate::pdu::Pdu, delay: Duration) {
-        let _ = self.spool.send((system_id, pdu, delay));
+    pub(crate) fn spool(&self, system_id: String, frame: Bytes, delay: Duration) {
+        let _ = self.spool.send((system_id, frame, delay));
     }
 }
 
@@ -246,7 +292,8 @@ impl SimHandle {
     /// Sends any PDU (say, a receipt for an id never issued) to a receiver-capable session of
     /// `system_id`; `false` if none is bound.
     pub fn send_pdu(&self, system_id: Option<&str>, pdu: crate::pdu::Pdu) -> bool {
-        self.shared.to_receiver(system_id, Outgoing(pdu)).is_ok()
+        let Ok(frame) = pdu.to_bytes() else { return false };
+        self.shared.to_receiver(system_id, frame).is_ok()
     }
 
     /// Sends an MO to a receiver-capable session of `system_id`; `false` if none is bound.
@@ -314,10 +361,11 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         config,
         stats: Arc::new(SimStats::default()),
         next_id: AtomicU64::new(base),
+        first_id: base,
         receivers: Mutex::new(Vec::new()),
         next_receiver: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
-        messages: DashMap::new(),
+        messages: DashMap::default(),
     });
     let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
     tasks.spawn(spooler(spool_rx, shared.clone(), stop.clone()));
@@ -334,7 +382,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
 /// Sends spooled receipts when due; one no receiver can take now is tried again every 50 ms
 /// for up to 10 minutes (a real SMSC keeps trying for hours).
 async fn spooler(
-    mut rx: mpsc::UnboundedReceiver<(String, crate::pdu::Pdu, Duration)>,
+    mut rx: mpsc::UnboundedReceiver<(String, Bytes, Duration)>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
@@ -344,17 +392,17 @@ async fn spooler(
     let mut queue = tokio_util::time::DelayQueue::new();
     loop {
         tokio::select! {
-            Some((system_id, pdu, delay)) = rx.recv() => {
-                queue.insert((system_id, pdu, 0u32), delay);
+            Some((system_id, frame, delay)) = rx.recv() => {
+                queue.insert((system_id, frame, 0u32), delay);
             }
             Some(due) = queue.next(), if !queue.is_empty() => {
-                let (system_id, pdu, tries) = due.into_inner();
-                match shared.to_receiver(Some(&system_id), Outgoing(pdu)) {
+                let (system_id, frame, tries) = due.into_inner();
+                match shared.to_receiver(Some(&system_id), frame) {
                     Ok(()) => {
                         shared.stats.receipts.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(Outgoing(pdu)) if tries < TRIES => {
-                        queue.insert((system_id, pdu, tries + 1), RETRY);
+                    Err(frame) if tries < TRIES => {
+                        queue.insert((system_id, frame, tries + 1), RETRY);
                     }
                     Err(_) => {}
                 }

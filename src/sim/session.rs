@@ -1,169 +1,112 @@
 //! One simulated SMSC session: the MC side of the state machine, answering what an ESME sends
 //! and sending it receipts and MO.
 
-use super::{ReceiptVariant, Shared, SimIdFormat};
+use super::receipt::{ids, number_of, receipt, Id, Message};
+use super::Shared;
 use crate::pdu::body::{BindResp, MessageIdResp, QuerySmResp, SubmitMultiResp};
-use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, DeliverSm, Pdu, SmppCodec, Tlvs};
+use crate::pdu::codec::FrameCodec;
+use crate::pdu::{Body, COctetString, CommandId, CommandStatus, DeliverSm, Pdu};
 use crate::session::{Sequence, SessionState};
 use crate::tls::Stream;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
-/// A PDU the session must send on its own initiative (a receipt or MO); it sets the sequence.
-#[derive(Debug)]
-pub struct Outgoing(pub Pdu);
+/// Frames (receipts, MO) handed to a session to send on its own initiative, each not before
+/// its time; the session writes its own sequence number into each.
+pub(crate) type Batch = Vec<(Instant, Bytes)>;
 
 /// A response held back by the configured latency.
 struct Delayed(Pdu);
 
-/// An MO deliver_sm.
-pub(crate) fn mo(source: &str, destination: &str, text: &[u8]) -> Outgoing {
-    Outgoing(Pdu::new(Body::DeliverSm(DeliverSm::text(source, destination, text))))
-}
-
-/// `YYMMDDhhmm` or `YYMMDDhhmmss` for now (UTC).
-fn receipt_date(with_seconds: bool) -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let base = format!("{:02}{month:02}{day:02}{h:02}{m:02}", year % 100);
-    if with_seconds {
-        format!("{base}{s:02}")
-    } else {
-        base
-    }
-}
-
-/// The id as given in submit_sm_resp, and as written in the receipt text.
-fn ids(shared: &Shared, n: u64) -> (String, String) {
-    match (shared.config.receipt_variant, shared.config.id_format) {
-        (ReceiptVariant::DecimalTextHexTlv, _) => (format!("{n:x}"), format!("{:010}", n % 10_000_000_000)),
-        (_, SimIdFormat::Hex) => (format!("{n:x}"), format!("{n:x}")),
-        (_, SimIdFormat::Decimal) => (n.to_string(), n.to_string()),
-        (_, SimIdFormat::Uuid) => {
-            let id = format!(
-                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-                n >> 32,
-                (n >> 16) & 0xffff,
-                n & 0xfff,
-                (n >> 4) & 0xfff,
-                n
-            );
-            (id.clone(), id)
-        }
-    }
-}
-
-fn receipt(
-    shared: &Shared,
-    n: u64,
-    source: &COctetString,
-    destination: &COctetString,
-    message: &[u8],
-    enroute: bool,
-) -> Pdu {
-    let (stat, state) = if enroute { ("ENROUTE", 1u8) } else { ("DELIVRD", 2u8) };
-    let variant = shared.config.receipt_variant;
-    let (id, text_id) = ids(shared, n);
-    let dates12 = variant == ReceiptVariant::Dates12;
-    let date = receipt_date(dates12);
-    let label = if dates12 { "Text" } else { "text" };
-    let mut text =
-        format!("id:{text_id} sub:001 dlvrd:001 submit date:{date} done date:{date} stat:{stat} err:000 {label}:")
-            .into_bytes();
-    text.extend_from_slice(&message[..message.len().min(20)]);
-    let mut tlv_pairs: Vec<(u16, Vec<u8>)> = Vec::new();
-    if variant != ReceiptVariant::TextOnly {
-        let mut rid = id.into_bytes();
-        rid.push(0);
-        tlv_pairs.push((tag::receipted_message_id, rid));
-        tlv_pairs.push((tag::message_state, vec![state]));
-    }
-    let short_message = if variant == ReceiptVariant::Payload {
-        tlv_pairs.push((tag::message_payload, text));
-        Bytes::new()
-    } else {
-        text.truncate(255);
-        Bytes::from(text)
-    };
-    Pdu::new(Body::DeliverSm(DeliverSm {
-        source_addr_ton: 1,
-        source_addr_npi: 1,
-        source_addr: destination.clone(),
-        dest_addr_ton: 1,
-        dest_addr_npi: 1,
-        destination_addr: source.clone(),
-        esm_class: 0x04,
-        short_message,
-        ..DeliverSm::default()
-    }))
-    .with_tlvs(Tlvs::from_pairs(tlv_pairs.iter().map(|(t, v)| (*t, v.as_slice()))))
+/// An MO deliver_sm, encoded.
+pub(crate) fn mo(source: &str, destination: &str, text: &[u8]) -> Bytes {
+    Pdu::new(Body::DeliverSm(DeliverSm::text(source, destination, text)))
+        .to_bytes()
+        .unwrap_or_default()
 }
 
 struct SimSession {
     shared: Arc<Shared>,
-    conn: Framed<Stream<TcpStream>, SmppCodec>,
+    conn: Framed<Stream<TcpStream>, FrameCodec>,
     id: u64,
     state: SessionState,
     system_id: String,
     seq: Sequence,
     submits: u64,
     delayed: DelayQueue<Delayed>,
-    tx: mpsc::Sender<Outgoing>,
-    /// deliver_sm sent and not yet answered.
-    sent: std::collections::HashMap<u32, Pdu>,
+    tx: mpsc::Sender<Batch>,
+    /// deliver_sm sent and not yet answered, as handed to the session.
+    sent: crate::session::InFlight<Bytes>,
+    /// Receipts made this turn, handed to the receiving sessions at its end.
+    made: Batch,
+    /// Receipts and MO handed to this session, waiting for their time.
+    later: super::later::Later,
+    /// The time at the start of this turn: what it makes is due from then.
+    now: Instant,
 }
+
+/// How many PDUs a session handles in one turn before it writes what it has.
+const TURN: usize = 512;
 
 pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: CancellationToken) {
     let mut unbind = shared.unbind.subscribe();
-    let (tx, mut rx) = mpsc::channel(4096);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut conn = Framed::new(stream, FrameCodec::default());
+    // Answers of a whole turn go out in one write.
+    conn.set_backpressure_boundary(256 * 1024);
     let mut s = SimSession {
         id: shared.session_id(),
         shared,
-        conn: Framed::new(stream, SmppCodec::default()),
+        conn,
         state: SessionState::Open,
         system_id: String::new(),
         seq: Sequence::default(),
         submits: 0,
         delayed: DelayQueue::new(),
         tx,
-        sent: std::collections::HashMap::new(),
+        sent: crate::session::InFlight::new(256),
+        made: Vec::new(),
+        later: Default::default(),
+        now: Instant::now(),
     };
     loop {
+        // Receipts due go out with the next turn's answers; the timer sends them only when no
+        // turn came within a millisecond (an idle session), so a busy one writes once a turn.
+        let next_due = s.later.next_due().map(|at| at + Duration::from_millis(1));
         let keep_going = tokio::select! {
-            item = s.conn.next() => match item {
-                Some(Ok(Ok(pdu))) => s.incoming(pdu).await,
-                Some(Ok(Err(e))) => match e.reply() {
-                    Some(r) => s.conn.send(&r).await.is_ok(),
-                    None => true,
-                },
-                _ => false,
-            },
-            Some(Outgoing(pdu)) = rx.recv() => {
-                let mut ok = s.send_out(pdu).await;
-                while let (true, Ok(Outgoing(more))) = (ok, rx.try_recv()) {
-                    ok = s.send_out(more).await;
+            item = s.conn.next() => {
+                s.now = Instant::now();
+                let mut ok = s.item(item).await;
+                // Whatever else is whole in the read buffer is handled in this turn too.
+                let mut n = 1;
+                while ok && n < TURN && s.frame_buffered() {
+                    let item = s.conn.next().await;
+                    ok = s.item(item).await;
+                    n += 1;
                 }
-                ok && crate::pdu::codec::flush(&mut s.conn).await.is_ok()
+                s.hand_off_receipts();
+                // Receipts due go out with the answers, in the same write.
+                s.write_due();
+                // Flushed even when the session ends here: its last answer goes out first.
+                let flushed = s.flush().await;
+                ok && flushed
             }
+            Some(batch) = rx.recv() => {
+                s.take(batch);
+                while let Ok(more) = rx.try_recv() {
+                    s.take(more);
+                }
+                s.send_due().await
+            }
+            () = sleep_until(next_due), if next_due.is_some() => s.send_due().await,
             Some(expired) = s.delayed.next(), if !s.delayed.is_empty() => {
                 let Delayed(pdu) = expired.into_inner();
                 s.conn.send(&pdu).await.is_ok()
@@ -175,12 +118,12 @@ pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: Ca
                     // Until the unbind_resp, answer what the ESME sent before it saw the unbind
                     // (a polite SMSC loses nothing); then hang up.
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                        while let Some(Ok(Ok(pdu))) = s.conn.next().await {
-                            if pdu.command_id() == CommandId::UNBIND_RESP {
+                        while let Some(Ok(frame)) = s.conn.next().await {
+                            if frame.get(4..8) == Some(&CommandId::UNBIND_RESP.0.to_be_bytes()[..]) {
                                 s.shared.stats.unbinds_answered.fetch_add(1, Ordering::Relaxed);
                                 break;
                             }
-                            if !s.incoming(pdu).await {
+                            if !s.item(Some(Ok(frame))).await || !s.flush().await {
                                 break;
                             }
                         }
@@ -205,33 +148,103 @@ pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: Ca
         s.shared.stats.bound_now.fetch_sub(1, Ordering::Relaxed);
     }
     s.shared.remove_receiver(s.id);
+    s.hand_off_receipts();
     // Like a real SMSC: what the ESME never acknowledged is sent again, on another session.
-    for (_, pdu) in s.sent.drain() {
+    for (_, frame) in s.sent.drain() {
         s.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
         s.shared
-            .spool(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
+            .spool(s.system_id.clone(), frame, std::time::Duration::from_millis(100));
     }
-    // Outgoing PDUs queued for this session but never written go elsewhere too.
+    // Outgoing PDUs handed to this session but never written go elsewhere too.
     rx.close();
-    while let Ok(Outgoing(pdu)) = rx.try_recv() {
+    while let Ok(batch) = rx.try_recv() {
+        s.take(batch);
+    }
+    for frame in s.later.drain() {
         s.shared
-            .spool(s.system_id.clone(), pdu, std::time::Duration::from_millis(100));
+            .spool(s.system_id.clone(), frame, std::time::Duration::from_millis(100));
+    }
+}
+
+/// Sleeps until `at` (never called with `None`: the branch is off then).
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
     }
 }
 
 impl SimSession {
+    /// One frame read from the connection (or why none could be).
+    async fn item(&mut self, item: Option<Result<Bytes, crate::pdu::FrameError>>) -> bool {
+        let Some(Ok(frame)) = item else { return false };
+        if let Some(keep_going) = self.fast(&frame) {
+            return keep_going;
+        }
+        match Pdu::parse(frame) {
+            Ok(pdu) => self.incoming(pdu).await,
+            Err(e) => match e.reply() {
+                Some(r) => self.conn.feed(&r).await.is_ok(),
+                None => true,
+            },
+        }
+    }
+
+    /// Whether the read buffer holds a whole frame (read without another syscall).
+    fn frame_buffered(&self) -> bool {
+        matches!(
+            crate::pdu::peek::next_frame(self.conn.read_buffer(), usize::MAX),
+            crate::pdu::peek::Next::Frame(_)
+        )
+    }
+
+    async fn flush(&mut self) -> bool {
+        crate::pdu::codec::flush(&mut self.conn).await.is_ok()
+    }
+
+    /// The receipts made this turn, to the account's receiving sessions.
+    fn hand_off_receipts(&mut self) {
+        if !self.made.is_empty() {
+            self.shared
+                .to_receivers(&self.system_id, std::mem::take(&mut self.made));
+        }
+    }
+
+    fn take(&mut self, batch: Batch) {
+        for (at, frame) in batch {
+            self.later.push(at, frame);
+        }
+    }
+
+    /// Writes the receipts and MO whose time has come.
+    async fn send_due(&mut self) -> bool {
+        self.write_due();
+        self.flush().await
+    }
+
+    /// Queues the receipts and MO whose time has come.
+    fn write_due(&mut self) {
+        let now = Instant::now();
+        while let Some(frame) = self.later.pop_due(now) {
+            self.send_out(frame);
+        }
+    }
+
     /// Writes a receipt or MO with the next sequence number and remembers it until answered.
-    async fn send_out(&mut self, mut pdu: Pdu) -> bool {
-        pdu.sequence_number = self.seq.next_number();
-        let ok = self.conn.feed(&pdu).await.is_ok();
-        self.sent.insert(pdu.sequence_number, pdu);
-        ok
+    fn send_out(&mut self, frame: Bytes) {
+        let seq = self.seq.next_number();
+        if frame.len() >= crate::pdu::HEADER_LEN {
+            let out = self.conn.write_buffer_mut();
+            out.extend_from_slice(&frame[..12]);
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&frame[16..]);
+            self.sent.insert(seq, frame);
+        }
     }
 
     async fn respond(&mut self, resp: Pdu) -> bool {
         let latency = Duration::from_micros(self.shared.latency_us.load(Ordering::Relaxed));
         if latency.is_zero() {
-            self.conn.send(&resp).await.is_ok()
+            self.conn.feed(&resp).await.is_ok()
         } else {
             self.delayed.insert(Delayed(resp), latency);
             true
@@ -242,17 +255,7 @@ impl SimSession {
         let id = pdu.command_id();
         if id.is_response() {
             if id == CommandId::DELIVER_SM_RESP {
-                if let Some(sent) = self.sent.remove(&pdu.sequence_number) {
-                    let status = pdu.command_status;
-                    let permanent = matches!(status, CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN);
-                    if !status.is_ok() && !permanent {
-                        // Temporary refusal: try again a little later.
-                        self.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
-                        self.shared.stats.last_refusal.store(status.0, Ordering::Relaxed);
-                        self.shared
-                            .spool(self.system_id.clone(), sent, std::time::Duration::from_millis(500));
-                    }
-                }
+                self.answered(pdu.sequence_number, pdu.command_status);
             }
             return true;
         }
@@ -260,7 +263,7 @@ impl SimSession {
             let resp = pdu
                 .error_response(status)
                 .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
-            return self.conn.send(&resp).await.is_ok();
+            return self.conn.feed(&resp).await.is_ok();
         }
         let seq = pdu.sequence_number;
         match &pdu.body {
@@ -315,7 +318,7 @@ impl SimSession {
             }
             Body::EnquireLink => self
                 .conn
-                .send(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(seq))
+                .feed(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(seq))
                 .await
                 .is_ok(),
             Body::Unbind => {
@@ -332,7 +335,7 @@ impl SimSession {
                 let resp = pdu
                     .error_response(CommandStatus::ESME_RINVCMDID)
                     .unwrap_or_else(|| Pdu::new(Body::GenericNack));
-                self.conn.send(&resp).await.is_ok()
+                self.conn.feed(&resp).await.is_ok()
             }
         }
     }
@@ -355,7 +358,7 @@ impl SimSession {
             self.shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
             return self
                 .conn
-                .send(
+                .feed(
                     &pdu.error_response(CommandStatus::ESME_RTHROTTLED)
                         .expect("submit has a response"),
                 )
@@ -372,13 +375,9 @@ impl SimSession {
                 .push(pdu.clone());
         }
         let n = self.shared.next_number();
-        let (id, _) = ids(&self.shared, n);
-        self.shared.messages.insert(id.clone(), 1);
-        if self.shared.messages.len() > 1_000_000 {
-            self.shared.messages.clear(); // a simulator, not a store: keep memory bounded
-        }
+        let (id, text_id) = ids(&self.shared.config, n);
         let message_id = MessageIdResp {
-            message_id: COctetString::from_text(&id),
+            message_id: COctetString::from_text(id.as_str()),
         };
         let (resp_body, wants_receipt, source, destination, text) = match &pdu.body {
             Body::SubmitSm(b) => (
@@ -411,20 +410,13 @@ impl SimSession {
             _ => return true,
         };
         let resp = Pdu::new(resp_body).with_sequence_number(pdu.sequence_number);
-        if wants_receipt && self.shared.config.receipts {
-            let delay = self.shared.config.latency + self.shared.config.receipt_delay;
-            if self.shared.config.intermediate_receipts {
-                let r = receipt(&self.shared, n, source, destination, &text, true);
-                self.shared.spool(self.system_id.clone(), r, delay);
-            }
-            // The final one a little later, so it comes after the intermediate one.
-            let r = receipt(&self.shared, n, source, destination, &text, false);
-            let later = if self.shared.config.intermediate_receipts {
-                delay + std::time::Duration::from_millis(50)
-            } else {
-                delay
+        if wants_receipt {
+            let message = Message {
+                source: source.as_bytes(),
+                destination: destination.as_bytes(),
+                text: &text,
             };
-            self.shared.spool(self.system_id.clone(), r, later);
+            self.make_receipts((&id, &text_id), &message);
         }
         let ok = self.respond(resp).await;
         if self.shared.config.drop_after.is_some_and(|n| self.submits >= n) {
@@ -434,13 +426,106 @@ impl SimSession {
         ok
     }
 
+    /// The receipts of one message (an ENROUTE one first, if configured), handed to the
+    /// receiving sessions at the end of the turn.
+    fn make_receipts(&mut self, ids: (&Id, &Id), message: &Message<'_>) {
+        let config = &self.shared.config;
+        if !config.receipts {
+            return;
+        }
+        let delay = config.latency + config.receipt_delay;
+        let now = self.now;
+        if config.intermediate_receipts {
+            let r = receipt(config, ids, message, true);
+            self.made.push((now + delay, r));
+        }
+        // The final one a little later, so it comes after the intermediate one.
+        let later = if config.intermediate_receipts {
+            delay + Duration::from_millis(50)
+        } else {
+            delay
+        };
+        let r = receipt(config, ids, message, false);
+        self.made.push((now + later, r));
+    }
+
+    /// The frames every message brings, handled without parsing them whole: submit_sm (when
+    /// no option needs the parsed PDU) and deliver_sm_resp. `None`: parse it.
+    fn fast(&mut self, frame: &[u8]) -> Option<bool> {
+        use crate::pdu::peek::{self, Next};
+        let Next::Frame(h) = peek::next_frame(frame, usize::MAX) else {
+            return None;
+        };
+        match h.id {
+            CommandId::DELIVER_SM_RESP => {
+                self.answered(h.seq, h.status);
+                Some(true)
+            }
+            CommandId::SUBMIT_SM => {
+                let config = &self.shared.config;
+                let plain = config.reject.is_none()
+                    && !config.record
+                    && self.shared.latency_us.load(Ordering::Relaxed) == 0
+                    && self.state.check_request(h.id).is_ok();
+                if !plain {
+                    return None;
+                }
+                let sm = peek::short_message(&frame[crate::pdu::HEADER_LEN..])?;
+                let out = self.conn.write_buffer_mut();
+                let now = self.now;
+                if !self.shared.bucket.try_take(|| now) {
+                    self.shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    let status = CommandStatus::ESME_RTHROTTLED;
+                    peek::put_header(out, crate::pdu::HEADER_LEN, CommandId::SUBMIT_SM_RESP, status, h.seq);
+                    return Some(true);
+                }
+                self.submits += 1;
+                self.shared.stats.submits.fetch_add(1, Ordering::Relaxed);
+                let n = self.shared.next_number();
+                let (id, text_id) = ids(&self.shared.config, n);
+                let len = crate::pdu::HEADER_LEN + id.as_bytes().len() + 1;
+                peek::put_header(out, len, CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_ROK, h.seq);
+                out.extend_from_slice(id.as_bytes());
+                out.extend_from_slice(&[0]);
+                if sm.registered_delivery & 0x03 != 0 {
+                    let message = Message {
+                        source: sm.source,
+                        destination: sm.destination,
+                        text: sm.short_message,
+                    };
+                    self.make_receipts((&id, &text_id), &message);
+                }
+                // Flaky SMSC: answer the Nth, then hang up.
+                Some(self.shared.config.drop_after.is_none_or(|n| self.submits < n))
+            }
+            _ => None,
+        }
+    }
+
+    /// The ESME answered a deliver_sm: forgotten, or (refused for now) sent again later.
+    fn answered(&mut self, seq: u32, status: CommandStatus) {
+        let Some(sent) = self.sent.remove(seq) else { return };
+        let permanent = matches!(status, CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN);
+        if !status.is_ok() && !permanent {
+            // Temporary refusal: try again a little later.
+            self.shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.last_refusal.store(status.0, Ordering::Relaxed);
+            self.shared
+                .spool(self.system_id.clone(), sent, Duration::from_millis(500));
+        }
+    }
+
     async fn query(&mut self, pdu: Pdu) -> bool {
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let id = pdu
             .message_id()
             .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
             .unwrap_or_default();
-        let known = self.shared.messages.get(&id).map(|s| *s);
+        let number = number_of(&self.shared.config, &id);
+        // Every id given out is ENROUTE unless cancelled since.
+        let known = number
+            .filter(|&n| self.shared.issued(n))
+            .map(|n| self.shared.messages.get(&n).map_or(1, |s| *s));
         let resp = match (&pdu.body, known) {
             (Body::QuerySm(_), Some(state)) => Pdu::new(Body::QuerySmResp(Some(QuerySmResp {
                 message_id: COctetString::from_text(&id),
@@ -450,7 +535,9 @@ impl SimSession {
             }))),
             (Body::QuerySm(_), None) => pdu.error_response(CommandStatus::ESME_RQUERYFAIL).expect("resp"),
             (Body::CancelSm(_), Some(_)) => {
-                self.shared.messages.insert(id, 4);
+                if let Some(n) = number {
+                    self.shared.messages.insert(n, 4);
+                }
                 Pdu::new(Body::CancelSmResp)
             }
             (Body::CancelSm(_), None) => pdu.error_response(CommandStatus::ESME_RCANCELFAIL).expect("resp"),

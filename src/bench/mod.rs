@@ -1,13 +1,17 @@
 //! The load generator behind `smpp-proxy bench` (also used by `demo` and the tests): N binds
 //! submit with a window and an optional rate, and the report says what came back: responses by
 //! status, receipts matched / unmatched / duplicated, throughput, and latency percentiles of
-//! submit → response and submit → receipt.
+//! submit → response and submit → receipt, and the CPU the process under test spent per
+//! message.
+//!
+//! Each bind ([`bind`]) copies one encoded submit and reads only what it counts, so it stays
+//! well above what a proxy under test can do; the figure it reaches straight against the
+//! simulator is what `scripts/bench.sh` prints beside every other one.
 
-use crate::esme::{submit_sm, Esme, EsmeError};
+mod bind;
+
+use crate::esme::{Esme, EsmeError};
 use crate::pdu::{CommandId, CommandStatus};
-use crate::receipt::Receipt;
-use bytes::Bytes;
-use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -45,6 +49,10 @@ pub struct BenchConfig {
     pub receipt_wait: Duration,
     /// Print a progress line every second to stderr.
     pub progress: bool,
+    /// Keep every id acknowledged in the report (tests).
+    pub keep_ids: bool,
+    /// The process under test: its CPU time over the run is reported per message.
+    pub measure_pid: Option<u32>,
 }
 
 impl Default for BenchConfig {
@@ -63,6 +71,8 @@ impl Default for BenchConfig {
             long: false,
             receipt_wait: Duration::from_secs(10),
             progress: false,
+            keep_ids: false,
+            measure_pid: None,
         }
     }
 }
@@ -126,7 +136,11 @@ pub struct BenchReport {
     pub response_latency: Latency,
     /// submit → receipt.
     pub receipt_latency: Latency,
-    /// The ids acknowledged (not in JSON; for tests).
+    /// CPU time (user + system) of the process under test per acknowledged message, in µs.
+    pub cpu_us_per_message: Option<f64>,
+    /// The load generator's own CPU time per acknowledged message, in µs.
+    pub generator_cpu_us_per_message: Option<f64>,
+    /// The ids acknowledged, with `keep_ids` (not in JSON; for tests).
     #[serde(skip)]
     pub ids: Vec<String>,
 }
@@ -150,7 +164,7 @@ impl BenchReport {
              receipts matched {} unmatched {} duplicated {}\n\
              {:.0} msg/s over {:.2}s\n\
              submit->resp   p50 {:.2}ms p90 {:.2}ms p99 {:.2}ms max {:.2}ms\n\
-             submit->receipt p50 {:.2}ms p90 {:.2}ms p99 {:.2}ms max {:.2}ms",
+             submit->receipt p50 {:.2}ms p90 {:.2}ms p99 {:.2}ms max {:.2}ms{}",
             self.sent,
             self.acked,
             self.unanswered,
@@ -167,6 +181,10 @@ impl BenchReport {
             r.p90_us as f64 / 1e3,
             r.p99_us as f64 / 1e3,
             r.max_us as f64 / 1e3,
+            match self.cpu_us_per_message {
+                Some(cpu) => format!("\nCPU of the process under test: {cpu:.1} us/msg"),
+                None => String::new(),
+            },
         )
     }
 }
@@ -178,33 +196,42 @@ enum Track {
     Sent(u64),
     /// Its receipt came before its submit_sm_resp (at this time): fast SMSCs do that.
     Early(u64),
-    /// Receipt matched.
-    Done,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
-    /// One entry per id; the entry API makes each step atomic even when the response and the
-    /// receipt arrive on two binds at once.
-    ids: DashMap<String, Track>,
+    /// One entry per id (keyed by its hash); the entry API makes each step atomic even when
+    /// the response and the receipt arrive on two binds at once.
+    ids: DashMap<u64, Track, foldhash::fast::RandomState>,
     sent: AtomicU64,
     acked: AtomicU64,
     receipts: AtomicU64,
     duplicated: AtomicU64,
 }
 
-struct BindResult {
-    errors: HashMap<CommandStatus, u64>,
-    unanswered: u64,
-    response_us: Vec<u64>,
-    receipt_us: Vec<u64>,
-    ids: Vec<String>,
-    last_ack: Instant,
+/// CPU µs per message between two readings of [`cpu_seconds`].
+fn per_message(before: Option<f64>, after: Option<f64>, messages: u64) -> Option<f64> {
+    let spent = after? - before?;
+    (messages > 0).then(|| spent * 1e6 / messages as f64)
+}
+
+/// User + system CPU seconds of a process so far (`/proc/PID/stat`).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // USER_HZ: 100 on every Linux ABI the proxy builds for.
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Runs the load and reports.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, EsmeError> {
     let shared = Arc::new(Shared::default());
+    let measured = config.measure_pid.and_then(cpu_seconds);
+    let own = cpu_seconds(std::process::id());
+    let template = Arc::new(bind::Template::new(&config));
     let start = Instant::now();
     let deadline = config.duration.map(|d| start + d);
     let mut esmes = Vec::new();
@@ -219,7 +246,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, EsmeError> {
                 &config.system_id,
                 &config.password,
             )
-            .await?,
+            .await?
+            .into_parts(),
         );
     }
     let progress = config.progress.then(|| {
@@ -247,19 +275,19 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, EsmeError> {
         let quota = config
             .count
             .map(|total| total / binds + u64::from((n as u64) < total % binds));
-        tasks.push(tokio::spawn(bind_task(
-            esme,
-            config.clone(),
-            shared.clone(),
-            quota,
-            deadline,
-            start,
-        )));
+        let (config, shared, template) = (config.clone(), shared.clone(), template.clone());
+        tasks.push(tokio::spawn(async move {
+            let crate::tls::Stream::Plain(stream) = esme.0 else {
+                return Err(EsmeError::NoResponse("the load generator speaks plain TCP only"));
+            };
+            bind::run((stream, esme.1), &config, &shared, &template, (quota, deadline), start).await
+        }));
     }
     let mut report = BenchReport::default();
     let mut errors: HashMap<CommandStatus, u64> = HashMap::new();
     let (mut response_us, mut receipt_us) = (Vec::new(), Vec::new());
     let mut last_ack = start;
+    let mut done = std::collections::HashSet::new();
     for task in tasks {
         let r = task.await.map_err(|e| {
             EsmeError::NoResponse(if e.is_panic() {
@@ -276,198 +304,33 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, EsmeError> {
         receipt_us.extend(r.receipt_us);
         report.ids.extend(r.ids);
         last_ack = last_ack.max(r.last_ack);
+        done.extend(r.done);
     }
     if let Some(p) = progress {
         p.abort();
     }
+    // Before the figures are worked out: what that costs is not the load's.
+    let measured_after = config.measure_pid.and_then(cpu_seconds);
+    let own_after = cpu_seconds(std::process::id());
     report.sent = shared.sent.load(Ordering::Relaxed);
     report.acked = shared.acked.load(Ordering::Relaxed);
     report.errors = errors.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     report.receipts_matched = shared.receipts.load(Ordering::Relaxed);
-    // Receipts for ids no response ever gave.
-    report.receipts_unmatched = shared
+    // Receipts left waiting for a response: for an id already receipted (a duplicate), or
+    // for an id no response ever gave.
+    let (again, unknown): (Vec<u64>, Vec<u64>) = shared
         .ids
         .iter()
         .filter(|e| matches!(*e.value(), Track::Early(_)))
-        .count() as u64;
-    report.receipts_duplicated = shared.duplicated.load(Ordering::Relaxed);
+        .map(|e| *e.key())
+        .partition(|key| done.contains(key));
+    report.receipts_unmatched = unknown.len() as u64;
+    report.receipts_duplicated = shared.duplicated.load(Ordering::Relaxed) + again.len() as u64;
     report.seconds = last_ack.duration_since(start).as_secs_f64().max(1e-6);
     report.acked_per_second = report.acked as f64 / report.seconds;
     report.response_latency = Latency::of(response_us);
     report.receipt_latency = Latency::of(receipt_us);
+    report.cpu_us_per_message = per_message(measured, measured_after, report.acked);
+    report.generator_cpu_us_per_message = per_message(own, own_after, report.acked);
     Ok(report)
-}
-
-fn message(n: u64, long: bool) -> Vec<Vec<u8>> {
-    if !long {
-        return vec![format!("smpp-proxy bench message {n}").into_bytes()];
-    }
-    (1..=3u8)
-        .map(|part| {
-            let mut m = vec![0x05, 0x00, 0x03, (n & 0xff) as u8, 3, part];
-            m.extend_from_slice(format!("part {part} of long message {n} ").repeat(4).as_bytes());
-            m.truncate(140);
-            m
-        })
-        .collect()
-}
-
-async fn bind_task(
-    mut esme: Esme,
-    config: BenchConfig,
-    shared: Arc<Shared>,
-    quota: Option<u64>,
-    deadline: Option<Instant>,
-    start: Instant,
-) -> Result<BindResult, EsmeError> {
-    let mut result = BindResult {
-        errors: HashMap::new(),
-        unanswered: 0,
-        response_us: Vec::new(),
-        receipt_us: Vec::new(),
-        ids: Vec::new(),
-        last_ack: start,
-    };
-    let mut outstanding: HashMap<u32, u64> = HashMap::new();
-    let mut sent = 0u64;
-    let mut queue: Vec<Vec<u8>> = Vec::new();
-    let rate_per_bind = f64::from(config.rate) / config.binds.max(1) as f64;
-    let mut last_receipt_progress = Instant::now();
-    let done_sending = |sent: u64| quota.is_some_and(|q| sent >= q) || deadline.is_some_and(|d| Instant::now() >= d);
-    loop {
-        // Send while the window and the rate allow.
-        let mut fed = false;
-        while outstanding.len() < config.window && !done_sending(sent) {
-            if rate_per_bind > 0.0 {
-                let due = start + Duration::from_secs_f64(sent as f64 / rate_per_bind);
-                if Instant::now() < due {
-                    break;
-                }
-            }
-            if queue.is_empty() {
-                queue = message(sent, config.long);
-                queue.reverse();
-            }
-            let Some(text) = queue.pop() else { break };
-            let mut pdu = submit_sm("447700900000", "447700900123", &text, config.receipts);
-            if config.long {
-                if let crate::pdu::Body::SubmitSm(b) = &mut pdu.body {
-                    b.esm_class = 0x40;
-                    b.short_message = Bytes::from(text);
-                }
-            }
-            let Ok(seq) = esme.feed(pdu).await else {
-                // The connection is gone (a node died): what was outstanding stays unanswered.
-                result.unanswered += outstanding.len() as u64;
-                return Ok(result);
-            };
-            outstanding.insert(seq, start.elapsed().as_micros() as u64);
-            sent += 1;
-            shared.sent.fetch_add(1, Ordering::Relaxed);
-            fed = true;
-        }
-        if fed && esme.flush().await.is_err() {
-            result.unanswered += outstanding.len() as u64;
-            return Ok(result);
-        }
-        let receipts_pending =
-            config.receipts && shared.receipts.load(Ordering::Relaxed) < shared.acked.load(Ordering::Relaxed);
-        if done_sending(sent)
-            && outstanding.is_empty()
-            && (!receipts_pending || last_receipt_progress.elapsed() >= config.receipt_wait)
-        {
-            break;
-        }
-        let wait = if rate_per_bind > 0.0 && outstanding.len() < config.window && !done_sending(sent) {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(200)
-        };
-        let pdu = match esme.recv(wait).await {
-            Ok(pdu) => pdu,
-            Err(EsmeError::NoResponse("timeout")) => {
-                if !outstanding.is_empty()
-                    && Instant::now().duration_since(result.last_ack.max(start)) > Duration::from_secs(60)
-                {
-                    break;
-                }
-                continue;
-            }
-            // The connection is gone: whatever was outstanding stays unanswered.
-            Err(_) if outstanding.is_empty() && !receipts_pending => break,
-            Err(_) => {
-                result.unanswered += outstanding.len() as u64;
-                return Ok(result);
-            }
-        };
-        let now = start.elapsed().as_micros() as u64;
-        match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP => {
-                let Some(sent_at) = outstanding.remove(&pdu.sequence_number) else {
-                    continue;
-                };
-                result.response_us.push(now.saturating_sub(sent_at));
-                if pdu.command_status.is_ok() {
-                    shared.acked.fetch_add(1, Ordering::Relaxed);
-                    result.last_ack = Instant::now();
-                    let id = pdu
-                        .message_id()
-                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-                        .unwrap_or_default();
-                    if config.receipts {
-                        match shared.ids.entry(id.clone()) {
-                            Entry::Vacant(v) => {
-                                v.insert(Track::Sent(sent_at));
-                            }
-                            Entry::Occupied(mut o) => {
-                                if let Track::Early(at) = *o.get() {
-                                    o.insert(Track::Done);
-                                    shared.receipts.fetch_add(1, Ordering::Relaxed);
-                                    result.receipt_us.push(at.saturating_sub(sent_at));
-                                }
-                            }
-                        }
-                    }
-                    result.ids.push(id);
-                } else {
-                    *result.errors.entry(pdu.command_status).or_default() += 1;
-                }
-            }
-            CommandId::DELIVER_SM | CommandId::DATA_SM => {
-                // Unanswered, it comes again through another bind: not counted here.
-                if esme.ack(&pdu).await.is_err() {
-                    result.unanswered += outstanding.len() as u64;
-                    return Ok(result);
-                }
-                if let Some(r) = Receipt::from_pdu(&pdu) {
-                    last_receipt_progress = Instant::now();
-                    let id = r
-                        .id()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default();
-                    match shared.ids.entry(id) {
-                        // A receipt can beat its submit_sm_resp to this bind: remember it.
-                        Entry::Vacant(v) => {
-                            v.insert(Track::Early(now));
-                        }
-                        Entry::Occupied(mut o) => match *o.get() {
-                            Track::Sent(sent_at) => {
-                                o.insert(Track::Done);
-                                shared.receipts.fetch_add(1, Ordering::Relaxed);
-                                result.receipt_us.push(now.saturating_sub(sent_at));
-                            }
-                            Track::Early(_) | Track::Done => {
-                                shared.duplicated.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                    }
-                }
-            }
-            CommandId::ENQUIRE_LINK | CommandId::UNBIND => esme.ack(&pdu).await?,
-            _ => {}
-        }
-    }
-    result.unanswered += outstanding.len() as u64;
-    let _ = esme.unbind().await;
-    Ok(result)
 }
