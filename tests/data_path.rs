@@ -168,3 +168,33 @@ async fn upstream_error_statuses_reach_the_client_unchanged() {
     assert_eq!(rejected, 1);
     proxy.shutdown().await;
 }
+
+/// The load generator counts what the peer said before it hung up: a flaky SMSC that answers
+/// its 50th submit and closes leaves exactly 50 acknowledged, the rest unanswered; and the
+/// receipts it sent before closing are matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_counts_answers_that_came_just_before_a_hang_up() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            drop_after: Some(50),
+            receipt_delay: std::time::Duration::ZERO,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let report = bench::run(BenchConfig {
+        connect: sims[0].local_addr(),
+        system_id: "any".into(),
+        password: "any".into(),
+        binds: 1,
+        window: 100,
+        count: Some(100),
+        receipts: false,
+        ..BenchConfig::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.acked, 50, "{}", report.summary());
+    assert_eq!(report.sent, report.acked + report.unanswered, "{}", report.summary());
+}

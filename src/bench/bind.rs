@@ -22,6 +22,9 @@ use tokio::net::TcpStream;
 const MAX_PDU: usize = crate::pdu::codec::DEFAULT_MAX_LEN;
 /// Read at most this much before handling it, so answers go out while more arrives.
 const READ_CHUNK: usize = 256 * 1024;
+/// A bind whose submits get no answer for this long gives up (what is out counts as
+/// unanswered).
+const STALL: Duration = Duration::from_secs(60);
 /// How long a bind waits for its unbind_resp at the end.
 const UNBIND_WAIT: Duration = Duration::from_secs(5);
 
@@ -87,6 +90,10 @@ struct Bind<'a> {
     last_receipt: Instant,
     /// A receipt came this turn.
     heard_receipt: bool,
+    /// Answers (of any status) this turn, and when the last came: a bind whose submits get
+    /// no answer for a minute gives up.
+    answered: u64,
+    last_answer: Instant,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     unbind_seq: Option<u32>,
     unbound: bool,
@@ -158,13 +165,18 @@ impl Bind<'_> {
     /// Reads what is there (up to [`READ_CHUNK`]) and handles every whole frame.
     fn read(&mut self) -> Result<(), Gone> {
         let mut got = 0;
+        // What came before the peer closed is handled before the bind ends.
+        let mut closed = false;
         while got < READ_CHUNK {
             self.rd.reserve(64 * 1024);
             match self.stream.try_read_buf(&mut self.rd) {
-                Ok(0) => return Err(Gone::Closed),
+                Ok(0) => closed = true,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => return Err(Gone::Closed),
+                Err(_) => closed = true,
+            }
+            if closed {
+                break;
             }
         }
         let now = self.now_us();
@@ -185,7 +197,10 @@ impl Bind<'_> {
         self.rd = rd;
         self.rd.advance(at);
         self.publish();
-        outcome
+        match outcome {
+            Ok(()) if closed => Err(Gone::Closed),
+            outcome => outcome,
+        }
     }
 
     fn frame(&mut self, h: Header, frame: &[u8], now: u64) -> Result<(), Gone> {
@@ -205,9 +220,14 @@ impl Bind<'_> {
                 };
                 self.queue_header(HEADER_LEN + 1, resp, h.seq);
                 self.wr.push(0);
+                // A receipt with its id in the TLV is read in place; anything else (MO, an
+                // empty TLV, data_sm) is parsed as the proxy would.
                 let fast = (h.id == CommandId::DELIVER_SM)
-                    .then(|| peek::receipted_message_id(body))
-                    .flatten();
+                    .then(|| peek::short_message(body))
+                    .flatten()
+                    .filter(|sm| crate::receipt::is_receipt_esm_class(sm.esm_class))
+                    .and_then(|_| peek::receipted_message_id(body))
+                    .filter(|id| !id.is_empty());
                 match fast {
                     Some(id) => self.receipt(id, now),
                     None => {
@@ -232,6 +252,7 @@ impl Bind<'_> {
 
     fn response(&mut self, status: CommandStatus, id: &[u8], sent_at: u64, now: u64) {
         self.result.response_us.push(now.saturating_sub(sent_at));
+        self.answered += 1;
         if !status.is_ok() {
             *self.result.errors.entry(status).or_default() += 1;
             return;
@@ -280,6 +301,9 @@ impl Bind<'_> {
 
     /// Adds this turn's counts to the shared ones.
     fn publish(&mut self) {
+        if std::mem::take(&mut self.answered) > 0 {
+            self.last_answer = Instant::now();
+        }
         if self.acked > 0 {
             self.result.last_ack = Instant::now();
             self.shared
@@ -374,6 +398,8 @@ pub(super) async fn run(
         receipts: 0,
         last_receipt: Instant::now(),
         heard_receipt: false,
+        answered: 0,
+        last_answer: Instant::now(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         unbind_seq: None,
         unbound: false,
@@ -427,7 +453,7 @@ pub(super) async fn run(
             }
             break;
         }
-        if !b.outstanding.is_empty() && b.result.last_ack.elapsed() > Duration::from_secs(60) {
+        if !b.outstanding.is_empty() && b.last_answer.elapsed() > STALL {
             break;
         }
     }

@@ -92,7 +92,9 @@ impl BenchArgs {
     }
 
     pub(crate) fn run(self) -> ExitCode {
-        super::runtime_with(self.threads).block_on(async move {
+        // --compare runs the proxy in this process: on every core, as it is deployed.
+        let threads = if self.compare { 0 } else { self.threads };
+        super::runtime_with(threads).block_on(async move {
             let result = if self.compare {
                 self.compare().await
             } else {

@@ -346,7 +346,10 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_secs())
-        << 20;
+        << 24
+        // Simulators started in the same second give out different ids (one of 256 blocks of
+        // 65 536): a query for another's id is answered ESME_RQUERYFAIL, as an SMSC would.
+        | (rand::random::<u64>() & 0xff_0000);
     let (spool, spool_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         unbind: watch::channel(0).0,

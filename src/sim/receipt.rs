@@ -144,8 +144,15 @@ pub(crate) struct Message<'a> {
 }
 
 /// A delivery receipt (`enroute`: the intermediate ENROUTE one, else DELIVRD), encoded with
-/// sequence number 0 (the session sending it writes its own).
-pub(crate) fn receipt(config: &SimConfig, (id, text_id): (&Id, &Id), message: &Message<'_>, enroute: bool) -> Bytes {
+/// sequence number 0 (the session sending it writes its own). It is written at the end of
+/// `arena` and split off it: the receipts of a turn share one allocation.
+pub(crate) fn receipt(
+    arena: &mut BytesMut,
+    config: &SimConfig,
+    (id, text_id): (&Id, &Id),
+    message: &Message<'_>,
+    enroute: bool,
+) -> Bytes {
     let (stat, state) = if enroute {
         (&b"ENROUTE"[..], 1u8)
     } else {
@@ -177,7 +184,11 @@ pub(crate) fn receipt(config: &SimConfig, (id, text_id): (&Id, &Id), message: &M
         out.len() - start
     };
     let (source, destination) = (message.destination, message.source);
-    let mut out = BytesMut::with_capacity(160 + source.len() + destination.len() + id.len);
+    let out = arena;
+    if out.capacity() < 1024 {
+        // A fresh block for the next receipts (the last one's are still in flight).
+        *out = BytesMut::with_capacity(64 * 1024);
+    }
     out.put_bytes(0, HEADER_LEN);
     out.put_u8(0); // service_type
     out.put_slice(&[1, 1]);
@@ -192,7 +203,7 @@ pub(crate) fn receipt(config: &SimConfig, (id, text_id): (&Id, &Id), message: &M
     let sm_length = out.len();
     out.put_u8(0);
     if variant != ReceiptVariant::Payload {
-        let len = put_text(&mut out).min(255);
+        let len = put_text(out).min(255);
         out.truncate(sm_length + 1 + len);
         out[sm_length] = len as u8;
     }
@@ -209,13 +220,13 @@ pub(crate) fn receipt(config: &SimConfig, (id, text_id): (&Id, &Id), message: &M
         out.put_u16(tag::message_payload);
         let at = out.len();
         out.put_u16(0);
-        let len = put_text(&mut out) as u16;
+        let len = put_text(out) as u16;
         out[at..at + 2].copy_from_slice(&len.to_be_bytes());
     }
     let len = out.len() as u32;
     out[..4].copy_from_slice(&len.to_be_bytes());
     out[4..8].copy_from_slice(&CommandId::DELIVER_SM.0.to_be_bytes());
-    out.freeze()
+    out.split().freeze()
 }
 
 #[cfg(test)]
@@ -262,7 +273,8 @@ mod tests {
                 destination: b"447700900123",
                 text: b"hello, this is longer than twenty octets",
             };
-            let frame = receipt(&config, (&ids.0, &ids.1), &message, false);
+            let mut arena = BytesMut::new();
+            let frame = receipt(&mut arena, &config, (&ids.0, &ids.1), &message, false);
             let pdu = Pdu::parse(frame.clone()).expect("parses");
             let Body::DeliverSm(b) = &pdu.body else { panic!() };
             assert_eq!(b.esm_class, 0x04);

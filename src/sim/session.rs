@@ -8,7 +8,7 @@ use crate::pdu::codec::FrameCodec;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, DeliverSm, Pdu};
 use crate::session::{Sequence, SessionState};
 use crate::tls::Stream;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,6 +51,8 @@ struct SimSession {
     later: super::later::Later,
     /// The time at the start of this turn: what it makes is due from then.
     now: Instant,
+    /// Where receipts are written: those of a turn share an allocation.
+    arena: bytes::BytesMut,
 }
 
 /// How many PDUs a session handles in one turn before it writes what it has.
@@ -76,6 +78,7 @@ pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: Ca
         made: Vec::new(),
         later: Default::default(),
         now: Instant::now(),
+        arena: bytes::BytesMut::new(),
     };
     loop {
         // Receipts due go out with the next turn's answers; the timer sends them only when no
@@ -86,11 +89,8 @@ pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: Ca
                 s.now = Instant::now();
                 let mut ok = s.item(item).await;
                 // Whatever else is whole in the read buffer is handled in this turn too.
-                let mut n = 1;
-                while ok && n < TURN && s.frame_buffered() {
-                    let item = s.conn.next().await;
-                    ok = s.item(item).await;
-                    n += 1;
+                if ok {
+                    ok = s.buffered().await;
                 }
                 s.hand_off_receipts();
                 // Receipts due go out with the answers, in the same write.
@@ -123,7 +123,10 @@ pub(crate) async fn run(stream: Stream<TcpStream>, shared: Arc<Shared>, stop: Ca
                                 s.shared.stats.unbinds_answered.fetch_add(1, Ordering::Relaxed);
                                 break;
                             }
-                            if !s.item(Some(Ok(frame))).await || !s.flush().await {
+                            s.now = Instant::now();
+                            let ok = s.item(Some(Ok(frame))).await;
+                            // Flushed even when the session ends here: its last answer goes first.
+                            if !s.flush().await || !ok {
                                 break;
                             }
                         }
@@ -189,12 +192,38 @@ impl SimSession {
         }
     }
 
-    /// Whether the read buffer holds a whole frame (read without another syscall).
-    fn frame_buffered(&self) -> bool {
-        matches!(
-            crate::pdu::peek::next_frame(self.conn.read_buffer(), usize::MAX),
-            crate::pdu::peek::Next::Frame(_)
-        )
+    /// Handles the whole frames already in the read buffer (up to [`TURN`]), in place: the
+    /// frames every message brings are read where they lie ([`Self::fast`]), only the others
+    /// are cut off as their own `Bytes` and parsed. `false`: the session ends.
+    async fn buffered(&mut self) -> bool {
+        use crate::pdu::peek::{self, Next};
+        let max = crate::pdu::codec::DEFAULT_MAX_LEN;
+        let mut rd = std::mem::take(self.conn.read_buffer_mut());
+        let (mut at, mut ok) = (0, true);
+        for _ in 0..TURN {
+            let Next::Frame(h) = peek::next_frame(&rd[at..], max) else {
+                // Partial, or a bad length the codec answers on the next read.
+                break;
+            };
+            match self.fast(&rd[at..at + h.len]) {
+                Some(keep_going) => {
+                    at += h.len;
+                    ok = keep_going;
+                }
+                None => {
+                    rd.advance(at);
+                    at = 0;
+                    let frame = rd.split_to(h.len).freeze();
+                    ok = self.item(Some(Ok(frame))).await;
+                }
+            }
+            if !ok {
+                break;
+            }
+        }
+        rd.advance(at);
+        *self.conn.read_buffer_mut() = rd;
+        ok
     }
 
     async fn flush(&mut self) -> bool {
@@ -436,7 +465,7 @@ impl SimSession {
         let delay = config.latency + config.receipt_delay;
         let now = self.now;
         if config.intermediate_receipts {
-            let r = receipt(config, ids, message, true);
+            let r = receipt(&mut self.arena, config, ids, message, true);
             self.made.push((now + delay, r));
         }
         // The final one a little later, so it comes after the intermediate one.
@@ -445,7 +474,7 @@ impl SimSession {
         } else {
             delay
         };
-        let r = receipt(config, ids, message, false);
+        let r = receipt(&mut self.arena, config, ids, message, false);
         self.made.push((now + later, r));
     }
 
