@@ -344,7 +344,6 @@ async fn with_stderr_gone_the_proxy_keeps_serving_and_counts_lost_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_unauthenticated_peers_make_the_proxy_log_is_rate_limited() {
-    use std::io::Read;
     let tmp = tempfile::tempdir().unwrap();
     let sims = start_sims(1, quiet()).await;
     let (config, smpp, _) = process_config(tmp.path(), &sims, "[sessions]\nbind_timeout = \"1s\"\n");
@@ -368,19 +367,35 @@ async fn what_unauthenticated_peers_make_the_proxy_log_is_rate_limited() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut late = connect_from("127.0.0.1", smpp, false).await;
     assert!(closed_within(&mut late, T).await);
+    // The log is written by its own thread: the line may come just after the close. Read it
+    // as it comes and wait for it (a deadline, not a guess), then stop the proxy.
+    let stderr = proxy.0.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
+    let said = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("no bind in time") && !l.contains("suppressed=0"))
+    };
+    wait_until(T, || said(&log.lock().unwrap())).await;
     proxy.kill();
-    let mut log = String::new();
-    proxy.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
     let timeouts = log.lines().filter(|l| l.contains("no bind in time")).count();
     let refused = log.lines().filter(|l| l.contains("bind refused")).count();
     // 5 a second and 10 a second: far below 200 each, and the rest counted.
     assert!((1..=30).contains(&timeouts), "{timeouts} bind-timeout lines");
     assert!((1..=60).contains(&refused), "{refused} refused-bind lines");
-    assert!(
-        log.lines()
-            .any(|l| l.contains("no bind in time") && !l.contains("suppressed=0")),
-        "no line says how many were left out:\n{log}"
-    );
+    assert!(said(&log), "no line says how many were left out:\n{log}");
 }
 
 /// A receipt for `upstream_id`, padded with a vendor TLV to exactly `len` octets.
