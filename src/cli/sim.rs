@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use smpp_proxy::config::parse_duration;
-use smpp_proxy::sim::{self, ReceiptVariant, SimConfig, SimIdFormat};
+use smpp_proxy::sim::{self, ReceiptVariant, SimConfig, SimIdFormat, TpsWindow};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +12,12 @@ enum IdFormat {
     Hex,
     Decimal,
     Uuid,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Window {
+    Bucket,
+    Fixed,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -61,6 +67,10 @@ pub(crate) struct SimArgs {
     /// Submits per second; above, ESME_RTHROTTLED.
     #[arg(long, default_value_t = 0)]
     tps: u32,
+    /// How --tps counts: `bucket` (a quarter second's burst, then the rate) or `fixed` (at most
+    /// --tps in each calendar second, as many SMSCs count).
+    #[arg(long, value_enum, default_value_t = Window::Bucket)]
+    tps_window: Window,
     /// Drop each connection after this many submits.
     #[arg(long)]
     drop_after: Option<u64>,
@@ -122,6 +132,10 @@ impl SimArgs {
             },
             latency: self.latency.unwrap_or(Duration::ZERO),
             tps: self.tps,
+            tps_window: match self.tps_window {
+                Window::Bucket => TpsWindow::Bucket,
+                Window::Fixed => TpsWindow::Fixed,
+            },
             drop_after: self.drop_after,
             refuse_binds: self.refuse_binds,
             mo_every: self.mo_every,

@@ -2,9 +2,9 @@
 //! chooses a member (an upstream or another group), and within an upstream the session with
 //! the most room takes it. Parts of one concatenated message stay on one upstream.
 //!
-//! - `load-balance`: power of two choices over members' measured cost (peak-EWMA latency x
-//!   (outstanding + 1)); a member back from an outage takes part with a chance that ramps up
-//!   over `slow_start`; members whose adaptive rate (what the SMSC's throttling taught) or
+//! - `load-balance`: a random choice weighted by members' measured cost (peak-EWMA latency x
+//!   (outstanding + 1)) and the capacity their throttling taught; a member back from an outage
+//!   weighs a share that ramps up over `slow_start`; members whose adaptive rate (what the SMSC's throttling taught) or
 //!   window is used up, or that are over a `max_share` cap, sit out the pick; unavailable ones
 //!   (no bound session, ejected for errors) are skipped.
 //! - `failover`: the active member takes everything; when it becomes unavailable the next
@@ -115,6 +115,8 @@ struct View {
     fresh: bool,
     /// Lost at least once (as opposed to not up yet).
     failed: bool,
+    /// The rate its SMSC's throttling taught, if any.
+    capacity: Option<f64>,
 }
 
 /// Routes requests over the upstream sessions.
@@ -318,6 +320,7 @@ impl Router {
             since: None,
             fresh: false,
             failed: false,
+            capacity: None,
         }; MAX_MEMBERS];
         for (k, m) in g.members.iter().take(n).enumerate() {
             views[k] = self.view(*m, now, g.config.slow_start);
@@ -341,13 +344,14 @@ impl Router {
                 usable: views[k].available && (views[k].room || !adaptive) && !over_cap,
                 score: views[k].score,
                 ramp: views[k].ramp,
+                capacity: views[k].capacity,
             };
         }
         let start = g.next.fetch_add(1, Ordering::Relaxed);
         loop {
             let chosen = match g.config.strategy {
                 Strategy::RoundRobin => pick::round_robin(&cands[..n], start),
-                _ => pick::p2c(&cands[..n], &mut *self.rng.lock().unwrap_or_else(|e| e.into_inner())),
+                _ => pick::weighted(&cands[..n], &mut *self.rng.lock().unwrap_or_else(|e| e.into_inner())),
             };
             let Some(k) = chosen else {
                 return Err((fwd, CommandStatus::ESME_RTHROTTLED));
@@ -453,6 +457,7 @@ impl Router {
                     since: lv.since,
                     fresh: lv.available && lv.fresh,
                     failed: !lv.fresh,
+                    capacity: lv.capacity,
                 }
             }
             Target::Group(gi) => {
@@ -465,6 +470,7 @@ impl Router {
                     since: None,
                     fresh: true,
                     failed: false,
+                    capacity: None,
                 };
                 let active = g.active.load(Ordering::Relaxed);
                 for (k, m) in g.members.iter().enumerate() {

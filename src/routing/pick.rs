@@ -1,5 +1,5 @@
 //! The choices themselves, as pure functions over snapshots with the RNG and the time passed
-//! in, so every one is tested deterministically: power of two choices for load balancing, the
+//! in, so every one is tested deterministically: a weighted random choice for load balancing, the
 //! round-robin baseline, the failover decision with its failback hysteresis, and the session
 //! with the most room within one upstream.
 
@@ -14,17 +14,20 @@ pub struct Candidate {
     pub usable: bool,
     /// Expected cost of one more request (lower is better): latency x (outstanding + 1).
     pub score: f64,
-    /// The chance it takes part in a pick (below 1 during slow start).
+    /// Its share of a full weight while slowly starting (1 when not).
     pub ramp: f64,
+    /// The rate it was found to take (messages/s), when its throttling taught one.
+    pub capacity: Option<f64>,
 }
 
 impl Candidate {
-    /// A usable candidate at full weight.
+    /// A usable candidate at full weight, with no known capacity.
     pub fn new(score: f64) -> Candidate {
         Candidate {
             usable: true,
             score,
             ramp: 1.0,
+            capacity: None,
         }
     }
 }
@@ -35,39 +38,46 @@ pub fn score(rtt: f64, outstanding: u32) -> f64 {
     rtt * f64::from(outstanding + 1)
 }
 
-/// Power of two choices: two distinct usable candidates at random, and of those two each wins
-/// in proportion to the inverse square of its cost. Links about as good share the traffic (1.0
-/// against 1.2 ms: 59 % to 41 % of their pairs) where a strict "cheaper wins" would send
-/// everything to the marginally faster one; a link ten times costlier wins 1 % of its pairs,
-/// nearly nothing. The best is not always taken (that herds everyone onto it). A candidate in
-/// slow start takes part in a pick only with the chance of its ramp, so its share grows with
-/// the ramp instead of jumping.
-pub fn p2c(candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
-    let mut in_pick = [false; MAX_MEMBERS];
-    let n = candidates.len().min(in_pick.len());
+/// A usable candidate at random, each with a chance in proportion to its weight: the inverse
+/// square of its cost, times its capacity, times its ramp. Links about as good share (1.0
+/// against 1.2 ms: 59 % to 41 %) where a strict "cheaper wins" would send everything to the
+/// marginally faster one and herd; a link ten times costlier gets about 1 %. Where SMSCs
+/// taught capacities, shares follow them (100, 200 and 300 msg/s: 1:2:3), so every link runs
+/// equally far below its cap instead of the smallest at its edge; a member that never
+/// throttled counts as twice the largest capacity taught (it took all it was given so far).
+/// A member in slow start weighs its ramp's share, so its traffic grows with the ramp.
+pub fn weighted(candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
+    let known = candidates
+        .iter()
+        .filter(|c| c.usable)
+        .filter_map(|c| c.capacity)
+        .fold(0.0_f64, f64::max);
+    let untaught = if known > 0.0 { 2.0 * known } else { 1.0 };
+    let n = candidates.len().min(MAX_MEMBERS);
+    let mut weights = [0.0_f64; MAX_MEMBERS];
     for (k, c) in candidates.iter().take(n).enumerate() {
-        in_pick[k] = c.usable && (c.ramp >= 1.0 || rng.gen::<f64>() < c.ramp);
-    }
-    if !in_pick[..n].iter().any(|&u| u) {
-        // Only ramping members are left: better them than nothing.
-        for (k, c) in candidates.iter().take(n).enumerate() {
-            in_pick[k] = c.usable;
+        if c.usable {
+            let capacity = c.capacity.unwrap_or(untaught);
+            weights[k] = c.score.max(1e-12).powi(-2) * capacity * c.ramp.clamp(0.0, 1.0);
         }
     }
-    let usable = in_pick[..n].iter().filter(|&&u| u).count();
-    let nth_usable = |nth: usize| (0..n).filter(|&k| in_pick[k]).nth(nth);
-    match usable {
-        0 => None,
-        1 => nth_usable(0),
-        n => {
-            let a = rng.gen_range(0..n);
-            let b = (a + rng.gen_range(1..n)) % n;
-            let (a, b) = (nth_usable(a)?, nth_usable(b)?);
-            let weight = |k: usize| candidates[k].score.max(1e-12).powi(-2);
-            let (wa, wb) = (weight(a), weight(b));
-            Some(if rng.gen::<f64>() * (wa + wb) < wa { a } else { b })
+    let total: f64 = weights[..n].iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        // Only members at a ramp of nothing (or figures out of range): any usable one.
+        let usable = candidates.iter().take(n).filter(|c| c.usable).count();
+        let nth = rng.gen_range(0..usable.max(1));
+        return (0..n).filter(|&k| candidates[k].usable).nth(nth);
+    }
+    let mut at = rng.gen::<f64>() * total;
+    for (k, w) in weights[..n].iter().enumerate() {
+        if *w > 0.0 {
+            if at < *w {
+                return Some(k);
+            }
+            at -= w;
         }
     }
+    weights[..n].iter().rposition(|w| *w > 0.0)
 }
 
 /// The first usable candidate at or after `start`, going round.
@@ -149,25 +159,47 @@ mod tests {
     }
 
     #[test]
-    fn p2c_favours_cheap_starves_the_costly_and_skips_unusable() {
+    fn cheap_links_take_most_the_costly_nearly_nothing_unusable_none() {
         let mut rng = SmallRng::seed_from_u64(7);
         let cands = [c(1.0), c(2.0), c(10.0), off(0.1)];
         let mut seen = [0; 4];
         for _ in 0..30_000 {
-            seen[p2c(&cands, &mut rng).unwrap()] += 1;
+            seen[weighted(&cands, &mut rng).unwrap()] += 1;
         }
-        // Pairs {0,1},{0,2},{1,2} equally likely, each won by 1/cost²: 0 takes 0.80 and 0.99
-        // of its pairs, 1 takes 0.20 and 0.96, 2 takes 0.01 and 0.04.
+        // Weights 1, 1/4, 1/100: 0.794, 0.198, 0.008.
         assert_eq!(seen[3], 0, "unusable");
-        assert!(seen[2] < 700, "ten times the cost: nearly nothing: {seen:?}");
-        assert!((17_000..18_800).contains(&seen[0]), "{seen:?}");
-        assert!((10_800..12_400).contains(&seen[1]), "{seen:?}");
+        assert!(seen[2] < 450, "ten times the cost: nearly nothing: {seen:?}");
+        assert!((23_200..24_400).contains(&seen[0]), "{seen:?}");
+        assert!((5_500..6_400).contains(&seen[1]), "{seen:?}");
         // Near-equal links share.
         let close = [c(1.0), c(1.2)];
-        let first = (0..10_000).filter(|_| p2c(&close, &mut rng) == Some(0)).count();
+        let first = (0..10_000).filter(|_| weighted(&close, &mut rng) == Some(0)).count();
         assert!((5_600..6_200).contains(&first), "{first}");
-        assert_eq!(p2c(&[c(5.0)], &mut rng), Some(0));
-        assert_eq!(p2c(&[off(1.0)], &mut rng), None);
+        assert_eq!(weighted(&[c(5.0)], &mut rng), Some(0));
+        assert_eq!(weighted(&[off(1.0)], &mut rng), None);
+    }
+
+    #[test]
+    fn taught_capacities_set_the_shares_and_an_untaught_member_counts_as_bigger() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let cap = |capacity: Option<f64>| Candidate { capacity, ..c(1.0) };
+        let mut share = |cands: &[Candidate]| {
+            let mut seen = [0u32; 3];
+            for _ in 0..60_000 {
+                seen[weighted(cands, &mut rng).unwrap()] += 1;
+            }
+            seen.map(|n| f64::from(n) / 60_000.0)
+        };
+        let taught = share(&[cap(Some(100.0)), cap(Some(200.0)), cap(Some(300.0))]);
+        for (got, want) in taught.iter().zip([1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]) {
+            assert!((got / want - 1.0).abs() < 0.03, "{taught:?}");
+        }
+        // 100 and 200 taught, the third never throttled: weighed as 400.
+        let partly = share(&[cap(Some(100.0)), cap(Some(200.0)), cap(None)]);
+        assert!((partly[2] / (4.0 / 7.0) - 1.0).abs() < 0.03, "{partly:?}");
+        // Nothing taught: equal.
+        let none = share(&[cap(None), cap(None), cap(None)]);
+        assert!(none.iter().all(|s| (s * 3.0 - 1.0).abs() < 0.03), "{none:?}");
     }
 
     #[test]
@@ -178,19 +210,19 @@ mod tests {
     }
 
     #[test]
-    fn a_ramping_candidate_takes_part_by_its_ramp() {
+    fn a_ramping_candidate_weighs_its_ramp() {
         let mut rng = SmallRng::seed_from_u64(3);
         let count = |ramp: f64, rng: &mut SmallRng| {
             let cands = [c(1.0), c(1.0), Candidate { ramp, ..c(0.5) }];
-            (0..10_000).filter(|_| p2c(&cands, rng) == Some(2)).count()
+            (0..10_000).filter(|_| weighted(&cands, rng) == Some(2)).count()
         };
         let (low, high, full) = (count(0.1, &mut rng), count(0.5, &mut rng), count(1.0, &mut rng));
-        // In two of three pairs at full weight, winning 0.8 of them (half the others' cost).
-        assert!((5_000..5_700).contains(&full), "{full}");
+        // Weights 1, 1, 4 x ramp: 2/3 at full weight, 1/6 at a tenth.
+        assert!((6_350..6_950).contains(&full), "{full}");
         assert!(low < high && high < full, "{low} {high} {full}");
-        assert!((350..750).contains(&low), "{low}");
+        assert!((1_450..1_900).contains(&low), "{low}");
         let alone = [Candidate { ramp: 0.0, ..c(1.0) }];
-        assert_eq!(p2c(&alone, &mut rng), Some(0), "alone it still serves");
+        assert_eq!(weighted(&alone, &mut rng), Some(0), "alone it still serves");
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! Receipts and MO go to any receiver-capable session of the account, round robin, as real
 //! SMSCs do, so they may arrive on a different session than the submit.
 
+mod cap;
+pub use cap::TpsWindow;
 mod later;
 mod receipt;
 mod session;
 
-use crate::session::{SharedBucket, TokenBucket};
 use crate::tls::Stream;
 use dashmap::DashMap;
 use std::net::SocketAddr;
@@ -75,9 +76,10 @@ pub struct SimConfig {
     pub receipt_variant: ReceiptVariant,
     /// Delay before every response.
     pub latency: Duration,
-    /// Submits per second accepted (a quarter second of it at once); beyond, ESME_RTHROTTLED.
-    /// 0 = no cap.
+    /// Submits per second accepted; beyond, ESME_RTHROTTLED. 0 = no cap.
     pub tps: u32,
+    /// How `tps` is counted: a bucket with a quarter second's burst, or calendar seconds.
+    pub tps_window: TpsWindow,
     /// Close each connection after this many submits.
     pub drop_after: Option<u64>,
     /// Refuse every bind with ESME_RBINDFAIL.
@@ -106,6 +108,7 @@ impl Default for SimConfig {
             receipt_variant: ReceiptVariant::Standard,
             latency: Duration::ZERO,
             tps: 0,
+            tps_window: TpsWindow::Bucket,
             drop_after: None,
             refuse_binds: false,
             mo_every: None,
@@ -153,7 +156,7 @@ pub struct SimStats {
 pub(crate) struct Shared {
     pub(crate) config: SimConfig,
     pub(crate) stats: Arc<SimStats>,
-    pub(crate) bucket: SharedBucket,
+    pub(crate) cap: cap::Cap,
     /// Response latency now, microseconds (starts as `config.latency`; tests change it).
     pub(crate) latency_us: AtomicU64,
     /// Accepted submits, when `config.record`.
@@ -354,11 +357,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
     let shared = Arc::new(Shared {
         unbind: watch::channel(0).0,
         spool,
-        // Like SMSCs counting per second: a quarter second's worth may come at once.
-        bucket: SharedBucket::new(match config.tps {
-            0 => TokenBucket::unlimited(std::time::Instant::now()),
-            n => TokenBucket::new(f64::from(n), f64::from(n) / 4.0, std::time::Instant::now()),
-        }),
+        cap: cap::Cap::new(config.tps, config.tps_window),
         latency_us: AtomicU64::new(config.latency.as_micros() as u64),
         received: Mutex::new(Vec::new()),
         config,

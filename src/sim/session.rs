@@ -383,7 +383,7 @@ impl SimSession {
                     .await;
             }
         }
-        if !self.shared.bucket.try_take(std::time::Instant::now) {
+        if !self.shared.cap.admit(std::time::Instant::now) {
             self.shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
             return self
                 .conn
@@ -502,7 +502,7 @@ impl SimSession {
                 let sm = peek::short_message(&frame[crate::pdu::HEADER_LEN..])?;
                 let out = self.conn.write_buffer_mut();
                 let now = self.now;
-                if !self.shared.bucket.try_take(|| now) {
+                if !self.shared.cap.admit(|| now) {
                     self.shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     let status = CommandStatus::ESME_RTHROTTLED;
                     peek::put_header(out, crate::pdu::HEADER_LEN, CommandId::SUBMIT_SM_RESP, status, h.seq);

@@ -1,7 +1,8 @@
 //! What the router knows about one upstream, measured from its own traffic: response latency
 //! (a peak-sensitive EWMA), the rate it acknowledges, throttles and link errors, the adaptive
-//! rate its throttling teaches (multiplicative decrease, additive increase), and its health
-//! (ejected for errors; slow start after it returns).
+//! limit its throttling teaches (what it took in the second before a throttle, less a margin;
+//! slow convex probing above it), and its health (ejected for errors; slow start after it
+//! returns).
 //!
 //! The upstream's session tasks report every answer here; the router reads it for every pick
 //! and advances it every tick (`Load::tick`). One small mutex per upstream, never held across
@@ -20,22 +21,44 @@ const INITIAL_RTT: f64 = 0.005;
 const RTT_DECAY: f64 = 2.0;
 /// How much of the acknowledged rate each tick keeps (the rest is the newest tick's).
 const RATE_KEEP: f64 = 0.7;
-/// A throttle sets the adaptive rate to this share of what the SMSC was acknowledging…
-const DECREASE: f64 = 0.95;
+/// A throttle sets the adaptive rate this far below what the SMSC acknowledged in the second
+/// before it (its cap, whether it counts calendar seconds or a bucket)…
+const MARGIN: f64 = 0.02;
 /// …cutting it by at least this share and at most that one…
-const CUT_MIN: f64 = 0.05;
+const CUT_MIN: f64 = 0.03;
 const CUT_MAX: f64 = 0.5;
-/// …at most once per this long (one burst of throttles is one signal).
-const DECREASE_EVERY: Duration = Duration::from_millis(200);
-/// Each tick without throttles, an adaptive rate that was used up grows by a fixed step: this
-/// share of the rate the last throttle set (additive, and in proportion to the link's size).
-const INCREASE: f64 = 0.03;
-/// The adaptive rate lets this share of a second's worth through at once.
+/// …at most once in this long: the throttles that follow a cut teach nothing new (the rest of
+/// an SMSC's calendar second is refused however little is sent, requests in flight were sent
+/// at the old rate), and a cut already takes the last second's count as the cap.
+const CUT_EVERY: Duration = Duration::from_millis(900);
+/// The capacity believed is the median of the counts at this many last throttles.
+const COUNTS_KEPT: usize = 5;
+/// Each quiet tick, an adaptive rate that was used up grows back fast (this share of itself)
+/// while below the capacity believed (less the margin)…
+const RECOVER: f64 = 0.03;
+/// …and probes beyond it slowly (this share of itself per tick: about 1 % a second at first), so an
+/// SMSC whose cap rose is found again and one whose cap did not sees one short run of
+/// throttles every few seconds at most.
+const PROBE: f64 = 0.001;
+/// The probing step grows by its first size for every this many seconds without a throttle.
+const PROBE_SPEEDUP_EVERY: f64 = 10.0;
+/// Requests a second during a run of throttles, to learn when it is over.
+const TRICKLE: f64 = 20.0;
+/// A limit counts as used up when the last second took at least this share of it.
+const USED_UP: f64 = 0.95;
+/// Quiet means no throttle for this long.
+const QUIET_AFTER: Duration = Duration::from_millis(200);
+/// The adaptive limit lets this share of a second's worth through at once (at least one), and
+/// the rest at an even rate: requests that come together are not turned away, and no second
+/// sees more than the limit.
 const ADAPTIVE_BURST: f64 = 0.05;
 /// An adaptive rate never goes below this many messages per second.
 const MIN_RATE: f64 = 2.0;
-/// After this long without a throttle, the adaptive rate is dropped (no cap again).
-const FORGET_LIMIT_AFTER: Duration = Duration::from_secs(30);
+/// After this long without a throttle, the adaptive rate is dropped (no cap again): the SMSC
+/// may have been reconfigured. Long, since relearning costs a run of throttles.
+const FORGET_LIMIT_AFTER: Duration = Duration::from_secs(300);
+/// Acknowledged counts kept per tick, to tell what the last second took.
+const HISTORY: usize = 16;
 /// Link-error accounting keeps this share per tick (about a second of memory at 100 ms ticks).
 const ERRORS_KEEP: f64 = 0.9;
 /// Fewer answers than this (decayed) never eject.
@@ -90,6 +113,9 @@ pub struct LoadView {
     pub rate: f64,
     /// The adaptive rate cap, if throttling set one.
     pub limit: Option<f64>,
+    /// What its throttling taught it takes (messages/s), if it throttled: the weight of its
+    /// share.
+    pub capacity: Option<f64>,
     /// Share of its full weight while slowly starting (1 when not).
     pub ramp: f64,
     /// Ejected until this long from now.
@@ -118,11 +144,26 @@ struct Inner {
     rtt_at: Instant,
     rate: f64,
     last_acked: u64,
-    /// The adaptive rate; unlimited while the SMSC has not throttled.
+    /// The most the SMSC is sent in any second, once its throttling taught one…
+    limit: Option<f64>,
+    /// …kept by this bucket (the limit less a small burst, at the rate).
     adaptive: TokenBucket,
+    /// A run of throttles began then and has not ended (no request sent since got through):
+    /// only `trickle` goes to it meanwhile. An SMSC counting calendar seconds refuses the rest
+    /// of its second whatever is sent, and a bucket refuses until it refills.
+    run_since: Option<Instant>,
+    trickle: TokenBucket,
+    /// The last cut and the last throttle.
     last_decrease: Option<Instant>,
-    /// What each quiet tick adds to the adaptive rate (set by the last throttle).
-    step: f64,
+    last_throttle: Option<Instant>,
+    /// What the SMSC takes: the median of the counts at its last few throttles, so one odd
+    /// count (a throttle from a moment's jitter when it was sent less than it takes, or a first
+    /// second that straddled two of its windows) moves neither its share nor its limit.
+    capacity: Option<f64>,
+    /// The counts at the last throttles, newest last.
+    counts: std::collections::VecDeque<f64>,
+    /// (tick time, acknowledged so far), oldest first, for the last second's count.
+    history: std::collections::VecDeque<(Instant, u64)>,
     /// The adaptive rate ran out since the last tick (demand is above it).
     limited: bool,
     answers: f64,
@@ -145,9 +186,15 @@ impl Load {
                 rtt_at: now,
                 rate: 0.0,
                 last_acked: 0,
+                limit: None,
                 adaptive: TokenBucket::unlimited(now),
+                run_since: None,
+                trickle: TokenBucket::new(TRICKLE, 1.0, now),
                 last_decrease: None,
-                step: 1.0,
+                last_throttle: None,
+                capacity: None,
+                counts: std::collections::VecDeque::with_capacity(COUNTS_KEPT),
+                history: std::collections::VecDeque::from([(now, 0)]),
                 limited: false,
                 answers: 0.0,
                 errors: 0.0,
@@ -177,11 +224,15 @@ impl Load {
     pub fn on_answer(&self, status: CommandStatus, rtt: Duration, now: Instant) {
         if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            let acked = self.counters.acked.load(Ordering::Relaxed);
             let mut i = self.lock();
-            if i.last_decrease.is_none_or(|t| now.duration_since(t) >= DECREASE_EVERY) {
-                // What it acknowledged is the best guess of what it takes.
-                let taken = i.rate * DECREASE;
-                let limit = match i.adaptive.rate() {
+            i.last_throttle = Some(now);
+            i.run_since.get_or_insert(now);
+            if i.last_decrease.is_none_or(|t| now.duration_since(t) >= CUT_EVERY) {
+                let counted = i.last_second(acked, now);
+                i.capacity = Some(i.believe(counted).max(MIN_RATE));
+                let taken = counted * (1.0 - MARGIN);
+                let limit = match i.limit {
                     Some(limit) => taken.clamp(limit * (1.0 - CUT_MAX), limit * (1.0 - CUT_MIN)),
                     None => taken,
                 }
@@ -189,7 +240,6 @@ impl Load {
                 i.set_limit(limit);
                 i.adaptive.spend_down_to(1.0);
                 i.last_decrease = Some(now);
-                i.step = (limit * INCREASE).max(1.0);
             }
             return;
         }
@@ -200,6 +250,13 @@ impl Load {
         self.counters.acked.fetch_add(1, Ordering::Relaxed);
         let sample = rtt.as_secs_f64();
         let mut i = self.lock();
+        // A request sent after the run of throttles began got through: the run is over. (One
+        // sent before it says nothing: the SMSC may have counted it before its cap was hit.)
+        if i.run_since
+            .is_some_and(|since| now.checked_sub(rtt).is_some_and(|sent| sent >= since))
+        {
+            i.run_since = None;
+        }
         // Peak-sensitive: a slower answer counts at once, a faster one is averaged in.
         if sample > i.rtt {
             i.rtt = sample;
@@ -219,6 +276,9 @@ impl Load {
     /// Takes one unit of the adaptive rate; `false` when it is used up for now.
     pub fn try_take(&self, now: Instant) -> bool {
         let mut i = self.lock();
+        if i.run_since.is_some() {
+            return i.trickle.try_take(now);
+        }
         let taken = i.adaptive.try_take(now);
         i.limited |= !taken;
         taken
@@ -226,7 +286,11 @@ impl Load {
 
     /// Returns a unit taken for a request that was not sent after all.
     pub fn give_back(&self) {
-        self.lock().adaptive.give_back();
+        let mut i = self.lock();
+        match i.run_since {
+            Some(_) => i.trickle.give_back(),
+            None => i.adaptive.give_back(),
+        }
     }
 
     /// Its figures now; `bound` says whether a session that can submit is bound.
@@ -251,7 +315,8 @@ impl Load {
             available,
             rtt: i.rtt * (-idle / RTT_DECAY).exp(),
             rate: i.rate,
-            limit: i.adaptive.rate(),
+            limit: i.limit,
+            capacity: i.capacity,
             ramp,
             ejected_for,
             since: i.available_since,
@@ -281,16 +346,33 @@ impl Load {
         i.errors = i.errors * ERRORS_KEEP + errors.saturating_sub(i.last_errors) as f64;
         i.last_answers = answers;
         i.last_errors = errors;
-        if let Some(limit) = i.adaptive.rate() {
-            let quiet = i.last_decrease.is_none_or(|t| now.duration_since(t) >= DECREASE_EVERY);
-            if quiet && i.limited {
-                let step = i.step;
-                i.set_limit(limit + step);
+        if i.history.len() == HISTORY {
+            i.history.pop_front();
+        }
+        i.history.push_back((now, acked));
+        if let Some(limit) = i.limit {
+            let quiet = i.last_throttle.is_none_or(|t| now.duration_since(t) >= QUIET_AFTER);
+            // Used up: turned requests away, and took nearly the limit over the last second (a
+            // bucket emptied by a moment's bunching of requests is no demand above it).
+            let used_up = i.limited && i.last_second(acked, now) >= limit * USED_UP;
+            if quiet && used_up {
+                let settled = i.capacity.map_or(limit, |c| c * (1.0 - MARGIN));
+                let grown = if limit < settled {
+                    (limit * (1.0 + RECOVER)).min(settled)
+                } else {
+                    // Slowly near the last throttle, faster the longer none came (convex, as
+                    // TCP's CUBIC): a cap that rose is found in seconds, not minutes.
+                    let quiet_for = i.last_throttle.map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+                    limit * (1.0 + PROBE * (1.0 + quiet_for / PROBE_SPEEDUP_EVERY))
+                };
+                i.set_limit(grown.max(limit + 0.01));
             }
-            if i.last_decrease
+            if i.last_throttle
                 .is_none_or(|t| now.duration_since(t) >= FORGET_LIMIT_AFTER)
             {
                 i.set_limit(f64::INFINITY);
+                i.capacity = None;
+                i.counts.clear();
             }
         }
         i.limited = false;
@@ -322,10 +404,60 @@ impl Load {
 }
 
 impl Inner {
+    /// Adds the count at a throttle; the capacity it now believes (the lower middle of the
+    /// counts kept).
+    fn believe(&mut self, counted: f64) -> f64 {
+        if self.counts.len() == COUNTS_KEPT {
+            self.counts.pop_front();
+        }
+        self.counts.push_back(counted);
+        let mut sorted = [0.0; COUNTS_KEPT];
+        let n = self.counts.len();
+        for (k, c) in self.counts.iter().enumerate() {
+            sorted[k] = *c;
+        }
+        sorted[..n].sort_by(f64::total_cmp);
+        sorted[(n - 1) / 2]
+    }
+
+    /// Acknowledged in the second before `now` (`acked` so far), from the tick history: the
+    /// best measure of an SMSC's cap at the moment it throttles. For one that counts calendar
+    /// seconds it is the cap exactly (the second before the first refusal reaches back to the
+    /// previous second's first refusal); for a bucket, its rate plus a little burst.
+    fn last_second(&self, acked: u64, now: Instant) -> f64 {
+        let from = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        // The acknowledged count at `from`, between the two ticks around it.
+        let after = self.history.iter().position(|(t, _)| *t > from);
+        let at_from = match after {
+            Some(0) | None => {
+                // Less than a second of history: what it took so far, as a rate (at least a
+                // quarter second's worth, so a burst at the start does not read as a flood).
+                let (t0, n0) = self.history.front().copied().unwrap_or((now, 0));
+                let span = now.saturating_duration_since(t0).as_secs_f64().clamp(0.25, 1.0);
+                return acked.saturating_sub(n0) as f64 / span;
+            }
+            Some(k) => {
+                let ((t0, n0), (t1, n1)) = (self.history[k - 1], self.history[k]);
+                let span = t1.saturating_duration_since(t0).as_secs_f64().max(1e-6);
+                let part = from.saturating_duration_since(t0).as_secs_f64() / span;
+                n0 as f64 + (n1.saturating_sub(n0)) as f64 * part.clamp(0.0, 1.0)
+            }
+        };
+        (acked as f64 - at_from).max(0.0)
+    }
+
     /// The adaptive rate from now on, with a small burst: an SMSC counting per second sees an
-    /// even flow, not a spike.
+    /// even flow, not a spike: the rate and the burst together stay within `limit` in any
+    /// second.
     fn set_limit(&mut self, limit: f64) {
-        self.adaptive.set_rate(limit, limit * ADAPTIVE_BURST);
+        if limit.is_finite() {
+            let burst = (limit * ADAPTIVE_BURST).max(1.0);
+            self.adaptive.set_rate((limit - burst).max(MIN_RATE), burst);
+            self.limit = Some(limit);
+        } else {
+            self.adaptive.set_rate(f64::INFINITY, f64::INFINITY);
+            self.limit = None;
+        }
     }
 }
 
@@ -371,7 +503,10 @@ mod tests {
         let at = t0 + Duration::from_secs(2);
         load.on_answer(CommandStatus::ESME_RTHROTTLED, Duration::ZERO, at);
         let limit = load.view(at, true, Duration::ZERO).limit.unwrap();
-        assert!((900.0..960.0).contains(&limit), "{limit}");
+        assert!(
+            (975.0..985.0).contains(&limit),
+            "98 % of the last second's 1000: {limit}"
+        );
         // A second throttle in the same burst does not cut again.
         load.on_answer(
             CommandStatus::ESME_RTHROTTLED,
@@ -379,8 +514,22 @@ mod tests {
             at + Duration::from_millis(10),
         );
         assert_eq!(load.view(at, true, Duration::ZERO).limit, Some(limit));
-        // Used up and quiet: grows.
-        while load.try_take(at) {}
+        // Until a request sent after the throttle gets through, only a trickle goes.
+        let during = (0..1000)
+            .filter(|ms| load.try_take(at + Duration::from_millis(*ms)))
+            .count();
+        assert!((19..=21).contains(&during), "{during} a second during the run");
+        let later = at + Duration::from_millis(200);
+        load.on_answer(OK, Duration::from_millis(300), later);
+        assert!(
+            !load.try_take(later),
+            "an answer to a request sent before the run ends nothing"
+        );
+        // Used up (it took more than the limit over the last second) and quiet: grows.
+        for _ in 0..1000 {
+            load.on_answer(OK, Duration::from_millis(1), later);
+        }
+        while load.try_take(later) {}
         load.tick(
             at + Duration::from_millis(300),
             tick,
@@ -390,7 +539,7 @@ mod tests {
         );
         assert!(load.view(at, true, Duration::ZERO).limit.unwrap() > limit);
         // Long quiet: no cap at all.
-        load.tick(at + Duration::from_secs(31), tick, true, 0.5, Duration::from_secs(10));
+        load.tick(at + Duration::from_secs(301), tick, true, 0.5, Duration::from_secs(10));
         assert_eq!(load.view(at, true, Duration::ZERO).limit, None);
     }
 
@@ -404,11 +553,62 @@ mod tests {
         load.on_answer(CommandStatus::ESME_RTHROTTLED, Duration::ZERO, t0);
         let limit = load.view(t0, true, Duration::ZERO).limit.unwrap();
         assert_eq!(limit, MIN_RATE);
+        load.on_answer(OK, Duration::ZERO, t0);
         // Over 10 s at most limit x 10 + the small burst.
         let taken = (0..10_000)
             .filter(|n| load.try_take(t0 + Duration::from_millis(*n)))
             .count();
         assert!((19..=21).contains(&taken), "{taken}");
+    }
+
+    /// An SMSC that takes `cap` a calendar second, fed `offered` a second through the adaptive
+    /// rate for `seconds` (simulated, 1 ms steps): (accepted, throttled) in the last ten.
+    fn against_calendar_seconds(cap: u32, offered: f64, seconds: u64) -> (u32, u32) {
+        let t0 = Instant::now();
+        let load = Load::new(t0);
+        let (mut window, mut count, mut due) = (0, 0, 0.0);
+        let (mut accepted, mut throttled) = (0, 0);
+        for ms in 0..seconds * 1000 {
+            let now = t0 + Duration::from_millis(ms);
+            if ms % 100 == 0 {
+                load.tick(now, Duration::from_millis(100), true, 0.5, Duration::from_secs(10));
+            }
+            due += offered / 1000.0;
+            while due >= 1.0 && load.try_take(now) {
+                due -= 1.0;
+                if ms / 1000 != window {
+                    (window, count) = (ms / 1000, 0);
+                }
+                let counted = ms >= (seconds - 10) * 1000;
+                if count < cap {
+                    count += 1;
+                    accepted += u32::from(counted);
+                    load.on_answer(OK, Duration::from_micros(100), now);
+                } else {
+                    throttled += u32::from(counted);
+                    load.on_answer(CommandStatus::ESME_RTHROTTLED, Duration::ZERO, now);
+                }
+            }
+            // What could not go waits (the router would send it elsewhere).
+            due = due.min(1.0);
+        }
+        (accepted, throttled)
+    }
+
+    #[test]
+    fn an_smsc_counting_calendar_seconds_is_learnt_and_then_hardly_throttles() {
+        for (cap, offered) in [(100, 180.0), (300, 1000.0), (50, 51.0)] {
+            let (accepted, throttled) = against_calendar_seconds(cap, offered, 30);
+            let sent = accepted + throttled;
+            assert!(
+                throttled * 100 <= sent,
+                "cap {cap}, {offered}/s offered: {throttled} of {sent} throttled"
+            );
+            assert!(
+                f64::from(accepted) >= 10.0 * f64::from(cap) * 0.95,
+                "cap {cap}: only {accepted} accepted in 10 s"
+            );
+        }
     }
 
     #[test]
