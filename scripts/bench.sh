@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The data-path benchmark with real process boundaries: one simulator, and the same load
 # (smpp-proxy bench, receipts on) sent four ways in one run: directly to the simulator, through
-# HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store, and
-# through smpp-proxy with the memory store. Prints msg/s and the ratios.
+# HAProxy in TCP mode (the L4 reference), through smpp-proxy with its durable store (the default
+# `sync = "periodic"`, and `sync = "always"`), and through smpp-proxy with the memory store.
+# Prints msg/s and the ratios.
 # Usage: scripts/bench.sh [COUNT] [BINDS] [WINDOW] [ROUNDS]   (installs haproxy from Debian if missing)
 # CLUSTER=1 adds the shared store: one node on Redis, and two nodes on Redis behind HAProxy
 # (round robin), against a redis-server this script starts (AOF, appendfsync always: the same
@@ -31,7 +32,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOGS:-}" ] && 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port); ha_port=$(free_port); px_port=$(free_port); mem_port=$(free_port)
-old_px_port=$(free_port); old_mem_port=$(free_port); trail_port=$(free_port)
+old_px_port=$(free_port); old_mem_port=$(free_port); trail_port=$(free_port); always_port=$(free_port)
 redis_port=$(free_port); r1_port=$(free_port); r2a_port=$(free_port); r2b_port=$(free_port); r2_port=$(free_port)
 
 $bin sim --listen 127.0.0.1:$sim_port --receipt-delay "${RECEIPT_DELAY:-1ms}" >"$work/sim.log" 2>&1 &
@@ -53,7 +54,7 @@ haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pid[haproxy]=$!
 # Each proxy binds with its own system_id: the simulator sends receipts to the account that
 # submitted, so each proxy gets exactly its own.
-proxy_config() { # PORT BACKEND [SYSTEM_ID] [NODE_ID] [KEY_PREFIX]
+proxy_config() { # PORT BACKEND [SYSTEM_ID] [NODE_ID] [KEY_PREFIX] [STORE SYNC]
 cat <<CFG
 node_id = "${4:-bench}"
 [listen]
@@ -61,6 +62,7 @@ smpp = "127.0.0.1:$1"
 [store]
 backend = "$2"
 $(if [ "$2" = redis ]; then printf 'url = "redis://127.0.0.1:%s/0"\nkey_prefix = "%s"' "$redis_port" "${5:-b:}"; else printf 'path = "%s"' "$work/store-$1"; fi)
+$([ -n "${6:-}" ] && printf 'sync = "%s"' "$6")
 [[clients]]
 system_id = "shop"
 password = "secret"
@@ -81,7 +83,10 @@ RUST_LOG=${PROXY_LOG:-warn} $bin run --config "$work/proxy.toml" >"$work/proxy.l
 pid[durable]=$!
 RUST_LOG=warn $bin run --config "$work/memory.toml" >"$work/memory.log" 2>&1 &
 pid[memory]=$!
-paths="direct haproxy durable memory"
+proxy_config "$always_port" embedded proxy-always always "" always >"$work/always.toml"
+RUST_LOG=warn $bin run --config "$work/always.toml" >"$work/always.log" 2>&1 &
+pid[always]=$!
+paths="direct haproxy durable always memory"
 if [ -n "${CLUSTER:-}" ]; then
   mkdir -p "$work/redis"
   (cd "$work/redis" && redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes \
@@ -123,9 +128,9 @@ if [ -n "${BASELINE:-}" ]; then
 fi
 sleep 1
 
-run() { # PORT [PID of the process under test]
-  $bin bench --connect "127.0.0.1:$1" --count "$count" --binds "$binds" --window "$window" --receipts --json \
-    ${2:+--measure-pid $2} 2>/dev/null \
+run() { # PORT [PID of the process under test] [RATE] [COUNT]
+  $bin bench --connect "127.0.0.1:$1" --count "${4:-$count}" --binds "$binds" --window "$window" --receipts --json \
+    ${2:+--measure-pid $2} ${3:+--rate $3} 2>/dev/null \
     | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -147,6 +152,7 @@ for round in $(seq 1 "$rounds"); do
       direct) port=$sim_port label="direct" ;;
       haproxy) port=$ha_port label="haproxy (tcp)" ;;
       durable) port=$px_port label="smpp-proxy (durable)" ;;
+      always) port=$always_port label="durable, sync always" ;;
       memory) port=$mem_port label="smpp-proxy (memory)" ;;
       old-durable) port=$old_px_port label="baseline (durable)" ;;
       redis-1) port=$r1_port label="redis, 1 node" ;;
@@ -159,12 +165,14 @@ for round in $(seq 1 "$rounds"); do
     rates[$path]="${rates[$path]:-} $rate"
   done
 done
-python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" "${rates[redis-1]:-}" "${rates[redis-2]:-}" "${rates[trail]:-}" <<'PY'
+python3 - "${rates[direct]}" "${rates[haproxy]}" "${rates[durable]}" "${rates[memory]}" "${rates[old-durable]:-}" "${rates[old-memory]:-}" "${rates[redis-1]:-}" "${rates[redis-2]:-}" "${rates[trail]:-}" "${rates[always]}" <<'PY'
 import statistics, sys
 d, h, p, m = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:5])
-print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, memory {m:.0f} msg/s")
+a = statistics.median(float(x) for x in sys.argv[10].split())
+print(f"medians: direct {d:.0f}, haproxy {h:.0f}, durable {p:.0f}, durable sync always {a:.0f}, memory {m:.0f} msg/s")
 print(f"the load generator reaches {d:.0f} msg/s straight to the simulator: every figure below that is the path's, not the generator's")
-print(f"smpp-proxy durable = {p/d:.2f} x direct, {p/h:.2f} x haproxy, {p/m:.2f} x its memory store; memory = {m/h:.2f} x haproxy")
+print(f"smpp-proxy durable = {p/d:.2f} x direct, {p/h:.2f} x haproxy, {p/m:.2f} x its memory store; memory = {m/d:.2f} x direct, {m/h:.2f} x haproxy")
+print(f"durable with sync always = {a/d:.2f} x direct, {a/h:.2f} x haproxy, {a/p:.2f} x periodic")
 if sys.argv[5]:
     od, om = (statistics.median(float(x) for x in a.split()) for a in sys.argv[5:7])
     print(f"against the baseline binary: durable {p/od:.2f} x, memory {m/om:.2f} x (medians {od:.0f}, {om:.0f} msg/s)")
@@ -175,3 +183,22 @@ if sys.argv[9]:
     t = statistics.median(float(x) for x in sys.argv[9].split())
     print(f"message trail: durable + trail {t:.0f} msg/s = {t/p:.2f} x durable without it")
 PY
+
+# Latency at half of each proxy's maximum rate (the median above), against the simulator
+# straight at the same rate, right after: p99 submit->resp the proxy adds. LATENCY_SECONDS
+# (default 10) of traffic each; LATENCY=0 skips it.
+if [ "${LATENCY:-1}" != 0 ]; then
+  printf '\n%-22s %10s %8s %8s %8s %14s\n' "at half its max" "msg/s" "p50 us" "p99 us" "direct p99" "p99 added us"
+  for path in durable always memory; do
+    case $path in
+      durable) port=$px_port label="smpp-proxy (durable)" ;;
+      always) port=$always_port label="durable, sync always" ;;
+      memory) port=$mem_port label="smpp-proxy (memory)" ;;
+    esac
+    half=$(python3 -c "import statistics,sys; print(max(1, round(statistics.median(float(x) for x in sys.argv[1].split()) / 2)))" "${rates[$path]}")
+    n=$((half * ${LATENCY_SECONDS:-10}))
+    read -r _ _ _ dp50 dp99 _ _ _ <<<"$(run "$sim_port" "" "$half" "$n")"
+    read -r rate _ _ p50 p99 _ _ _ <<<"$(run "$port" "" "$half" "$n")"
+    printf '%-22s %10s %8s %8s %8s %14s\n' "$label" "$rate" "$p50" "$p99" "$dp99" "$((p99 - dp99))"
+  done
+fi

@@ -77,6 +77,23 @@ impl Default for BenchConfig {
     }
 }
 
+impl BenchConfig {
+    /// `count` messages with receipts from the demo account (`shop` / `secret`) to `connect`,
+    /// over 4 binds of window 50: the demo's load, and the allocation benchmark's.
+    pub fn shop(connect: SocketAddr, count: u64) -> BenchConfig {
+        BenchConfig {
+            connect,
+            system_id: "shop".into(),
+            password: "secret".into(),
+            binds: 4,
+            window: 50,
+            count: Some(count),
+            receipts: true,
+            ..BenchConfig::default()
+        }
+    }
+}
+
 /// Percentiles of a latency sample, in microseconds.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Latency {

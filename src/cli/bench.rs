@@ -44,6 +44,10 @@ pub(crate) struct BenchArgs {
     /// Ask for receipts and wait for them.
     #[arg(long)]
     receipts: bool,
+    /// How long to wait for the last receipts after the last answer (with --receipts; short
+    /// to leave correlations stored, as scripts/memory.sh does).
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    receipt_wait: Duration,
     /// 3-part concatenated messages.
     #[arg(long)]
     long: bool,
@@ -84,7 +88,7 @@ impl BenchArgs {
             duration: self.duration,
             receipts: self.receipts,
             long: self.long,
-            receipt_wait: Duration::from_secs(10),
+            receipt_wait: self.receipt_wait,
             progress: !self.json,
             keep_ids: false,
             measure_pid: self.measure_pid,

@@ -91,15 +91,8 @@ async fn demo(count: u64, cluster: bool) -> Result<ExitCode, String> {
         })
     };
     let report = bench::run(BenchConfig {
-        connect: proxy.local_addr(),
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 4,
-        window: 50,
-        count: Some(count),
-        receipts: true,
         progress: true,
-        ..BenchConfig::default()
+        ..BenchConfig::shop(proxy.local_addr(), count)
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -129,17 +129,10 @@ pub(super) async fn cluster(count: u64, base: &str, sims: &[SimHandle]) -> Resul
         })
     };
     let report = bench::run(BenchConfig {
-        connect: a_addr,
         also: vec![b_addr],
-        system_id: "shop".into(),
-        password: "secret".into(),
-        binds: 4,
-        window: 50,
-        count: Some(count),
-        receipts: true,
         receipt_wait: Duration::from_secs(15),
         progress: true,
-        ..BenchConfig::default()
+        ..BenchConfig::shop(a_addr, count)
     })
     .await
     .map_err(|e| e.to_string())?;

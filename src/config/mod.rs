@@ -72,6 +72,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// Which store holds correlations and held receipts.
     pub store_backend: StoreBackend,
+    /// When the embedded store's writes reach the disk.
+    pub store_sync: StoreSync,
     /// The shared store, with `backend = "redis"`.
     pub store_redis: Option<RedisConfig>,
     /// How the nodes of a cluster work together (with `backend = "redis"`).
@@ -226,6 +228,34 @@ fn about_any(line: &str, keys: &[String]) -> bool {
 
 /// The problems found so far, each `key: what`.
 struct Problems(Vec<String>);
+
+/// When the embedded store's writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreSync {
+    /// Every group commit is fsynced before its operations are answered: nothing answered is
+    /// lost even to a power loss.
+    Always,
+    /// Every group commit is written to the operating system (a write-ahead file) before its
+    /// operations are answered, and made durable every `interval`: a killed process loses
+    /// nothing, a power loss up to `interval` of answered writes.
+    Periodic {
+        /// `[store] sync_interval`.
+        interval: Duration,
+    },
+}
+
+fn store_sync(raw: &raw::RawStore, p: &mut Problems) -> StoreSync {
+    match raw.sync {
+        raw::SyncWhen::Always => StoreSync::Always,
+        raw::SyncWhen::Periodic => {
+            let interval = p.duration("store.sync_interval", &raw.sync_interval);
+            if interval > Duration::from_secs(60) {
+                p.add("store.sync_interval", "is over 60s: a power loss could lose that much");
+            }
+            StoreSync::Periodic { interval }
+        }
+    }
+}
 
 impl Problems {
     fn add(&mut self, key: impl std::fmt::Display, what: impl std::fmt::Display) {
@@ -394,6 +424,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
     let routing = routing::routing(&raw.routing, &mut p);
     let early_receipt_wait = p.duration("early_receipt_wait", &raw.early_receipt_wait);
     let correlation_ttl = p.duration("correlation_ttl", &raw.correlation_ttl);
+    let store_sync = store_sync(&raw.store, &mut p);
     let mo_routes = mo_routes(&raw.mo_routes, &clients, &mut p);
     if let Some(to) = &raw.unmatched_receipts_to {
         if !clients.contains_key(to) {
@@ -413,6 +444,7 @@ fn validate(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         log_messages,
         store_path: raw.store.path,
         store_backend: raw.store.backend,
+        store_sync,
         store_redis,
         cluster,
         client_sessions,

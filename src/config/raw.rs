@@ -86,6 +86,25 @@ pub(super) struct RawStore {
     pub(super) key_prefix: String,
     #[serde(default)]
     pub(super) redis_cluster: bool,
+    #[serde(default)]
+    pub(super) sync: SyncWhen,
+    #[serde(default = "default_sync_interval")]
+    pub(super) sync_interval: String,
+}
+
+fn default_sync_interval() -> String {
+    "200ms".into()
+}
+
+/// When the embedded store's writes reach the disk (`[store] sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum SyncWhen {
+    /// Before every answer (an fsync per group commit).
+    Always,
+    /// Handed to the operating system before every answer, on disk every `sync_interval`.
+    #[default]
+    Periodic,
 }
 
 impl Default for RawStore {
@@ -98,6 +117,8 @@ impl Default for RawStore {
             tls_ca_file: None,
             key_prefix: default_key_prefix(),
             redis_cluster: false,
+            sync: SyncWhen::default(),
+            sync_interval: default_sync_interval(),
         }
     }
 }
@@ -605,6 +626,8 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "tls_ca_file",
             "key_prefix",
             "redis_cluster",
+            "sync",
+            "sync_interval",
         ],
     ),
     (

@@ -512,9 +512,11 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<String> {
     }
     let store_differs = old.store_backend != new.store_backend
         || old.store_path != new.store_path
+        || old.store_sync != new.store_sync
         || old.store_redis != new.store_redis;
     if keep("store", store_differs) {
         new.store_backend = old.store_backend;
+        new.store_sync = old.store_sync;
         new.store_path = old.store_path.clone();
         new.store_redis = old.store_redis.clone();
     }

@@ -157,8 +157,8 @@ impl Proxy {
         let (store, cluster): (Arc<dyn Store>, _) = match config.store_backend {
             StoreBackend::Memory => (Arc::new(MemoryStore::with_ttl(config.correlation_ttl)), None),
             StoreBackend::Embedded => {
-                let (path, ttl) = (config.store_path.clone(), config.correlation_ttl);
-                let opened = tokio::task::spawn_blocking(move || DurableStore::open_with_ttl(&path, ttl))
+                let (path, ttl, sync) = (config.store_path.clone(), config.correlation_ttl, config.store_sync);
+                let opened = tokio::task::spawn_blocking(move || DurableStore::open_with(&path, ttl, sync))
                     .await
                     .map_err(|_| StoreError::WriterStopped)?;
                 (Arc::new(opened?), None)

@@ -26,6 +26,7 @@ use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 pub use super::writer::WriterStats;
 use super::writer::{Op, Reply, Writer};
 use super::{find_each, Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
+use crate::config::StoreSync;
 use crate::receipt::id::{canonical, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,7 @@ pub struct DurableStore {
 #[derive(Debug)]
 struct Shared {
     path: PathBuf,
+    sync: StoreSync,
     /// `None` while the database is being opened again after a failure.
     engine: RwLock<Option<Arc<Engine>>>,
     stats: Arc<WriterStats>,
@@ -77,12 +79,25 @@ struct Engine {
     writer: Option<JoinHandle<()>>,
 }
 
+/// A correlation put, encoded here, on the caller's thread: the writer is one thread for
+/// everyone.
+fn put_op(c: Arc<Correlation>, canonical_id: &str) -> Op {
+    let mut value = Vec::with_capacity(128);
+    encode_stamped(&mut value, &c, 0);
+    Op::PutCorrelation {
+        up_key: up_key(&c.upstream, canonical_id),
+        client_key: client_key(&c),
+        value,
+        c,
+    }
+}
+
 /// How often a failed store tries to open again.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Opens (or creates) the database in `dir`, its tables, and its writer.
-    fn open(dir: &Path, stats: Arc<WriterStats>) -> Result<Engine, StoreError> {
+    fn open(dir: &Path, stats: Arc<WriterStats>, sync: StoreSync) -> Result<Engine, StoreError> {
         let file = dir.join(FILE);
         let damaged = |why: String| StoreError::Damaged {
             path: file.clone(),
@@ -114,7 +129,7 @@ impl Engine {
         txn.commit()?;
         let (tx, rx) = std_mpsc::channel();
         let hot = Arc::new(Hot::default());
-        let writer = Writer::open(db.clone(), hot.clone(), stats)?;
+        let writer = Writer::open(db.clone(), hot.clone(), stats, dir, sync)?;
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
@@ -195,7 +210,7 @@ impl Shared {
 
     fn reopen(&self) {
         self.retire();
-        match Engine::open(&self.path, self.stats.clone()) {
+        match Engine::open(&self.path, self.stats.clone(), self.sync) {
             Ok(engine) => {
                 *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(engine));
                 self.stats.failed.store(false, Ordering::Release);
@@ -226,16 +241,24 @@ impl DurableStore {
         DurableStore::open_with_ttl(dir, Duration::MAX)
     }
 
-    /// Opens (or creates) the store, keeping correlations without a final receipt for `ttl`.
+    /// Opens (or creates) the store, keeping correlations without a final receipt for `ttl`,
+    /// every write durable before it is answered.
     pub fn open_with_ttl(dir: &Path, ttl: Duration) -> Result<DurableStore, StoreError> {
+        DurableStore::open_with(dir, ttl, StoreSync::Always)
+    }
+
+    /// Opens (or creates) the store, keeping correlations without a final receipt for `ttl`,
+    /// made durable as `sync` says.
+    pub fn open_with(dir: &Path, ttl: Duration, sync: StoreSync) -> Result<DurableStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir {
             path: dir.to_owned(),
             source: Arc::new(e),
         })?;
         let stats = Arc::new(WriterStats::default());
-        let engine = Engine::open(dir, stats.clone())?;
+        let engine = Engine::open(dir, stats.clone(), sync)?;
         let shared = Arc::new(Shared {
             path: dir.to_owned(),
+            sync,
             engine: RwLock::new(Some(Arc::new(engine))),
             stats,
             closing: Mutex::new(false),
@@ -275,15 +298,7 @@ impl DurableStore {
 
     /// Records a correlation under `canonical_id` (the upstream id in the form it is matched by).
     pub fn put_correlation(&self, c: Arc<Correlation>, canonical_id: &str) -> Commit {
-        // Encoded here, on the caller's thread: the writer is one thread for everyone.
-        let mut value = Vec::with_capacity(128);
-        encode_stamped(&mut value, &c, 0);
-        self.submit(Op::PutCorrelation {
-            up_key: up_key(&c.upstream, canonical_id),
-            client_key: client_key(&c),
-            value,
-            c,
-        })
+        self.submit(put_op(c, canonical_id))
     }
 
     /// Forgets a correlation.
@@ -529,6 +544,7 @@ impl DurableStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::writer::wal::Wal;
     use super::*;
     use std::sync::atomic::Ordering;
 
@@ -740,6 +756,56 @@ mod tests {
         store.remove_correlation(&correlation(1), "1").wait_blocking().unwrap();
         put_all(&store, [1].into_iter());
         check_across_a_crash(store, &d, check);
+    }
+
+    /// What a killed `sync = "periodic"` run leaves (records after the durable state) is
+    /// applied at the next open, even one with `sync = "always"`, which then removes the file.
+    #[test]
+    fn a_write_ahead_file_left_by_a_killed_run_is_applied_at_open() {
+        let d = dir("wal");
+        let periodic = StoreSync::Periodic {
+            interval: Duration::from_secs(60),
+        };
+        let wal_file = d.join(super::super::writer::wal::FILE);
+        let store = DurableStore::open_with(&d, Duration::MAX, periodic).unwrap();
+        put_all(&store, 0..10);
+        store.outbox_push("shop", b"before").wait_blocking().unwrap();
+        drop(store);
+        assert_eq!(
+            std::fs::metadata(&wal_file).unwrap().len(),
+            0,
+            "a clean stop leaves nothing to replay"
+        );
+        // The records a run killed before its next sync would have left (numbered well past
+        // the batches of the first run).
+        let mut wal = Wal::open(&d).unwrap();
+        let push = Op::OutboxPush {
+            client: "shop".into(),
+            pdu: [&[0u8; 8][..], b"after"].concat(),
+        };
+        wal.append(1_000, [put_op(correlation(10), "a"), push].iter()).unwrap();
+        let remove = Op::RemoveCorrelation {
+            up_key: up_key("smsc-a", "3"),
+        };
+        wal.append(1_001, [remove].iter()).unwrap();
+        // A record the durable state already holds (batch 1) is not applied again.
+        let old = Op::RemoveCorrelation {
+            up_key: up_key("smsc-a", "4"),
+        };
+        wal.append(1, [old].iter()).unwrap();
+        drop(wal);
+        let store = DurableStore::open(&d).unwrap();
+        let found = |id: &str| store.correlation_by_upstream("smsc-a", id).unwrap().is_some();
+        assert!(found("a"), "the put in the file");
+        assert!(!found("3"), "the removal in the file");
+        assert!(
+            found("4") && found("9"),
+            "what the database held, bar a record it already had"
+        );
+        let outbox = store.outbox_after("shop", 0, 10).unwrap();
+        let pdus: Vec<&[u8]> = outbox.iter().map(|e| e.pdu.as_slice()).collect();
+        assert_eq!(pdus, [&b"before"[..], b"after"]);
+        assert!(!wal_file.exists(), "sync = always keeps no write-ahead file");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! One group commit: every operation of a batch applied in one write transaction, each by its
 //! own method, then one commit (one fsync). Hot correlation writes are collected into the
 //! batch's log row; direct ones, removals of keys only the tables hold, and outbox writes go to
-//! their tables, stamped with the batch's row number.
+//! their tables, stamped with the batch's row number. With a write-ahead file the commit has no
+//! fsync unless one is due (`Writer::durability`), and notes the batch's number in `meta`.
 
 use super::sweep::Sweep;
 use super::{guarded, Op, Reply, Writer, SAMPLE};
@@ -98,7 +99,8 @@ impl Writer {
     /// Applies `batch` in one transaction under log row `row` and commits it; returns the
     /// outbox sequence given to each operation (0 if none).
     pub(super) fn write(&mut self, batch: &mut [(Op, Reply)], row: u64) -> Result<(Vec<u64>, Counts), StoreError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(self.durability)?;
         let mut seqs = Vec::with_capacity(batch.len());
         let mut counts = Counts::default();
         {
@@ -131,6 +133,10 @@ impl Writer {
             }
             if !self.row.is_empty() {
                 txn.open_table(LOG)?.insert(row, self.row.as_slice())?;
+            }
+            if self.wal.is_some() {
+                // Which write-ahead records the database holds once this is durable.
+                txn.open_table(META)?.insert(super::WAL_SEQ, self.wal_seq)?;
             }
             t.finish()?;
         }

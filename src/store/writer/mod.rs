@@ -3,9 +3,10 @@
 //!
 //! Callers hand it operations through a channel and get a [`Commit`](super::Commit) ticket; the
 //! writer takes everything that queued up while it was committing (up to 1000 operations; when
-//! that is under 16, or the writer is busy, it sleeps 0.5 ms for more), applies it in one write
-//! transaction, commits once (one fsync for the whole batch), publishes the correlation writes
-//! to the hot tier, then answers every ticket. Hot correlation writes go to the `log` table as
+//! it is busy, it sleeps 0.5 ms for more), applies it in one write transaction, commits once
+//! (one fsync for the whole batch; with `sync = "periodic"`, the batch is appended to the
+//! write-ahead file instead and the fsync comes every `sync_interval`, see [`wal`]), publishes
+//! the correlation writes to the hot tier, then answers every ticket. Hot correlation writes go to the `log` table as
 //! one row per batch; outbox writes, and correlation writes in direct mode, go straight to
 //! their tables (stamped with the batch's row number, so a replay knows they are newer).
 //!
@@ -25,23 +26,29 @@
 mod batch;
 mod flush;
 mod sweep;
+pub(super) mod wal;
 
 use super::hot::{Hot, Stage, UpKey};
 use super::record::{decode, log_ops, stamp, LogOp};
-use super::tables::{CORR_UP, LOG};
+use super::tables::{CORR_UP, LOG, META};
 use super::{ticket, Correlation, OutboxId, Pushed, StoreError};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use crate::config::StoreSync;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
+use wal::Wal;
+
+/// The `meta` key of the last write-ahead record a commit holds.
+const WAL_SEQ: &str = "wal_seq";
 
 /// A batch closes at this many operations.
 const BATCH_MAX: usize = 1000;
-/// When fewer than `BATCH_SMALL` operations were waiting, or the last batch had `BATCH_BUSY` or
-/// more, the writer waits this long for more before it commits.
+/// When the last batch had `BATCH_BUSY` operations or more, the writer waits this long for
+/// more before it commits (otherwise at once: a lone synchronous client has nobody to wait for).
 const BATCH_DELAY: Duration = Duration::from_micros(500);
-const BATCH_SMALL: usize = 16;
 const BATCH_BUSY: usize = 64;
 /// A generation closes at this many correlation writes (what the hot tier holds is about three
 /// generations: ~50 000 correlations at most, a few tens of MB)…
@@ -61,7 +68,7 @@ const SWEEP_MAX: u64 = 100_000;
 /// …and otherwise the number that makes a full pass in this many sweeps (every 10 s: an hour).
 const SWEEPS_PER_PASS: u64 = 360;
 
-pub(super) enum Op {
+pub(in crate::store) enum Op {
     PutCorrelation {
         up_key: UpKey,
         c: Arc<Correlation>,
@@ -95,6 +102,8 @@ pub(super) enum Op {
 pub(super) enum Reply {
     Count(ticket::Reply<u64>),
     Pushed(ticket::Reply<Pushed>),
+    /// Nobody waits (a write-ahead record applied again at open).
+    Discard,
 }
 
 impl Reply {
@@ -103,6 +112,7 @@ impl Reply {
         match self {
             Reply::Count(tx) => drop(tx.send(result)),
             Reply::Pushed(tx) => drop(tx.send(result.map(|seq| Pushed::Stored(OutboxId::seq(seq))))),
+            Reply::Discard => {}
         }
     }
 }
@@ -183,6 +193,14 @@ pub(super) struct Writer {
     /// The batch being applied (kept for its capacity, like the log row it writes).
     stage: Stage,
     row: Vec<u8>,
+    /// With `sync = "periodic"`: the write-ahead file, how often the database is made durable,
+    /// the last batch number, and when it was last made durable (`None`: it is).
+    wal: Option<Wal>,
+    sync_every: Duration,
+    wal_seq: u64,
+    dirty_since: Option<Instant>,
+    /// How the batch being applied commits.
+    durability: Durability,
 }
 
 /// In direct mode, one put in this many still goes to the hot tier.
@@ -193,8 +211,15 @@ const DECIDE_MIN: usize = 256;
 impl Writer {
     /// Replays the log into the hot tier (what the last run wrote but did not flush), so readers
     /// see the store as the last commit left it.
-    pub(super) fn open(db: Arc<Database>, hot: Arc<Hot>, stats: Arc<WriterStats>) -> Result<Writer, StoreError> {
+    pub(super) fn open(
+        db: Arc<Database>,
+        hot: Arc<Hot>,
+        stats: Arc<WriterStats>,
+        dir: &Path,
+        sync: StoreSync,
+    ) -> Result<Writer, StoreError> {
         let txn = db.begin_read()?;
+        let durable_seq = txn.open_table(META)?.get(WAL_SEQ)?.map_or(0, |v| v.value());
         let log = txn.open_table(LOG)?;
         let up = txn.open_table(CORR_UP)?;
         // The log row the tables' version of `k` is as new as (`None`: not there). A log write
@@ -239,7 +264,15 @@ impl Writer {
         if writes > 0 {
             tracing::info!(writes, hot = hot.len(), "store: replayed the log");
         }
-        Ok(Writer {
+        drop((log, up, txn));
+        let wal_file = dir.join(wal::FILE);
+        let (wal, sync_every) = match sync {
+            StoreSync::Periodic { interval } => (Some(Wal::open(dir).map_err(wal_error)?), interval),
+            // What a periodic run left is applied once, then the file goes.
+            StoreSync::Always if wal_file.exists() => (Some(Wal::open(dir).map_err(wal_error)?), Duration::ZERO),
+            StoreSync::Always => (None, Duration::ZERO),
+        };
+        let mut writer = Writer {
             db,
             hot,
             stats,
@@ -251,7 +284,74 @@ impl Writer {
             puts: 0,
             stage,
             row: Vec::new(),
-        })
+            wal,
+            sync_every,
+            wal_seq: durable_seq,
+            dirty_since: None,
+            durability: Durability::Immediate,
+        };
+        writer.replay_wal(durable_seq)?;
+        writer.durability = Durability::Immediate;
+        if matches!(sync, StoreSync::Always) && writer.wal.take().is_some() {
+            std::fs::remove_file(&wal_file).map_err(wal_error)?;
+        }
+        Ok(writer)
+    }
+
+    /// Applies the write-ahead records the database's durable state lacks (a killed process,
+    /// or a power loss: up to the first torn record), then makes it all durable.
+    fn replay_wal(&mut self, durable_seq: u64) -> Result<(), StoreError> {
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        let (records, damaged) = wal.records_after(durable_seq)?;
+        if damaged {
+            tracing::warn!(
+                "store: the write-ahead file ends in a damaged record (a power loss?); what followed it is lost"
+            );
+        }
+        let batches = records.len();
+        for (seq, ops) in records {
+            let mut batch: Vec<(Op, Reply)> = ops.into_iter().map(|op| (op, Reply::Discard)).collect();
+            self.wal_seq = seq;
+            self.durability = Durability::None;
+            self.apply(&mut batch, false)?;
+        }
+        if batches > 0 {
+            tracing::info!(batches, "store: replayed the write-ahead file");
+        }
+        self.sync_now()
+    }
+
+    /// Makes every commit so far durable (one fsync) and empties the write-ahead file.
+    fn sync_now(&mut self) -> Result<(), StoreError> {
+        if self.wal.is_none() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(WAL_SEQ, self.wal_seq)?;
+        txn.commit()?;
+        self.dirty_since = None;
+        self.wal.as_mut().map_or(Ok(()), Wal::clear).map_err(wal_error)
+    }
+
+    /// Makes the database durable when `sync_every` has passed since a commit without.
+    fn sync_when_due(&mut self) {
+        if self.dirty_since.is_some_and(|t| t.elapsed() >= self.sync_every) {
+            if let Err(e) = self.sync_now() {
+                // Answering on would stretch what a power loss takes past `sync_interval`; a
+                // store opened again replays the write-ahead file.
+                self.failed(&e);
+            }
+        }
+    }
+
+    /// A write failed at the file: the store refuses work until it is opened again.
+    fn failed(&self, e: &StoreError) {
+        if matches!(e, StoreError::Redb(_)) && !self.stats.failed.swap(true, Ordering::AcqRel) {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "store: a write failed; refusing new work until the store opens again");
+        }
     }
 
     /// Serves the channel until every sender is gone.
@@ -260,10 +360,14 @@ impl Writer {
         let mut last = 0;
         loop {
             // A flush under way goes on between requests, and also when there are none.
-            let idle = if self.flush.is_some() { IDLE_FLUSH } else { IDLE_WAKE };
+            let mut idle = if self.flush.is_some() { IDLE_FLUSH } else { IDLE_WAKE };
+            if self.dirty_since.is_some() {
+                idle = idle.min(self.sync_every);
+            }
             let first = match rx.recv_timeout(idle) {
                 Ok(op) => op,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    self.sync_when_due();
                     self.maintain();
                     continue;
                 }
@@ -271,17 +375,17 @@ impl Writer {
             };
             batch.push(first);
             // Take what queued up while the last batch was committing. A commit costs about the
-            // same for ten operations as for five hundred, so when that is little, or the writer
-            // is busy (its last batch was big), it waits a moment for more: asleep, not on the
-            // channel, so senders do not have to wake it for each one.
+            // same for ten operations as for five hundred, so when the writer is busy (its last
+            // batch was big) it waits a moment for more: asleep, not on the channel, so senders
+            // do not have to wake it for each one.
             drain(&rx, &mut batch);
-            if batch.len() < BATCH_SMALL || (last >= BATCH_BUSY && batch.len() < BATCH_MAX / 2) {
+            if last >= BATCH_BUSY && batch.len() < BATCH_MAX / 2 {
                 std::thread::sleep(BATCH_DELAY);
                 drain(&rx, &mut batch);
             }
             last = batch.len();
             let t0 = Instant::now();
-            let mut results = self.apply(&mut batch);
+            let mut results = self.apply(&mut batch, true);
             if results.is_ok() && batch.iter().any(|(op, _)| matches!(op, Op::Checkpoint)) {
                 if let Err(e) = self.checkpoint() {
                     tracing::warn!(error = %e, "store: checkpoint failed; the log keeps what it holds");
@@ -299,21 +403,61 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    if matches!(e, StoreError::Redb(_)) && !self.stats.failed.swap(true, Ordering::AcqRel) {
-                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(error = %e, "store: a write failed; refusing new work until the store opens again");
-                    }
+                    self.failed(&e);
                     for (_, reply) in batch.drain(..) {
                         reply.send(Err(e.clone()));
                     }
                 }
             }
+            self.sync_when_due();
             self.maintain();
+        }
+        // A clean stop leaves nothing to replay.
+        if let Err(e) = self.sync_now() {
+            tracing::warn!(error = %e, "store: making the database durable at stop failed; the write-ahead file keeps it");
         }
     }
 
-    /// Applies a batch in one transaction; returns the outbox sequence given to each op (0 if none).
-    fn apply(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
+    /// Applies a batch in one transaction; returns the outbox sequence given to each op (0 if
+    /// none). With a write-ahead file, the batch is appended to it first (when `record`) and
+    /// the commit has no fsync unless one is due.
+    fn apply(&mut self, batch: &mut [(Op, Reply)], record: bool) -> Result<Vec<u64>, StoreError> {
+        let mut undo = None;
+        if let (Some(wal), true) = (self.wal.as_mut(), record) {
+            let at = wal.len();
+            if wal
+                .append(self.wal_seq + 1, batch.iter().map(|(op, _)| op))
+                .map_err(wal_error)?
+            {
+                undo = Some(at);
+            }
+            self.wal_seq += 1;
+            self.durability = match self.dirty_since {
+                Some(t) if t.elapsed() >= self.sync_every => Durability::Immediate,
+                _ => Durability::None,
+            };
+        }
+        let applied = self.apply_to_tables(batch);
+        match (&applied, self.wal.as_mut()) {
+            (Err(_), Some(wal)) => {
+                if let Some(at) = undo {
+                    // Not committed: not to be replayed either.
+                    let _ = wal.undo(at);
+                }
+            }
+            (Ok(_), Some(wal)) if matches!(self.durability, Durability::Immediate) => {
+                self.dirty_since = None;
+                wal.clear().map_err(wal_error)?;
+            }
+            (Ok(_), Some(_)) => {
+                self.dirty_since.get_or_insert_with(Instant::now);
+            }
+            (_, None) => {}
+        }
+        applied
+    }
+
+    fn apply_to_tables(&mut self, batch: &mut [(Op, Reply)]) -> Result<Vec<u64>, StoreError> {
         self.row.clear();
         // This batch's log row number, also the stamp of what it writes straight to the tables:
         // it is used up if either happens, so later log rows are always newer.
@@ -394,6 +538,11 @@ impl Writer {
             );
         }
     }
+}
+
+/// A failure of the write-ahead file counts as the store's disk failing.
+fn wal_error(e: std::io::Error) -> StoreError {
+    StoreError::Redb(Arc::new(redb::Error::Io(e)))
 }
 
 /// Moves what waits in the channel into the batch, up to `BATCH_MAX`.

@@ -1,0 +1,302 @@
+//! The write-ahead file of `[store] sync = "periodic"`: each group commit's operations appended
+//! with one `write` before they are answered, so a killed process loses nothing the operating
+//! system was handed, while the database commits without an fsync and is made durable only
+//! every `sync_interval` (after which this file is emptied). On open, the records newer than
+//! the database's durable state are applied again, up to the first damaged or torn one (what a
+//! power loss may leave at the end).
+//!
+//! A record: body length (u32 LE), CRC-32 of the body (u32 LE), body = batch number (u64 LE)
+//! then its operations, each a tag byte and length-prefixed fields. Only operations whose loss
+//! would matter are written: expiry and checkpoints are redone by the next run anyway.
+
+use super::Op;
+use crate::store::record::decode_stamped;
+use crate::store::StoreError;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The file's name in the store's directory.
+pub const FILE: &str = "smpp-proxy.wal";
+
+const PUT: u8 = 1;
+const REMOVE: u8 = 2;
+const PUSH: u8 = 3;
+const POP: u8 = 4;
+
+/// One record read back: its batch number and operations.
+pub(super) type Record = (u64, Vec<Op>);
+
+/// The open write-ahead file.
+#[derive(Debug)]
+pub(in crate::store) struct Wal {
+    file: File,
+    path: PathBuf,
+    /// Bytes in it (where the next record goes; a failed commit cuts back to it).
+    len: u64,
+    buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens (or creates) the file in `dir`, to append after what it holds.
+    pub(in crate::store) fn open(dir: &Path) -> std::io::Result<Wal> {
+        let path = dir.join(FILE);
+        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
+        let len = file.metadata()?.len();
+        Ok(Wal {
+            file,
+            path,
+            len,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Appends batch `seq`'s operations with one write; `false` if none needed recording.
+    pub(in crate::store) fn append<'a>(
+        &mut self,
+        seq: u64,
+        ops: impl Iterator<Item = &'a Op>,
+    ) -> std::io::Result<bool> {
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; 8]);
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        let mut any = false;
+        for op in ops {
+            any |= encode(&mut self.buf, op);
+        }
+        if !any {
+            return Ok(false);
+        }
+        let body = (self.buf.len() - 8) as u32;
+        let crc = crc32(&self.buf[8..]);
+        self.buf[..4].copy_from_slice(&body.to_le_bytes());
+        self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // A partial record would hide the ones after it: cut it off.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += self.buf.len() as u64;
+        Ok(true)
+    }
+
+    /// Takes the last record back (its batch failed to commit).
+    pub(super) fn undo(&mut self, before: u64) -> std::io::Result<()> {
+        self.file.set_len(before)?;
+        self.len = before;
+        Ok(())
+    }
+
+    /// Where the next record goes.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Empties the file (everything in it is durable in the database now).
+    pub(super) fn clear(&mut self) -> std::io::Result<()> {
+        if self.len > 0 {
+            self.file.set_len(0)?;
+            self.len = 0;
+        }
+        Ok(())
+    }
+
+    /// The records after batch `after`, in order, up to the first damaged one; and whether
+    /// one was (the rest of the file is ignored).
+    pub(super) fn records_after(&self, after: u64) -> Result<(Vec<Record>, bool), StoreError> {
+        let mut bytes = Vec::new();
+        File::open(&self.path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.path.display())))?;
+        let mut out = Vec::new();
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let Some((seq, body, tail)) = record(rest) else {
+                return Ok((out, true));
+            };
+            rest = tail;
+            if seq > after {
+                match decode_ops(body) {
+                    Some(ops) => out.push((seq, ops?)),
+                    None => return Ok((out, true)),
+                }
+            }
+        }
+        Ok((out, false))
+    }
+}
+
+/// One record at the start of `bytes`: (batch, operations' bytes, what follows), if whole and
+/// its checksum holds.
+fn record(bytes: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let body = bytes.get(8..8 + len)?;
+    if len < 8 || crc32(body) != crc {
+        return None;
+    }
+    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+    Some((seq, &body[8..], &bytes[8 + len..]))
+}
+
+fn put_field(buf: &mut Vec<u8>, field: &[u8]) {
+    buf.extend_from_slice(&(field.len() as u32).to_le_bytes());
+    buf.extend_from_slice(field);
+}
+
+/// Appends `op` if it is one a crash must not lose.
+fn encode(buf: &mut Vec<u8>, op: &Op) -> bool {
+    match op {
+        Op::PutCorrelation {
+            up_key,
+            value,
+            client_key,
+            ..
+        } => {
+            buf.push(PUT);
+            put_field(buf, up_key);
+            put_field(buf, value);
+            put_field(buf, client_key);
+        }
+        Op::RemoveCorrelation { up_key } => {
+            buf.push(REMOVE);
+            put_field(buf, up_key);
+        }
+        Op::OutboxPush { client, pdu } => {
+            buf.push(PUSH);
+            put_field(buf, client.as_bytes());
+            put_field(buf, pdu);
+        }
+        Op::OutboxRemove { client, seq } => {
+            buf.push(POP);
+            put_field(buf, client.as_bytes());
+            put_field(buf, &seq.to_be_bytes());
+        }
+        Op::ExpireCorrelations { .. } | Op::Checkpoint => return false,
+    }
+    true
+}
+
+/// A record's operations; `None` if the bytes are not what [`encode`] writes.
+fn decode_ops(mut body: &[u8]) -> Option<Result<Vec<Op>, StoreError>> {
+    fn field<'a>(body: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+        let field = body.get(4..4 + len)?;
+        *body = &body[4 + len..];
+        Some(field)
+    }
+    let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+    let mut ops = Vec::new();
+    while let Some((&tag, rest)) = body.split_first() {
+        body = rest;
+        let op = match tag {
+            PUT => {
+                let (up_key, value, client_key) = (field(&mut body)?, field(&mut body)?, field(&mut body)?);
+                let c = match decode_stamped(value) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => return Some(Err(e)),
+                };
+                Op::PutCorrelation {
+                    up_key: Arc::from(up_key),
+                    c,
+                    value: value.to_vec(),
+                    client_key: client_key.to_vec(),
+                }
+            }
+            REMOVE => Op::RemoveCorrelation {
+                up_key: Arc::from(field(&mut body)?),
+            },
+            PUSH => Op::OutboxPush {
+                client: text(field(&mut body)?)?,
+                pdu: field(&mut body)?.to_vec(),
+            },
+            POP => Op::OutboxRemove {
+                client: text(field(&mut body)?)?,
+                seq: u64::from_be_bytes(field(&mut body)?.try_into().ok()?),
+            },
+            _ => return None,
+        };
+        ops.push(op);
+    }
+    Some(Ok(ops))
+}
+
+/// CRC-32 (IEEE, as zlib and Ethernet), a table built at compile time.
+fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+    !bytes
+        .iter()
+        .fold(!0u32, |c, b| TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_the_standard_one() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn records_read_back_up_to_a_torn_or_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        let push = |n: u8| Op::OutboxPush {
+            client: "shop".into(),
+            pdu: vec![n; 40],
+        };
+        let pop = Op::OutboxRemove {
+            client: "shop".into(),
+            seq: 7,
+        };
+        assert!(wal.append(1, [push(1), pop].iter()).unwrap());
+        assert!(!wal.append(2, [Op::Checkpoint].iter()).unwrap(), "nothing to record");
+        assert!(wal.append(3, [push(3)].iter()).unwrap());
+        let whole = wal.len();
+        assert!(wal.append(4, [push(4)].iter()).unwrap());
+        let (records, damaged) = wal.records_after(0).unwrap();
+        assert!(!damaged);
+        assert_eq!(
+            records.iter().map(|(s, ops)| (*s, ops.len())).collect::<Vec<_>>(),
+            [(1, 2), (3, 1), (4, 1)]
+        );
+        assert!(matches!(&records[0].1[1], Op::OutboxRemove { client, seq: 7 } if client == "shop"));
+        assert_eq!(
+            wal.records_after(3).unwrap().0.len(),
+            1,
+            "only those after the batch given"
+        );
+        // A torn last record (a power loss in the middle of it): the ones before it stand.
+        wal.undo(wal.len() - 5).unwrap();
+        let (records, damaged) = wal.records_after(0).unwrap();
+        assert!(damaged);
+        assert_eq!(records.len(), 2);
+        // A flipped bit in the middle: nothing from there on.
+        wal.undo(whole).unwrap();
+        let mut bytes = std::fs::read(dir.path().join(FILE)).unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 1;
+        std::fs::write(dir.path().join(FILE), &bytes).unwrap();
+        let (records, damaged) = wal.records_after(0).unwrap();
+        assert!(damaged && records.len() == 1);
+        wal.clear().unwrap();
+        assert_eq!(wal.records_after(0).unwrap().0.len(), 0);
+    }
+}
