@@ -3,7 +3,7 @@
 mod support;
 
 use smpp_proxy::esme::submit_sm;
-use smpp_proxy::pdu::{CommandId, Pdu};
+use smpp_proxy::pdu::{CommandId, CommandStatus, Pdu};
 use smpp_proxy::sim::SimConfig;
 use smpp_proxy::store::DurableStore;
 use std::collections::HashSet;
@@ -157,7 +157,30 @@ async fn kill_9_loses_nothing(sync: &str) {
     let _ = proxy.0.wait();
     proxy = spawn_proxy(&config);
     let mut tx = bind_when_up(addr, CommandId::BIND_TRANSMITTER).await;
-    acked.extend(submit_all(&mut tx, 200, 20).await);
+    // The restarted proxy binds its upstream sessions while the client binds: a submit that
+    // comes before either is bound is refused ESME_RSYSERR (not answered: no custody) and
+    // counts for nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut after = 0;
+    while after < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted proxy took no submits"
+        );
+        for resp in submit_window(&mut tx, 20, 20, "447700900123", true).await {
+            match resp.command_status {
+                CommandStatus::ESME_ROK => {
+                    acked.push(resp.message_id().unwrap().as_str().unwrap().to_owned());
+                    after += 1;
+                }
+                status => assert_eq!(
+                    status,
+                    CommandStatus::ESME_RSYSERR,
+                    "only refused while unbound upstream"
+                ),
+            }
+        }
+    }
 
     // Now a receiver: every answered submit must get its receipt.
     let mut rx = bind_when_up(addr, CommandId::BIND_RECEIVER).await;

@@ -353,8 +353,10 @@ impl Load {
         if let Some(limit) = i.limit {
             let quiet = i.last_throttle.is_none_or(|t| now.duration_since(t) >= QUIET_AFTER);
             // Used up: turned requests away, and took nearly the limit over the last second (a
-            // bucket emptied by a moment's bunching of requests is no demand above it).
-            let used_up = i.limited && i.last_second(acked, now) >= limit * USED_UP;
+            // bucket emptied by a moment's bunching of requests is no demand above it). A small
+            // limit's bucket runs a whole burst token below it: nearly is within half of one.
+            let bucket_rate = i.adaptive.rate().unwrap_or(limit);
+            let used_up = i.limited && i.last_second(acked, now) >= (limit * USED_UP).min(bucket_rate - 0.5);
             if quiet && used_up {
                 let settled = i.capacity.map_or(limit, |c| c * (1.0 - MARGIN));
                 let grown = if limit < settled {
@@ -429,7 +431,13 @@ impl Inner {
         // The acknowledged count at `from`, between the two ticks around it.
         let after = self.history.iter().position(|(t, _)| *t > from);
         let at_from = match after {
-            Some(0) | None => {
+            None => {
+                // Every tick is older than a second (ticks stalled): the rate since the last.
+                let (t, n) = self.history.back().copied().unwrap_or((from, 0));
+                let span = now.saturating_duration_since(t).as_secs_f64().max(1.0);
+                return acked.saturating_sub(n) as f64 / span;
+            }
+            Some(0) => {
                 // Less than a second of history: what it took so far, as a rate (at least a
                 // quarter second's worth, so a burst at the start does not read as a flood).
                 let (t0, n0) = self.history.front().copied().unwrap_or((now, 0));
@@ -541,6 +549,37 @@ mod tests {
         // Long quiet: no cap at all.
         load.tick(at + Duration::from_secs(301), tick, true, 0.5, Duration::from_secs(10));
         assert_eq!(load.view(at, true, Duration::ZERO).limit, None);
+    }
+
+    #[test]
+    fn a_small_limit_that_is_used_up_grows_too() {
+        let t0 = Instant::now();
+        let load = Load::new(t0);
+        let tick = Duration::from_millis(100);
+        let mut at = t0;
+        for _ in 0..20 {
+            at += tick;
+            load.on_answer(OK, Duration::ZERO, at);
+            load.tick(at, tick, true, 0.5, Duration::from_secs(10));
+        }
+        load.on_answer(CommandStatus::ESME_RTHROTTLED, Duration::ZERO, at);
+        load.on_answer(OK, Duration::ZERO, at);
+        let limit = load.view(at, true, Duration::ZERO).limit.unwrap();
+        assert!(limit < 11.0, "{limit}");
+        // Taking all it allows (its bucket runs a burst token below the limit) for 5 s.
+        for _ in 0..50 {
+            for ms in 0..100 {
+                let now = at + Duration::from_millis(ms);
+                while load.try_take(now) {
+                    load.on_answer(OK, Duration::ZERO, now);
+                }
+            }
+            at += tick;
+            load.tick(at, tick, true, 0.5, Duration::from_secs(10));
+        }
+        let grown = load.view(at, true, Duration::ZERO).limit.unwrap();
+        // Each quiet tick of the 50 grows it (by 0.1 % and more): over 4 %, not now and then.
+        assert!(grown > limit * 1.04, "{limit} -> {grown}");
     }
 
     #[test]

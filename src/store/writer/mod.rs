@@ -320,7 +320,14 @@ impl Writer {
         if batches > 0 {
             tracing::info!(batches, "store: replayed the write-ahead file");
         }
-        self.sync_now()
+        self.sync_now()?;
+        if damaged {
+            self.wal
+                .as_mut()
+                .map_or(Ok(()), Wal::clear_durably)
+                .map_err(wal_error)?;
+        }
+        Ok(())
     }
 
     /// Makes every commit so far durable (one fsync) and empties the write-ahead file.
@@ -361,8 +368,8 @@ impl Writer {
         loop {
             // A flush under way goes on between requests, and also when there are none.
             let mut idle = if self.flush.is_some() { IDLE_FLUSH } else { IDLE_WAKE };
-            if self.dirty_since.is_some() {
-                idle = idle.min(self.sync_every);
+            if let Some(since) = self.dirty_since {
+                idle = idle.min(self.sync_every.saturating_sub(since.elapsed()));
             }
             let first = match rx.recv_timeout(idle) {
                 Ok(op) => op,
@@ -440,14 +447,20 @@ impl Writer {
         let applied = self.apply_to_tables(batch);
         match (&applied, self.wal.as_mut()) {
             (Err(_), Some(wal)) => {
-                if let Some(at) = undo {
-                    // Not committed: not to be replayed either.
-                    let _ = wal.undo(at);
+                // Not committed (answered as failed): not to be replayed either. If even that
+                // fails, the store must be opened again before it takes more work.
+                if let Some(Err(e)) = undo.map(|at| wal.undo(at)) {
+                    let e = wal_error(e);
+                    self.failed(&e);
                 }
             }
             (Ok(_), Some(wal)) if matches!(self.durability, Durability::Immediate) => {
                 self.dirty_since = None;
-                wal.clear().map_err(wal_error)?;
+                // Committed and durable: the answers stand whatever the file does; what it
+                // still holds is at or below the durable batch number, skipped by a replay.
+                if let Err(e) = wal.clear() {
+                    tracing::warn!(error = %e, "store: emptying the write-ahead file failed");
+                }
             }
             (Ok(_), Some(_)) => {
                 self.dirty_since.get_or_insert_with(Instant::now);

@@ -13,7 +13,8 @@ use super::Op;
 use crate::store::record::decode_stamped;
 use crate::store::StoreError;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,10 +40,17 @@ pub(in crate::store) struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the file in `dir`, to append after what it holds.
+    /// Opens (or creates) the file in `dir`, to write after what it holds. Records are written
+    /// at an offset this keeps (not in append mode), so bytes a failed write left past it are
+    /// overwritten by the next record instead of hiding it.
     pub(in crate::store) fn open(dir: &Path) -> std::io::Result<Wal> {
         let path = dir.join(FILE);
-        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(&path)?;
         let len = file.metadata()?.len();
         Ok(Wal {
             file,
@@ -72,8 +80,8 @@ impl Wal {
         let crc = crc32(&self.buf[8..]);
         self.buf[..4].copy_from_slice(&body.to_le_bytes());
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        if let Err(e) = self.file.write_all(&self.buf) {
-            // A partial record would hide the ones after it: cut it off.
+        if let Err(e) = self.file.write_all_at(&self.buf, self.len) {
+            // Cut off what was written (the next record overwrites it if this fails too).
             let _ = self.file.set_len(self.len);
             return Err(e);
         }
@@ -81,11 +89,12 @@ impl Wal {
         Ok(true)
     }
 
-    /// Takes the last record back (its batch failed to commit).
+    /// Takes the last record back (its batch failed to commit): its header zeroed first (a
+    /// record of length 0 ends a replay), then the file cut.
     pub(super) fn undo(&mut self, before: u64) -> std::io::Result<()> {
-        self.file.set_len(before)?;
         self.len = before;
-        Ok(())
+        self.file.write_all_at(&[0; 8], before)?;
+        self.file.set_len(before)
     }
 
     /// Where the next record goes.
@@ -95,11 +104,17 @@ impl Wal {
 
     /// Empties the file (everything in it is durable in the database now).
     pub(super) fn clear(&mut self) -> std::io::Result<()> {
-        if self.len > 0 {
-            self.file.set_len(0)?;
-            self.len = 0;
-        }
+        self.file.set_len(0)?;
+        self.len = 0;
         Ok(())
+    }
+
+    /// Empties the file and makes that durable: after a replay that stopped at a damaged
+    /// record, batch numbers are given out again, and a power loss must not bring back the
+    /// old records under them.
+    pub(super) fn clear_durably(&mut self) -> std::io::Result<()> {
+        self.clear()?;
+        self.file.sync_all()
     }
 
     /// The records after batch `after`, in order, up to the first damaged one; and whether
@@ -117,9 +132,10 @@ impl Wal {
             };
             rest = tail;
             if seq > after {
+                // One whose checksum holds but whose contents do not read is damage too.
                 match decode_ops(body) {
-                    Some(ops) => out.push((seq, ops?)),
-                    None => return Ok((out, true)),
+                    Some(Ok(ops)) => out.push((seq, ops)),
+                    _ => return Ok((out, true)),
                 }
             }
         }
@@ -178,7 +194,7 @@ fn encode(buf: &mut Vec<u8>, op: &Op) -> bool {
     true
 }
 
-/// A record's operations; `None` if the bytes are not what [`encode`] writes.
+/// A record's operations; `None` (or an error) if the bytes are not what [`encode`] writes.
 fn decode_ops(mut body: &[u8]) -> Option<Result<Vec<Op>, StoreError>> {
     fn field<'a>(body: &mut &'a [u8]) -> Option<&'a [u8]> {
         let len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
