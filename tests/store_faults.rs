@@ -249,10 +249,14 @@ async fn an_empty_or_damaged_store_file_is_refused_at_start_and_reset_moves_it_a
     let (code, err) = outcome.expect("started on a damaged store file");
     assert_eq!(code, 1);
     assert!(err.contains("is damaged"), "{err}");
-    // A healthy store is not reset without --force; a damaged one is.
+    // A healthy store is not reset without --force; a damaged one is, with the write-ahead
+    // file a killed run left beside it (applied to an empty store it would renumber outboxes).
+    let wal = dir.join(smpp_proxy::store::durable::WAL_FILE);
+    std::fs::write(&wal, b"records of a killed run").unwrap();
     let (code, _, err) = run_cli(&["store", "reset", "--config", &config_arg], None);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(aside(&dir), 2);
+    assert_eq!(aside(&dir), 3, "the database and its write-ahead file");
+    assert!(!wal.exists());
     drop(smpp_proxy::store::DurableStore::open(&dir).unwrap());
     let (code, _, err) = run_cli(&["store", "reset", "--config", &config_arg], None);
     assert_eq!(code, 1);

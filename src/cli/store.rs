@@ -66,8 +66,16 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
         }
         Ok(_) | Err(_) => {}
     }
-    let aside = file.with_extension(format!("redb.damaged-{}", smpp_proxy::store::unix_now()));
+    let now = smpp_proxy::store::unix_now();
+    let aside = file.with_extension(format!("redb.damaged-{now}"));
     std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
+    // Its write-ahead file goes with it: applied to an empty store it would renumber outbox
+    // entries its later records name.
+    let wal = c.store_path.join(smpp_proxy::store::durable::WAL_FILE);
+    if wal.exists() {
+        let wal_aside = wal.with_extension(format!("wal.damaged-{now}"));
+        std::fs::rename(&wal, &wal_aside).map_err(|e| format!("{}: {e}", wal.display()))?;
+    }
     println!(
         "moved {} to {}; the next start begins with an empty store",
         file.display(),

@@ -225,6 +225,9 @@ impl Shared {
 /// The database file in the store's directory.
 pub const FILE: &str = "smpp-proxy.redb";
 
+/// The write-ahead file of `sync = "periodic"` beside it.
+pub const WAL_FILE: &str = super::writer::wal::FILE;
+
 /// Counts for `smpp-proxy store stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreCounts {
