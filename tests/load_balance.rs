@@ -145,10 +145,11 @@ async fn shares_follow_capacity_1_2_3_and_round_robin_does_worse() {
 
 /// SMSCs that count calendar seconds (the 101st submit of a second is refused, however the
 /// first 100 were spread) punish any burst: 540 msg/s offered to 100 + 200 + 300, the proxy
-/// learns each cap from its first throttles and then stays under it.
+/// learns each cap from its first throttles (8 s allowed: a loaded machine learns slower) and
+/// then stays under it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calendar_second_smscs_see_almost_no_throttles_and_shares_stay_1_2_3() {
-    let run = capped_run("load-balance", 540, TpsWindow::Fixed, 5, 15).await;
+    let run = capped_run("load-balance", 540, TpsWindow::Fixed, 8, 15).await;
     let total: u64 = run.accepted.iter().sum();
     println!(
         "fixed windows, 540/s offered: taken {:?}, throttled {} ({:.2}% of upstream submits)",

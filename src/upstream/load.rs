@@ -31,7 +31,7 @@ const CUT_MAX: f64 = 0.5;
 /// an SMSC's calendar second is refused however little is sent, requests in flight were sent
 /// at the old rate), and a cut already takes the last second's count as the cap.
 const CUT_EVERY: Duration = Duration::from_millis(900);
-/// The capacity believed is the median of the counts at this many last throttles.
+/// The capacity believed is the second highest of the counts at this many last throttles.
 const COUNTS_KEPT: usize = 5;
 /// Each quiet tick, an adaptive rate that was used up grows back fast (this share of itself)
 /// while below the capacity believed (less the margin)…
@@ -156,9 +156,9 @@ struct Inner {
     /// The last cut and the last throttle.
     last_decrease: Option<Instant>,
     last_throttle: Option<Instant>,
-    /// What the SMSC takes: the median of the counts at its last few throttles, so one odd
-    /// count (a throttle from a moment's jitter when it was sent less than it takes, or a first
-    /// second that straddled two of its windows) moves neither its share nor its limit.
+    /// What the SMSC takes: the second highest of the counts at its last few throttles, so one
+    /// odd count (a first second that straddled two of its windows, a throttle from a moment's
+    /// jitter) moves neither its share nor its limit.
     capacity: Option<f64>,
     /// The counts at the last throttles, newest last.
     counts: std::collections::VecDeque<f64>,
@@ -316,7 +316,9 @@ impl Load {
             rtt: i.rtt * (-idle / RTT_DECAY).exp(),
             rate: i.rate,
             limit: i.limit,
-            capacity: i.capacity,
+            // The share follows what it takes now: a capacity believed from an early high count
+            // is held to the limit the latest throttle set (which grows when used up).
+            capacity: i.capacity.map(|c| i.limit.map_or(c, |l| c.min(l / (1.0 - MARGIN)))),
             ramp,
             ejected_for,
             since: i.available_since,
@@ -406,8 +408,10 @@ impl Load {
 }
 
 impl Inner {
-    /// Adds the count at a throttle; the capacity it now believes (the lower middle of the
-    /// counts kept).
+    /// Adds the count at a throttle; the capacity it now believes: the second highest of the
+    /// counts kept. Too high corrects itself (a bigger share draws throttles, whose counts
+    /// replace it); too low would not (a smaller share never uses its limit up, so nothing
+    /// is learnt), and a count after a run of throttles or off by a tick reads low.
     fn believe(&mut self, counted: f64) -> f64 {
         if self.counts.len() == COUNTS_KEPT {
             self.counts.pop_front();
@@ -419,7 +423,7 @@ impl Inner {
             sorted[k] = *c;
         }
         sorted[..n].sort_by(f64::total_cmp);
-        sorted[(n - 1) / 2]
+        sorted[n.saturating_sub(2)]
     }
 
     /// Acknowledged in the second before `now` (`acked` so far), from the tick history: the

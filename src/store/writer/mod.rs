@@ -6,9 +6,10 @@
 //! it is busy, it sleeps 0.5 ms for more), applies it in one write transaction, commits once
 //! (one fsync for the whole batch; with `sync = "periodic"`, the batch is appended to the
 //! write-ahead file instead and the fsync comes every `sync_interval`, see [`wal`]), publishes
-//! the correlation writes to the hot tier, then answers every ticket. Hot correlation writes go to the `log` table as
-//! one row per batch; outbox writes, and correlation writes in direct mode, go straight to
-//! their tables (stamped with the batch's row number, so a replay knows they are newer).
+//! the correlation writes to the hot tier, then answers every ticket. Hot correlation writes
+//! go to the `log` table as one row per batch; outbox writes, and correlation writes in direct
+//! mode, go straight to their tables (stamped with the batch's row number, so a replay knows
+//! they are newer).
 //!
 //! Direct mode: when a flushed generation shows that most of its hot puts were still live (late
 //! receipts: the hot tier only adds work), puts go straight to the tables, except one in
