@@ -67,13 +67,13 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
         Ok(_) | Err(_) => {}
     }
     let now = smpp_proxy::store::unix_now();
-    let aside = file.with_extension(format!("redb.damaged-{now}"));
+    let aside = unused(file.with_extension(format!("redb.damaged-{now}")));
     std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
     // Its write-ahead file goes with it: applied to an empty store it would renumber outbox
     // entries its later records name.
     let wal = c.store_path.join(smpp_proxy::store::durable::WAL_FILE);
     if wal.exists() {
-        let wal_aside = wal.with_extension(format!("wal.damaged-{now}"));
+        let wal_aside = unused(wal.with_extension(format!("wal.damaged-{now}")));
         std::fs::rename(&wal, &wal_aside).map_err(|e| format!("{}: {e}", wal.display()))?;
     }
     println!(
@@ -82,6 +82,24 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
         aside.display()
     );
     Ok(())
+}
+
+/// `path`, or `path.2`, `path.3`... whichever does not exist yet: two resets within one second
+/// must not let the second one's rename replace the first damaged file (kept for forensics).
+fn unused(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    let mut n = 2u32;
+    loop {
+        let mut name = path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        let candidate = PathBuf::from(name);
+        if !candidate.exists() {
+            return candidate;
+        }
+        n += 1;
+    }
 }
 
 impl StoreCommand {
@@ -117,5 +135,22 @@ impl StoreCommand {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unused;
+
+    #[test]
+    fn a_second_reset_in_the_same_second_keeps_the_first_damaged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("store.redb.damaged-100");
+        assert_eq!(unused(first.clone()), first);
+        std::fs::write(&first, b"old").unwrap();
+        let second = unused(first.clone());
+        assert_eq!(second, dir.path().join("store.redb.damaged-100.2"));
+        std::fs::write(&second, b"older").unwrap();
+        assert_eq!(unused(first), dir.path().join("store.redb.damaged-100.3"));
     }
 }
