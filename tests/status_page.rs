@@ -102,11 +102,11 @@ async fn the_status_page_shows_the_proxy_live_and_acts_with_the_token() {
     page.step("token").await;
     let clients = page.step("clients").await;
     assert_eq!(clients["clients"], serde_json::json!(["shop"]));
-    page.step("click smsc-0 drain").await;
+    assert_eq!(page.step("click smsc-0 drain").await["status"], 200);
     assert_eq!(page.step("state smsc-0 draining").await["state"], "draining");
     let status = proxy.snapshot();
     assert_eq!(status.upstreams[0].figures.state, UpstreamState::Draining);
-    page.step("click smsc-0 enable").await;
+    assert_eq!(page.step("click smsc-0 enable").await["status"], 200);
     page.step("state smsc-0 available").await;
 
     // More traffic, so that the charts have something to draw, then the picture.

@@ -100,7 +100,7 @@ pub async fn lookups(ctx: std::sync::Weak<Context>, mut rx: mpsc::Receiver<Looku
 /// Receipts that arrived before their correlation.
 #[derive(Debug)]
 pub struct EarlyReceipts {
-    by_key: DashMap<Key, Arc<Early>>,
+    by_key: DashMap<Key, Arc<Early>, foldhash::fast::RandomState>,
     /// Entries in `by_key`: checked on every recorded correlation, where `DashMap::is_empty`
     /// would lock every shard.
     keys: AtomicUsize,
@@ -114,7 +114,7 @@ impl EarlyReceipts {
     /// Holding at most `max` receipts of `max_bytes` together.
     pub fn new(max: u32, max_bytes: u64) -> EarlyReceipts {
         EarlyReceipts {
-            by_key: DashMap::new(),
+            by_key: DashMap::default(),
             keys: AtomicUsize::new(0),
             budget: Budget::new(u64::from(max), max_bytes),
             refused: AtomicU64::new(0),

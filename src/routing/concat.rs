@@ -49,7 +49,7 @@ impl Pin {
 /// Pins of messages in progress.
 #[derive(Debug, Default)]
 pub struct Affinity {
-    pins: DashMap<MessageKey, Pin>,
+    pins: DashMap<MessageKey, Pin, foldhash::fast::RandomState>,
 }
 
 impl Affinity {

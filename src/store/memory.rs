@@ -3,6 +3,7 @@
 use super::{find_each, Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use crate::receipt::id::{canonical, IdMatch};
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,8 +11,9 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct MemoryStore {
     correlation_ttl: std::time::Duration,
-    by_upstream: DashMap<(Arc<str>, String), Arc<Correlation>>,
-    by_client: DashMap<(Arc<str>, String), Arc<Correlation>>,
+    // foldhash (seeded per process): SipHash of these keys showed in full-load profiles.
+    by_upstream: DashMap<(Arc<str>, String), Arc<Correlation>, RandomState>,
+    by_client: DashMap<(Arc<str>, String), Arc<Correlation>, RandomState>,
     /// Outbox sequence numbers (the entries themselves stay with the account).
     outbox_seq: AtomicU64,
 }
@@ -28,8 +30,8 @@ impl MemoryStore {
     pub fn with_ttl(correlation_ttl: std::time::Duration) -> MemoryStore {
         MemoryStore {
             correlation_ttl,
-            by_upstream: DashMap::new(),
-            by_client: DashMap::new(),
+            by_upstream: DashMap::default(),
+            by_client: DashMap::default(),
             outbox_seq: Default::default(),
         }
     }

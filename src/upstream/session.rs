@@ -323,7 +323,7 @@ struct Bound<'a> {
     conn: Conn,
     inbound: &'a Arc<dyn InboundSink>,
     seq: Sequence,
-    inflight: HashMap<u32, Written>,
+    inflight: HashMap<u32, Written, foldhash::fast::RandomState>,
     keep_alive: KeepAlive,
     /// The time as of the last tick: timers here are seconds long, and a clock read per PDU
     /// showed in profiles.
@@ -347,7 +347,7 @@ impl<'a> Bound<'a> {
             conn,
             inbound,
             seq,
-            inflight: HashMap::new(),
+            inflight: HashMap::default(),
             keep_alive: KeepAlive::new(Instant::now()),
             now: Instant::now(),
             events_tx,

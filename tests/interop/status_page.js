@@ -4,7 +4,8 @@
 //   wait N            -> {"upstreams": {name: state}} once N upstream rows are shown
 //   state NAME STATE  -> {"state": STATE} once NAME's row shows STATE (the page updating itself)
 //   token             -> types TOKEN into the page's token field
-//   click NAME ACTION -> clicks NAME's ACTION button (drain, pause, enable)
+//   click NAME ACTION -> {"status": HTTP status} once a click on NAME's ACTION button (drain,
+//                        pause, enable) posted the action and got its answer
 //   clients           -> {"clients": [...]} the client rows' names
 //   shot              -> {"shot": PATH} once every chart has a line, a screenshot of the page
 //   quit              -> {"errors": [...]} every script error the page logged, then exits
@@ -45,8 +46,19 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + "\n");
         await page.dispatchEvent("#token", "change");
         say({ token: true });
       } else if (step === "click") {
-        await page.click(`#upstreams tr[data-upstream="${a}"] button[data-action="${b}"]`);
-        say({ clicked: `${a} ${b}` });
+        // The rows are rebuilt every 2 s; a click that lands as its button is replaced (a slow,
+        // busy machine) posts nothing, so it counts only once the page's POST is answered.
+        const action = `/upstreams/${encodeURIComponent(a)}/${b}`;
+        let status = null;
+        for (let tries = 0; status === null && tries < 5; tries++) {
+          const posted = page.waitForResponse((r) => r.request().method() === "POST" && r.url().endsWith(action),
+            { timeout: 5000 }).catch(() => null);
+          await page.click(`#upstreams tr[data-upstream="${a}"] button[data-action="${b}"]`);
+          const answer = await posted;
+          if (answer) status = answer.status();
+        }
+        if (status === null) throw new Error(`clicking ${a} ${b} posted nothing`);
+        say({ clicked: `${a} ${b}`, status });
       } else if (step === "clients") {
         await page.waitForSelector("#clients tr[data-client]", { timeout: 20000 });
         say({ clients: await page.$$eval("#clients tr[data-client]", (trs) => trs.map((tr) => tr.dataset.client)) });

@@ -175,9 +175,9 @@ struct Client {
     outstanding: u32,
     seq: Sequence,
     /// deliver_sm / data_sm sent to the client: outbox entry and when.
-    deliveries: HashMap<u32, (u64, Instant)>,
+    deliveries: HashMap<u32, (u64, Instant), foldhash::fast::RandomState>,
     /// query/cancel/replace in flight, by the client's sequence number.
-    mapped: HashMap<u32, Mapped>,
+    mapped: HashMap<u32, Mapped, foldhash::fast::RandomState>,
     /// Requests within the client's window waiting for upstream window (oldest first), with
     /// when they started waiting. Bounded by the window; past `queue_timeout`: ESME_RTHROTTLED.
     queue: VecDeque<(Forward, Instant)>,
@@ -216,8 +216,8 @@ pub async fn run(
         before_bind: 0,
         outstanding: 0,
         seq: Sequence::default(),
-        deliveries: HashMap::new(),
-        mapped: HashMap::new(),
+        deliveries: HashMap::default(),
+        mapped: HashMap::default(),
         queue: VecDeque::new(),
         committing: VecDeque::new(),
         keep_alive: KeepAlive::new(now),
