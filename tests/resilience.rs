@@ -201,3 +201,101 @@ async fn an_unbind_from_the_smsc_is_answered_and_the_session_rebinds() {
     assert_eq!(esme.recv(T).await.unwrap().command_status, CommandStatus::ESME_ROK);
     proxy.shutdown().await;
 }
+
+/// A proxy just started holds submits while its first upstream bind is under way (an SMSC
+/// slow to answer it) instead of refusing them ESME_RSYSERR: the client, bound before any
+/// upstream, sees every message taken once the bind is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_wait_for_the_first_upstream_bind_instead_of_failing() {
+    use futures_util::{SinkExt, StreamExt};
+    use smpp_proxy::pdu::body::MessageIdResp;
+    use smpp_proxy::pdu::{Body, COctetString, Pdu, SmppCodec};
+    use tokio_util::codec::Framed;
+
+    // An SMSC that answers its bind only when the test lets it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let smsc = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn = Framed::new(stream, SmppCodec::default());
+        let bind = loop {
+            let pdu = conn.next().await.unwrap().unwrap().unwrap();
+            if let CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER =
+                pdu.command_id()
+            {
+                break (pdu.command_id().response().unwrap(), pdu.sequence_number);
+            }
+        };
+        released.await.unwrap();
+        let body = Body::empty_response(bind.0).unwrap();
+        conn.send(&Pdu::new(body).with_sequence_number(bind.1)).await.unwrap();
+        let mut taken = 0u32;
+        while let Some(Ok(Ok(pdu))) = conn.next().await {
+            let body = match pdu.command_id() {
+                CommandId::SUBMIT_SM => {
+                    taken += 1;
+                    let message_id = COctetString::new(format!("up{taken}").into_bytes()).unwrap();
+                    Body::SubmitSmResp(Some(MessageIdResp { message_id }))
+                }
+                CommandId::ENQUIRE_LINK => Body::EnquireLinkResp,
+                _ => continue,
+            };
+            conn.send(&Pdu::new(body).with_sequence_number(pdu.sequence_number))
+                .await
+                .unwrap();
+        }
+    });
+    let toml = format!(
+        "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n{SHOP}\n\
+         [[upstreams]]\nname = \"slow\"\naddress = \"{address}\"\nsystem_id = \"proxy\"\npassword = \"pw\"\nsessions = 1\n"
+    );
+    let proxy = smpp_proxy::proxy::Proxy::start(smpp_proxy::config::Config::from_toml(&toml).unwrap())
+        .await
+        .unwrap();
+    let mut shop = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    for n in 0..5 {
+        shop.feed(submit_sm("4477", "447700900123", format!("m{n}").as_bytes(), false))
+            .await
+            .unwrap();
+    }
+    shop.flush().await.unwrap();
+    // Refused at once, the answers would be here well within this; held, none comes.
+    assert!(
+        shop.recv(Duration::from_millis(300)).await.is_err(),
+        "a submit was answered before any upstream was bound"
+    );
+    release.send(()).unwrap();
+    for _ in 0..5 {
+        let resp = shop.recv(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+    }
+    proxy.shutdown().await;
+    smsc.abort();
+}
+
+/// Holding requests while first binds are under way must not hold them for an upstream that
+/// never carries submits: with the only transmitting upstream lost, a receiver-only upstream
+/// beside it leaves the answer ESME_RSYSERR at once, not after `queue_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_only_upstream_does_not_hold_submits_when_the_others_are_down() {
+    let mut sims = start_sims_without_receipts(2).await;
+    let toml = proxy_toml(&sims, "", SHOP, "[sessions]\nqueue_timeout = \"60s\"\n").replacen(
+        "name = \"smsc-1\"\n",
+        "name = \"smsc-1\"\nbind = \"receiver\"\n",
+        1,
+    );
+    let proxy = start_proxy(&toml).await;
+    let mut shop = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    sims.remove(0).stop().await;
+    assert!(
+        wait_until(Duration::from_secs(10), || proxy.snapshot().upstreams[0].sessions_bound
+            == 0)
+        .await,
+        "smsc-0 still bound"
+    );
+    shop.send(submit_sm("4477", "447700900123", b"m", false)).await.unwrap();
+    let resp = shop.recv(Duration::from_secs(10)).await.expect("answered within 10 s");
+    assert_eq!(resp.command_status, CommandStatus::ESME_RSYSERR);
+    proxy.shutdown().await;
+}

@@ -127,7 +127,8 @@ impl Encoder<&Pdu> for SmppCodec {
     }
 }
 
-/// Flushes what was `feed`-ed (a named helper: `flush` alone cannot infer the item type).
+/// Flushes what was `feed`-ed or encoded into the write buffer (a named helper: `flush` alone
+/// cannot infer the item type).
 pub async fn flush<T, C>(conn: &mut tokio_util::codec::Framed<T, C>) -> Result<(), FrameError>
 where
     T: tokio::io::AsyncWrite + Unpin,

@@ -103,6 +103,14 @@ struct Group {
     picks: Vec<AtomicU64>,
 }
 
+/// Enabled, and none of its sessions (those that carry submits: a receiver-only upstream has
+/// none, and never starts) has finished a first connect and bind yet. Read before whether a
+/// session is bound: a session is bound before it is settled, so a settled one seen here is
+/// seen bound after.
+fn starting(slot: &Slot) -> bool {
+    !slot.sessions.is_empty() && slot.info.mode.get() == Mode::Enabled && !slot.sessions.iter().any(|s| s.is_settled())
+}
+
 /// One member as the router sees it now.
 #[derive(Debug, Clone, Copy)]
 struct View {
@@ -117,6 +125,10 @@ struct View {
     failed: bool,
     /// The rate its SMSC's throttling taught, if any.
     capacity: Option<f64>,
+    /// Enabled, and its first connect and bind still under way (a proxy just started, an
+    /// upstream just added): requests wait for it (queued by the client session for
+    /// `queue_timeout`) rather than being refused.
+    starting: bool,
 }
 
 /// Routes requests over the upstream sessions.
@@ -262,8 +274,8 @@ impl Router {
     /// Sends a request from `client` where the routes (else the client's own `route`) say,
     /// keeping the parts of a concatenated message together. Gives it back with the status to
     /// answer when it cannot go now: ESME_RTHROTTLED while upstreams are available but full
-    /// (the client session queues it), ESME_RSYSERR when none is available (or the client is
-    /// no longer configured), ESME_RSUBMITFAIL for a part whose message lost its upstream
+    /// (the client session queues it) or while none is yet but one's first bind is under way,
+    /// ESME_RSYSERR when none is available (or the client is no longer configured), ESME_RSUBMITFAIL for a part whose message lost its upstream
     /// under `concat_failover = "reject"`.
     pub fn dispatch(&self, client: &str, fwd: Forward) -> Result<(), Refused> {
         let now = Instant::now();
@@ -321,13 +333,19 @@ impl Router {
             fresh: false,
             failed: false,
             capacity: None,
+            starting: false,
         }; MAX_MEMBERS];
         for (k, m) in g.members.iter().take(n).enumerate() {
             views[k] = self.view(*m, now, g.config.slow_start);
         }
         let any_available = views[..n].iter().any(|v| v.available);
         if !any_available {
-            return Err((fwd, CommandStatus::ESME_RSYSERR));
+            let status = if views[..n].iter().any(|v| v.starting) {
+                CommandStatus::ESME_RTHROTTLED
+            } else {
+                CommandStatus::ESME_RSYSERR
+            };
+            return Err((fwd, status));
         }
         if g.config.strategy == Strategy::Failover {
             let k = self.failover_member(gi, &views[..n]);
@@ -405,8 +423,14 @@ impl Router {
     fn to_upstream(&self, u: usize, mut fwd: Forward, now: Instant, adaptive: bool) -> Result<usize, Refused> {
         let slot = &self.upstreams[u];
         let sessions = &slot.sessions;
+        let starting = starting(slot);
         if !sessions.iter().any(|s| s.is_bound()) {
-            return Err((fwd, CommandStatus::ESME_RSYSERR));
+            let status = if starting {
+                CommandStatus::ESME_RTHROTTLED
+            } else {
+                CommandStatus::ESME_RSYSERR
+            };
+            return Err((fwd, status));
         }
         if !slot.info.bucket.try_take(|| now) {
             return Err((fwd, CommandStatus::ESME_RTHROTTLED));
@@ -445,6 +469,7 @@ impl Router {
         match target {
             Target::Upstream(u) => {
                 let slot = &self.upstreams[u];
+                let starting = starting(slot);
                 let bound = slot.sessions.iter().any(|s| s.is_bound());
                 let lv = slot.info.load.view(now, bound, slow_start);
                 let outstanding: u32 = slot.sessions.iter().map(|s| s.inflight()).sum();
@@ -458,6 +483,7 @@ impl Router {
                     fresh: lv.available && lv.fresh,
                     failed: !lv.fresh,
                     capacity: lv.capacity,
+                    starting,
                 }
             }
             Target::Group(gi) => {
@@ -471,11 +497,13 @@ impl Router {
                     fresh: true,
                     failed: false,
                     capacity: None,
+                    starting: false,
                 };
                 let active = g.active.load(Ordering::Relaxed);
                 for (k, m) in g.members.iter().enumerate() {
                     let v = self.view(*m, now, g.config.slow_start);
                     out.failed |= v.failed;
+                    out.starting |= v.starting;
                     if !v.available {
                         continue;
                     }

@@ -173,6 +173,9 @@ pub struct SessionHandle {
     inflight: AtomicU32,
     /// Why its last connect or bind failed, until it binds (what `/status` shows).
     last_error: std::sync::Mutex<Option<String>>,
+    /// Its first connect and bind has ended (bound or not), or it was never to try (paused,
+    /// retired): until then the router holds requests for it rather than refusing them.
+    settled: AtomicBool,
     /// Cancelled to retire it: nothing new, answers awaited, unbind, end.
     pub retire: CancellationToken,
     /// Cancelled when its task has ended.
@@ -235,6 +238,15 @@ impl SessionHandle {
     /// Bound right now.
     pub fn is_bound(&self) -> bool {
         self.bound.load(Ordering::Acquire)
+    }
+
+    /// Its first connect and bind has ended, either way (see `settled`).
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_settled(&self) {
+        self.settled.store(true, Ordering::Release);
     }
 
     /// Requests in flight (handed to the session, not yet answered).
@@ -300,6 +312,7 @@ pub fn sessions_at(info: &Arc<UpstreamInfo>, index: usize) -> Vec<(Arc<SessionHa
                 bound: AtomicBool::new(false),
                 inflight: AtomicU32::new(0),
                 last_error: std::sync::Mutex::new(None),
+                settled: AtomicBool::new(false),
                 retire: CancellationToken::new(),
                 ended: CancellationToken::new(),
             });

@@ -5,19 +5,18 @@
 use super::{Client, Flow};
 use crate::messages::{AccountMsg, ClientEvent, Delivery};
 use crate::pdu::{CommandId, Pdu};
-use futures_util::SinkExt;
+use tokio::sync::mpsc::error::TrySendError;
 
-/// How many events one wake-up takes before flushing.
+/// How many events one turn takes (its writes go out in one flush at the end of the turn).
 const EVENTS_PER_WAKE: usize = 64;
 
 impl Client {
-    /// An event and whatever else is queued behind it (up to [`EVENTS_PER_WAKE`]), then one
-    /// flush.
-    pub(super) async fn events(&mut self, first: ClientEvent) -> Flow {
-        self.event(first).await?;
+    /// An event and whatever else is queued behind it (up to [`EVENTS_PER_WAKE`]).
+    pub(super) fn events(&mut self, first: ClientEvent) -> Flow {
+        self.event(first)?;
         // Answers free upstream window: queued requests go first.
         if !self.queue.is_empty() {
-            self.drain_queue().await?;
+            self.drain_queue()?;
         }
         for _ in 0..EVENTS_PER_WAKE {
             let next = match &mut self.phase {
@@ -25,33 +24,33 @@ impl Client {
                 _ => None,
             };
             let Some(event) = next else { break };
-            self.event(event).await?;
+            self.event(event)?;
         }
-        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+        Ok(())
     }
 
-    async fn event(&mut self, event: ClientEvent) -> Flow {
+    fn event(&mut self, event: ClientEvent) -> Flow {
         match event {
-            ClientEvent::Answer(outcome) => self.outcome(outcome).await,
-            ClientEvent::Deliver { entry, pdu } => self.deliver(entry, pdu).await,
+            ClientEvent::Answer(outcome) => self.outcome(outcome),
+            ClientEvent::Deliver { entry, pdu } => self.deliver(entry, pdu),
         }
     }
 
     /// Writes a receipt or MO to the client, unless this bind cannot take it now (a
     /// transmitter, or shutting down): then it goes back to the account for another bind.
-    async fn deliver(&mut self, entry: u64, mut pdu: Pdu) -> Flow {
+    fn deliver(&mut self, entry: u64, mut pdu: Pdu) -> Flow {
         if !self.phase.state().can_receive() || self.draining.is_some() {
-            self.delivered(entry, Delivery::NotSent).await;
+            self.delivered(entry, Delivery::NotSent);
             return Ok(());
         }
         let seq = self.seq.next_number();
         pdu.sequence_number = seq;
         self.deliveries.insert(seq, (entry, self.now));
-        Ok(self.conn.feed(&pdu).await?)
+        self.put(&pdu)
     }
 
     /// A response from the client: to our enquire_link, or to a delivery.
-    pub(super) async fn response(&mut self, pdu: Pdu) {
+    pub(super) fn response(&mut self, pdu: Pdu) {
         match pdu.command_id() {
             CommandId::ENQUIRE_LINK_RESP => self.keep_alive.answered(),
             CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP | CommandId::GENERIC_NACK => {
@@ -61,22 +60,28 @@ impl Client {
                     } else {
                         Delivery::Answered(pdu.command_status)
                     };
-                    self.delivered(entry, outcome).await;
+                    self.delivered(entry, outcome);
                 }
             }
             _ => {}
         }
     }
 
-    /// Tells the account how delivery `entry` went.
-    pub(super) async fn delivered(&mut self, entry: u64, outcome: Delivery) {
-        if let Some(b) = self.phase.bound() {
-            let msg = AccountMsg::Delivered {
-                bind_id: b.bind_id,
-                entry,
-                outcome,
-            };
-            let _ = b.account.tx.send(msg).await;
+    /// Tells the account how delivery `entry` went. Its channel full, the report waits (in
+    /// order) for the end of the turn, which waits for room: the turn itself never waits.
+    pub(super) fn delivered(&mut self, entry: u64, outcome: Delivery) {
+        let Some(b) = self.phase.bound() else { return };
+        let msg = AccountMsg::Delivered {
+            bind_id: b.bind_id,
+            entry,
+            outcome,
+        };
+        if !self.to_account.is_empty() {
+            self.to_account.push_back(msg);
+            return;
+        }
+        if let Err(TrySendError::Full(msg)) = b.account.tx.try_send(msg) {
+            self.to_account.push_back(msg);
         }
     }
 }

@@ -193,6 +193,9 @@ struct Client {
     /// the account). Made once at the bind and polled in place: a future made anew on every
     /// turn of the session's loop would register with the account's watch every time.
     kicked: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    /// Reports for the account that found its channel full: sent, in order, at the end of the
+    /// turn (a turn's handlers never wait; see [`Client::serve`]).
+    to_account: VecDeque<AccountMsg>,
 }
 
 /// Serves one connection until it closes or the proxy shuts down; it must bind by
@@ -224,6 +227,7 @@ pub async fn run(
         now,
         draining: None,
         kicked: None,
+        to_account: VecDeque::new(),
     };
     let close = client.serve(shutdown).await;
     debug!(peer = %peer, client = client.system_id(), reason = %close, "client connection closed");
@@ -274,6 +278,12 @@ impl Client {
         Ok(())
     }
 
+    /// The session's loop. Each turn handles what woke it without waiting (answers, requests
+    /// and deliveries are written into the connection's buffer), then [`Client::end_turn`]
+    /// flushes once. The handlers of the hot paths are plain functions on purpose: an async
+    /// handler's future is built and moved into this one's state on every call, and those
+    /// futures are kilobytes (binds, store lookups): a memcpy per PDU that was the largest
+    /// single cost in profiles. What must wait (a bind, an unbind, a store lookup) is boxed.
     async fn serve(&mut self, shutdown: CancellationToken) -> Close {
         let mut tick = tokio::time::interval(TICK);
         // Made once (registering with the token once), polled on every turn.
@@ -317,15 +327,26 @@ impl Client {
                     }
                     Some(Ok(Ok(pdu))) => {
                         self.keep_alive.heard(self.now);
-                        self.incoming(pdu).await
+                        match self.incoming(pdu) {
+                            Ok(Some(slow)) => Box::pin(self.slow(slow)).await,
+                            other => other.map(drop),
+                        }
                     }
                 },
-                Some(event) = next_event(&mut self.phase) => self.events(event).await,
+                Some(event) = next_event(&mut self.phase) => self.events(event),
                 committed = requests::oldest_commit(&mut self.committing), if !self.committing.is_empty() => {
-                    self.on_committed(committed).await
+                    self.on_committed(committed)
                 }
-                _ = tokio::time::sleep(requests::QUEUE_RETRY), if !self.queue.is_empty() => self.drain_queue().await,
-                _ = tick.tick() => self.on_tick().await,
+                // In a block: a disabled branch's future is still made, and a Sleep reads the
+                // clock when made.
+                _ = async { tokio::time::sleep(requests::QUEUE_RETRY).await }, if !self.queue.is_empty() => {
+                    self.drain_queue()
+                }
+                _ = tick.tick() => self.on_tick(),
+            };
+            let flow = match flow {
+                Ok(()) if !self.conn.write_buffer().is_empty() || !self.to_account.is_empty() => self.end_turn().await,
+                other => other,
             };
             if let Err(close) = flow {
                 return close;
@@ -349,10 +370,38 @@ impl Client {
         Ok(())
     }
 
-    async fn on_tick(&mut self) -> Flow {
+    /// What a turn wrote goes out in one flush; reports the account's full channel held back
+    /// are sent, waiting for room.
+    async fn end_turn(&mut self) -> Flow {
+        if !self.conn.write_buffer().is_empty() {
+            crate::pdu::codec::flush(&mut self.conn).await?;
+        }
+        self.send_to_account().await;
+        Ok(())
+    }
+
+    /// Sends the reports held back in `to_account`, waiting for room (in order).
+    async fn send_to_account(&mut self) {
+        let Some(tx) = self.phase.bound().map(|b| b.account.tx.clone()) else {
+            self.to_account.clear();
+            return;
+        };
+        while let Some(msg) = self.to_account.pop_front() {
+            if tx.send(msg).await.is_err() {
+                self.to_account.clear();
+            }
+        }
+    }
+
+    /// Appends `pdu` to the connection's write buffer; the end of the turn flushes it.
+    fn put(&mut self, pdu: &Pdu) -> Flow {
+        pdu.encode(self.conn.write_buffer_mut()).map_err(FrameError::from)?;
+        Ok(())
+    }
+
+    fn on_tick(&mut self) -> Flow {
         let now = Instant::now();
         self.now = now;
-        // Copied out: the generation is not held across the awaits below.
         let timers = self.ctx.config().client_sessions.clone();
         if let Phase::Open { bind_deadline } = self.phase {
             if now >= bind_deadline {
@@ -372,7 +421,7 @@ impl Client {
             .collect();
         for seq in expired {
             if let Some((entry, _)) = self.deliveries.remove(&seq) {
-                self.delivered(entry, crate::messages::Delivery::NoAnswer).await;
+                self.delivered(entry, crate::messages::Delivery::NoAnswer);
             }
         }
         if self.phase.bound().is_some() {
@@ -380,31 +429,36 @@ impl Client {
                 KeepAliveAction::Dead => return Err(Close::KeepAliveDead),
                 KeepAliveAction::SendEnquireLink => {
                     let seq = self.seq.next_number();
-                    self.conn
-                        .send(&Pdu::new(Body::EnquireLink).with_sequence_number(seq))
-                        .await?;
+                    self.put(&Pdu::new(Body::EnquireLink).with_sequence_number(seq))?;
                 }
                 KeepAliveAction::Wait => {}
             }
+        }
+        // The queue's own 2 ms wake-up is made anew each turn: a client that keeps sending
+        // faster than that would keep putting it off.
+        if !self.queue.is_empty() {
+            self.drain_queue()?;
         }
         Ok(())
     }
 
     /// Answers request `pdu` with `status` (its own response type, else generic_nack).
-    async fn reply(&mut self, pdu: &Pdu, status: CommandStatus) -> Flow {
+    fn reply(&mut self, pdu: &Pdu, status: CommandStatus) -> Flow {
         let resp = pdu.error_response(status).unwrap_or_else(|| {
             Pdu::new(Body::GenericNack)
                 .with_status(status)
                 .with_sequence_number(pdu.sequence_number)
         });
-        Ok(self.conn.send(&resp).await?)
+        self.put(&resp)
     }
 
-    async fn incoming(&mut self, pdu: Pdu) -> Flow {
+    /// A PDU from the client, handled as far as it goes without waiting; a bind, an unbind and
+    /// a query/cancel/replace (a store lookup) come back for [`Client::slow`].
+    fn incoming(&mut self, pdu: Pdu) -> Result<Option<Pdu>, Close> {
         let id = pdu.command_id();
         if id.is_response() {
-            self.response(pdu).await;
-            return Ok(());
+            self.response(pdu);
+            return Ok(None);
         }
         let is_bind = matches!(
             id,
@@ -414,26 +468,35 @@ impl Client {
             self.count_before_bind()?;
         }
         if let Err(status) = self.phase.state().check_request(id) {
-            return self.reply(&pdu, status).await;
+            return self.reply(&pdu, status).map(|()| None);
         }
         match id {
+            CommandId::BIND_TRANSMITTER
+            | CommandId::BIND_RECEIVER
+            | CommandId::BIND_TRANSCEIVER
+            | CommandId::UNBIND => Ok(Some(pdu)),
+            CommandId::ENQUIRE_LINK => self
+                .put(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
+                .map(|()| None),
+            _ if self.draining.is_some() => self.reply(&pdu, CommandStatus::ESME_RSYSERR).map(|()| None),
+            CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => Ok(Some(pdu)),
+            _ => self.forward(pdu).map(|()| None),
+        }
+    }
+
+    /// What [`Client::incoming`] left to wait for: a bind, an unbind, a query/cancel/replace.
+    async fn slow(&mut self, pdu: Pdu) -> Flow {
+        match pdu.command_id() {
             CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER => {
                 self.bind(pdu).await
             }
-            CommandId::ENQUIRE_LINK => Ok(self
-                .conn
-                .send(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
-                .await?),
             CommandId::UNBIND => {
-                self.conn
-                    .send(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))
-                    .await?;
+                self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))?;
+                crate::pdu::codec::flush(&mut self.conn).await?;
                 self.leave().await;
                 Err(Close::UnboundByClient)
             }
-            _ if self.draining.is_some() => self.reply(&pdu, CommandStatus::ESME_RSYSERR).await,
-            CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => self.forward_mapped(pdu).await,
-            _ => self.forward(pdu).await,
+            _ => self.forward_mapped(pdu).await,
         }
     }
 
@@ -472,7 +535,7 @@ impl Client {
             if let Some(ban) = ban {
                 warn!(%ip, ?ban, "too many failed binds: address banned");
             }
-            self.reply(&pdu, CommandStatus::ESME_RBINDFAIL).await?;
+            self.reply(&pdu, CommandStatus::ESME_RBINDFAIL)?;
             return Err(Close::BindRefused);
         }
         let Some(a) = account else {
@@ -496,7 +559,7 @@ impl Client {
         };
         if !status.is_ok() {
             info!(peer = %self.peer, system_id, %status, "bind refused: max_binds reached");
-            self.reply(&pdu, status).await?;
+            self.reply(&pdu, status)?;
             return Err(Close::BindRefused);
         }
         let account = a;
@@ -656,6 +719,7 @@ impl Client {
     /// Leaves the bound phase (if bound): gives back the bind's place in `max_binds` (on this
     /// node and in the cluster) and, to the account, what it had in flight to this bind.
     async fn leave(&mut self) {
+        self.send_to_account().await;
         if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
             b.account.binds.fetch_sub(1, Ordering::AcqRel);
             if b.mode.can_receive() {

@@ -10,7 +10,6 @@ use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::{unix_now, Commit, Correlation, StoreError};
 use crate::trail::TrailEvent;
-use futures_util::SinkExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,14 +55,14 @@ pub(super) async fn oldest_commit(committing: &mut VecDeque<Committing>) -> Resu
 
 impl Client {
     /// submit_sm, data_sm, submit_multi and the broadcast family: to the account's group.
-    pub(super) async fn forward(&mut self, pdu: Pdu) -> Flow {
+    pub(super) fn forward(&mut self, pdu: Pdu) -> Flow {
         let Some(bound) = self.phase.bound() else {
-            return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
+            return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS);
         };
         let account = &bound.account;
         if self.outstanding >= bound.window() || !account.bucket.load().try_take(Instant::now) {
             account.metrics.answered(CommandStatus::ESME_RTHROTTLED, None);
-            return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
+            return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED);
         }
         if !self.ctx.store.available() {
             // Its correlation could not be kept: not sent, so nothing is lost or sent twice.
@@ -72,7 +71,7 @@ impl Client {
                 StoreDown::Syserr => CommandStatus::ESME_RSYSERR,
             };
             account.metrics.answered(status, None);
-            return self.reply(&pdu, status).await;
+            return self.reply(&pdu, status);
         }
         let fwd = Forward {
             pdu,
@@ -81,17 +80,16 @@ impl Client {
             received: Instant::now(),
         };
         self.outstanding += 1;
-        self.send_or_queue(fwd).await?;
-        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+        self.send_or_queue(fwd)
     }
 
     /// query_sm, cancel_sm, replace_sm: to the upstream that took the message, with its id.
     pub(super) async fn forward_mapped(&mut self, mut pdu: Pdu) -> Flow {
         let Some(bound) = self.phase.bound() else {
-            return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).await;
+            return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS);
         };
         if self.outstanding >= bound.window() {
-            return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED).await;
+            return self.reply(&pdu, CommandStatus::ESME_RTHROTTLED);
         }
         let reply = bound.events_tx.clone();
         let client_id = pdu.message_id().cloned().unwrap_or_default();
@@ -102,10 +100,10 @@ impl Client {
         // Rare (query/cancel/replace): waiting here for a shared store's answer is fine.
         let correlation = match found.await {
             Ok(Some(c)) => c,
-            Ok(None) => return self.reply(&pdu, CommandStatus::ESME_RINVMSGID).await,
+            Ok(None) => return self.reply(&pdu, CommandStatus::ESME_RINVMSGID),
             Err(e) => {
                 warn!(error = %e, "store lookup failed");
-                return self.reply(&pdu, CommandStatus::ESME_RSYSERR).await;
+                return self.reply(&pdu, CommandStatus::ESME_RSYSERR);
             }
         };
         let upstream_id = COctetString::new(correlation.upstream_id.clone().into_bytes()).unwrap_or_default();
@@ -128,8 +126,6 @@ impl Client {
             attempt: 0,
             received,
         })
-        .await?;
-        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
     }
 
     /// Hands a request to the router: the SMSC that took the message for query/cancel/replace,
@@ -143,9 +139,9 @@ impl Client {
     }
 
     /// Routes a request (already counted in `outstanding`), or queues it while every upstream
-    /// session is full or throttled: the client's window bounds the queue, so the client is told
+    /// session is full or throttled, or the upstreams' first binds are under way: the client's window bounds the queue, so the client is told
     /// ESME_RTHROTTLED only for its own limits or an upstream stuck for `queue_timeout`.
-    async fn send_or_queue(&mut self, fwd: Forward) -> Flow {
+    fn send_or_queue(&mut self, fwd: Forward) -> Flow {
         if !self.queue.is_empty() {
             self.queue.push_back((fwd, self.now));
             return Ok(());
@@ -156,16 +152,16 @@ impl Client {
                 self.queue.push_back((fwd, self.now));
                 Ok(())
             }
-            Err((fwd, status)) => self.give_up(&fwd, status).await,
+            Err((fwd, status)) => self.give_up(&fwd, status),
         }
     }
 
     /// Routes what waits in the queue, oldest first, as far as upstream window allows.
-    pub(super) async fn drain_queue(&mut self) -> Flow {
+    pub(super) fn drain_queue(&mut self) -> Flow {
         let timeout = self.ctx.live().config.client_sessions.queue_timeout;
         while let Some((fwd, since)) = self.queue.pop_front() {
             if since.elapsed() >= timeout {
-                self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await?;
+                self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED)?;
                 continue;
             }
             match self.route(fwd) {
@@ -174,14 +170,14 @@ impl Client {
                     self.queue.push_front((fwd, since));
                     break;
                 }
-                Err((fwd, status)) => self.give_up(&fwd, status).await?,
+                Err((fwd, status)) => self.give_up(&fwd, status)?,
             }
         }
-        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+        Ok(())
     }
 
     /// Answers a request that will not be sent with `status`.
-    async fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
+    fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.mapped.remove(&fwd.pdu.sequence_number);
         self.count_submit(fwd.pdu.command_id(), status, Some(fwd.received.elapsed()));
@@ -189,7 +185,7 @@ impl Client {
             .pdu
             .error_response(status)
             .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
-        Ok(self.conn.feed(&resp).await?)
+        self.put(&resp)
     }
 
     /// Counts a submit's answer in its account's figures (other commands are not counted).
@@ -201,7 +197,7 @@ impl Client {
     }
 
     /// How a forwarded request ended, as the upstream session reports it.
-    pub(super) async fn outcome(&mut self, outcome: Outcome) -> Flow {
+    pub(super) fn outcome(&mut self, outcome: Outcome) -> Flow {
         match outcome {
             Outcome::Answered {
                 upstream,
@@ -224,7 +220,7 @@ impl Client {
                     }
                 }
                 match self.map_answer(upstream, id_match, request, resp, received) {
-                    Some(resp) => Ok(self.conn.feed(&resp).await?),
+                    Some(resp) => self.put(&resp),
                     None => Ok(()),
                 }
             }
@@ -242,14 +238,14 @@ impl Client {
                     .map_or_else(|| Pdu::new(Body::GenericNack), Pdu::new)
                     .with_status(status)
                     .with_sequence_number(client_seq);
-                Ok(self.conn.feed(&resp).await?)
+                self.put(&resp)
             }
             Outcome::Retry(mut fwd) => {
                 fwd.attempt += 1;
                 if fwd.attempt > MAX_ATTEMPTS {
-                    return self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED).await;
+                    return self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED);
                 }
-                self.send_or_queue(fwd).await
+                self.send_or_queue(fwd)
             }
         }
     }
@@ -322,7 +318,7 @@ impl Client {
     /// Writes the answers whose correlations are now durable, oldest first; `first` is the
     /// outcome of the oldest one's commit. The store commits in groups, so the ones behind it
     /// are usually done too.
-    pub(super) async fn on_committed(&mut self, first: Result<u64, StoreError>) -> Flow {
+    pub(super) fn on_committed(&mut self, first: Result<u64, StoreError>) -> Flow {
         let mut result = Some(first);
         while let Some(front) = self.committing.front_mut() {
             let outcome = match result.take() {
@@ -363,7 +359,7 @@ impl Client {
             match outcome {
                 Ok(_) => {
                     self.ctx.correlation_recorded(&correlation);
-                    self.conn.feed(&resp).await?;
+                    self.put(&resp)?;
                 }
                 Err(e) => {
                     warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
@@ -372,10 +368,10 @@ impl Client {
                             .with_status(CommandStatus::ESME_RSYSERR)
                             .with_sequence_number(resp.sequence_number)
                     });
-                    self.conn.feed(&failed.unwrap_or(resp)).await?;
+                    self.put(&failed.unwrap_or(resp))?;
                 }
             }
         }
-        Ok(crate::pdu::codec::flush(&mut self.conn).await?)
+        Ok(())
     }
 }
