@@ -329,6 +329,10 @@ struct Bound<'a> {
     inbound: &'a Arc<dyn InboundSink>,
     seq: Sequence,
     inflight: HashMap<u32, Written, foldhash::fast::RandomState>,
+    /// The requests written into the buffer this turn: our sequence number, and where its
+    /// frame starts. A flush that fails sends them back to be routed again if none of their
+    /// bytes left (instead of failing them with the rest of what is in flight).
+    turn: Vec<(u32, usize)>,
     keep_alive: KeepAlive,
     /// The time as of the last tick: timers here are seconds long, and a clock read per PDU
     /// showed in profiles.
@@ -353,6 +357,7 @@ impl<'a> Bound<'a> {
             inbound,
             seq,
             inflight: HashMap::default(),
+            turn: Vec::new(),
             keep_alive: KeepAlive::new(Instant::now()),
             now: Instant::now(),
             events_tx,
@@ -449,10 +454,16 @@ impl<'a> Bound<'a> {
             // What the turn wrote goes out in one flush (see `incoming`).
             let result = match result {
                 Ok(end) if !self.conn.write_buffer().is_empty() => {
-                    crate::pdu::codec::flush(&mut self.conn).await.map(|()| end)
+                    let pending = self.conn.write_buffer().len();
+                    let flushed = crate::pdu::codec::flush(&mut self.conn).await;
+                    if flushed.is_err() {
+                        self.unsent(pending);
+                    }
+                    flushed.map(|()| end)
                 }
                 other => other,
             };
+            self.turn.clear();
             match result {
                 Ok(None) => {}
                 Ok(Some(End::Unbound)) => {
@@ -462,6 +473,19 @@ impl<'a> Bound<'a> {
                 }
                 Ok(Some(end)) => return end,
                 Err(e) => return End::Io(e.to_string()),
+            }
+        }
+    }
+
+    /// After a failed flush of `pending` octets: the requests of this turn none of whose
+    /// octets left go back to be routed again (never on the wire, so never duplicated).
+    fn unsent(&mut self, pending: usize) {
+        let sent = pending.saturating_sub(self.conn.write_buffer().len());
+        for &(seq, start) in &self.turn {
+            if start >= sent {
+                if let Some(w) = self.inflight.remove(&seq) {
+                    bounce(w.request);
+                }
             }
         }
     }
@@ -494,11 +518,13 @@ impl<'a> Bound<'a> {
         let pdu = &mut request.fwd.pdu;
         let client_seq = pdu.sequence_number;
         pdu.sequence_number = ours;
+        let start = self.conn.write_buffer().len();
         let written = pdu.encode(self.conn.write_buffer_mut());
         pdu.sequence_number = client_seq;
         match written {
             Ok(()) => {
                 self.inflight.insert(ours, Written { request, sent_at: at });
+                self.turn.push((ours, start));
             }
             Err(e) => {
                 warn!(error = %e, "request cannot be encoded");
