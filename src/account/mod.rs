@@ -47,6 +47,11 @@ use tracing::{debug, warn};
 
 /// How often entries past `receipt_ttl` are looked for.
 const SWEEP: Duration = Duration::from_secs(10);
+/// Messages taken from the channel in one turn before the waiting entries are handed out. The
+/// bound matters: SMSCs retrying receipts refused for a full outbox can keep the channel full
+/// for good, and a turn that drained it to empty first never ended, so nothing was delivered,
+/// the outbox never emptied, and every receipt was refused from then on.
+const MESSAGES_PER_TURN: usize = 256;
 
 /// The handle other tasks use to reach an account.
 #[derive(Debug, Clone)]
@@ -296,9 +301,12 @@ impl Account {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     self.handle(msg);
-                    // Take whatever else is queued before pumping, so a burst is sent in one go.
-                    while let Ok(msg) = rx.try_recv() {
-                        self.handle(msg);
+                    // Take what else is queued before pumping, so a burst is sent in one go.
+                    for _ in 0..MESSAGES_PER_TURN {
+                        match rx.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
                     }
                 }
                 stored = oldest_stored(&mut self.storing), if !self.storing.is_empty() => self.on_stored(stored),
@@ -484,7 +492,12 @@ impl Account {
 
     fn refuse_full(&self) {
         self.refused_full.fetch_add(1, Ordering::Relaxed);
-        warn!(client = %self.config.load().system_id, max = self.config.load().outbox_max, "outbox full: SMSC asked to retry later");
+        // Once per receipt an SMSC retries, possibly thousands a second: counted in the
+        // metrics, logged at most a few times a second.
+        static FULL: crate::logging::Limiter = crate::logging::Limiter::new(5);
+        if let Some(suppressed) = FULL.allow() {
+            warn!(client = %self.config.load().system_id, max = self.config.load().outbox_max, suppressed, "outbox full: SMSC asked to retry later");
+        }
     }
 
     fn held(&self) -> usize {
