@@ -479,8 +479,15 @@ impl<'a> Bound<'a> {
 
     /// After a failed flush of `pending` octets: the requests of this turn none of whose
     /// octets left go back to be routed again (never on the wire, so never duplicated).
+    /// Plain TCP only: a TLS write that fails may already have sent records of what it was
+    /// given, so what is left in the buffer does not say what left.
     fn unsent(&mut self, pending: usize) {
+        if self.conn.get_ref().is_tls() {
+            return;
+        }
         let sent = pending.saturating_sub(self.conn.write_buffer().len());
+        // Out of the rotation first, so what goes back is not routed here again.
+        self.handle.set_bound(false);
         for &(seq, start) in &self.turn {
             if start >= sent {
                 if let Some(w) = self.inflight.remove(&seq) {
@@ -488,6 +495,8 @@ impl<'a> Bound<'a> {
                 }
             }
         }
+        // The session ends; the close must not send what was just routed elsewhere.
+        self.conn.write_buffer_mut().clear();
     }
 
     /// Appends `pdu` to the connection's write buffer; the end of the turn flushes it.
