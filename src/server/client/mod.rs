@@ -282,8 +282,8 @@ impl Client {
     /// and deliveries are written into the connection's buffer), then [`Client::end_turn`]
     /// flushes once. The handlers of the hot paths are plain functions on purpose: an async
     /// handler's future is built and moved into this one's state on every call, and those
-    /// futures are kilobytes (binds, store lookups): a memcpy per PDU that was the largest
-    /// single cost in profiles. What must wait (a bind, an unbind, a store lookup) is boxed.
+    /// futures were kilobytes (binds, store lookups): a memcpy of them per PDU showed in
+    /// profiles. What must wait (a bind, an unbind, a store lookup) is boxed.
     async fn serve(&mut self, shutdown: CancellationToken) -> Close {
         let mut tick = tokio::time::interval(TICK);
         // Made once (registering with the token once), polled on every turn.
