@@ -248,7 +248,31 @@ fn client_bucket(tps: u32) -> SharedBucket {
     SharedBucket::new(TokenBucket::per_second(tps, Instant::now()))
 }
 
+/// Counts a receipt or MO refused for a full outbox, here or before the account's queue
+/// ([`AccountHandle::full`]). Once per receipt an SMSC retries, possibly thousands a second:
+/// counted in the metrics, logged at most a few times a second.
+fn refused_full(count: &AtomicU64, config: &ClientConfig) {
+    count.fetch_add(1, Ordering::Relaxed);
+    static FULL: crate::logging::Limiter = crate::logging::Limiter::new(5);
+    if let Some(suppressed) = FULL.allow() {
+        warn!(client = %config.system_id, max = config.outbox_max, suppressed, "outbox full: SMSC asked to retry later");
+    }
+}
+
 impl AccountHandle {
+    /// Whether the outbox was at `outbox_max` as of the account's last turn; counted as a
+    /// refusal when so. The inbound path asks before queueing a receipt: an SMSC that retries
+    /// at once would otherwise keep the account's queue full of receipts to refuse, ahead of
+    /// the client's answers that empty the outbox (the account checks again, exactly).
+    pub fn full(&self) -> bool {
+        let config = self.peek();
+        let full = self.outbox_len.load(Ordering::Relaxed) as usize >= config.outbox_max;
+        if full {
+            refused_full(&self.refused_full, &config);
+        }
+        full
+    }
+
     /// Its configuration now.
     pub fn config(&self) -> Arc<ClientConfig> {
         self.config.load_full()
@@ -491,13 +515,7 @@ impl Account {
     }
 
     fn refuse_full(&self) {
-        self.refused_full.fetch_add(1, Ordering::Relaxed);
-        // Once per receipt an SMSC retries, possibly thousands a second: counted in the
-        // metrics, logged at most a few times a second.
-        static FULL: crate::logging::Limiter = crate::logging::Limiter::new(5);
-        if let Some(suppressed) = FULL.allow() {
-            warn!(client = %self.config.load().system_id, max = self.config.load().outbox_max, suppressed, "outbox full: SMSC asked to retry later");
-        }
+        refused_full(&self.refused_full, &self.config.load());
     }
 
     fn held(&self) -> usize {

@@ -176,15 +176,7 @@ impl Context {
             ack.send(CommandStatus::ESME_RINVMSGLEN);
             return;
         }
-        // An outbox at its limit refuses here, not in the account's queue: SMSCs that retry at
-        // once would keep that queue full, and the client's answers that empty the outbox
-        // would wait behind thousands of receipts to refuse (the account checks again, exactly).
-        if account.outbox_len.load(Ordering::Relaxed) as usize >= account.peek().outbox_max {
-            account.refused_full.fetch_add(1, Ordering::Relaxed);
-            static FULL: Limiter = Limiter::new(5);
-            if let Some(suppressed) = FULL.allow() {
-                warn!(client, suppressed, "outbox full: SMSC asked to retry later");
-            }
+        if account.full() {
             ack.send(CommandStatus::ESME_RX_T_APPN);
             return;
         }
