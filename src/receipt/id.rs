@@ -22,22 +22,24 @@ pub enum IdMatch {
     Numeric,
 }
 
-/// The key a stored id is filed under for `mode`.
+/// The key a stored id is filed under for `mode`. Built in one allocation: it is made several
+/// times per receipt.
 pub fn canonical(id: &[u8], mode: IdMatch) -> String {
     let text = String::from_utf8_lossy(id);
+    let mut out = String::with_capacity(text.len());
     match mode {
-        IdMatch::Exact => text.into_owned(),
-        IdMatch::IgnoreCase => text.to_ascii_lowercase(),
+        IdMatch::Exact => out.push_str(&text),
+        IdMatch::IgnoreCase => out.extend(text.chars().map(|c| c.to_ascii_lowercase())),
         IdMatch::Normalised | IdMatch::Numeric => {
-            let lower = text.to_ascii_lowercase();
-            let stripped = lower.trim_start_matches('0');
-            if stripped.is_empty() && !lower.is_empty() {
-                "0".to_owned()
+            let stripped = text.trim_start_matches('0');
+            if stripped.is_empty() && !text.is_empty() {
+                out.push('0');
             } else {
-                stripped.to_owned()
+                out.extend(stripped.chars().map(|c| c.to_ascii_lowercase()));
             }
         }
     }
+    out
 }
 
 fn parse_radix(id: &[u8], radix: u32) -> Option<u128> {
@@ -52,10 +54,10 @@ fn parse_radix(id: &[u8], radix: u32) -> Option<u128> {
 pub fn lookup_keys(receipt_id: &[u8], mode: IdMatch) -> Vec<String> {
     let mut keys = vec![canonical(receipt_id, mode)];
     if mode == IdMatch::Numeric {
+        // Both already in canonical form: lower case, no leading zeros.
         let as_decimal = parse_radix(receipt_id, 10).map(|n| format!("{n:x}"));
         let as_hex = parse_radix(receipt_id, 16).map(|n| n.to_string());
         for key in [as_decimal, as_hex].into_iter().flatten() {
-            let key = canonical(key.as_bytes(), mode);
             if !keys.contains(&key) {
                 keys.push(key);
             }

@@ -60,6 +60,38 @@ pub(super) struct Hot {
     /// Correlations live here that the tables lack, minus those gone here that the tables hold:
     /// the store's count is the tables' plus this.
     delta: AtomicI64,
+    /// Keys with a put on its way to a commit, and how many: a receipt for one of them came
+    /// before its correlation, and waits for it without asking the tables (see [`Recording`]).
+    recording: DashMap<UpKey, u32, RandomState>,
+}
+
+/// A key's mark in [`Hot::recording`] while its put waits for the writer: taken on the caller's
+/// thread before the put is queued, dropped with the op once its commit is published (or has
+/// failed), so it cannot outlive the put whatever happens to it.
+#[derive(Debug)]
+pub(in crate::store) struct Recording {
+    hot: Arc<Hot>,
+    key: UpKey,
+}
+
+impl Recording {
+    pub(in crate::store) fn start(hot: &Arc<Hot>, key: UpKey) -> Recording {
+        *hot.recording.entry(key.clone()).or_insert(0) += 1;
+        Recording { hot: hot.clone(), key }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let dashmap::Entry::Occupied(mut e) = self.hot.recording.entry(self.key.clone()) {
+            match e.get_mut() {
+                1 => {
+                    e.remove();
+                }
+                n => *n -= 1,
+            }
+        }
+    }
 }
 
 impl Hot {
@@ -69,6 +101,11 @@ impl Hot {
             Some(Entry::Gone { .. }) => Seen::Gone,
             None => Seen::NotHere,
         }
+    }
+
+    /// `true` while a put of `up_key` waits for its commit.
+    pub(super) fn recording(&self, up_key: &[u8]) -> bool {
+        self.recording.contains_key(up_key)
     }
 
     /// The `corr_up` key of a live correlation here, by its `corr_client` key.

@@ -112,6 +112,7 @@ impl Writer {
                         c,
                         value,
                         client_key,
+                        ..
                     } => self.put_correlation(&mut t, row, up_key, c, value, client_key, &mut counts)?,
                     Op::RemoveCorrelation { up_key } => self.remove_correlation(&mut t, row, up_key, &mut counts)?,
                     Op::ExpireCorrelations { before, budget } => {

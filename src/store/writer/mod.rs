@@ -29,7 +29,7 @@ mod flush;
 mod sweep;
 pub(super) mod wal;
 
-use super::hot::{Hot, Stage, UpKey};
+use super::hot::{Hot, Recording, Stage, UpKey};
 use super::record::{decode, log_ops, stamp, LogOp};
 use super::tables::{CORR_UP, LOG, META};
 use super::{ticket, Correlation, OutboxId, Pushed, StoreError};
@@ -76,6 +76,8 @@ pub(in crate::store) enum Op {
         /// `c` as a table value (its stamp filled in by the writer), and its `corr_client` key.
         value: Vec<u8>,
         client_key: Vec<u8>,
+        /// The key's mark while the put waits (none for a put replayed from the log).
+        _recording: Option<Recording>,
     },
     RemoveCorrelation {
         up_key: UpKey,
