@@ -289,6 +289,11 @@ impl Client {
         // Made once (registering with the token once), polled on every turn.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
+        // The queue's retry: one timer, armed when the queue holds requests and it is not
+        // already running, so a client that keeps sending does not keep putting it off.
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
+        let mut retry_armed = false;
         loop {
             let flow = tokio::select! {
                 _ = &mut stopping, if self.draining.is_none() => self.on_shutdown(),
@@ -337,13 +342,18 @@ impl Client {
                 committed = requests::oldest_commit(&mut self.committing), if !self.committing.is_empty() => {
                     self.on_committed(committed)
                 }
-                // In a block: a disabled branch's future is still made, and a Sleep reads the
-                // clock when made.
-                _ = async { tokio::time::sleep(requests::QUEUE_RETRY).await }, if !self.queue.is_empty() => {
+                () = &mut retry, if retry_armed => {
+                    retry_armed = false;
                     self.drain_queue()
                 }
                 _ = tick.tick() => self.on_tick(),
             };
+            if !retry_armed && !self.queue.is_empty() {
+                retry
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + requests::QUEUE_RETRY);
+                retry_armed = true;
+            }
             let flow = match flow {
                 Ok(()) if !self.conn.write_buffer().is_empty() || !self.to_account.is_empty() => self.end_turn().await,
                 other => other,
@@ -433,11 +443,6 @@ impl Client {
                 }
                 KeepAliveAction::Wait => {}
             }
-        }
-        // The queue's own 2 ms wake-up is made anew each turn: a client that keeps sending
-        // faster than that would keep putting it off.
-        if !self.queue.is_empty() {
-            self.drain_queue()?;
         }
         Ok(())
     }
