@@ -24,7 +24,7 @@ use crate::logging::Limiter;
 use crate::messages::Forget;
 use crate::messages::{AccountMsg, DeliverAck};
 use crate::pdu::{Body, CommandStatus, Pdu};
-use crate::receipt::id::{canonical, lookup_keys};
+use crate::receipt::id::{canonical_key, lookup_keys, IdKey};
 use crate::receipt::{rewrite_receipt_id, Receipt};
 use crate::store::{Correlation, Found, Pushed, StoreError};
 use crate::upstream::{InboundSink, UpstreamInfo};
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-type Key = (Arc<str>, String);
+type Key = (Arc<str>, IdKey);
 
 /// A receipt waiting for its correlation, filed under every form its ids may be stored in.
 #[derive(Debug)]
@@ -343,7 +343,8 @@ impl Context {
         let client = correlation.client.clone();
         // A shared outbox tells a copy the SMSC sends again (to another node) from a new one.
         let dedup = self.store.shared().map(|_| {
-            let id = canonical(correlation.upstream_id.as_bytes(), upstream.config.id_match);
+            let id = canonical_key(correlation.upstream_id.as_bytes(), upstream.config.id_match);
+            let id = id.as_str();
             let stat = receipt.stat.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
             format!("{}:{id}:{stat}", upstream.name)
         });
@@ -392,8 +393,8 @@ impl Context {
             .into_iter()
             .flatten()
         {
-            for key in lookup_keys(id, mode) {
-                let key = (upstream.name.clone(), key);
+            for key in lookup_keys(id, mode).iter() {
+                let key = (upstream.name.clone(), key.clone());
                 if !keys.contains(&key) {
                     keys.push(key);
                 }
@@ -433,7 +434,7 @@ impl Context {
         };
         let key = (
             c.upstream.clone(),
-            canonical(c.upstream_id.as_bytes(), upstream.config.id_match),
+            canonical_key(c.upstream_id.as_bytes(), upstream.config.id_match),
         );
         let Some(early) = self.early.by_key.get(&key).map(|e| e.clone()) else {
             return;

@@ -22,24 +22,114 @@ pub enum IdMatch {
     Numeric,
 }
 
-/// The key a stored id is filed under for `mode`. Built in one allocation: it is made several
-/// times per receipt.
+/// The key a stored id is filed under for `mode`.
 pub fn canonical(id: &[u8], mode: IdMatch) -> String {
+    canonical_key(id, mode).as_str().to_owned()
+}
+
+/// [`canonical`] without an allocation for any id SMPP allows: the receipt path makes several
+/// per receipt (every form of both its ids, and the id of every correlation it removes).
+pub fn canonical_key(id: &[u8], mode: IdMatch) -> IdKey {
     let text = String::from_utf8_lossy(id);
-    let mut out = String::with_capacity(text.len());
+    let mut out = IdKey::default();
     match mode {
         IdMatch::Exact => out.push_str(&text),
-        IdMatch::IgnoreCase => out.extend(text.chars().map(|c| c.to_ascii_lowercase())),
+        IdMatch::IgnoreCase => out.push_lowercase(&text),
         IdMatch::Normalised | IdMatch::Numeric => {
             let stripped = text.trim_start_matches('0');
             if stripped.is_empty() && !text.is_empty() {
-                out.push('0');
+                out.push_str("0");
             } else {
-                out.extend(stripped.chars().map(|c| c.to_ascii_lowercase()));
+                out.push_lowercase(stripped);
             }
         }
     }
     out
+}
+
+/// Octets an [`IdKey`] holds inline: SMPP's message ids are at most 64, a 128-bit number in
+/// decimal 39.
+const INLINE: usize = 64;
+
+/// One form of an id, as text: inline up to [`INLINE`] octets, on the heap beyond (only an
+/// SMSC breaking the spec's limit sends such an id).
+#[derive(Clone)]
+pub enum IdKey {
+    /// Its length and octets.
+    Inline(u8, [u8; INLINE]),
+    /// Longer than `INLINE`.
+    Long(String),
+}
+
+impl Default for IdKey {
+    fn default() -> IdKey {
+        IdKey::Inline(0, [0; INLINE])
+    }
+}
+
+impl IdKey {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Only whole `str`s are ever pushed: always UTF-8.
+            IdKey::Inline(n, b) => std::str::from_utf8(&b[..usize::from(*n)]).unwrap_or_default(),
+            IdKey::Long(s) => s,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        match self {
+            IdKey::Inline(n, b) => {
+                let len = usize::from(*n);
+                match b.get_mut(len..len + s.len()) {
+                    Some(room) => {
+                        room.copy_from_slice(s.as_bytes());
+                        *n += s.len() as u8;
+                    }
+                    None => {
+                        let mut long = String::with_capacity(len + s.len());
+                        long.push_str(std::str::from_utf8(&b[..len]).unwrap_or_default());
+                        long.push_str(s);
+                        *self = IdKey::Long(long);
+                    }
+                }
+            }
+            IdKey::Long(l) => l.push_str(s),
+        }
+    }
+
+    fn push_lowercase(&mut self, s: &str) {
+        for c in s.chars() {
+            self.push_str(c.to_ascii_lowercase().encode_utf8(&mut [0; 4]));
+        }
+    }
+}
+
+impl std::fmt::Write for IdKey {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
+}
+
+impl PartialEq for IdKey {
+    fn eq(&self, other: &IdKey) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for IdKey {}
+
+impl std::hash::Hash for IdKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 fn parse_radix(id: &[u8], radix: u32) -> Option<u128> {
@@ -50,17 +140,53 @@ fn parse_radix(id: &[u8], radix: u32) -> Option<u128> {
     u128::from_str_radix(text, radix).ok()
 }
 
+/// The forms of a receipt id to look for, in order: at most three, none allocated.
+#[derive(Debug, Default)]
+pub struct LookupKeys {
+    keys: [IdKey; 3],
+    n: usize,
+}
+
+impl LookupKeys {
+    fn push(&mut self, key: IdKey) {
+        if !self.keys[..self.n].contains(&key) {
+            self.keys[self.n] = key;
+            self.n += 1;
+        }
+    }
+
+    /// The forms, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &IdKey> {
+        self.keys[..self.n].iter()
+    }
+
+    /// How many forms.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// `true` without any form (never: the canonical form is always one).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
 /// The keys to try, in order, to find the stored id that `receipt_id` refers to.
-pub fn lookup_keys(receipt_id: &[u8], mode: IdMatch) -> Vec<String> {
-    let mut keys = vec![canonical(receipt_id, mode)];
+pub fn lookup_keys(receipt_id: &[u8], mode: IdMatch) -> LookupKeys {
+    use std::fmt::Write;
+    let mut keys = LookupKeys::default();
+    keys.push(canonical_key(receipt_id, mode));
     if mode == IdMatch::Numeric {
-        // Both already in canonical form: lower case, no leading zeros.
-        let as_decimal = parse_radix(receipt_id, 10).map(|n| format!("{n:x}"));
-        let as_hex = parse_radix(receipt_id, 16).map(|n| n.to_string());
-        for key in [as_decimal, as_hex].into_iter().flatten() {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
+        // Written in canonical form: lower case, no leading zeros.
+        if let Some(n) = parse_radix(receipt_id, 10) {
+            let mut key = IdKey::default();
+            let _ = write!(key, "{n:x}");
+            keys.push(key);
+        }
+        if let Some(n) = parse_radix(receipt_id, 16) {
+            let mut key = IdKey::default();
+            let _ = write!(key, "{n}");
+            keys.push(key);
         }
     }
     keys
@@ -68,8 +194,8 @@ pub fn lookup_keys(receipt_id: &[u8], mode: IdMatch) -> Vec<String> {
 
 /// `true` when `stored` (from submit_sm_resp) and `receipt_id` name the same message under `mode`.
 pub fn ids_match(stored: &[u8], receipt_id: &[u8], mode: IdMatch) -> bool {
-    let key = canonical(stored, mode);
-    lookup_keys(receipt_id, mode).contains(&key)
+    let key = canonical_key(stored, mode);
+    lookup_keys(receipt_id, mode).iter().any(|k| *k == key)
 }
 
 #[cfg(test)]
@@ -110,6 +236,11 @@ mod tests {
         // A UUID is neither decimal nor hex: only its canonical form matches.
         let uuid = b"bc59b8aa-2fd2-4035-8113-19301e050079";
         assert_eq!(lookup_keys(uuid, IdMatch::Numeric).len(), 1);
+        // Longer than SMPP allows: still matched, kept on the heap.
+        let long = [b'A'; 100];
+        assert!(matches!(canonical_key(&long, IdMatch::IgnoreCase), IdKey::Long(_)));
+        assert!(ids_match(&long, &[b'a'; 100], IdMatch::Numeric));
+        assert!(!ids_match(&long, &[b'a'; 99], IdMatch::Numeric));
         // 32 hex digits still fit.
         assert!(ids_match(
             b"126e85a6edeac1a02020099312479564",

@@ -21,13 +21,13 @@
 //! writes per message to save a walk that runs in the background anyway.
 
 use super::hot::{Hot, Recording, Seen, UpKey};
-use super::record::{client_key, decode_stamped, encode_stamped, key};
+use super::record::{client_key, decode_stamped, encode_stamped, key, with_key};
 use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 pub use super::writer::WriterStats;
 use super::writer::{Op, Reply, Writer};
 use super::{Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use crate::config::StoreSync;
-use crate::receipt::id::{canonical, lookup_keys, IdMatch};
+use crate::receipt::id::{canonical, canonical_key, lookup_keys, IdMatch};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -383,13 +383,18 @@ impl DurableStore {
         // tables may hold under another form of them.
         let mut recording = false;
         for id in ids.iter().filter(|id| !id.is_empty()) {
-            for canonical_id in lookup_keys(id, id_match) {
-                let up_key = key(upstream, canonical_id.as_bytes());
-                match engine.hot.get(&up_key) {
-                    // Every key before it is gone: nothing the tables hold comes first.
-                    Seen::Live(c) if seen.iter().all(|(_, s)| matches!(s, Seen::Gone)) => return Ok(Some(c)),
-                    Seen::NotHere if engine.hot.recording(&up_key) => recording = true,
-                    s => seen.push((up_key, s)),
+            for form in lookup_keys(id, id_match).iter() {
+                let found = with_key(upstream, form.as_str().as_bytes(), |up_key| {
+                    match engine.hot.get(up_key) {
+                        // Every key before it is gone: nothing the tables hold comes first.
+                        Seen::Live(c) if seen.iter().all(|(_, s)| matches!(s, Seen::Gone)) => return Some(c),
+                        Seen::NotHere if engine.hot.recording(up_key) => recording = true,
+                        s => seen.push((up_key.to_vec(), s)),
+                    }
+                    None
+                });
+                if found.is_some() {
+                    return Ok(found);
                 }
             }
         }
@@ -531,7 +536,7 @@ impl Store for DurableStore {
     }
 
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
-        self.remove_correlation(c, &canonical(c.upstream_id.as_bytes(), id_match))
+        self.remove_correlation(c, canonical_key(c.upstream_id.as_bytes(), id_match).as_str())
     }
 
     fn correlations(&self) -> Option<u64> {

@@ -80,6 +80,22 @@ pub(super) fn key(name: &str, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Calls `f` with [`key`]`(name, rest)` built on the stack when it fits (lookups build one per
+/// receipt, and per form of its ids).
+pub(super) fn with_key<R>(name: &str, rest: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    let mut room = [0u8; 192];
+    let len = name.len() + 1 + rest.len();
+    match room.get_mut(..len) {
+        Some(k) => {
+            k[..name.len()].copy_from_slice(name.as_bytes());
+            k[name.len()] = 0;
+            k[name.len() + 1..].copy_from_slice(rest);
+            f(k)
+        }
+        None => f(&key(name, rest)),
+    }
+}
+
 /// The `corr_client` key of a correlation.
 pub(super) fn client_key(c: &Correlation) -> Vec<u8> {
     key(&c.client, c.client_id.as_bytes())
