@@ -378,27 +378,30 @@ impl DurableStore {
     ) -> Result<Option<Arc<Correlation>>, StoreError> {
         let engine = self.shared.engine()?;
         let mut seen = Vec::new();
-        // A key being recorded: the receipt came before its correlation and waits for that
-        // write, the newest message its ids can name, rather than for whatever older one the
-        // tables may hold under another form of them.
-        let mut recording = false;
-        for id in ids.iter().filter(|id| !id.is_empty()) {
+        'forms: for id in ids.iter().filter(|id| !id.is_empty()) {
             for form in lookup_keys(id, id_match).iter() {
                 let found = with_key(upstream, form.as_str().as_bytes(), |up_key| {
                     match engine.hot.get(up_key) {
                         // Every key before it is gone: nothing the tables hold comes first.
-                        Seen::Live(c) if seen.iter().all(|(_, s)| matches!(s, Seen::Gone)) => return Some(c),
-                        Seen::NotHere if engine.hot.recording(up_key) => recording = true,
-                        s => seen.push((up_key.to_vec(), s)),
+                        Seen::Live(c) if seen.iter().all(|(_, s)| matches!(s, Seen::Gone)) => Some(Some(c)),
+                        // Being recorded: the receipt came before its correlation and waits for
+                        // that write; the keys after it in the order are not looked at, those
+                        // before it still are (in the tables too).
+                        Seen::NotHere if engine.hot.recording(up_key) => Some(None),
+                        s => {
+                            seen.push((up_key.to_vec(), s));
+                            None
+                        }
                     }
-                    None
                 });
-                if found.is_some() {
-                    return Ok(found);
+                match found {
+                    Some(Some(c)) => return Ok(Some(c)),
+                    Some(None) => break 'forms,
+                    None => {}
                 }
             }
         }
-        if recording || !seen.iter().any(|(_, s)| matches!(s, Seen::NotHere)) {
+        if !seen.iter().any(|(_, s)| matches!(s, Seen::NotHere)) {
             return Ok(seen.into_iter().find_map(|(_, s)| match s {
                 Seen::Live(c) => Some(c),
                 _ => None,
@@ -707,6 +710,11 @@ mod tests {
         drop(mark);
         assert!(!engine.hot.recording(&key("smsc-a", b"255")));
         assert_eq!(find("255"), Some(correlation(255)));
+        // A form after the one in the tables being recorded ("255" read as hex is 597): the
+        // earlier form still wins, the tables are read for it.
+        let mark = Recording::start(&engine.hot, key("smsc-a", b"597").into());
+        assert_eq!(find("255"), Some(correlation(255)));
+        drop(mark);
         drop(engine);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
