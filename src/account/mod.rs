@@ -249,7 +249,7 @@ fn client_bucket(tps: u32) -> SharedBucket {
 }
 
 /// Counts a receipt or MO refused for a full outbox, here or before the account's queue
-/// ([`AccountHandle::full`]). Once per receipt an SMSC retries, possibly thousands a second:
+/// ([`AccountHandle::refuses_full`]). Once per receipt an SMSC retries, possibly thousands a second:
 /// counted in the metrics, logged at most a few times a second.
 fn refused_full(count: &AtomicU64, config: &ClientConfig) {
     count.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +264,7 @@ impl AccountHandle {
     /// refusal when so. The inbound path asks before queueing a receipt: an SMSC that retries
     /// at once would otherwise keep the account's queue full of receipts to refuse, ahead of
     /// the client's answers that empty the outbox (the account checks again, exactly).
-    pub fn full(&self) -> bool {
+    pub fn refuses_full(&self) -> bool {
         let config = self.peek();
         let full = self.outbox_len.load(Ordering::Relaxed) as usize >= config.outbox_max;
         if full {

@@ -176,7 +176,7 @@ impl Context {
             ack.send(CommandStatus::ESME_RINVMSGLEN);
             return;
         }
-        if account.full() {
+        if account.refuses_full() {
             ack.send(CommandStatus::ESME_RX_T_APPN);
             return;
         }

@@ -159,16 +159,6 @@ impl LookupKeys {
     pub fn iter(&self) -> impl Iterator<Item = &IdKey> {
         self.keys[..self.n].iter()
     }
-
-    /// How many forms.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// `true` without any form (never: the canonical form is always one).
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
 }
 
 /// The keys to try, in order, to find the stored id that `receipt_id` refers to.
@@ -235,7 +225,7 @@ mod tests {
         assert!(ids_match(b"10", b"16", IdMatch::Numeric));
         // A UUID is neither decimal nor hex: only its canonical form matches.
         let uuid = b"bc59b8aa-2fd2-4035-8113-19301e050079";
-        assert_eq!(lookup_keys(uuid, IdMatch::Numeric).len(), 1);
+        assert_eq!(lookup_keys(uuid, IdMatch::Numeric).iter().count(), 1);
         // Longer than SMPP allows: still matched, kept on the heap.
         let long = [b'A'; 100];
         assert!(matches!(canonical_key(&long, IdMatch::IgnoreCase), IdKey::Long(_)));

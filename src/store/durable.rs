@@ -81,13 +81,12 @@ struct Engine {
 
 /// A correlation put, encoded here, on the caller's thread: the writer is one thread for
 /// everyone.
-fn put_op(c: Arc<Correlation>, canonical_id: &str, hot: &Arc<Hot>) -> Op {
+fn put_op(c: Arc<Correlation>, canonical_id: &str) -> Op {
     let mut value = Vec::with_capacity(128);
     encode_stamped(&mut value, &c, 0);
-    let up_key = up_key(&c.upstream, canonical_id);
     Op::PutCorrelation {
-        _recording: Some(Recording::start(hot, up_key.clone())),
-        up_key,
+        recording: None,
+        up_key: up_key(&c.upstream, canonical_id),
         client_key: client_key(&c),
         value,
         c,
@@ -144,8 +143,12 @@ impl Engine {
         })
     }
 
-    /// Queues `op` for the writer; `ticket` is answered through `reply`.
-    fn send<T>(&self, op: Op, reply: Reply, ticket: Ticket<T>) -> Ticket<T> {
+    /// Queues `op` for the writer; `ticket` is answered through `reply`. A put's key is marked
+    /// as being recorded until the op is done with (see [`Recording`]).
+    fn send<T>(&self, mut op: Op, reply: Reply, ticket: Ticket<T>) -> Ticket<T> {
+        if let Op::PutCorrelation { up_key, recording, .. } = &mut op {
+            *recording = Some(Recording::start(&self.hot, up_key.clone()));
+        }
         match self.tx.as_ref().map(|tx| tx.send((op, reply))) {
             Some(Ok(())) => ticket,
             _ => Ticket::done(Err(StoreError::WriterStopped)),
@@ -303,13 +306,7 @@ impl DurableStore {
 
     /// Records a correlation under `canonical_id` (the upstream id in the form it is matched by).
     pub fn put_correlation(&self, c: Arc<Correlation>, canonical_id: &str) -> Commit {
-        match self.shared.engine() {
-            Ok(engine) => {
-                let (ticket, reply) = Commit::channel();
-                engine.send(put_op(c, canonical_id, &engine.hot), Reply::Count(reply), ticket)
-            }
-            Err(e) => Ticket::done(Err(e)),
-        }
+        self.submit(put_op(c, canonical_id))
     }
 
     /// Forgets a correlation.
@@ -893,8 +890,7 @@ mod tests {
             client: "shop".into(),
             pdu: [&[0u8; 8][..], b"after"].concat(),
         };
-        wal.append(1_000, [put_op(correlation(10), "a", &Arc::default()), push].iter())
-            .unwrap();
+        wal.append(1_000, [put_op(correlation(10), "a"), push].iter()).unwrap();
         let remove = Op::RemoveCorrelation {
             up_key: up_key("smsc-a", "3"),
         };

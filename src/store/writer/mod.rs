@@ -76,8 +76,10 @@ pub(in crate::store) enum Op {
         /// `c` as a table value (its stamp filled in by the writer), and its `corr_client` key.
         value: Vec<u8>,
         client_key: Vec<u8>,
-        /// The key's mark while the put waits (none for a put replayed from the log).
-        _recording: Option<Recording>,
+        /// The key's mark while the put waits, set when it is queued (none for a put replayed
+        /// from the log); held for its `Drop`.
+        #[allow(dead_code)]
+        recording: Option<Recording>,
     },
     RemoveCorrelation {
         up_key: UpKey,

@@ -218,7 +218,7 @@ fn decode_ops(mut body: &[u8]) -> Option<Result<Vec<Op>, StoreError>> {
                     c,
                     value: value.to_vec(),
                     client_key: client_key.to_vec(),
-                    _recording: None,
+                    recording: None,
                 }
             }
             REMOVE => Op::RemoveCorrelation {
