@@ -13,21 +13,60 @@
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::Correlation;
+use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// A client request on its way to an upstream. `pdu.sequence_number` is the client's.
+/// A client request on its way to an upstream: its frame as the client sent it, which the
+/// upstream session copies onto its socket with only the sequence number changed. Not the
+/// parsed PDU: a frame is one pointer to the bytes already read, where a `Pdu` is hundreds
+/// of octets to move through each channel and to encode again.
 #[derive(Debug)]
 pub struct Forward {
-    /// The request as the client sent it (message ids already mapped for query/cancel/replace).
-    pub pdu: Pdu,
+    /// The request's frame, sequence number the client's (message ids already mapped for
+    /// query/cancel/replace). Always a whole frame the client session parsed.
+    pub frame: Bytes,
+    /// What its correlation needs (submits only), read while the client session had the
+    /// request parsed.
+    pub info: Option<RequestInfo>,
     /// Where the answer goes.
     pub reply: mpsc::Sender<ClientEvent>,
     /// How many times it was routed before (throttled or never written).
     pub attempt: u8,
     /// When the client session read it (for the client's latency figures).
     pub received: std::time::Instant,
+}
+
+impl Forward {
+    /// The request's `command_id`.
+    pub fn command_id(&self) -> CommandId {
+        CommandId(be32(&self.frame, 4))
+    }
+
+    /// The client's `sequence_number` of the request.
+    pub fn client_seq(&self) -> u32 {
+        be32(&self.frame, 12)
+    }
+
+    /// The response to the request with `status` and an empty body (generic_nack for a
+    /// request that has no response of its own).
+    pub fn error_response(&self, status: CommandStatus) -> Pdu {
+        self.command_id()
+            .response()
+            .and_then(Body::empty_response)
+            .map_or_else(|| Pdu::new(Body::GenericNack), Pdu::new)
+            .with_status(status)
+            .with_sequence_number(self.client_seq())
+    }
+}
+
+/// The big-endian `u32` at `at` in a frame (0 past its end: a frame is never shorter than
+/// its 16-octet header).
+fn be32(frame: &[u8], at: usize) -> u32 {
+    frame
+        .get(at..at + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// How a forwarded request ended.
@@ -99,8 +138,8 @@ pub enum ClientEvent {
     Deliver {
         /// The outbox entry, reported back when the client answers.
         entry: u64,
-        /// The PDU (sequence number set by the client session).
-        pdu: Pdu,
+        /// Its frame (the client session writes its own sequence number into its copy).
+        frame: Bytes,
     },
 }
 
@@ -109,8 +148,8 @@ pub enum ClientEvent {
 pub enum AccountMsg {
     /// Hold this receipt / MO and deliver it; acknowledge to `ack` when held.
     Deliver {
-        /// The PDU, ids already rewritten.
-        pdu: Pdu,
+        /// Its frame, ids already rewritten, sequence number not yet the client's.
+        frame: Bytes,
         /// Who to tell it is held.
         ack: Option<DeliverAck>,
         /// A correlation to forget once this (final) receipt is held: never before, or a

@@ -169,6 +169,44 @@ async fn upstream_error_statuses_reach_the_client_unchanged() {
     proxy.shutdown().await;
 }
 
+/// A request goes upstream as the octets the client sent, only its sequence number the
+/// proxy's: fields beyond the spec's sizes, an unknown vendor TLV, a sequence number past
+/// 2^31, all carried unchanged; the client's answer has its own sequence number back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_reaches_the_smsc_as_the_client_sent_it_but_for_its_sequence_number() {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            record: true,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = shop(&proxy).await;
+    let mut pdu = submit_sm("4477", "447700900123", b"as sent", true).with_sequence_number(0x8000_0005);
+    if let Body::SubmitSm(b) = &mut pdu.body {
+        b.service_type = smpp_proxy::pdu::COctetString::new(b"LONGSERVICE".to_vec()).unwrap();
+        b.esm_class = 0x40;
+        b.data_coding = 0x08;
+    }
+    pdu.tlvs.set(0x1403, b"vendor value");
+    let sent = pdu.to_bytes().unwrap();
+    esme.write_bytes(&sent).await.unwrap();
+    let resp = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.command_status, resp.sequence_number),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_ROK, 0x8000_0005)
+    );
+    let received = sims[0].received();
+    assert_eq!(received.len(), 1);
+    let upstream = received[0].to_bytes().unwrap();
+    assert_eq!(upstream.len(), sent.len());
+    assert_eq!(upstream[..12], sent[..12], "header but the sequence number");
+    assert_eq!(upstream[16..], sent[16..], "body and TLVs");
+    proxy.shutdown().await;
+}
+
 /// The load generator counts what the peer said before it hung up: a flaky SMSC that answers
 /// its 50th submit and closes leaves exactly 50 acknowledged, the rest unanswered; and the
 /// receipts it sent before closing are matched.

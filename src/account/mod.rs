@@ -35,6 +35,7 @@ use crate::pdu::{CommandStatus, Pdu};
 use crate::session::{SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use redelivery::{Delayed, Tries, Verdict};
 use shared::Fetcher;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -108,7 +109,8 @@ struct Entry {
     custody: Custody,
     /// When it was stored (Unix seconds), for `receipt_ttl`.
     stored_at: u64,
-    pdu: Pdu,
+    /// Its frame, as the client is sent it (but for the sequence number).
+    frame: Bytes,
     /// How often the client refused it so far.
     tries: Tries,
     /// Its bytes in the account's budget.
@@ -126,7 +128,7 @@ struct Bind {
 /// An entry being written to the store; the SMSC is answered once it is durable.
 struct Storing {
     ticket: Ticket<Pushed>,
-    pdu: Pdu,
+    frame: Bytes,
     ack: Option<DeliverAck>,
     forget: Forget,
     /// Refusals so far (a direct entry the client refused is stored, then waits its turn).
@@ -425,11 +427,13 @@ impl Account {
                 continue;
             }
             let charge = self.bytes.charge(pdu.len() as u64);
-            match Pdu::parse(bytes::Bytes::from(pdu)) {
-                Ok(pdu) => self.waiting.push_back(Entry {
+            let frame = Bytes::from(pdu);
+            // Read whole once, so that what reaches the client is a PDU it can read.
+            match Pdu::parse(frame.clone()) {
+                Ok(_) => self.waiting.push_back(Entry {
                     custody: Custody::Stored(id),
                     stored_at,
-                    pdu,
+                    frame,
                     tries: Tries::default(),
                     charge,
                 }),
@@ -455,7 +459,7 @@ impl Account {
                 },
             };
             let Some(Storing {
-                pdu,
+                frame,
                 ack,
                 forget,
                 tries,
@@ -472,7 +476,7 @@ impl Account {
                         None => self.wait_turn(Entry {
                             custody: Custody::Stored(id),
                             stored_at: unix_now(),
-                            pdu,
+                            frame,
                             tries,
                             charge,
                         }),
@@ -536,13 +540,13 @@ impl Account {
     fn handle(&mut self, msg: AccountMsg) {
         match msg {
             AccountMsg::Deliver {
-                pdu,
+                frame,
                 ack,
                 forget,
                 dedup,
             } => {
                 let charge = match self.held() < self.config.load().outbox_max {
-                    true => self.bytes.try_charge(pdu.encoded_len() as u64),
+                    true => self.bytes.try_charge(frame.len() as u64),
                     false => None,
                 };
                 let Some(charge) = charge else {
@@ -563,7 +567,7 @@ impl Account {
                     self.waiting.push_back(Entry {
                         custody: Custody::Direct { ack, forget, dedup },
                         stored_at: unix_now(),
-                        pdu,
+                        frame,
                         tries: Tries::default(),
                         charge,
                     });
@@ -571,7 +575,7 @@ impl Account {
                     // queue empty again to go direct too.
                     self.pump();
                 } else {
-                    self.store_entry(pdu, ack, forget, dedup.as_deref(), Tries::default(), charge);
+                    self.store_entry(frame, ack, forget, dedup.as_deref(), Tries::default(), charge);
                 }
             }
             AccountMsg::BindUp {
@@ -627,7 +631,7 @@ impl Account {
             match entry.custody {
                 // The client may be gone for long: now it needs custody.
                 Custody::Direct { ack, forget, dedup } => {
-                    self.store_entry(entry.pdu, ack, forget, dedup.as_deref(), entry.tries, entry.charge)
+                    self.store_entry(entry.frame, ack, forget, dedup.as_deref(), entry.tries, entry.charge)
                 }
                 Custody::Stored(_) if self.fetcher.is_some() => {}
                 Custody::Stored(_) => self.waiting.push_back(entry),
@@ -654,7 +658,7 @@ impl Account {
         let Entry {
             custody,
             stored_at,
-            pdu,
+            frame,
             tries,
             charge,
         } = entry;
@@ -685,7 +689,7 @@ impl Account {
                 if verdict == Verdict::Later {
                     self.redelivered.fetch_add(1, Ordering::Relaxed);
                 }
-                self.store_entry(pdu, ack, forget, dedup.as_deref(), tries, charge)
+                self.store_entry(frame, ack, forget, dedup.as_deref(), tries, charge)
             }
             (Verdict::Later, custody @ Custody::Stored(_)) => {
                 self.redelivered.fetch_add(1, Ordering::Relaxed);
@@ -693,7 +697,7 @@ impl Account {
                 self.wait_turn(Entry {
                     custody,
                     stored_at,
-                    pdu,
+                    frame,
                     tries,
                     charge,
                 });
@@ -701,7 +705,7 @@ impl Account {
             (Verdict::Again, custody @ Custody::Stored(_)) => self.waiting.push_front(Entry {
                 custody,
                 stored_at,
-                pdu,
+                frame,
                 tries,
                 charge,
             }),
@@ -739,20 +743,17 @@ impl Account {
     /// Writes an entry to the store; the SMSC is answered once it is durable.
     fn store_entry(
         &mut self,
-        pdu: Pdu,
+        frame: Bytes,
         ack: Option<DeliverAck>,
         forget: Forget,
         dedup: Option<&str>,
         tries: Tries,
         charge: Charge,
     ) {
-        let ticket = match pdu.to_bytes() {
-            Ok(bytes) => self.store.outbox_push(&self.config.load().system_id, &bytes, dedup),
-            Err(e) => Ticket::done(Err(e.into())),
-        };
+        let ticket = self.store.outbox_push(&self.config.load().system_id, &frame, dedup);
         self.storing.push_back(Storing {
             ticket,
-            pdu,
+            frame,
             ack,
             forget,
             tries,
@@ -776,7 +777,7 @@ impl Account {
             let bind = &mut self.binds[i].1;
             match bind.tx.try_send(ClientEvent::Deliver {
                 entry: key,
-                pdu: entry.pdu.clone(),
+                frame: entry.frame.clone(),
             }) {
                 Ok(()) => {
                     self.next_key += 1;

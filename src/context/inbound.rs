@@ -28,6 +28,7 @@ use crate::receipt::id::{canonical_key, lookup_keys, IdKey};
 use crate::receipt::{rewrite_receipt_id, Receipt};
 use crate::store::{Correlation, Found, Pushed, StoreError};
 use crate::upstream::{InboundSink, UpstreamInfo};
+use bytes::Bytes;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -158,13 +159,24 @@ fn final_state(receipt: &Receipt) -> bool {
 }
 
 impl Context {
+    /// Hands a receipt or MO (ids already rewritten) to its client's account, encoded once
+    /// here: the account, its outbox and the client session carry the frame, not the PDU
+    /// (whose fields would keep the upstream's read buffer shared across tasks).
     fn to_account(&self, client: &str, pdu: Pdu, ack: DeliverAck, forget: Forget, dedup: Option<String>) {
         let live = self.live();
+        let frame = match pdu.to_bytes() {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(client, error = %e, "delivery cannot be encoded: SMSC asked to retry (ESME_RX_T_APPN)");
+                ack.send(CommandStatus::ESME_RX_T_APPN);
+                return;
+            }
+        };
         let Some(account) = live.accounts.get(client) else {
-            self.to_unknown(client, pdu, ack, forget, dedup);
+            self.to_unknown(client, frame, ack, forget, dedup);
             return;
         };
-        let (len, max) = (pdu.encoded_len(), live.config.client_sessions.max_pdu_len);
+        let (len, max) = (frame.len(), live.config.client_sessions.max_pdu_len);
         if len > max {
             // Past what a client may be sent (a rewritten id can add a few octets to a PDU that
             // was at the limit): the SMSC hears why, and nothing is cut.
@@ -182,7 +194,7 @@ impl Context {
         }
         // The account swamped or gone: the SMSC is told to retry later.
         let msg = AccountMsg::Deliver {
-            pdu,
+            frame,
             ack: Some(ack),
             forget,
             dedup,
@@ -202,30 +214,26 @@ impl Context {
     /// client's outbox, for the nodes that know it; otherwise the SMSC keeps it and sends it
     /// again (ESME_RX_T_APPN), so a client re-added by a reload still gets it. Never dropped
     /// here: which of the two it is, this node cannot tell.
-    fn to_unknown(&self, client: &str, pdu: Pdu, ack: DeliverAck, forget: Forget, dedup: Option<String>) {
+    fn to_unknown(&self, client: &str, frame: Bytes, ack: DeliverAck, forget: Forget, dedup: Option<String>) {
         self.stats.unknown_client_deliveries.fetch_add(1, Ordering::Relaxed);
         static UNKNOWN: Limiter = Limiter::new(5);
-        let bytes = match self.store.shared().map(|_| pdu.to_bytes()) {
-            Some(Ok(bytes)) => bytes,
-            _ => {
-                if let Some(suppressed) = UNKNOWN.allow() {
-                    warn!(
-                        client,
-                        suppressed,
-                        "receipt for a client not in the configuration: SMSC asked to retry (ESME_RX_T_APPN)"
-                    );
-                }
-                ack.send(CommandStatus::ESME_RX_T_APPN);
-                return;
+        if self.store.shared().is_none() {
+            if let Some(suppressed) = UNKNOWN.allow() {
+                warn!(
+                    client,
+                    suppressed, "receipt for a client not in the configuration: SMSC asked to retry (ESME_RX_T_APPN)"
+                );
             }
-        };
+            ack.send(CommandStatus::ESME_RX_T_APPN);
+            return;
+        }
         if let Some(suppressed) = UNKNOWN.allow() {
             info!(
                 client,
                 suppressed, "receipt for a client this node does not know: put in its shared outbox"
             );
         }
-        let ticket = self.store.outbox_push(client, &bytes, dedup.as_deref());
+        let ticket = self.store.outbox_push(client, &frame, dedup.as_deref());
         let store = self.store.clone();
         tokio::spawn(async move {
             let status = match ticket.await {

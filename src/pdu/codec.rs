@@ -55,6 +55,43 @@ impl Decoder for SmppCodec {
     }
 }
 
+/// [`SmppCodec`] that hands out each frame beside its parse: for the client session, which
+/// reads every request's fields but forwards the request as the octets it came in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeepFrameCodec(SmppCodec);
+
+impl From<SmppCodec> for KeepFrameCodec {
+    fn from(codec: SmppCodec) -> KeepFrameCodec {
+        KeepFrameCodec(codec)
+    }
+}
+
+impl Decoder for KeepFrameCodec {
+    /// The frame and the PDU parsed from it (whose fields share the frame's octets).
+    type Item = Result<(bytes::Bytes, Pdu), PduError>;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        Ok(FrameCodec::from(self.0).decode(src)?.map(parse_keeping))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        Ok(FrameCodec::from(self.0).decode_eof(buf)?.map(parse_keeping))
+    }
+}
+
+fn parse_keeping(frame: bytes::Bytes) -> Result<(bytes::Bytes, Pdu), PduError> {
+    Pdu::parse(frame.clone()).map(|pdu| (frame, pdu))
+}
+
+impl Encoder<&Pdu> for KeepFrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, pdu: &Pdu, dst: &mut BytesMut) -> Result<(), FrameError> {
+        Ok(pdu.encode(dst)?)
+    }
+}
+
 /// The framing of [`SmppCodec`] without the parsing: whole frames as they came, for a
 /// session that reads only a field or two of most PDUs ([`super::peek`]) and parses the
 /// rest itself ([`Pdu::parse`]).
@@ -127,6 +164,19 @@ impl Encoder<&Pdu> for SmppCodec {
     }
 }
 
+/// Appends a whole frame to `dst` as it is but for its sequence number, `seq`: how the
+/// proxy passes on what it does not change (a client's request, a receipt already rewritten).
+/// `false`, and nothing appended, for fewer octets than a header.
+pub fn put_frame(dst: &mut BytesMut, frame: &[u8], seq: u32) -> bool {
+    if frame.len() < HEADER_LEN {
+        return false;
+    }
+    let start = dst.len();
+    dst.extend_from_slice(frame);
+    dst[start + 12..start + HEADER_LEN].copy_from_slice(&seq.to_be_bytes());
+    true
+}
+
 /// Flushes what was `feed`-ed or encoded into the write buffer (a named helper: `flush` alone
 /// cannot infer the item type).
 pub async fn flush<T, C>(conn: &mut tokio_util::codec::Framed<T, C>) -> Result<(), FrameError>
@@ -189,6 +239,26 @@ mod tests {
         let second = codec.decode(&mut buf).unwrap().unwrap().unwrap();
         assert_eq!(second.sequence_number, 8);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_frame_is_put_as_it_is_but_for_its_sequence_number() {
+        let frame = Pdu::new(Body::SubmitSm(crate::pdu::SubmitSm::text(
+            "4477",
+            "447700900123",
+            b"hi",
+        )))
+        .with_sequence_number(0x8000_0001)
+        .to_bytes()
+        .unwrap();
+        let mut dst = BytesMut::from(&b"before"[..]);
+        assert!(put_frame(&mut dst, &frame, 7));
+        let put = Pdu::parse(dst.split_off(6).freeze()).unwrap();
+        assert_eq!(&dst[..], b"before");
+        assert_eq!(put.sequence_number, 7);
+        assert_eq!(put.with_sequence_number(0x8000_0001).to_bytes().unwrap(), frame);
+        assert!(!put_frame(&mut dst, &frame[..15], 8), "not a frame");
+        assert_eq!(&dst[..], b"before");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use figures::{GroupFigures, UpstreamFigures, UpstreamState};
 
 use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy, MAX_MEMBERS};
 use crate::messages::Forward;
-use crate::pdu::CommandStatus;
+use crate::pdu::{CommandStatus, Pdu};
 use crate::upstream::load::Change;
 use crate::upstream::{Mode, SessionHandle, UpstreamInfo};
 use pick::{Candidate, Standing};
@@ -277,9 +277,11 @@ impl Router {
     /// (the client session queues it) or while none is yet but one's first bind is under way,
     /// ESME_RSYSERR when none is available (or the client is no longer configured), ESME_RSUBMITFAIL for a part whose message lost its upstream
     /// under `concat_failover = "reject"`.
-    pub fn dispatch(&self, client: &str, fwd: Forward) -> Result<(), Refused> {
+    ///
+    /// `request` is `fwd`'s frame parsed (routes and concatenation read its fields).
+    pub fn dispatch(&self, client: &str, request: &Pdu, fwd: Forward) -> Result<(), Refused> {
         let now = Instant::now();
-        let keys = routes::Keys::of(client, &fwd.pdu);
+        let keys = routes::Keys::of(client, request);
         let group = match routes::select(&self.rules, &keys) {
             Some(group) => group,
             None => match self.client_groups.get(client) {
@@ -287,7 +289,7 @@ impl Router {
                 None => return Err((fwd, CommandStatus::ESME_RSYSERR)),
             },
         };
-        let Some((key, part, total)) = concat::key_of(client, &fwd.pdu) else {
+        let Some((key, part, total)) = concat::key_of(client, request) else {
             return self.to_target(Target::Group(group), fwd, now).map(drop);
         };
         if let Some(u) = self.affinity.pinned(key).filter(|&u| u < self.upstreams.len()) {

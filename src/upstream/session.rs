@@ -18,8 +18,9 @@
 //! enabled and binds again at once.
 
 use super::{InboundSink, Mode, Request, SessionHandle, SessionKind};
-use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, RequestInfo, UpstreamEvent};
+use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
 use crate::pdu::body::Bind;
+use crate::pdu::codec::put_frame;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
 use crate::tls::client::Connector;
@@ -95,8 +96,8 @@ fn fail(Request { fwd, inflight }: Request, status: CommandStatus) {
 /// Tells the client session its request failed with `status`.
 fn tell_failed(fwd: Forward, status: CommandStatus) {
     let outcome = Outcome::Failed {
-        client_seq: fwd.pdu.sequence_number,
-        command: fwd.pdu.command_id(),
+        client_seq: fwd.client_seq(),
+        command: fwd.command_id(),
         status,
     };
     let _ = fwd.reply.try_send(ClientEvent::Answer(outcome));
@@ -522,24 +523,17 @@ impl<'a> Bound<'a> {
         }
     }
 
-    fn write_request(&mut self, mut request: Request, at: Instant) {
+    /// The client's frame as it came, with our sequence number in place of the client's.
+    fn write_request(&mut self, request: Request, at: Instant) {
         let ours = self.seq.next_number();
-        let pdu = &mut request.fwd.pdu;
-        let client_seq = pdu.sequence_number;
-        pdu.sequence_number = ours;
         let start = self.conn.write_buffer().len();
-        let written = pdu.encode(self.conn.write_buffer_mut());
-        pdu.sequence_number = client_seq;
-        match written {
-            Ok(()) => {
-                self.inflight.insert(ours, Written { request, sent_at: at });
-                self.turn.push((ours, start));
-            }
-            Err(e) => {
-                warn!(error = %e, "request cannot be encoded");
-                fail(request, CommandStatus::ESME_RSYSERR);
-            }
+        if !put_frame(self.conn.write_buffer_mut(), &request.fwd.frame, ours) {
+            // Never: the client session forwards only frames it parsed.
+            fail(request, CommandStatus::ESME_RSYSERR);
+            return;
         }
+        self.inflight.insert(ours, Written { request, sent_at: at });
+        self.turn.push((ours, start));
     }
 
     fn write_events(&mut self, first: UpstreamEvent) -> Result<(), FrameError> {
@@ -632,20 +626,18 @@ impl<'a> Bound<'a> {
             retry(fwd);
             return;
         }
-        let client_seq = fwd.pdu.sequence_number;
-        let mut resp = if resp.command_id() == CommandId::GENERIC_NACK {
+        let mut resp = if resp.command_id() == CommandId::GENERIC_NACK && fwd.command_id().response().is_some() {
             // Answer the client in its request's own response type.
-            fwd.pdu.error_response(status).unwrap_or(resp)
+            fwd.error_response(status)
         } else {
             resp
         };
-        resp.sequence_number = client_seq;
-        let request = RequestInfo::of(&fwd.pdu);
+        resp.sequence_number = fwd.client_seq();
         let upstream = &self.handle.upstream;
         let _ = fwd.reply.try_send(ClientEvent::Answer(Outcome::Answered {
             upstream: upstream.name.clone(),
             id_match: upstream.config.id_match,
-            request,
+            request: fwd.info,
             resp,
             received: fwd.received,
         }));

@@ -49,20 +49,23 @@ async fn bound_session(sim: &SimHandle, response_timeout: &str) -> (Arc<SessionH
     (handle, stop)
 }
 
-fn submit(n: u32) -> Pdu {
-    crate::esme::submit_sm("4477", "447700900123", b"hi", false).with_sequence_number(n)
+/// Submit `n` as a client session forwards it: its frame, and what its correlation needs.
+fn submit(n: u32, reply: &mpsc::Sender<ClientEvent>) -> Forward {
+    let pdu = crate::esme::submit_sm("4477", "447700900123", b"hi", false).with_sequence_number(n);
+    Forward {
+        frame: pdu.to_bytes().unwrap(),
+        info: crate::messages::RequestInfo::of(&pdu),
+        reply: reply.clone(),
+        attempt: 0,
+        received: std::time::Instant::now(),
+    }
 }
 
 /// Offers `n` submits and collects how each ended.
 async fn offer_all(handle: &Arc<SessionHandle>, n: u32) -> (Vec<Outcome>, mpsc::Receiver<ClientEvent>) {
     let (reply, mut events) = mpsc::channel(1024);
     for k in 1..=n {
-        let fwd = Forward {
-            pdu: submit(k),
-            reply: reply.clone(),
-            attempt: 0,
-            received: std::time::Instant::now(),
-        };
+        let fwd = submit(k, &reply);
         assert!(handle.offer(fwd).is_ok(), "the session took request {k}");
     }
     let mut outcomes = Vec::new();
@@ -119,12 +122,7 @@ async fn timed_out_requests_fail_and_leave_nothing_in_flight() {
     let (handle, _stop) = bound_session(&sim, "1s").await;
     let (reply, mut events) = mpsc::channel(16);
     for k in 1..=5 {
-        let fwd = Forward {
-            pdu: submit(k),
-            reply: reply.clone(),
-            attempt: 0,
-            received: std::time::Instant::now(),
-        };
+        let fwd = submit(k, &reply);
         handle.offer(fwd).unwrap();
     }
     // Counted while they wait.
@@ -182,14 +180,7 @@ async fn requests_never_written_leave_nothing_in_flight() {
     // back, not counted), and the count falls to zero when the channel goes.
     let (handle, rx) = build_sessions(&[config(closed, "5s")], |u, _| own_bucket(u)).remove(0);
     let (reply, _events) = mpsc::channel(64);
-    let offer = |k| {
-        handle.offer(Forward {
-            pdu: submit(k),
-            reply: reply.clone(),
-            attempt: 0,
-            received: std::time::Instant::now(),
-        })
-    };
+    let offer = |k| handle.offer(submit(k, &reply));
     for k in 1..=20 {
         assert!(offer(k).is_ok());
     }

@@ -4,8 +4,10 @@
 
 use super::{Client, Flow};
 use crate::messages::{AccountMsg, ClientEvent, Delivery};
+use crate::pdu::codec::put_frame;
 use crate::pdu::{CommandId, Pdu};
 use tokio::sync::mpsc::error::TrySendError;
+use tracing::warn;
 
 /// How many events one turn takes (its writes go out in one flush at the end of the turn).
 const EVENTS_PER_WAKE: usize = 64;
@@ -32,21 +34,28 @@ impl Client {
     fn event(&mut self, event: ClientEvent) -> Flow {
         match event {
             ClientEvent::Answer(outcome) => self.outcome(outcome),
-            ClientEvent::Deliver { entry, pdu } => self.deliver(entry, pdu),
+            ClientEvent::Deliver { entry, frame } => self.deliver(entry, &frame),
         }
     }
 
     /// Writes a receipt or MO to the client, unless this bind cannot take it now (a
     /// transmitter, or shutting down): then it goes back to the account for another bind.
-    fn deliver(&mut self, entry: u64, mut pdu: Pdu) -> Flow {
+    /// The frame is copied as it is, with the session's sequence number written into the copy.
+    fn deliver(&mut self, entry: u64, frame: &[u8]) -> Flow {
         if !self.phase.state().can_receive() || self.draining.is_some() {
             self.delivered(entry, Delivery::NotSent);
             return Ok(());
         }
         let seq = self.seq.next_number();
-        pdu.sequence_number = seq;
-        self.deliveries.insert(seq, (entry, self.now));
-        self.put(&pdu)
+        if put_frame(self.conn.write_buffer_mut(), frame, seq) {
+            self.deliveries.insert(seq, (entry, self.now));
+        } else {
+            // Never: the account hands over frames encoded or read whole. Taken as refused,
+            // not as unsent (which would hand it to the next bind, and the next).
+            warn!(entry, "delivery shorter than a PDU header: not sent");
+            self.delivered(entry, Delivery::Nacked(crate::pdu::CommandStatus::ESME_RSYSERR));
+        }
+        Ok(())
     }
 
     /// A response from the client: to our enquire_link, or to a delivery.

@@ -19,9 +19,11 @@ use crate::guard::{auth, Admitted, Denied};
 use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Forward};
 use crate::pdu::body::BindResp;
+use crate::pdu::codec::KeepFrameCodec;
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
 use crate::tls::server::CertRefusal;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use requests::{Committing, Mapped};
 use std::collections::{HashMap, VecDeque};
@@ -164,7 +166,7 @@ type Flow = Result<(), Close>;
 
 struct Client {
     ctx: Arc<Context>,
-    conn: Framed<ClientStream, SmppCodec>,
+    conn: Framed<ClientStream, KeepFrameCodec>,
     peer: SocketAddr,
     /// Its places in the listener's connection caps.
     admitted: Admitted,
@@ -208,7 +210,7 @@ pub async fn run(
     admitted: Admitted,
     shutdown: CancellationToken,
 ) {
-    let codec = SmppCodec::with_max_len(ctx.live().config.client_sessions.max_pdu_len);
+    let codec = KeepFrameCodec::from(SmppCodec::with_max_len(ctx.live().config.client_sessions.max_pdu_len));
     let now = Instant::now();
     let mut client = Client {
         ctx,
@@ -330,9 +332,9 @@ impl Client {
                             (Ok(()), None) => Ok(()),
                         }
                     }
-                    Some(Ok(Ok(pdu))) => {
+                    Some(Ok(Ok((frame, pdu)))) => {
                         self.keep_alive.heard(self.now);
-                        match self.incoming(pdu) {
+                        match self.incoming(frame, pdu) {
                             Ok(Some(slow)) => Box::pin(self.slow(slow)).await,
                             other => other.map(drop),
                         }
@@ -458,8 +460,9 @@ impl Client {
     }
 
     /// A PDU from the client, handled as far as it goes without waiting; a bind, an unbind and
-    /// a query/cancel/replace (a store lookup) come back for [`Client::slow`].
-    fn incoming(&mut self, pdu: Pdu) -> Result<Option<Pdu>, Close> {
+    /// a query/cancel/replace (a store lookup) come back for [`Client::slow`]. `frame` is the
+    /// octets `pdu` was parsed from.
+    fn incoming(&mut self, frame: Bytes, pdu: Pdu) -> Result<Option<Pdu>, Close> {
         let id = pdu.command_id();
         if id.is_response() {
             self.response(pdu);
@@ -485,7 +488,7 @@ impl Client {
                 .map(|()| None),
             _ if self.draining.is_some() => self.reply(&pdu, CommandStatus::ESME_RSYSERR).map(|()| None),
             CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => Ok(Some(pdu)),
-            _ => self.forward(pdu).map(|()| None),
+            _ => self.forward(frame, pdu).map(|()| None),
         }
     }
 
@@ -694,7 +697,7 @@ impl Client {
         }
         self.leave().await;
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
-        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
+        while let Ok(Some(Ok(Ok((_, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
             if pdu.command_id() == CommandId::UNBIND_RESP {
                 return;
             }

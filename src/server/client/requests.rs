@@ -10,6 +10,7 @@ use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::{unix_now, Commit, Correlation, StoreError};
 use crate::trail::TrailEvent;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,8 +55,9 @@ pub(super) async fn oldest_commit(committing: &mut VecDeque<Committing>) -> Resu
 }
 
 impl Client {
-    /// submit_sm, data_sm, submit_multi and the broadcast family: to the account's group.
-    pub(super) fn forward(&mut self, pdu: Pdu) -> Flow {
+    /// submit_sm, data_sm, submit_multi and the broadcast family: to the account's group, as
+    /// `frame` (the octets `pdu` was parsed from).
+    pub(super) fn forward(&mut self, frame: Bytes, pdu: Pdu) -> Flow {
         let Some(bound) = self.phase.bound() else {
             return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS);
         };
@@ -74,13 +76,14 @@ impl Client {
             return self.reply(&pdu, status);
         }
         let fwd = Forward {
-            pdu,
+            frame,
+            info: RequestInfo::of(&pdu),
             reply: bound.events_tx.clone(),
             attempt: 0,
             received: Instant::now(),
         };
         self.outstanding += 1;
-        self.send_or_queue(fwd)
+        self.send_or_queue(fwd, Some(&pdu))
     }
 
     /// query_sm, cancel_sm, replace_sm: to the upstream that took the message, with its id.
@@ -113,6 +116,13 @@ impl Client {
             Body::ReplaceSm(b) => b.message_id = upstream_id,
             _ => {}
         }
+        let frame = match pdu.to_bytes() {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(error = %e, "request with the upstream's id cannot be encoded");
+                return self.reply(&pdu, CommandStatus::ESME_RSYSERR);
+            }
+        };
         let mapped = Mapped {
             upstream: correlation.upstream.clone(),
             client_id,
@@ -120,33 +130,52 @@ impl Client {
         self.mapped.insert(pdu.sequence_number, mapped);
         self.outstanding += 1;
         let received = Instant::now();
-        self.send_or_queue(Forward {
-            pdu,
+        let fwd = Forward {
+            frame,
+            info: None,
             reply,
             attempt: 0,
             received,
-        })
+        };
+        self.send_or_queue(fwd, Some(&pdu))
     }
 
     /// Hands a request to the router: the SMSC that took the message for query/cancel/replace,
-    /// the account's group otherwise.
-    fn route(&self, fwd: Forward) -> Result<(), (Forward, CommandStatus)> {
-        match (self.mapped.get(&fwd.pdu.sequence_number), self.phase.bound()) {
-            (Some(m), _) => self.ctx.live().router.dispatch_to_upstream(&m.upstream, fwd),
-            (None, Some(b)) => self.ctx.live().router.dispatch(&b.account.system_id, fwd),
-            (None, None) => Err((fwd, CommandStatus::ESME_RINVBNDSTS)),
-        }
+    /// the account's group otherwise. `request` is its frame parsed, when the caller has it
+    /// (routes read its fields); a request routed again (queued, throttled, bounced) is
+    /// parsed again here, which is cheaper than carrying the parse through every channel.
+    fn route(&self, fwd: Forward, request: Option<&Pdu>) -> Result<(), (Forward, CommandStatus)> {
+        let (mapped, bound) = (self.mapped.get(&fwd.client_seq()), self.phase.bound());
+        let (None, Some(b)) = (mapped, bound) else {
+            return match mapped {
+                Some(m) => self.ctx.live().router.dispatch_to_upstream(&m.upstream, fwd),
+                None => Err((fwd, CommandStatus::ESME_RINVBNDSTS)),
+            };
+        };
+        let parsed;
+        let request = match request {
+            Some(request) => request,
+            None => match Pdu::parse(fwd.frame.clone()) {
+                Ok(pdu) => {
+                    parsed = pdu;
+                    &parsed
+                }
+                // Never: it was parsed when it came in.
+                Err(_) => return Err((fwd, CommandStatus::ESME_RSYSERR)),
+            },
+        };
+        self.ctx.live().router.dispatch(&b.account.system_id, request, fwd)
     }
 
     /// Routes a request (already counted in `outstanding`), or queues it while every upstream
     /// session is full or throttled, or the upstreams' first binds are under way: the client's window bounds the queue, so the client is told
     /// ESME_RTHROTTLED only for its own limits or an upstream stuck for `queue_timeout`.
-    fn send_or_queue(&mut self, fwd: Forward) -> Flow {
+    fn send_or_queue(&mut self, fwd: Forward, request: Option<&Pdu>) -> Flow {
         if !self.queue.is_empty() {
             self.queue.push_back((fwd, self.now));
             return Ok(());
         }
-        match self.route(fwd) {
+        match self.route(fwd, request) {
             Ok(()) => Ok(()),
             Err((fwd, CommandStatus::ESME_RTHROTTLED)) => {
                 self.queue.push_back((fwd, self.now));
@@ -164,7 +193,7 @@ impl Client {
                 self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED)?;
                 continue;
             }
-            match self.route(fwd) {
+            match self.route(fwd, None) {
                 Ok(()) => {}
                 Err((fwd, CommandStatus::ESME_RTHROTTLED)) => {
                     self.queue.push_front((fwd, since));
@@ -179,13 +208,9 @@ impl Client {
     /// Answers a request that will not be sent with `status`.
     fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
         self.outstanding = self.outstanding.saturating_sub(1);
-        self.mapped.remove(&fwd.pdu.sequence_number);
-        self.count_submit(fwd.pdu.command_id(), status, Some(fwd.received.elapsed()));
-        let resp = fwd
-            .pdu
-            .error_response(status)
-            .unwrap_or_else(|| Pdu::new(Body::GenericNack).with_status(status));
-        self.put(&resp)
+        self.mapped.remove(&fwd.client_seq());
+        self.count_submit(fwd.command_id(), status, Some(fwd.received.elapsed()));
+        self.put(&fwd.error_response(status))
     }
 
     /// Counts a submit's answer in its account's figures (other commands are not counted).
@@ -245,7 +270,7 @@ impl Client {
                 if fwd.attempt > MAX_ATTEMPTS {
                     return self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED);
                 }
-                self.send_or_queue(fwd)
+                self.send_or_queue(fwd, None)
             }
         }
     }
