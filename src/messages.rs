@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 /// of octets to move through each channel and to encode again.
 #[derive(Debug)]
 pub struct Forward {
-    /// The request's frame, sequence number the client's (message ids already mapped for
-    /// query/cancel/replace). Always a whole frame the client session parsed.
+    /// The request's frame, sequence number the client's: as read for submits (a whole frame
+    /// the client session parsed), encoded again with the upstream's message id for
+    /// query/cancel/replace.
     pub frame: Bytes,
     /// What its correlation needs (submits only), read while the client session had the
     /// request parsed.

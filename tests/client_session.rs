@@ -226,12 +226,21 @@ async fn a_stuck_upstream_throttles_the_client_after_queue_timeout() {
     );
     let proxy = start_proxy(&toml).await;
     let mut esme = shop(&proxy).await;
+    // Not a wait for anything: the session's tick clock (250 ms) is now ~200 ms behind, which
+    // a queue timed by it would take off the client's 300 ms.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let first = esme.send(submit_sm("1", "2", b"a", false)).await.unwrap();
+    let sent = std::time::Instant::now();
     let second = esme.send(submit_sm("1", "2", b"b", false)).await.unwrap();
     let resp = esme.recv(T).await.unwrap();
     assert_eq!(
         (resp.sequence_number, resp.command_status),
         (second, CommandStatus::ESME_RTHROTTLED)
+    );
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "refused after {waited:?}, before queue_timeout"
     );
     let resp = esme.recv(T).await.unwrap();
     assert_eq!(

@@ -203,6 +203,11 @@ async fn a_submit_reaches_the_smsc_as_the_client_sent_it_but_for_its_sequence_nu
     let upstream = received[0].to_bytes().unwrap();
     assert_eq!(upstream.len(), sent.len());
     assert_eq!(upstream[..12], sent[..12], "header but the sequence number");
+    assert_ne!(
+        upstream[12..16],
+        sent[12..16],
+        "the proxy's own sequence number upstream"
+    );
     assert_eq!(upstream[16..], sent[16..], "body and TLVs");
     proxy.shutdown().await;
 }

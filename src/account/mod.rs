@@ -428,9 +428,8 @@ impl Account {
             }
             let charge = self.bytes.charge(pdu.len() as u64);
             let frame = Bytes::from(pdu);
-            // Read whole once, so that what reaches the client is a PDU it can read.
-            match Pdu::parse(frame.clone()) {
-                Ok(_) => self.waiting.push_back(Entry {
+            match readable(&frame) {
+                Ok(()) => self.waiting.push_back(Entry {
                     custody: Custody::Stored(id),
                     stored_at,
                     frame,
@@ -831,5 +830,42 @@ impl Account {
             }
             shared::Fetched::Tick => {}
         }
+    }
+}
+
+/// Whether a stored entry is a PDU a client can read. Checked once, at load: the frame is
+/// copied onto the client's stream as it is, so its `command_length` must be its length too
+/// (which the parse alone does not look at).
+fn readable(frame: &Bytes) -> Result<(), String> {
+    match crate::pdu::peek::next_frame(frame, frame.len()) {
+        crate::pdu::peek::Next::Frame(h) if h.len == frame.len() => {
+            Pdu::parse(frame.clone()).map(drop).map_err(|e| e.to_string())
+        }
+        _ => Err(format!("its command_length is not its length ({} octets)", frame.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::{Body, DeliverSm};
+
+    #[test]
+    fn a_stored_entry_is_readable_only_if_its_command_length_is_its_length() {
+        let frame = Pdu::new(Body::DeliverSm(DeliverSm::text("447700900123", "4477", b"mo")))
+            .to_bytes()
+            .unwrap();
+        assert_eq!(readable(&frame), Ok(()));
+        let mut longer = frame.to_vec();
+        longer.push(0);
+        assert!(
+            readable(&Bytes::from(longer)).is_err(),
+            "an octet past its command_length"
+        );
+        assert!(readable(&frame.slice(..frame.len() - 1)).is_err(), "cut short");
+        let mut garbled = frame.to_vec();
+        garbled.truncate(18);
+        garbled[..4].copy_from_slice(&18u32.to_be_bytes());
+        assert!(readable(&Bytes::from(garbled)).is_err(), "framed, but no deliver_sm");
     }
 }

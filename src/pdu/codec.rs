@@ -56,7 +56,7 @@ impl Decoder for SmppCodec {
 }
 
 /// [`SmppCodec`] that hands out each frame beside its parse: for the client session, which
-/// reads every request's fields but forwards the request as the octets it came in.
+/// reads every request's fields but forwards a submit as the octets it came in.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KeepFrameCodec(SmppCodec);
 
