@@ -6,10 +6,6 @@
 //! - upstream session → account: [`AccountMsg::Deliver`]; account → upstream session:
 //!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response.
 
-// PDUs travel by value: boxing them to please `large_enum_variant` would cost an allocation per
-// message, and each message is moved once, into a channel.
-#![allow(clippy::large_enum_variant)]
-
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::Correlation;
@@ -73,7 +69,7 @@ fn be32(frame: &[u8], at: usize) -> u32 {
 /// How a forwarded request ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The upstream answered; `resp.sequence_number` is already the client's.
+    /// The upstream answered.
     Answered {
         /// Which upstream answered (its name).
         upstream: Arc<str>,
@@ -81,8 +77,11 @@ pub enum Outcome {
         id_match: IdMatch,
         /// What the correlation needs from the request (submits only).
         request: Option<RequestInfo>,
-        /// Its response.
-        resp: Pdu,
+        /// The client's sequence number of the request (the response's is the upstream's).
+        client_seq: u32,
+        /// The response's frame as the upstream sent it (a parsed, whole PDU), or for a
+        /// generic_nack the request's own response type with its status.
+        resp: Bytes,
         /// When the client session read the request.
         received: std::time::Instant,
     },

@@ -177,6 +177,31 @@ pub fn put_frame(dst: &mut BytesMut, frame: &[u8], seq: u32) -> bool {
     true
 }
 
+/// Appends a response frame whose body opens with a `message_id` (submit_sm_resp,
+/// data_sm_resp, submit_multi_resp, query_sm_resp) with `id` in its place and `seq` as its
+/// sequence number; the header's other fields and everything after the id (the rest of the
+/// body, TLVs) as they are. `false`, and nothing appended, when the frame has no such id.
+pub fn put_with_message_id(dst: &mut BytesMut, frame: &[u8], seq: u32, id: &[u8]) -> bool {
+    let Some(body) = frame.get(HEADER_LEN..) else {
+        return false;
+    };
+    let Some(old_len) = body.iter().position(|&b| b == 0) else {
+        return false;
+    };
+    let rest = &body[old_len + 1..];
+    let Ok(len) = u32::try_from(HEADER_LEN + id.len() + 1 + rest.len()) else {
+        return false;
+    };
+    dst.reserve(len as usize);
+    dst.extend_from_slice(&len.to_be_bytes());
+    dst.extend_from_slice(&frame[4..12]);
+    dst.extend_from_slice(&seq.to_be_bytes());
+    dst.extend_from_slice(id);
+    dst.extend_from_slice(&[0]);
+    dst.extend_from_slice(rest);
+    true
+}
+
 /// Flushes what was `feed`-ed or encoded into the write buffer (a named helper: `flush` alone
 /// cannot infer the item type).
 pub async fn flush<T, C>(conn: &mut tokio_util::codec::Framed<T, C>) -> Result<(), FrameError>
@@ -190,7 +215,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pdu::{Body, CommandStatus};
+    use crate::pdu::{Body, CommandId, CommandStatus};
 
     fn enquire_link(seq: u32) -> Vec<u8> {
         Pdu::new(Body::EnquireLink)
@@ -259,6 +284,29 @@ mod tests {
         assert_eq!(put.with_sequence_number(0x8000_0001).to_bytes().unwrap(), frame);
         assert!(!put_frame(&mut dst, &frame[..15], 8), "not a frame");
         assert_eq!(&dst[..], b"before");
+    }
+
+    #[test]
+    fn a_response_is_put_with_another_message_id_and_the_rest_as_it_was() {
+        use crate::pdu::body::MessageIdResp;
+        let mut resp = Pdu::new(Body::SubmitSmResp(Some(MessageIdResp {
+            message_id: crate::pdu::COctetString::new(b"upstream-id-123".to_vec()).unwrap(),
+        })))
+        .with_sequence_number(9);
+        resp.tlvs.set(0x1403, b"vendor");
+        let frame = resp.to_bytes().unwrap();
+        let mut dst = BytesMut::new();
+        assert!(put_with_message_id(&mut dst, &frame, 4, b"00ab"));
+        let put = Pdu::parse(dst.freeze()).unwrap();
+        assert_eq!(put.sequence_number, 4);
+        assert_eq!(put.message_id().unwrap().as_bytes(), b"00ab");
+        assert_eq!(put.tlvs.get(0x1403), Some(&b"vendor"[..]));
+        assert_eq!(put.command_id(), CommandId::SUBMIT_SM_RESP);
+        // An empty body has no id to replace.
+        let empty = Pdu::new(Body::SubmitSmResp(None)).to_bytes().unwrap();
+        let mut dst = BytesMut::new();
+        assert!(!put_with_message_id(&mut dst, &empty, 4, b"00ab"));
+        assert!(dst.is_empty());
     }
 
     #[test]

@@ -20,11 +20,12 @@
 use super::{InboundSink, Mode, Request, SessionHandle, SessionKind};
 use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
 use crate::pdu::body::Bind;
-use crate::pdu::codec::put_frame;
+use crate::pdu::codec::{put_frame, KeepFrameCodec};
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
 use crate::tls::client::Connector;
 use crate::tls::Stream;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -39,7 +40,8 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-type Conn = Framed<Stream<TcpStream>, SmppCodec>;
+/// Each PDU read comes with its frame: a response goes back to its client as it came.
+type Conn = Framed<Stream<TcpStream>, KeepFrameCodec>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A session that stayed bound this long resets its reconnect backoff.
@@ -275,7 +277,7 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
                 .map_err(|e| format!("TLS handshake with {}: {e}", c.address))?
         }
     };
-    let mut conn = Framed::new(stream, SmppCodec::default());
+    let mut conn = Framed::new(stream, KeepFrameCodec::from(SmppCodec::default()));
     let string = |s: &str| COctetString::new(s.as_bytes().to_vec()).map_err(|e| e.to_string());
     let bind = Bind {
         system_id: string(&c.system_id)?,
@@ -302,18 +304,18 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
             None => return Err("closed during bind".into()),
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(Err(e))) => debug!(error = %e, "malformed PDU during bind"),
-            Some(Ok(Ok(pdu))) if pdu.command_id() == request.command_id().response().unwrap_or(CommandId(0)) => {
+            Some(Ok(Ok((_, pdu)))) if pdu.command_id() == request.command_id().response().unwrap_or(CommandId(0)) => {
                 return if pdu.command_status.is_ok() {
                     Ok(conn)
                 } else {
                     Err(format!("bind refused: {}", pdu.command_status))
                 };
             }
-            Some(Ok(Ok(pdu))) if pdu.command_id() == CommandId::ENQUIRE_LINK => {
+            Some(Ok(Ok((_, pdu)))) if pdu.command_id() == CommandId::ENQUIRE_LINK => {
                 let resp = Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number);
                 conn.send(&resp).await.map_err(|e| e.to_string())?;
             }
-            Some(Ok(Ok(pdu))) => debug!(command = %pdu.command_id(), "ignored before bind"),
+            Some(Ok(Ok((_, pdu)))) => debug!(command = %pdu.command_id(), "ignored before bind"),
         }
     }
 }
@@ -434,9 +436,9 @@ impl<'a> Bound<'a> {
                             None => Ok(None),
                         }
                     }
-                    Some(Ok(Ok(pdu))) => {
+                    Some(Ok(Ok((frame, pdu)))) => {
                         self.keep_alive.heard(self.now);
-                        self.incoming(pdu)
+                        self.incoming(frame, pdu)
                     }
                 },
                 Some(request) = rx.recv() => match closing {
@@ -562,13 +564,13 @@ impl<'a> Bound<'a> {
 
     /// A PDU from the SMSC. An unbind is answered here; the caller flushes, then drains the
     /// answers still due (`End::Unbound`).
-    fn incoming(&mut self, pdu: Pdu) -> Result<Option<End>, FrameError> {
+    fn incoming(&mut self, frame: Bytes, pdu: Pdu) -> Result<Option<End>, FrameError> {
         let id = pdu.command_id();
         if id.is_response() {
             match id {
                 CommandId::ENQUIRE_LINK_RESP => self.keep_alive.answered(),
                 CommandId::UNBIND_RESP => {}
-                _ => self.response(pdu),
+                _ => self.response(frame, &pdu),
             }
             return Ok(None);
         }
@@ -609,7 +611,8 @@ impl<'a> Bound<'a> {
         Ok(None)
     }
 
-    fn response(&mut self, resp: Pdu) {
+    /// A response from the SMSC (`frame`, parsed as `resp`): to its client, as it came.
+    fn response(&mut self, frame: Bytes, resp: &Pdu) {
         let Some(w) = self.inflight.remove(&resp.sequence_number) else {
             debug!(upstream = %self.handle.upstream.name, seq = resp.sequence_number, "response to no request: dropped");
             return;
@@ -626,18 +629,22 @@ impl<'a> Bound<'a> {
             retry(fwd);
             return;
         }
-        let mut resp = if resp.command_id() == CommandId::GENERIC_NACK && fwd.command_id().response().is_some() {
-            // Answer the client in its request's own response type.
-            fwd.error_response(status)
+        let resp = if resp.command_id() == CommandId::GENERIC_NACK && fwd.command_id().response().is_some() {
+            // Answer the client in its request's own response type (rare: encoded here).
+            match fwd.error_response(status).to_bytes() {
+                Ok(own) => own,
+                Err(_) => frame,
+            }
         } else {
-            resp
+            frame
         };
-        resp.sequence_number = fwd.client_seq();
         let upstream = &self.handle.upstream;
+        let client_seq = fwd.client_seq();
         let _ = fwd.reply.try_send(ClientEvent::Answer(Outcome::Answered {
             upstream: upstream.name.clone(),
             id_match: upstream.config.id_match,
             request: fwd.info,
+            client_seq,
             resp,
             received: fwd.received,
         }));
@@ -677,7 +684,7 @@ impl<'a> Bound<'a> {
         let deadline = tokio::time::Instant::now() + within;
         while !self.inflight.is_empty() {
             match tokio::time::timeout_at(deadline, self.conn.next()).await {
-                Ok(Some(Ok(Ok(pdu)))) if pdu.command_id().is_response() => self.response(pdu),
+                Ok(Some(Ok(Ok((frame, pdu))))) if pdu.command_id().is_response() => self.response(frame, &pdu),
                 Ok(Some(Ok(_))) => {}
                 _ => return,
             }
@@ -715,10 +722,10 @@ impl<'a> Bound<'a> {
         }
         // Wait briefly for unbind_resp, still taking the answers to what is in flight.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(Ok(Ok(pdu)))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
+        while let Ok(Some(Ok(Ok((frame, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
             match pdu.command_id() {
                 CommandId::UNBIND_RESP => return,
-                id if id.is_response() => self.response(pdu),
+                id if id.is_response() => self.response(frame, &pdu),
                 _ => {}
             }
         }

@@ -5,7 +5,9 @@
 use super::{Client, Flow};
 use crate::config::StoreDown;
 use crate::messages::{Forward, Outcome, RequestInfo};
-use crate::pdu::body::MessageIdResp;
+use crate::pdu::codec::{put_frame, put_with_message_id};
+use crate::pdu::peek::{next_frame, put_header, response_id, Header, Next};
+use crate::pdu::HEADER_LEN;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::{unix_now, Commit, Correlation, StoreError};
@@ -24,7 +26,10 @@ pub(super) const QUEUE_RETRY: Duration = Duration::from_millis(2);
 
 /// An answer held until its correlation is durable.
 pub(super) struct Committing {
-    resp: Pdu,
+    /// The upstream's response frame, its id to be replaced by the correlation's client id.
+    resp: Bytes,
+    client_seq: u32,
+    command: CommandId,
     commit: Commit,
     correlation: Arc<Correlation>,
     /// When the client's submit was read, and when its correlation was handed to the store.
@@ -230,26 +235,34 @@ impl Client {
                 upstream,
                 id_match,
                 request,
+                client_seq,
                 resp,
                 received,
             } => {
                 self.outstanding = self.outstanding.saturating_sub(1);
-                if request.is_some() && !resp.command_status.is_ok() {
-                    self.count_submit(CommandId::SUBMIT_SM, resp.command_status, Some(received.elapsed()));
+                let Next::Frame(header) = next_frame(&resp, resp.len()) else {
+                    // Never: the upstream session hands over whole frames it parsed.
+                    self.mapped.remove(&client_seq);
+                    return self.put(
+                        &Pdu::new(Body::GenericNack)
+                            .with_status(CommandStatus::ESME_RSYSERR)
+                            .with_sequence_number(client_seq),
+                    );
+                };
+                if request.is_some() && !header.status.is_ok() {
+                    self.count_submit(CommandId::SUBMIT_SM, header.status, Some(received.elapsed()));
                     if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
                         self.ctx.trail.record(TrailEvent::Submit {
                             client: bound.account.system_id.clone(),
                             upstream: upstream.clone(),
                             correlation: None,
-                            status: resp.command_status,
+                            status: header.status,
                             latency: received.elapsed(),
                         });
                     }
                 }
-                match self.map_answer(upstream, id_match, request, resp, received) {
-                    Some(resp) => self.put(&resp),
-                    None => Ok(()),
-                }
+                self.map_answer(upstream, id_match, request, header, client_seq, resp, received);
+                Ok(())
             }
             Outcome::Failed {
                 client_seq,
@@ -277,46 +290,53 @@ impl Client {
         }
     }
 
-    /// The upstream's answer as the client must see it: its sequence number (already set), and
-    /// the client's message id in place of the upstream's.
-    /// `None` when the answer waits for its correlation to be stored (`self.committing`).
+    /// Writes the upstream's answer as the client must see it: its own sequence number, and
+    /// its own message id in place of the upstream's; for a submit, only once its correlation
+    /// is stored (`self.committing`, written by [`Client::on_committed`]).
+    #[allow(clippy::too_many_arguments)]
     fn map_answer(
         &mut self,
         upstream: Arc<str>,
         id_match: IdMatch,
         request: Option<RequestInfo>,
-        mut resp: Pdu,
+        header: Header,
+        client_seq: u32,
+        resp: Bytes,
         received: Instant,
-    ) -> Option<Pdu> {
-        if let Some(m) = self.mapped.remove(&resp.sequence_number) {
-            if let Body::QuerySmResp(Some(b)) = &mut resp.body {
-                b.message_id = m.client_id;
+    ) {
+        let buf = self.conn.write_buffer_mut();
+        if let Some(m) = self.mapped.remove(&client_seq) {
+            // A query_sm_resp names the message: by the client's id.
+            let renamed = header.id == CommandId::QUERY_SM_RESP
+                && put_with_message_id(buf, &resp, client_seq, m.client_id.as_bytes());
+            if !renamed {
+                put_frame(buf, &resp, client_seq);
             }
-            return Some(resp);
+            return;
         }
-        if !resp.command_status.is_ok() {
-            return Some(resp);
-        }
-        let (Some(upstream_id), Some(bound)) = (resp.message_id(), self.phase.bound()) else {
-            return Some(resp);
+        let body = &resp[HEADER_LEN.min(resp.len())..];
+        let upstream_id = match (&request, header.status.is_ok(), body.is_empty()) {
+            (Some(_), true, false) => response_id(body),
+            _ => None,
         };
-        let upstream_id = String::from_utf8_lossy(upstream_id.as_bytes()).into_owned();
+        let (Some(upstream_id), Some(bound), Some(request)) = (upstream_id, self.phase.bound(), request) else {
+            put_frame(buf, &resp, client_seq);
+            return;
+        };
+        let upstream_id = String::from_utf8_lossy(upstream_id).into_owned();
         let account = &bound.account;
         let client_id = self.ctx.ids.next(account.peek().message_id_format, &upstream_id);
-        let Some(RequestInfo {
+        let RequestInfo {
             registered_delivery,
             source_addr,
             destination_addr,
             part,
-        }) = request
-        else {
-            return Some(resp);
-        };
+        } = request;
         let correlation = Arc::new(Correlation {
             upstream,
             upstream_id,
             client: account.system_id.clone(),
-            client_id: client_id.clone(),
+            client_id,
             submitted_at: unix_now(),
             registered_delivery,
             source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
@@ -324,22 +344,17 @@ impl Client {
             part,
         });
         let commit = self.ctx.store.record(correlation.clone(), id_match);
-        let id = COctetString::new(client_id.into_bytes()).unwrap_or_default();
-        match &mut resp.body {
-            Body::SubmitSmResp(Some(b)) | Body::DataSmResp(Some(b)) => *b = MessageIdResp { message_id: id },
-            Body::SubmitMultiResp(Some(b)) => b.message_id = id,
-            _ => {}
-        }
         // The client sees the id only once the correlation is durable (`on_committed`), so a
         // receipt can never outrun it.
         self.committing.push_back(Committing {
             resp,
+            client_seq,
+            command: header.id,
             commit,
             correlation,
             received,
             recorded: Instant::now(),
         });
-        None
     }
 
     /// Writes the answers whose correlations are now durable, oldest first; `first` is the
@@ -357,6 +372,8 @@ impl Client {
             };
             let Some(Committing {
                 resp,
+                client_seq,
+                command,
                 correlation,
                 received,
                 recorded,
@@ -383,19 +400,19 @@ impl Client {
                     latency: now - received,
                 });
             }
+            let buf = self.conn.write_buffer_mut();
             match outcome {
                 Ok(_) => {
                     self.ctx.correlation_recorded(&correlation);
-                    self.put(&resp)?;
+                    // Its id was read from this frame (`map_answer`): it has one to replace.
+                    if !put_with_message_id(buf, &resp, client_seq, correlation.client_id.as_bytes()) {
+                        put_frame(buf, &resp, client_seq);
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
-                    let failed = Body::empty_response(resp.command_id()).map(|body| {
-                        Pdu::new(body)
-                            .with_status(CommandStatus::ESME_RSYSERR)
-                            .with_sequence_number(resp.sequence_number)
-                    });
-                    self.put(&failed.unwrap_or(resp))?;
+                    // An error response has no body (SMPP 3.4 §4.4.2).
+                    put_header(buf, HEADER_LEN, command, CommandStatus::ESME_RSYSERR, client_seq);
                 }
             }
         }
