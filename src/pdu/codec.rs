@@ -215,7 +215,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pdu::{Body, CommandId, CommandStatus};
+    use crate::pdu::{Body, CommandStatus};
 
     fn enquire_link(seq: u32) -> Vec<u8> {
         Pdu::new(Body::EnquireLink)
@@ -290,18 +290,31 @@ mod tests {
     fn a_response_is_put_with_another_message_id_and_the_rest_as_it_was() {
         use crate::pdu::body::MessageIdResp;
         let mut resp = Pdu::new(Body::SubmitSmResp(Some(MessageIdResp {
-            message_id: crate::pdu::COctetString::new(b"upstream-id-123".to_vec()).unwrap(),
+            message_id: crate::pdu::COctetString::new(b"up-1".to_vec()).unwrap(),
         })))
+        .with_status(CommandStatus::ESME_RINVDSTADR)
         .with_sequence_number(9);
         resp.tlvs.set(0x1403, b"vendor");
         let frame = resp.to_bytes().unwrap();
-        let mut dst = BytesMut::new();
-        assert!(put_with_message_id(&mut dst, &frame, 4, b"00ab"));
-        let put = Pdu::parse(dst.freeze()).unwrap();
-        assert_eq!(put.sequence_number, 4);
-        assert_eq!(put.message_id().unwrap().as_bytes(), b"00ab");
-        assert_eq!(put.tlvs.get(0x1403), Some(&b"vendor"[..]));
-        assert_eq!(put.command_id(), CommandId::SUBMIT_SM_RESP);
+        // A longer id than the SMSC's, then a shorter one.
+        for id in [&b"00000000000000ab"[..], b"c"] {
+            let mut dst = BytesMut::from(&b"before"[..]);
+            assert!(put_with_message_id(&mut dst, &frame, 4, id));
+            let put = dst.split_off(6);
+            assert_eq!(&dst[..], b"before");
+            assert_eq!(u32::from_be_bytes([put[0], put[1], put[2], put[3]]) as usize, put.len());
+            assert_eq!(put[4..12], frame[4..12], "command id and status as they were");
+            assert_eq!(put[12..16], 4u32.to_be_bytes());
+            assert_eq!(&put[16..16 + id.len() + 1], [id, &b"\0"[..]].concat());
+            assert_eq!(
+                put[16 + id.len() + 1..],
+                frame[16 + 5..],
+                "what follows the id as it was"
+            );
+            let parsed = Pdu::parse(put.freeze()).unwrap();
+            assert_eq!(parsed.message_id().unwrap().as_bytes(), id);
+            assert_eq!(parsed.tlvs.get(0x1403), Some(&b"vendor"[..]));
+        }
         // An empty body has no id to replace.
         let empty = Pdu::new(Body::SubmitSmResp(None)).to_bytes().unwrap();
         let mut dst = BytesMut::new();

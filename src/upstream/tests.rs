@@ -5,7 +5,7 @@
 use super::*;
 use crate::config::Config;
 use crate::messages::{ClientEvent, Outcome};
-use crate::pdu::{CommandStatus, Pdu};
+use crate::pdu::{CommandId, CommandStatus, Pdu, HEADER_LEN};
 use crate::sim::{self, SimConfig, SimHandle};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,10 +23,14 @@ impl InboundSink for NoInbound {
 }
 
 fn config(addr: SocketAddr, response_timeout: &str) -> UpstreamConfig {
+    config_window(addr, response_timeout, 20)
+}
+
+fn config_window(addr: SocketAddr, response_timeout: &str, window: u32) -> UpstreamConfig {
     let text = format!(
         "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[[clients]]\nsystem_id = \"shop\"\npassword = \"pw\"\n\
          [[upstreams]]\nname = \"smsc\"\naddress = \"{addr}\"\nsystem_id = \"proxy\"\npassword = \"pw\"\n\
-         window = 20\nresponse_timeout = \"{response_timeout}\"\n"
+         window = {window}\nresponse_timeout = \"{response_timeout}\"\n"
     );
     Config::from_toml(&text).unwrap().upstreams.remove(0)
 }
@@ -188,4 +192,104 @@ async fn requests_never_written_leave_nothing_in_flight() {
     assert_eq!(handle.inflight(), 20);
     drop(rx);
     assert_eq!(handle.inflight(), 0);
+}
+
+/// An SMSC that binds the session, then stops reading and resets the connection while the
+/// session is blocked writing: the requests none of whose octets had left the proxy go back to
+/// be routed again (never on the wire, so never twice); those that went into the socket fail
+/// (they may have reached the SMSC). One thread, so that the session takes all the requests
+/// in one turn and none is left in its channel (those are sent back by another path).
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_flush_sends_back_what_never_left_and_fails_what_did() {
+    use crate::pdu::peek::{next_frame, put_header, Next};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let window = 64;
+    let (handle, rx) = build_sessions(
+        &[config_window(listener.local_addr().unwrap(), "60s", window)],
+        |u, _| own_bucket(u),
+    )
+    .remove(0);
+    let stop = CancellationToken::new();
+    tokio::spawn(session::run(handle.clone(), rx, Arc::new(NoInbound), stop.clone()));
+    let (mut smsc, _) = tokio::time::timeout(T, listener.accept()).await.unwrap().unwrap();
+    let mut read = bytes::BytesMut::new();
+    let bind = loop {
+        if let Next::Frame(h) = next_frame(&read, 1 << 16) {
+            break h;
+        }
+        assert!(
+            tokio::time::timeout(T, smsc.read_buf(&mut read))
+                .await
+                .unwrap()
+                .unwrap()
+                > 0
+        );
+    };
+    let mut resp = bytes::BytesMut::new();
+    put_header(
+        &mut resp,
+        HEADER_LEN + 1,
+        CommandId::BIND_TRANSCEIVER_RESP,
+        CommandStatus::ESME_ROK,
+        bind.seq,
+    );
+    resp.extend_from_slice(&[0]);
+    smsc.write_all(&resp).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while !handle.is_bound() {
+        assert!(tokio::time::Instant::now() < deadline, "session did not bind");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 64 submits of ~60 KB: about 4 MB, more than the two sockets' buffers take while the SMSC
+    // does not read. Offered without yielding: the session's next turn takes them all.
+    let (reply, mut events) = mpsc::channel(1024);
+    for k in 1..=window {
+        let mut pdu = crate::esme::submit_sm("4477", "447700900123", b"", false).with_sequence_number(k);
+        pdu.tlvs.set(crate::pdu::tag::message_payload, &[b'x'; 60_000]);
+        let fwd = Forward {
+            frame: pdu.to_bytes().unwrap(),
+            info: crate::messages::RequestInfo::of(&pdu),
+            reply: reply.clone(),
+            attempt: 0,
+            received: std::time::Instant::now(),
+        };
+        assert!(handle.offer(fwd).is_ok(), "the session took request {k}");
+    }
+    // The session is blocked in its flush once what the SMSC's socket holds stops growing.
+    let mut peek = vec![0; 8 << 20];
+    let mut held = 0;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never filled the socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = smsc.peek(&mut peek).await.unwrap();
+        if now > 0 && now == held {
+            break;
+        }
+        held = now;
+    }
+    // A reset, not a close: the session's pending write fails.
+    smsc.set_zero_linger().unwrap();
+    drop(smsc);
+    let (mut retried, mut failed) = (0, 0);
+    while retried + failed < window {
+        match tokio::time::timeout(T, events.recv()).await {
+            Ok(Some(ClientEvent::Answer(Outcome::Retry(_)))) => retried += 1,
+            Ok(Some(ClientEvent::Answer(Outcome::Failed { status, .. }))) => {
+                assert_eq!(status, CommandStatus::ESME_RSYSERR);
+                failed += 1;
+            }
+            other => panic!("{retried} sent back, {failed} failed, then {other:?}"),
+        }
+    }
+    assert!(failed >= 1, "what went into the socket fails: {failed}");
+    assert!(retried >= 1, "what never left goes back: {retried} of {window}");
+    assert_eq!(handle.inflight(), 0);
+    stop.cancel();
 }

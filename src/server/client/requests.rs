@@ -314,13 +314,25 @@ impl Client {
             }
             return;
         }
+        let submit_ok = request.is_some() && header.status.is_ok();
         let body = &resp[HEADER_LEN.min(resp.len())..];
-        let upstream_id = match (&request, header.status.is_ok(), body.is_empty()) {
-            (Some(_), true, false) => response_id(body),
+        // Only the submits' own responses open with the message id (one of another type, as
+        // an SMSC may send in error, goes to the client as it came).
+        let id_first = matches!(
+            header.id,
+            CommandId::SUBMIT_SM_RESP | CommandId::DATA_SM_RESP | CommandId::SUBMIT_MULTI_RESP
+        );
+        let upstream_id = match (&request, header.status.is_ok(), id_first && !body.is_empty()) {
+            (Some(_), true, true) => response_id(body),
             _ => None,
         };
         let (Some(upstream_id), Some(bound), Some(request)) = (upstream_id, self.phase.bound(), request) else {
             put_frame(buf, &resp, client_seq);
+            if submit_ok {
+                // Answered OK without an id to correlate (no receipt can be matched): counted
+                // here, as it will not be at a commit.
+                self.count_submit(CommandId::SUBMIT_SM, header.status, Some(received.elapsed()));
+            }
             return;
         };
         let upstream_id = String::from_utf8_lossy(upstream_id).into_owned();
