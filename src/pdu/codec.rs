@@ -55,8 +55,8 @@ impl Decoder for SmppCodec {
     }
 }
 
-/// [`SmppCodec`] that hands out each frame beside its parse: for the client session, which
-/// reads every request's fields but forwards a submit as the octets it came in.
+/// [`SmppCodec`] that hands out each frame beside its parse: for the sessions, which read
+/// every PDU's fields but pass on a submit or a response as the octets it came in.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KeepFrameCodec(SmppCodec);
 

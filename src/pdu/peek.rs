@@ -1,7 +1,8 @@
 //! Reading a frame without parsing it: the header, a response's message id, a deliver_sm's
 //! `receipted_message_id`, and cutting whole frames off a read buffer. For the paths that
-//! handle every message and need one or two fields of it (the load generator, the simulator);
-//! anything these cannot read is left to [`super::Pdu::parse`], which says why.
+//! handle every message and need one or two fields of it (the load generator, the simulator,
+//! the proxy's answers to its clients); anything these cannot read is left to
+//! [`super::Pdu::parse`], which says why.
 
 use super::{CommandId, CommandStatus, HEADER_LEN};
 

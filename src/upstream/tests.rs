@@ -244,12 +244,20 @@ async fn a_failed_flush_sends_back_what_never_left_and_fails_what_did() {
         assert!(tokio::time::Instant::now() < deadline, "session did not bind");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // 64 submits of ~60 KB: about 4 MB, more than the two sockets' buffers take while the SMSC
-    // does not read. Offered without yielding: the session's next turn takes them all.
+    // 64 submits of together twice what the kernel may buffer on the proxy's side (its largest
+    // send buffer, from /proc) and more: the flush cannot finish while the SMSC does not read.
+    // Offered without yielding: the session's next turn takes them all.
+    let send_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    let tlvs_per_frame = (2 * send_max + (1 << 20)).div_ceil(window as usize * 60_000).max(1);
     let (reply, mut events) = mpsc::channel(1024);
     for k in 1..=window {
         let mut pdu = crate::esme::submit_sm("4477", "447700900123", b"", false).with_sequence_number(k);
-        pdu.tlvs.set(crate::pdu::tag::message_payload, &[b'x'; 60_000]);
+        for t in 0..tlvs_per_frame {
+            pdu.tlvs.set(0x1400 + t as u16, &[b'x'; 60_000]);
+        }
         let fwd = Forward {
             frame: pdu.to_bytes().unwrap(),
             info: crate::messages::RequestInfo::of(&pdu),
@@ -268,7 +276,7 @@ async fn a_failed_flush_sends_back_what_never_left_and_fails_what_did() {
             "the session never filled the socket"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = smsc.peek(&mut peek).await.unwrap();
+        let now = tokio::time::timeout(T, smsc.peek(&mut peek)).await.unwrap().unwrap();
         if now > 0 && now == held {
             break;
         }

@@ -330,8 +330,17 @@ impl Client {
             put_frame(buf, &resp, client_seq);
             if submit_ok {
                 // Answered OK without an id to correlate (no receipt can be matched): counted
-                // here, as it will not be at a commit.
+                // and put in the trail here, as it will not be at a commit.
                 self.count_submit(CommandId::SUBMIT_SM, header.status, Some(received.elapsed()));
+                if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
+                    self.ctx.trail.record(TrailEvent::Submit {
+                        client: bound.account.system_id.clone(),
+                        upstream,
+                        correlation: None,
+                        status: header.status,
+                        latency: received.elapsed(),
+                    });
+                }
             }
             return;
         };
