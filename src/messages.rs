@@ -6,7 +6,7 @@
 //! - upstream session → account: [`AccountMsg::Deliver`]; account → upstream session:
 //!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response.
 
-use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
+use crate::pdu::{peek, Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
 use crate::store::Correlation;
 use bytes::Bytes;
@@ -38,32 +38,19 @@ pub struct Forward {
 impl Forward {
     /// The request's `command_id`.
     pub fn command_id(&self) -> CommandId {
-        CommandId(be32(&self.frame, 4))
+        CommandId(peek::be32(&self.frame, 4))
     }
 
     /// The client's `sequence_number` of the request.
     pub fn client_seq(&self) -> u32 {
-        be32(&self.frame, 12)
+        peek::be32(&self.frame, 12)
     }
 
     /// The response to the request with `status` and an empty body (generic_nack for a
     /// request that has no response of its own).
     pub fn error_response(&self, status: CommandStatus) -> Pdu {
-        self.command_id()
-            .response()
-            .and_then(Body::empty_response)
-            .map_or_else(|| Pdu::new(Body::GenericNack), Pdu::new)
-            .with_status(status)
-            .with_sequence_number(self.client_seq())
+        Pdu::error_response_to(self.command_id(), self.client_seq(), status)
     }
-}
-
-/// The big-endian `u32` at `at` in a frame (0 past its end: a frame is never shorter than
-/// its 16-octet header).
-fn be32(frame: &[u8], at: usize) -> u32 {
-    frame
-        .get(at..at + 4)
-        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// How a forwarded request ended.

@@ -193,9 +193,14 @@ pub fn put_with_message_id(dst: &mut BytesMut, frame: &[u8], seq: u32, id: &[u8]
         return false;
     };
     dst.reserve(len as usize);
-    dst.extend_from_slice(&len.to_be_bytes());
-    dst.extend_from_slice(&frame[4..12]);
-    dst.extend_from_slice(&seq.to_be_bytes());
+    let (command, status) = (super::peek::be32(frame, 4), super::peek::be32(frame, 8));
+    super::peek::put_header(
+        dst,
+        len as usize,
+        super::CommandId(command),
+        super::CommandStatus(status),
+        seq,
+    );
     dst.extend_from_slice(id);
     dst.extend_from_slice(&[0]);
     dst.extend_from_slice(rest);

@@ -101,16 +101,11 @@ impl PduError {
         if self.command_id.is_response() {
             return None;
         }
-        let body = self
-            .command_id
-            .response()
-            .and_then(Body::empty_response)
-            .unwrap_or(Body::GenericNack);
-        Some(
-            Pdu::new(body)
-                .with_status(self.status())
-                .with_sequence_number(self.sequence_number),
-        )
+        Some(Pdu::error_response_to(
+            self.command_id,
+            self.sequence_number,
+            self.status(),
+        ))
     }
 }
 

@@ -210,6 +210,18 @@ impl Pdu {
         Ok(buf.freeze())
     }
 
+    /// The response to a `command` request numbered `seq`, with `status` and an empty body
+    /// (generic_nack for a command that has no response of its own): how a request known by
+    /// its header alone is refused.
+    pub fn error_response_to(command: CommandId, seq: u32, status: CommandStatus) -> Pdu {
+        command
+            .response()
+            .and_then(Body::empty_response)
+            .map_or_else(|| Pdu::new(Body::GenericNack), Pdu::new)
+            .with_status(status)
+            .with_sequence_number(seq)
+    }
+
     /// The response to this request with `status` and an empty body, e.g. to refuse it.
     /// `None` for PDUs that have no response.
     pub fn error_response(&self, status: CommandStatus) -> Option<Pdu> {

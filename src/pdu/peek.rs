@@ -35,8 +35,10 @@ pub enum Next {
     },
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+/// The big-endian `u32` at `at` (0 past the end: a header field of a frame is never there).
+pub fn be32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The frame at the start of `buf`, if it is whole.

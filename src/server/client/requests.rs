@@ -272,13 +272,7 @@ impl Client {
                 self.outstanding = self.outstanding.saturating_sub(1);
                 self.count_submit(command, status, None);
                 self.mapped.remove(&client_seq);
-                let resp = command
-                    .response()
-                    .and_then(Body::empty_response)
-                    .map_or_else(|| Pdu::new(Body::GenericNack), Pdu::new)
-                    .with_status(status)
-                    .with_sequence_number(client_seq);
-                self.put(&resp)
+                self.put(&Pdu::error_response_to(command, client_seq, status))
             }
             Outcome::Retry(mut fwd) => {
                 fwd.attempt += 1;
