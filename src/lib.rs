@@ -19,7 +19,7 @@
 //!   zero-padding and case.
 //! - [`session`]: what client and upstream sessions share: the SMPP state table, sequence
 //!   numbers, keep-alive, reconnect backoff, token buckets, sockets whose writes cannot wait
-//!   forever.
+//!   forever, and the threads sessions and accounts run on.
 //! - [`tls`]: TLS on both sides (rustls): certificates and keys from PEM files, the listener's
 //!   (reloadable) and the client certificates accounts require, the upstreams', and the socket
 //!   that is plain or TLS.
@@ -68,6 +68,11 @@
 //!  client session ◀─ClientEvent::Deliver────── account              (a receipt or MO to write)
 //!  client session ─AccountMsg::{BindUp, BindDown, Delivered}─▶ account
 //! ```
+//!
+//! Sessions and accounts run on `[sessions] threads` single-threaded runtimes
+//! ([`session::threads`]), placed in turn; a request goes to an upstream session on its
+//! client's thread, a receipt to a bind on its account's, when they have room: a hand-over on
+//! one thread is a queue push, not a wake-up of another core.
 //!
 //! Shared state read by many tasks is behind `Arc`s with short, await-free critical sections:
 //! each upstream's [`upstream::load::Load`] (written by its sessions, read by the router), the

@@ -157,6 +157,8 @@ pub enum AccountMsg {
         /// The most deliveries its channel has room for (a reload raising `deliver_window`
         /// beyond it applies from the next bind).
         deliver_cap: usize,
+        /// The session thread it runs on (see [`crate::session::threads`]).
+        thread: usize,
     },
     /// A bind went away; what it had in flight goes back to the outbox.
     BindDown {

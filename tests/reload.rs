@@ -217,10 +217,16 @@ async fn settings_that_need_a_restart_are_named_and_keep_their_running_values() 
             "smpp = \"127.0.0.1:0\"",
             &format!("smpp = \"127.0.0.1:{}\"", free_port()),
         )
-        .replace("node_id = \"t\"", "node_id = \"u\"");
+        .replace("node_id = \"t\"", "node_id = \"u\"")
+        .replace("[store]", "[sessions]\nthreads = 3\n[store]");
     std::fs::write(dir.path().join("smpp-proxy.toml"), &moved).unwrap();
     let report = proxy.reload().await.unwrap();
-    assert_eq!(report.restart_needed, ["node_id", "listen.smpp"]);
+    assert_eq!(report.restart_needed, ["node_id", "listen.smpp", "sessions.threads"]);
+    assert_eq!(
+        proxy.context().config().client_sessions.threads,
+        0,
+        "the running value stays"
+    );
     assert_eq!(proxy.snapshot().node_id, "t");
     assert_eq!(proxy.context().config().listen.port(), 0, "the running value stays");
     // Nothing else changed: nothing re-bound.

@@ -1,11 +1,12 @@
 //! The receipt parser and id rewrite over any text, in short_message and in message_payload:
-//! no panic, and a rewrite changes the id and nothing the parser reads besides.
+//! no panic, a rewrite changes the id and nothing the parser reads besides, and the rewrite on
+//! the frame (the receipt path's) gives the same octets as the rewritten PDU encoded.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use smpp_proxy::pdu::{tag, Body, DeliverSm, Pdu, Tlvs};
-use smpp_proxy::receipt::{id, rewrite_id, Receipt};
+use smpp_proxy::receipt::{id, rewrite_id, rewrite_receipt_frame, rewrite_receipt_id, Receipt};
 
 fuzz_target!(|data: &[u8]| {
     let text = &data[..data.len().min(255)];
@@ -21,7 +22,14 @@ fuzz_target!(|data: &[u8]| {
         if let Some(receipt_id) = before.id() {
             let _ = id::lookup_keys(receipt_id, id::IdMatch::Numeric);
         }
-        let Ok(rewritten) = rewrite_id(&pdu, b"0123456789abcdef") else { continue };
+        let frame = pdu.to_bytes().unwrap();
+        let parsed = Pdu::parse(frame.clone()).unwrap();
+        let read = Receipt::from_pdu(&parsed).expect("still a receipt once encoded");
+        let new_id = b"0123456789abcdef";
+        let on_frame = rewrite_receipt_frame(&frame, &parsed, &read, new_id).expect("fields lie in the frame");
+        let on_pdu = rewrite_receipt_id(&parsed, &read, new_id).map(|p| p.to_bytes().unwrap());
+        assert_eq!(on_frame.ok(), on_pdu.ok());
+        let Ok(rewritten) = rewrite_id(&pdu, new_id) else { continue };
         let after = Receipt::from_pdu(&rewritten).expect("still a receipt");
         if before.text_id.is_some() {
             assert_eq!(after.text_id.as_deref(), Some(&b"0123456789abcdef"[..]));

@@ -32,7 +32,7 @@ use crate::budget::{Budget, Charge};
 use crate::config::ClientConfig;
 use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Delivery, Forget};
 use crate::pdu::{CommandStatus, Pdu};
-use crate::session::{SharedBucket, TokenBucket};
+use crate::session::{threads, SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -123,6 +123,9 @@ struct Bind {
     cap: usize,
     /// Entries handed to this bind, by the key the client session reports back.
     inflight: HashMap<u64, Entry>,
+    /// Its session runs on this account's thread: preferred while it has about as much room
+    /// as the others (a hand-over there wakes no other core).
+    near: bool,
 }
 
 /// An entry being written to the store; the SMSC is answered once it is durable.
@@ -161,7 +164,13 @@ struct Account {
 /// Starts the task of one account on `tasks`; it first reloads what a node's own store holds
 /// for it, and ends when every handle is dropped. `poll` is how often a shared outbox is
 /// looked at without a doorbell.
-pub fn spawn(config: ClientConfig, store: Arc<dyn Store>, poll: Duration, tasks: &TaskTracker) -> AccountHandle {
+pub fn spawn(
+    config: ClientConfig,
+    store: Arc<dyn Store>,
+    poll: Duration,
+    tasks: &TaskTracker,
+    place: &threads::Placement,
+) -> AccountHandle {
     let config = Arc::new(ArcSwap::from_pointee(config));
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
@@ -169,8 +178,7 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>, poll: Duration, tasks:
     let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (redelivered, dropped_refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let bytes = Budget::new(u64::MAX, config.load().outbox_max_bytes);
-    let fetcher = store.shared().map(|shared| Fetcher::new(poll, shared));
-    let account = Account {
+    let mut account = Account {
         config: config.clone(),
         store,
         storing: VecDeque::new(),
@@ -186,9 +194,13 @@ pub fn spawn(config: ClientConfig, store: Arc<dyn Store>, poll: Duration, tasks:
         next_bind: 0,
         outbox_len: outbox_len.clone(),
         oldest: oldest.clone(),
-        fetcher,
+        fetcher: None,
     };
-    tasks.spawn(account.run(rx));
+    place.spawn(tasks, async move {
+        // Made here: its timers belong to the runtime that polls them.
+        account.fetcher = account.store.shared().map(|shared| Fetcher::new(poll, shared));
+        account.run(rx).await
+    });
     let (system_id, tps) = {
         let c = config.load();
         (Arc::from(c.system_id.as_str()), c.tps)
@@ -581,6 +593,7 @@ impl Account {
                 bind_id,
                 tx,
                 deliver_cap,
+                thread,
             } => {
                 if self.binds.is_empty() {
                     if let Some(fetcher) = &mut self.fetcher {
@@ -593,6 +606,7 @@ impl Account {
                         tx,
                         inflight: HashMap::new(),
                         cap: deliver_cap,
+                        near: thread != 0 && thread == threads::current(),
                     },
                 ));
             }
@@ -764,13 +778,15 @@ impl Account {
     fn pump(&mut self) {
         let window = self.config.load().deliver_window as usize;
         while !self.waiting.is_empty() && !self.binds.is_empty() {
-            let n = self.binds.len();
-            let room = |b: &Bind| b.inflight.len() < window.min(b.cap);
-            let Some(offset) = (0..n).find(|k| room(&self.binds[(self.next_bind + k) % n].1)) else {
+            let binds = &self.binds;
+            let free = |i: usize| {
+                let b = &binds[i].1;
+                window.min(b.cap).saturating_sub(b.inflight.len()) as u32
+            };
+            let Some(i) = threads::prefer_near(binds.len(), free, |i| binds[i].1.near, self.next_bind) else {
                 return;
             };
-            let i = (self.next_bind + offset) % n;
-            self.next_bind = (i + 1) % n;
+            self.next_bind = (i + 1) % binds.len();
             let Some(entry) = self.waiting.pop_front() else { return };
             let key = self.next_key;
             let bind = &mut self.binds[i].1;

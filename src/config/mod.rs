@@ -124,6 +124,9 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
+/// Most session threads: more than cores only adds switches between them.
+const MAX_THREADS: usize = 256;
+
 /// Shortest admin token accepted.
 const MIN_TOKEN: usize = 16;
 
@@ -142,6 +145,8 @@ pub struct ClientSessionConfig {
     pub queue_timeout: Duration,
     /// A client that has read nothing of what the proxy sent for this long is closed.
     pub write_timeout: Duration,
+    /// Threads that run client sessions, upstream sessions and accounts (0: one per core).
+    pub threads: usize,
 }
 
 impl Config {
@@ -500,6 +505,12 @@ fn sessions(s: &raw::RawSessions, p: &mut Problems) -> ClientSessionConfig {
     if !(1024..=16 * 1024 * 1024).contains(&s.max_pdu_len) {
         p.add("sessions.max_pdu_len", "must be between 1024 and 16777216");
     }
+    if s.threads > MAX_THREADS {
+        p.add(
+            "sessions.threads",
+            format!("must be at most {MAX_THREADS} (0: one per core)"),
+        );
+    }
     ClientSessionConfig {
         bind_timeout: p.duration("sessions.bind_timeout", &s.bind_timeout),
         enquire_link: p.duration("sessions.enquire_link", &s.enquire_link),
@@ -507,6 +518,7 @@ fn sessions(s: &raw::RawSessions, p: &mut Problems) -> ClientSessionConfig {
         max_pdu_len: s.max_pdu_len,
         queue_timeout: p.duration("sessions.queue_timeout", &s.queue_timeout),
         write_timeout: p.duration("sessions.write_timeout", &s.write_timeout),
+        threads: s.threads,
     }
 }
 
@@ -575,6 +587,8 @@ mod tests {
             node_id = ""
             [listen]
             smpp = "nowhere"
+            [sessions]
+            threads = 1000
             [[clients]]
             system_id = "shop"
             password = "far-too-long"
@@ -598,6 +612,7 @@ mod tests {
         for key in [
             "node_id:",
             "listen.smpp:",
+            "sessions.threads:",
             "clients[0].password:",
             "clients[0].allow[0]:",
             "clients[0].route:",
@@ -612,7 +627,7 @@ mod tests {
                 "{key} missing from {err}"
             );
         }
-        assert_eq!(err.0.len(), 10, "{err}");
+        assert_eq!(err.0.len(), 11, "{err}");
     }
 
     #[test]

@@ -204,6 +204,7 @@ pub(super) struct RawSessions {
     pub(super) max_pdu_len: usize,
     pub(super) queue_timeout: String,
     pub(super) write_timeout: String,
+    pub(super) threads: usize,
 }
 
 impl Default for RawSessions {
@@ -215,6 +216,7 @@ impl Default for RawSessions {
             max_pdu_len: crate::pdu::codec::DEFAULT_MAX_LEN,
             queue_timeout: "5s".into(),
             write_timeout: "30s".into(),
+            threads: 0,
         }
     }
 }
@@ -654,6 +656,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "max_pdu_len",
             "queue_timeout",
             "write_timeout",
+            "threads",
         ],
     ),
     (

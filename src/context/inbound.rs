@@ -23,9 +23,9 @@ use crate::config::MultipartReceipts;
 use crate::logging::Limiter;
 use crate::messages::Forget;
 use crate::messages::{AccountMsg, DeliverAck};
-use crate::pdu::{Body, CommandStatus, Pdu};
+use crate::pdu::{Body, CommandStatus, EncodeError, Pdu};
 use crate::receipt::id::{canonical_key, lookup_keys, IdKey};
-use crate::receipt::{rewrite_receipt_id, Receipt};
+use crate::receipt::{rewrite_receipt_frame, rewrite_receipt_id, Receipt};
 use crate::store::{Correlation, Found, Pushed, StoreError};
 use crate::upstream::{InboundSink, UpstreamInfo};
 use bytes::Bytes;
@@ -72,6 +72,7 @@ impl Early {
 #[derive(Debug)]
 pub struct Lookup {
     upstream: Arc<UpstreamInfo>,
+    frame: Bytes,
     pdu: Pdu,
     receipt: Receipt,
     ack: DeliverAck,
@@ -83,6 +84,7 @@ pub struct Lookup {
 pub async fn lookups(ctx: std::sync::Weak<Context>, mut rx: mpsc::Receiver<Lookup>) {
     while let Some(Lookup {
         upstream,
+        frame,
         pdu,
         receipt,
         ack,
@@ -91,7 +93,7 @@ pub async fn lookups(ctx: std::sync::Weak<Context>, mut rx: mpsc::Receiver<Looku
     {
         let found = ticket.await;
         match ctx.upgrade() {
-            Some(ctx) => ctx.on_found(&upstream, pdu, &receipt, ack, found),
+            Some(ctx) => ctx.on_found(&upstream, Some(&frame), pdu, &receipt, ack, found),
             // Shutting down: the SMSC sends it again to whoever runs next.
             None => ack.send(CommandStatus::ESME_RX_T_APPN),
         }
@@ -162,9 +164,16 @@ impl Context {
     /// Hands a receipt or MO (ids already rewritten) to its client's account, encoded once
     /// here: the account, its outbox and the client session carry the frame, not the PDU
     /// (whose fields would keep the upstream's read buffer shared across tasks).
-    fn to_account(&self, client: &str, pdu: Pdu, ack: DeliverAck, forget: Forget, dedup: Option<String>) {
+    fn to_account(
+        &self,
+        client: &str,
+        frame: Result<Bytes, EncodeError>,
+        ack: DeliverAck,
+        forget: Forget,
+        dedup: Option<String>,
+    ) {
         let live = self.live();
-        let frame = match pdu.to_bytes() {
+        let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 warn!(client, error = %e, "delivery cannot be encoded: SMSC asked to retry (ESME_RX_T_APPN)");
@@ -265,13 +274,14 @@ impl Context {
     fn on_found(
         &self,
         upstream: &Arc<UpstreamInfo>,
+        frame: Option<&[u8]>,
         pdu: Pdu,
         receipt: &Receipt,
         ack: DeliverAck,
         found: Result<Option<Arc<Correlation>>, StoreError>,
     ) {
         match found {
-            Ok(Some(correlation)) => self.deliver_matched(upstream, pdu, receipt, correlation, ack),
+            Ok(Some(correlation)) => self.deliver_matched(upstream, frame, pdu, receipt, correlation, ack),
             Ok(None) if receipt.id().is_some() => self.hold_early(upstream, receipt, pdu, ack),
             Ok(None) => self.unmatched(upstream, pdu, ack),
             Err(e) => {
@@ -306,6 +316,7 @@ impl Context {
     fn deliver_matched(
         &self,
         upstream: &UpstreamInfo,
+        frame: Option<&[u8]>,
         pdu: Pdu,
         receipt: &Receipt,
         correlation: Arc<Correlation>,
@@ -340,11 +351,17 @@ impl Context {
             ack.send(CommandStatus::ESME_ROK);
             return;
         }
-        let out = match rewrite_receipt_id(&pdu, receipt, correlation.client_id.as_bytes()) {
+        let id = correlation.client_id.as_bytes();
+        // On the frame the SMSC sent when there is one; else the parsed PDU, encoded again.
+        let rewritten = match frame.and_then(|frame| rewrite_receipt_frame(frame, &pdu, receipt, id)) {
+            Some(rewritten) => rewritten.map(Ok),
+            None => rewrite_receipt_id(&pdu, receipt, id).map(|out| out.to_bytes()),
+        };
+        let out = match rewritten {
             Ok(out) => out,
             Err(e) => {
                 warn!(error = %e, "receipt id not rewritten; delivered as received");
-                pdu
+                pdu.to_bytes()
             }
         };
         self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
@@ -378,7 +395,7 @@ impl Context {
             "receipt matches no submission"
         );
         match &self.live().config.unmatched_receipts_to {
-            Some(client) => self.to_account(client, pdu, ack, None, None),
+            Some(client) => self.to_account(client, pdu.to_bytes(), ack, None, None),
             None => ack.send(CommandStatus::ESME_ROK),
         }
     }
@@ -421,7 +438,7 @@ impl Context {
         if let Ok(Ok(Some(correlation))) = self.lookup(upstream, receipt).now() {
             if let Some((pdu, ack)) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, pdu, receipt, correlation, ack);
+                self.deliver_matched(upstream, None, pdu, receipt, correlation, ack);
             }
         }
     }
@@ -452,7 +469,7 @@ impl Context {
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
             // Read again: the rare path, not worth keeping every held receipt's parse around.
             match Receipt::from_pdu(&pdu) {
-                Some(receipt) => self.deliver_matched(&upstream, pdu, &receipt, c.clone(), ack),
+                Some(receipt) => self.deliver_matched(&upstream, None, pdu, &receipt, c.clone(), ack),
                 None => self.unmatched(&upstream, pdu, ack),
             }
         }
@@ -488,7 +505,7 @@ impl Context {
             if let Ok(Some(correlation)) = self.lookup(&early.upstream, &receipt).await {
                 if let Some((pdu, ack)) = early.take() {
                     self.early.forget(&early);
-                    self.deliver_matched(&early.upstream, pdu, &receipt, correlation, ack);
+                    self.deliver_matched(&early.upstream, None, pdu, &receipt, correlation, ack);
                 }
             }
         }
@@ -521,13 +538,14 @@ impl InboundSink for Context {
         self.live().config.limits.unanswered_delivers as usize
     }
 
-    fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck) {
+    fn inbound(&self, upstream: &Arc<UpstreamInfo>, frame: Bytes, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
             match self.lookup(upstream, &receipt).now() {
-                Ok(found) => self.on_found(upstream, pdu, &receipt, ack, found),
+                Ok(found) => self.on_found(upstream, Some(&frame), pdu, &receipt, ack, found),
                 Err(ticket) => {
                     let pending = Lookup {
                         upstream: upstream.clone(),
+                        frame,
                         pdu,
                         receipt,
                         ack,
@@ -551,7 +569,7 @@ impl InboundSink for Context {
             Some(client) => {
                 self.stats.mo_routed.fetch_add(1, Ordering::Relaxed);
                 let client = client.to_owned();
-                self.to_account(&client, pdu, ack, None, None);
+                self.to_account(&client, pdu.to_bytes(), ack, None, None);
             }
             None => {
                 self.stats.mo_unroutable.fetch_add(1, Ordering::Relaxed);

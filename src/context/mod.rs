@@ -107,6 +107,8 @@ pub struct Context {
     pub trail: crate::trail::Trail,
     /// The last final receipts, for `GET /messages/{id}`.
     pub delivered: delivered::Delivered,
+    /// Where client sessions, upstream sessions and accounts are spawned.
+    pub sessions: crate::session::threads::Placement,
 }
 
 impl Context {

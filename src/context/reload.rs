@@ -291,7 +291,13 @@ impl Reloader {
                     accounts.insert(id.clone(), a.clone());
                 }
                 None => {
-                    let a = account::spawn(config.clone(), ctx.store.clone(), new.cluster.poll, &self.account_tasks);
+                    let a = account::spawn(
+                        config.clone(),
+                        ctx.store.clone(),
+                        new.cluster.poll,
+                        &self.account_tasks,
+                        &ctx.sessions,
+                    );
                     report.clients_added.push(id.clone());
                     accounts.insert(id.clone(), a);
                 }
@@ -356,12 +362,8 @@ fn start_sessions(
     sessions
         .into_iter()
         .map(|(handle, rx)| {
-            tasks.spawn(upstream::session::run(
-                handle.clone(),
-                rx,
-                inbound.clone(),
-                stop.clone(),
-            ));
+            let task = upstream::session::run(handle.clone(), rx, inbound.clone(), stop.clone());
+            ctx.sessions.spawn(tasks, task);
             handle
         })
         .collect()
@@ -500,6 +502,12 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<String> {
             // The listener stays, serving the files it has.
             (Some(o), n) => *n = Some(o.clone()),
         }
+    }
+    if keep(
+        "sessions.threads",
+        old.client_sessions.threads != new.client_sessions.threads,
+    ) {
+        new.client_sessions.threads = old.client_sessions.threads;
     }
     if keep("listen.admin", old.admin != new.admin) {
         new.admin = old.admin;

@@ -18,6 +18,7 @@ use crate::context::{Context, EarlyReceipts, Live, Stats};
 use crate::guard::Guard;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
+use crate::session::threads::SessionThreads;
 use crate::store::{DurableStore, MemoryStore, RedisStore, Store, StoreError};
 use crate::tls::server::ServerTls;
 use crate::trail::Trail;
@@ -45,6 +46,9 @@ const UPSTREAMS_GRACE: Duration = Duration::from_secs(10);
 const TRAIL_GRACE: Duration = Duration::from_secs(2);
 /// How long accounts get to finish their store writes, at shutdown.
 const ACCOUNTS_GRACE: Duration = Duration::from_secs(5);
+/// How long the session threads get to end, dropping what still ran on them (a durable store
+/// whose last handle goes there closes first).
+const THREADS_GRACE: Duration = Duration::from_secs(15);
 
 /// Why the proxy did not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,9 @@ pub enum StartError {
     /// The message trail's file could not be opened.
     #[error("message trail: {0}")]
     Trail(String),
+    /// The session threads could not be started.
+    #[error("cannot start the session threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// The listeners, open before anything else starts (so that a taken port is reported first).
@@ -147,6 +154,9 @@ pub struct Proxy {
     upstreams: TaskTracker,
     /// Account tasks: they end when the context is gone.
     accounts: TaskTracker,
+    /// Where client sessions, upstream sessions and accounts run; stopped last (dropped, they
+    /// stop too).
+    threads: SessionThreads,
 }
 
 impl Proxy {
@@ -194,6 +204,7 @@ impl Proxy {
             Some(path) => Trail::open(path).map_err(|e| StartError::Trail(format!("{}: {e}", path.display())))?,
             None => Trail::default(),
         };
+        let threads = SessionThreads::start(config.client_sessions.threads).map_err(StartError::Threads)?;
         let config = Arc::new(config);
         let (clients_stop, upstreams_stop) = (CancellationToken::new(), CancellationToken::new());
         let infos: Vec<_> = config
@@ -209,7 +220,13 @@ impl Proxy {
             .clients
             .iter()
             .map(|(id, c)| {
-                let handle = account::spawn(c.clone(), store.clone(), config.cluster.poll, &accounts_tasks);
+                let handle = account::spawn(
+                    c.clone(),
+                    store.clone(),
+                    config.cluster.poll,
+                    &accounts_tasks,
+                    &threads.placement(),
+                );
                 (id.clone(), handle)
             })
             .collect();
@@ -242,6 +259,7 @@ impl Proxy {
             history: crate::context::history::History::default(),
             trail,
             delivered: Default::default(),
+            sessions: threads.placement(),
         });
         upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));
         if let Some(cluster) = &ctx.cluster {
@@ -281,6 +299,7 @@ impl Proxy {
             clients,
             upstreams,
             accounts: accounts_tasks,
+            threads,
         })
     }
 
@@ -360,6 +379,7 @@ impl Proxy {
         // Accounts end when the last handle goes; then nothing holds the store and it closes.
         drop(self.ctx);
         let _ = tokio::time::timeout(ACCOUNTS_GRACE, self.accounts.wait()).await;
+        self.threads.stop(THREADS_GRACE).await;
         info!("smpp-proxy stopped");
     }
 }

@@ -9,8 +9,11 @@
 //! hex/decimal forms. The proxy's receipt path uses these to find the client a receipt
 //! belongs to and to hand it over with the client's own message id.
 
+mod frame;
 pub mod id;
 mod text;
+
+pub use frame::rewrite_receipt_frame;
 
 use crate::pdu::json::{printable_text, JsonObject};
 use crate::pdu::{tag, Body, NetworkErrorCode, Pdu};

@@ -29,6 +29,7 @@ pub use figures::{GroupFigures, UpstreamFigures, UpstreamState};
 use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy, MAX_MEMBERS};
 use crate::messages::Forward;
 use crate::pdu::{CommandStatus, Pdu};
+use crate::session::threads;
 use crate::upstream::load::Change;
 use crate::upstream::{Mode, SessionHandle, UpstreamInfo};
 use pick::{Candidate, Standing};
@@ -442,7 +443,9 @@ impl Router {
             return Err((fwd, CommandStatus::ESME_RTHROTTLED));
         }
         let turn = slot.turn.fetch_add(1, Ordering::Relaxed);
-        let first = pick::most_free(sessions.len(), |i| sessions[i].free_window(), turn);
+        let here = threads::current();
+        let near = |i: usize| here != 0 && sessions[i].thread() == here;
+        let first = threads::prefer_near(sessions.len(), |i| sessions[i].free_window(), near, turn);
         // The fullest-first order after the first choice hardly matters: refusals are rare
         // (the channel is as deep as the window).
         let order = first

@@ -13,7 +13,7 @@ use crate::logging::Limiter;
 use crate::tls::server::ServerTls;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -34,7 +34,11 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, tls: Option<Arc<Ser
                         Ok(admitted) => {
                             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
                             let acceptor = tls.as_ref().map(|t| t.acceptor());
-                            sessions.spawn(async move {
+                            // Moved to a session thread's reactor there.
+                            let Ok(stream) = stream.into_std() else { continue };
+                            let placement = ctx.sessions.clone();
+                            placement.spawn(&sessions, async move {
+                                let Ok(stream) = TcpStream::from_std(stream) else { return };
                                 let Some((stream, bind_deadline)) = tls::open(&ctx, stream, peer, acceptor, &shutdown).await else {
                                     return;
                                 };

@@ -8,6 +8,7 @@ mod bucket;
 mod deadline;
 mod inflight;
 pub mod state;
+pub mod threads;
 
 use std::time::{Duration, Instant};
 

@@ -21,8 +21,9 @@ use crate::messages::{DeliverAck, Forward};
 use crate::pdu::CommandStatus;
 use crate::pdu::Pdu;
 use crate::session::{SharedBucket, TokenBucket};
+use bytes::Bytes;
 use load::Load;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -138,8 +139,9 @@ impl ModeCell {
 
 /// Where receipts and MO from upstreams go.
 pub trait InboundSink: Send + Sync + std::fmt::Debug {
-    /// Handles a deliver_sm / data_sm from `upstream`; `ack` answers the SMSC when it is held.
-    fn inbound(&self, upstream: &Arc<UpstreamInfo>, pdu: Pdu, ack: DeliverAck);
+    /// Handles a deliver_sm / data_sm from `upstream` (`pdu`, parsed from `frame`); `ack`
+    /// answers the SMSC when it is held.
+    fn inbound(&self, upstream: &Arc<UpstreamInfo>, frame: Bytes, pdu: Pdu, ack: DeliverAck);
     /// How many a session may have handed over and not yet answered; past it the session
     /// answers ESME_RX_T_APPN itself, so an SMSC cannot make the proxy hold without bound.
     fn max_unanswered(&self) -> usize {
@@ -176,6 +178,8 @@ pub struct SessionHandle {
     /// Its first connect and bind has ended (bound or not), or it was never to try (paused,
     /// retired): until then the router holds requests for it rather than refusing them.
     settled: AtomicBool,
+    /// The session thread its task runs on (see [`crate::session::threads`]); 0 until it runs.
+    thread: AtomicUsize,
     /// Cancelled to retire it: nothing new, answers awaited, unbind, end.
     pub retire: CancellationToken,
     /// Cancelled when its task has ended.
@@ -254,6 +258,17 @@ impl SessionHandle {
         self.inflight.load(Ordering::Acquire)
     }
 
+    /// The session thread its task runs on (0: not on one, or not started).
+    pub fn thread(&self) -> usize {
+        self.thread.load(Ordering::Relaxed)
+    }
+
+    /// Notes the session thread its task runs on: the router prefers it for requests from the
+    /// same thread.
+    pub fn runs_here(&self) {
+        self.thread.store(crate::session::threads::current(), Ordering::Relaxed);
+    }
+
     /// Room for more requests now; 0 when unbound or full.
     pub fn free_window(&self) -> u32 {
         if !self.is_bound() || !self.can_submit() {
@@ -313,6 +328,7 @@ pub fn sessions_at(info: &Arc<UpstreamInfo>, index: usize) -> Vec<(Arc<SessionHa
                 inflight: AtomicU32::new(0),
                 last_error: std::sync::Mutex::new(None),
                 settled: AtomicBool::new(false),
+                thread: AtomicUsize::new(0),
                 retire: CancellationToken::new(),
                 ended: CancellationToken::new(),
             });

@@ -113,6 +113,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let _ended = handle.ended.clone().drop_guard();
+    handle.runs_here();
     let mut rng = SmallRng::from_entropy();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut mode = handle.upstream.mode.subscribe();
@@ -597,7 +598,7 @@ impl<'a> Bound<'a> {
             }
             CommandId::DELIVER_SM | CommandId::DATA_SM => {
                 let ack = DeliverAck::new(self.events_tx.clone(), pdu.sequence_number, id, self.unanswered.clone());
-                self.inbound.inbound(&self.handle.upstream, pdu, ack);
+                self.inbound.inbound(&self.handle.upstream, frame, pdu, ack);
             }
             CommandId::ALERT_NOTIFICATION => {
                 debug!(upstream = %self.handle.upstream.name, "alert_notification ignored")

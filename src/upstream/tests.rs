@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(10);
 struct NoInbound;
 
 impl InboundSink for NoInbound {
-    fn inbound(&self, _: &Arc<UpstreamInfo>, _: Pdu, ack: DeliverAck) {
+    fn inbound(&self, _: &Arc<UpstreamInfo>, _: Bytes, _: Pdu, ack: DeliverAck) {
         ack.send(CommandStatus::ESME_ROK);
     }
 }

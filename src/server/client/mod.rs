@@ -595,6 +595,7 @@ impl Client {
                 bind_id,
                 tx: events_tx.clone(),
                 deliver_cap,
+                thread: crate::session::threads::current(),
             };
             let _ = account.tx.send(up).await;
         }

@@ -141,6 +141,9 @@ pub struct RedisStore {
     grouped: dashmap::DashSet<String>,
     /// Correlations this node recorded lately: receipts coming back here need no lookup.
     recent: Arc<recent::Recent>,
+    /// The runtime the store was opened on: its own tasks go there, not onto the session
+    /// thread of whichever session or account called it.
+    runtime: tokio::runtime::Handle,
 }
 
 impl RedisStore {
@@ -181,6 +184,7 @@ impl RedisStore {
             conn,
             grouped: dashmap::DashSet::new(),
             recent,
+            runtime: tokio::runtime::Handle::current(),
         });
         tokio::spawn(probe(Arc::downgrade(&store)));
         info!(store = %conn::describe(redis), "shared store connected");
@@ -287,7 +291,7 @@ impl Store for RedisStore {
         }
         let (ticket, reply) = Found::channel();
         let (mut conn, cid) = (self.conn.clone(), self.keys.client_id(client, client_id));
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let found = async {
                 let corr: Option<Vec<u8>> = redis::cmd("GET").arg(&cid).query_async(&mut conn).await?;
                 let Some(corr) = corr else { return Ok(None) };

@@ -49,7 +49,7 @@ impl RedisStore {
             judge: self.health.steady(self.settle),
             judge_idle: self.health.steady(self.settle + self.claim_idle / 3),
         });
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let _ = reply.send(fut.await);
         });
         ticket
