@@ -26,6 +26,7 @@ use tokio_util::codec::Decoder;
 const END: Duration = Duration::from_secs(10);
 
 struct World {
+    _proxy: Proxy,
     _runtime: tokio::runtime::Runtime,
     addr: SocketAddr,
     tls_addr: SocketAddr,
@@ -52,7 +53,7 @@ fn world() -> &'static World {
         let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        let (addr, tls_addr) = runtime.block_on(async {
+        let proxy = runtime.block_on(async {
             let sim = sim::start(SimConfig {
                 receipt_delay: Duration::from_millis(1),
                 ..SimConfig::default()
@@ -96,12 +97,13 @@ window = 1000
             );
             let proxy = Proxy::start(Config::from_toml(&toml).unwrap()).await.unwrap();
             assert!(proxy.wait_bound(Duration::from_secs(10)).await);
-            let addrs = (proxy.local_addr(), proxy.tls_addr().unwrap());
-            // Both live as long as the process.
+            // Both live as long as the process: the proxy in the world (what only it holds,
+            // such as its session threads' handles, must stay reachable, or LeakSanitizer
+            // reports it), the simulator forgotten (its tasks hold what it has).
             std::mem::forget(sim);
-            std::mem::forget(proxy);
-            addrs
+            proxy
         });
+        let (addr, tls_addr) = (proxy.local_addr(), proxy.tls_addr().unwrap());
         let bind = Body::BindTransceiver(smpp_proxy::pdu::body::Bind {
             system_id: COctetString::from_text("shop"),
             password: COctetString::from_text("secret"),
@@ -114,6 +116,7 @@ window = 1000
         let mut bytes = BytesMut::new();
         Pdu::new(bind).with_sequence_number(1).encode(&mut bytes).unwrap();
         World {
+            _proxy: proxy,
             _runtime: runtime,
             addr,
             tls_addr,
