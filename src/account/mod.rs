@@ -664,6 +664,11 @@ impl Account {
         let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
             return;
         };
+        if matches!(outcome, Delivery::NotSent) {
+            // It is closing (its BindDown follows): nothing more for it, or the entry, back at
+            // the front, would go to it again (it has the most room, perhaps on this thread).
+            bind.cap = 0;
+        }
         let Some(mut entry) = bind.inflight.remove(&key) else {
             return;
         };
@@ -865,6 +870,88 @@ fn readable(frame: &Bytes) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::pdu::{Body, DeliverSm};
+    use crate::store::MemoryStore;
+
+    /// An account on a session thread with two binds, one on its thread and one elsewhere.
+    async fn account_with_two_binds() -> (threads::SessionThreads, AccountHandle, [mpsc::Receiver<ClientEvent>; 2]) {
+        let threads = threads::SessionThreads::start(1).unwrap();
+        let text = "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[[clients]]\nsystem_id = \"shop\"\n\
+                    password = \"secret\"\n[[upstreams]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n\
+                    system_id = \"p\"\npassword = \"pw\"\n";
+        let config = crate::config::Config::from_toml(text).unwrap();
+        let client = config.clients.values().next().unwrap().clone();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let account = spawn(
+            client,
+            store,
+            Duration::from_secs(1),
+            &TaskTracker::new(),
+            &threads.placement(),
+        );
+        let mut rxs = Vec::new();
+        // Bind 1 on the account's thread (the only session thread, number 1), bind 2 not.
+        for (bind_id, thread) in [(1, 1), (2, 0)] {
+            let (tx, rx) = mpsc::channel(16);
+            account
+                .tx
+                .send(AccountMsg::BindUp {
+                    bind_id,
+                    tx,
+                    deliver_cap: 16,
+                    thread,
+                })
+                .await
+                .unwrap();
+            rxs.push(rx);
+        }
+        let [near, far] = <[_; 2]>::try_from(rxs).unwrap();
+        (threads, account, [near, far])
+    }
+
+    fn mo() -> Bytes {
+        Pdu::new(Body::DeliverSm(DeliverSm::text("447700900123", "4477", b"mo")))
+            .to_bytes()
+            .unwrap()
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<ClientEvent>) -> Option<u64> {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(ClientEvent::Deliver { entry, .. })) => Some(entry),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_go_to_the_bind_on_the_accounts_thread_and_leave_it_when_it_closes() {
+        let (_threads, account, [mut near, mut far]) = account_with_two_binds().await;
+        for _ in 0..3 {
+            let msg = AccountMsg::Deliver {
+                frame: mo(),
+                ack: None,
+                forget: None,
+                dedup: None,
+            };
+            account.tx.send(msg).await.unwrap();
+        }
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            keys.push(next(&mut near).await.expect("to the bind on the account's thread"));
+        }
+        assert!(far.try_recv().is_err(), "nothing elsewhere while it has room");
+        // The near bind is closing: what it could not send goes to the other, not back to it.
+        for entry in keys {
+            let msg = AccountMsg::Delivered {
+                bind_id: 1,
+                entry,
+                outcome: Delivery::NotSent,
+            };
+            account.tx.send(msg).await.unwrap();
+        }
+        for _ in 0..3 {
+            assert!(next(&mut far).await.is_some(), "to the other bind");
+        }
+        assert!(near.try_recv().is_err(), "never back to the closing bind");
+    }
 
     #[test]
     fn a_stored_entry_is_readable_only_if_its_command_length_is_its_length() {

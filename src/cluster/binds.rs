@@ -73,7 +73,8 @@ impl Cluster {
         for a in args {
             cmd.arg(a);
         }
-        Ok(cmd.query_async(&mut self.store.conn().clone()).await?)
+        // Client sessions call this from their session thread.
+        self.store.query(cmd).await
     }
 
     /// Counts a bind of `client` on this node (`here` has it already) unless the cluster then

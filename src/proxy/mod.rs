@@ -157,6 +157,9 @@ pub struct Proxy {
     /// Where client sessions, upstream sessions and accounts run; stopped last (dropped, they
     /// stop too).
     threads: SessionThreads,
+    /// The store, let go of after everything else: its last handle goes here, off the session
+    /// threads, and a durable store's closing (its checkpoint) is waited for to the end.
+    store: Arc<dyn Store>,
 }
 
 impl Proxy {
@@ -239,6 +242,7 @@ impl Proxy {
             upstreams_stop.clone(),
         );
         let (lookups, lookups_rx) = tokio::sync::mpsc::channel(LOOKUPS);
+        let kept = store.clone();
         let ctx = Arc::new(Context {
             lookups,
             ids: IdGenerator::new(&config.node_id),
@@ -300,6 +304,7 @@ impl Proxy {
             upstreams,
             accounts: accounts_tasks,
             threads,
+            store: kept,
         })
     }
 
@@ -376,10 +381,13 @@ impl Proxy {
             cluster.leave(&self.ctx.client_ids()).await;
         }
         self.ctx.trail.flush(TRAIL_GRACE).await;
-        // Accounts end when the last handle goes; then nothing holds the store and it closes.
+        // Accounts end when the last handle goes; then only `self.store` holds the store, and
+        // it closes when that goes, last.
         drop(self.ctx);
         let _ = tokio::time::timeout(ACCOUNTS_GRACE, self.accounts.wait()).await;
         self.threads.stop(THREADS_GRACE).await;
+        let store = self.store;
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
         info!("smpp-proxy stopped");
     }
 }

@@ -196,6 +196,19 @@ impl RedisStore {
         &self.conn
     }
 
+    /// `cmd`'s answer, asked from the runtime the store was opened on: for callers on a
+    /// session thread, so that a reconnect (whose driver task the connection spawns where the
+    /// failing call ran) never moves the node's Redis connection onto one.
+    pub async fn query<T: redis::FromRedisValue + Send + 'static>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        let asked = self.runtime.spawn(async move { cmd.query_async::<T>(&mut conn).await });
+        match asked.await {
+            Ok(answer) => Ok(answer?),
+            // Its runtime is shutting down.
+            Err(_) => Err(StoreError::Down),
+        }
+    }
+
     /// The key names.
     pub fn keys(&self) -> &Keys {
         &self.keys
