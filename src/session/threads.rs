@@ -142,8 +142,8 @@ impl SessionThreads {
         self.placement.clone()
     }
 
-    /// Stops the threads, dropping what still runs on them (and with it, perhaps, the last
-    /// handle of the store, which then closes there), and waits up to `limit` for them to end.
+    /// Stops the threads, dropping what still runs on them, and waits up to `limit` for them
+    /// to end (a task busy in a blocking call ends its thread only when the call returns).
     pub async fn stop(mut self, limit: Duration) {
         self.stops.clear();
         let threads = std::mem::take(&mut self.threads);
