@@ -152,6 +152,17 @@ async fn max_binds_holds_across_nodes() {
         wait_until(T, || client(&a, "shop").binds == 0).await,
         "the first bind went"
     );
+    // And the cluster heard of it (node a tells Redis after it counts it gone here).
+    let on_a = || support::redis::ask(redis.port, "HGET smpp-proxy:binds:{c/shop} a").unwrap();
+    assert!(
+        wait_until(T, || {
+            let reply = on_a();
+            reply.starts_with("$-1") || reply.contains("$1\r\n0")
+        })
+        .await,
+        "{}",
+        on_a()
+    );
     let again = bind(b.local_addr()).await;
     assert!(again.is_ok(), "its place is free again, on another node");
     // Counts lost in Redis (say, taken for a dead node's while Redis was away) come back from
