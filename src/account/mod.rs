@@ -119,13 +119,21 @@ struct Entry {
 
 struct Bind {
     tx: mpsc::Sender<ClientEvent>,
-    /// The most deliveries in flight its channel has room for.
+    /// The most deliveries in flight its channel has room for; 0 once it said it is closing
+    /// (a delivery it could not send).
     cap: usize,
     /// Entries handed to this bind, by the key the client session reports back.
     inflight: HashMap<u64, Entry>,
     /// Its session runs on this account's thread: preferred while it has about as much room
     /// as the others (a hand-over there wakes no other core).
     near: bool,
+}
+
+impl Bind {
+    /// How many more deliveries it can take now, with the account's `deliver_window`.
+    fn free(&self, window: usize) -> usize {
+        window.min(self.cap).saturating_sub(self.inflight.len())
+    }
 }
 
 /// An entry being written to the store; the SMSC is answered once it is durable.
@@ -573,7 +581,7 @@ impl Account {
                 // fetched yet) may then reach the client after it: receipts of different
                 // messages carry no order between them. Anything else goes through the store.
                 let window = self.config.load().deliver_window as usize;
-                let room = self.binds.iter().any(|(_, b)| b.inflight.len() < window.min(b.cap));
+                let room = self.binds.iter().any(|(_, b)| b.free(window) > 0);
                 if room && self.waiting.is_empty() {
                     self.waiting.push_back(Entry {
                         custody: Custody::Direct { ack, forget, dedup },
@@ -784,10 +792,7 @@ impl Account {
         let window = self.config.load().deliver_window as usize;
         while !self.waiting.is_empty() && !self.binds.is_empty() {
             let binds = &self.binds;
-            let free = |i: usize| {
-                let b = &binds[i].1;
-                window.min(b.cap).saturating_sub(b.inflight.len()) as u32
-            };
+            let free = |i: usize| binds[i].1.free(window) as u32;
             let Some(i) = threads::prefer_near(binds.len(), free, |i| binds[i].1.near, self.next_bind) else {
                 return;
             };

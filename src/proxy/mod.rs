@@ -46,8 +46,8 @@ const UPSTREAMS_GRACE: Duration = Duration::from_secs(10);
 const TRAIL_GRACE: Duration = Duration::from_secs(2);
 /// How long accounts get to finish their store writes, at shutdown.
 const ACCOUNTS_GRACE: Duration = Duration::from_secs(5);
-/// How long the session threads get to end, dropping what still ran on them (a durable store
-/// whose last handle goes there closes first).
+/// How long the session threads get to end, dropping what still ran on them (the store is
+/// let go of after them, see `Proxy::store`).
 const THREADS_GRACE: Duration = Duration::from_secs(15);
 
 /// Why the proxy did not start.

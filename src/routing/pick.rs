@@ -144,21 +144,6 @@ pub fn failover(
     members.iter().position(|m| m.available).unwrap_or(active)
 }
 
-/// Of `n` sessions with `free(i)` room each, the index of the one with the most; among equals
-/// the first from `start` on (pass a counter that moves, and ties take turns); `None` if all
-/// are full.
-pub fn most_free(n: usize, free: impl Fn(usize) -> u32, start: usize) -> Option<usize> {
-    // One pass: the figures move under us.
-    let (mut best, mut chosen) = (0, None);
-    for i in (0..n).map(|k| (start + k) % n) {
-        let f = free(i);
-        if f > best {
-            (best, chosen) = (f, Some(i));
-        }
-    }
-    chosen
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,19 +300,5 @@ mod tests {
                 assert_eq!(active, 1);
             }
         }
-    }
-
-    #[test]
-    fn most_free_wins_ties_take_turns_full_is_none() {
-        let of = |f: &'static [u32]| move |i: usize| f[i];
-        assert_eq!(most_free(3, of(&[3, 9, 2]), 2), Some(1));
-        let mut seen = [0; 3];
-        for start in 0..999 {
-            seen[most_free(3, of(&[5, 0, 5]), start).unwrap()] += 1;
-        }
-        assert_eq!(seen[1], 0, "the full one never");
-        assert!(seen[0] >= 333 && seen[2] >= 333, "the others by turns: {seen:?}");
-        assert_eq!(most_free(1, of(&[0]), 7), None);
-        assert_eq!(most_free(0, of(&[]), 7), None);
     }
 }

@@ -167,6 +167,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn with_none_near_the_most_free_wins_ties_take_turns_full_is_none() {
+        let of = |f: &'static [u32]| move |i: usize| f[i];
+        let none = |_: usize| false;
+        assert_eq!(prefer_near(3, of(&[3, 9, 2]), none, 2), Some(1));
+        let mut seen = [0; 3];
+        for start in 0..999 {
+            seen[prefer_near(3, of(&[5, 0, 5]), none, start).unwrap()] += 1;
+        }
+        assert_eq!(seen[1], 0, "the full one never");
+        assert!(seen[0] >= 333 && seen[2] >= 333, "the others by turns: {seen:?}");
+        assert_eq!(prefer_near(1, of(&[0]), none, 7), None);
+        assert_eq!(prefer_near(0, of(&[]), none, 7), None);
+    }
+
+    #[test]
     fn a_near_one_is_chosen_while_it_has_half_the_best_room() {
         let of = |f: &'static [u32]| move |i: usize| f[i];
         let near = |set: &'static [usize]| move |i: usize| set.contains(&i);
@@ -176,7 +191,7 @@ mod tests {
         assert_eq!(prefer_near(3, of(&[10, 4, 3]), near(&[1]), 0), Some(0));
         // The roomiest of the near ones.
         assert_eq!(prefer_near(4, of(&[10, 6, 9, 1]), near(&[1, 2]), 0), Some(2));
-        // A full near session is never chosen; none near is most_free.
+        // A full near session is never chosen.
         assert_eq!(prefer_near(2, of(&[0, 3]), near(&[0]), 0), Some(1));
         assert_eq!(prefer_near(2, of(&[3, 7]), near(&[]), 0), Some(1));
         assert_eq!(prefer_near(2, of(&[0, 0]), near(&[0]), 0), None);
