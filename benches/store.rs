@@ -22,13 +22,13 @@ fn cpu_seconds() -> f64 {
 fn correlation(i: u64) -> Arc<Correlation> {
     Arc::new(Correlation {
         upstream: "smsc-a".into(),
-        upstream_id: format!("{:x}", 0x5f00_0000_0000u64 + i * 7919),
+        upstream_id: format!("{:x}", 0x5f00_0000_0000u64 + i * 7919).into(),
         client: "shop".into(),
-        client_id: format!("{:016x}", 0x0123_4567_0000_0000u64 + i),
+        client_id: format!("{:016x}", 0x0123_4567_0000_0000u64 + i).into(),
         submitted_at: smpp_proxy::store::unix_now(),
         registered_delivery: 1,
         source_addr: "Shop".into(),
-        destination_addr: format!("4479{i:08}"),
+        destination_addr: format!("4479{i:08}").into(),
         part: None,
     })
 }

@@ -8,6 +8,7 @@
 //! decimal, or a UUID (version 8, the id in its first 64 bits).
 
 use crate::config::MessageIdFormat;
+use compact_str::{format_compact, CompactString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -71,24 +72,25 @@ impl IdGenerator {
     }
 
     /// The next id in `format`; `Passthrough` gives `upstream_id` back.
-    pub fn next(&self, format: MessageIdFormat, upstream_id: &str) -> String {
+    pub fn next(&self, format: MessageIdFormat, upstream_id: &str) -> CompactString {
         match format {
-            MessageIdFormat::Passthrough => upstream_id.to_owned(),
+            MessageIdFormat::Passthrough => upstream_id.into(),
             other => render(self.next_u64(), self.node, other),
         }
     }
 }
 
 /// `id` in `format` (hex, decimal or UUID).
-pub fn render(id: u64, node: u64, format: MessageIdFormat) -> String {
+/// (Hex and decimal fit a `CompactString` inline: no allocation per message.)
+pub fn render(id: u64, node: u64, format: MessageIdFormat) -> CompactString {
     match format {
-        MessageIdFormat::Hex | MessageIdFormat::Passthrough => format!("{id:016x}"),
-        MessageIdFormat::Decimal => id.to_string(),
+        MessageIdFormat::Hex | MessageIdFormat::Passthrough => format_compact!("{id:016x}"),
+        MessageIdFormat::Decimal => format_compact!("{id}"),
         MessageIdFormat::Uuid => {
             // Version 8 (custom), variant 10; the low half repeats the node for readability.
             let hi = id;
             let lo = (0b10u64 << 62) | node;
-            format!(
+            format_compact!(
                 "{:08x}-{:04x}-8{:03x}-{:04x}-{:012x}",
                 hi >> 32,
                 (hi >> 16) & 0xffff,

@@ -226,9 +226,9 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
         for n in 0..1_000_000u32 {
             let c = Correlation {
                 upstream: "smsc-0".into(),
-                upstream_id: format!("{n:x}"),
+                upstream_id: format!("{n:x}").into(),
                 client: "shop".into(),
-                client_id: format!("{n:016x}"),
+                client_id: format!("{n:016x}").into(),
                 submitted_at: now,
                 registered_delivery: 1,
                 source_addr: "4477".into(),
@@ -256,7 +256,7 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
         .wait_blocking()
         .unwrap();
     assert_eq!(
-        c.map(|c| c.client_id.clone()),
+        c.map(|c| c.client_id.to_string()),
         Some(format!("{:016x}", 999_999)),
         "decimal receipt id finds the hex one"
     );

@@ -215,9 +215,9 @@ async fn an_empty_or_damaged_store_file_is_refused_at_start_and_reset_moves_it_a
         for n in 0..20_000u32 {
             let c = smpp_proxy::store::Correlation {
                 upstream: "smsc-0".into(),
-                upstream_id: format!("{n:x}"),
+                upstream_id: format!("{n:x}").into(),
                 client: "shop".into(),
-                client_id: format!("{n:016x}"),
+                client_id: format!("{n:016x}").into(),
                 submitted_at: 0,
                 registered_delivery: 1,
                 source_addr: "1".into(),

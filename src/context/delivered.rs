@@ -1,19 +1,23 @@
 //! The final receipts of recent messages, by the id their client was given: what
 //! `GET /messages/{id}` (`smpp-proxy trace`) says of a message whose correlation is gone.
 //!
-//! A direct-mapped cache written on the receipt path, once per final receipt: the id's hash
-//! picks one of [`SLOTS`] slots, each behind its own lock, and a receipt takes its slot from
-//! whatever was there. Each slot holds a copy of what a trace shows, inline: no allocation, and
-//! no message kept alive on the heap (keeping the correlations themselves fragmented the heap
-//! and cost the memory path several percent in profiles). The price: a recent message can lose
-//! its place to a newer one with the same slot, and fields longer than SMPP allows are cut.
+//! Written on the receipt path, once per final receipt, read only by a trace. So the writes
+//! are what must be cheap: each session thread has a ring of its own (others share ring 0) and
+//! writes the next place in it, under a lock nobody else takes but a trace. A copy of what a
+//! trace shows is held inline: no allocation, and no message kept alive on the heap (keeping
+//! the correlations themselves fragmented the heap and cost the memory path several percent in
+//! profiles). A trace scans the rings, newest first (a few milliseconds at most). An earlier
+//! version put each receipt in a slot picked by the id's hash: every write then missed the
+//! cache, a couple of percent of the proxy's CPU at full load. The price of either: about the
+//! last [`SLOTS`] final receipts are remembered, and fields longer than SMPP allows are cut.
 //! Older messages are in the message trail, if one is kept.
 
+use crate::session::threads;
 use crate::store::Correlation;
-use std::hash::BuildHasher;
 use std::sync::Mutex;
 
-/// Slots: about the last this many final receipts are remembered (under 300 bytes each).
+/// About the last this many final receipts are remembered (under 300 bytes each), shared out
+/// among the session threads' rings.
 pub const SLOTS: usize = 16_384;
 
 /// Up to `N` bytes of text, inline.
@@ -108,36 +112,56 @@ impl Done {
     }
 }
 
-/// The slots.
+/// The rings, one per session thread and ring 0 for any other thread.
 #[derive(Debug)]
 pub struct Delivered {
-    slots: Box<[Mutex<Option<Done>>]>,
-    hasher: foldhash::fast::FixedState,
+    rings: Box<[Mutex<Ring>]>,
 }
 
-impl Default for Delivered {
-    fn default() -> Delivered {
-        Delivered {
-            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
-            hasher: foldhash::fast::FixedState::default(),
-        }
-    }
+#[derive(Debug, Default)]
+struct Ring {
+    /// Grows to `cap`, then `next` goes round (a ring no thread writes takes no memory).
+    done: Vec<Done>,
+    next: usize,
+    cap: usize,
 }
 
 impl Delivered {
-    fn slot(&self, id: &[u8]) -> &Mutex<Option<Done>> {
-        &self.slots[self.hasher.hash_one(id) as usize % SLOTS]
+    /// Rings for `threads` session threads, [`SLOTS`] places shared among them.
+    pub fn new(threads: usize) -> Delivered {
+        let cap = SLOTS / threads.max(1);
+        Delivered {
+            rings: (0..=threads)
+                .map(|_| Mutex::new(Ring { cap, ..Ring::default() }))
+                .collect(),
+        }
     }
 
-    /// Remembers `done` in its slot.
+    /// Remembers `done` in this thread's ring.
     pub fn remember(&self, done: Done) {
-        *self.slot(done.id.as_bytes()).lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+        let ring = &self.rings[threads::current().min(self.rings.len() - 1)];
+        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+        let at = ring.next;
+        match ring.done.get_mut(at) {
+            Some(place) => *place = done,
+            None => ring.done.push(done),
+        }
+        ring.next = (at + 1) % ring.cap;
     }
 
-    /// The message the client knows as `id`, with its final receipt, if still remembered.
+    /// The message the client knows as `id`, with its final receipt, if still remembered (the
+    /// latest receipt of any ring when more than one has it).
     pub fn get(&self, id: &str) -> Option<Done> {
-        let slot = *self.slot(id.as_bytes()).lock().unwrap_or_else(|e| e.into_inner());
-        slot.filter(|d| d.id.as_bytes() == id.as_bytes())
+        let id = id.as_bytes();
+        self.rings
+            .iter()
+            .filter_map(|ring| {
+                let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                // Before `next`, the latest writes; from it on, those the ring has yet to go over.
+                let (recent, old) = ring.done.split_at(ring.next.min(ring.done.len()));
+                old.iter().chain(recent).rev().find(|d| d.id.as_bytes() == id).copied()
+            })
+            .max_by_key(|d| d.receipt.map_or(0, |r| r.at))
     }
 }
 
@@ -149,13 +173,13 @@ mod tests {
     fn done(id: usize) -> Done {
         let c = Correlation {
             upstream: Arc::from("u"),
-            upstream_id: format!("u{id}"),
+            upstream_id: format!("u{id}").into(),
             client: Arc::from("c"),
-            client_id: format!("{id}"),
+            client_id: format!("{id}").into(),
             submitted_at: 0,
             registered_delivery: 1,
-            source_addr: String::new(),
-            destination_addr: String::new(),
+            source_addr: Default::default(),
+            destination_addr: Default::default(),
             part: None,
         };
         Done::of(&c, Some(Receipt::new(Some(b"DELIVRD"), None, 5)))
@@ -163,17 +187,62 @@ mod tests {
 
     #[test]
     fn recent_receipts_are_found_by_their_id() {
-        let d = Delivered::default();
-        for id in 0..1000 {
+        let d = Delivered::new(1);
+        for id in 0..SLOTS + 1000 {
             d.remember(done(id));
         }
-        // 1000 ids in 16 384 slots: nearly all kept; each found is the right one.
-        let found = (0..1000).filter_map(|id| d.get(&id.to_string())).count();
-        assert!(found > 950, "{found}");
-        assert_eq!(d.get("999").map(|x| x.smsc_id.text()), Some("u999".into()));
+        // The last SLOTS are kept, the 1000 before them are gone; each found is the right one.
+        let sample = || (0..SLOTS + 1000).step_by(97);
+        let found: Vec<usize> = sample().filter(|id| d.get(&id.to_string()).is_some()).collect();
+        assert_eq!(found, sample().filter(|&id| id >= 1000).collect::<Vec<_>>());
+        assert!(d.get("999").is_none());
+        assert_eq!(d.get("1000").map(|x| x.smsc_id.text()), Some("u1000".into()));
+        assert_eq!(
+            d.get(&(SLOTS + 999).to_string()).map(|x| x.smsc_id.text()),
+            Some(format!("u{}", SLOTS + 999))
+        );
         assert!(d.get("nope").is_none());
-        let receipt = d.get("999").unwrap().receipt.unwrap();
+        let receipt = d.get("1000").unwrap().receipt.unwrap();
         assert_eq!((receipt.state.unwrap().text(), receipt.at), ("DELIVRD".into(), 5));
         assert_eq!(Inline::<15>::new(b"0123456789abcdefXYZ").text(), "0123456789abcde");
+    }
+
+    #[tokio::test]
+    async fn each_session_thread_writes_its_own_ring_and_a_trace_reads_them_all() {
+        let threads = crate::session::threads::SessionThreads::start(2).unwrap();
+        let place = threads.placement();
+        let d = Arc::new(Delivered::new(place.threads()));
+        let tracker = tokio_util::task::TaskTracker::new();
+        // Tasks go to threads 1, 2, 1, 2 in turn: id 7 is written on both, later on thread 2.
+        for (id, at) in [(1, 1), (2, 2), (7, 3), (7, 4)] {
+            let d = d.clone();
+            place.spawn(&tracker, async move {
+                let mut x = done(id);
+                x.receipt = Some(Receipt::new(Some(b"DELIVRD"), None, at));
+                d.remember(x);
+            });
+            // In order: the last write of id 7 is the later one.
+            tracker.close();
+            tracker.wait().await;
+            tracker.reopen();
+        }
+        let len = |i: usize| d.rings[i].lock().unwrap().done.len();
+        assert_eq!(
+            (len(0), len(1), len(2)),
+            (0, 2, 2),
+            "written on the session threads' own rings"
+        );
+        assert_eq!(d.rings[1].lock().unwrap().cap, SLOTS / 2);
+        assert_eq!(d.get("1").and_then(|x| x.receipt).map(|r| r.at), Some(1));
+        assert_eq!(d.get("2").and_then(|x| x.receipt).map(|r| r.at), Some(2));
+        assert_eq!(
+            d.get("7").and_then(|x| x.receipt).map(|r| r.at),
+            Some(4),
+            "the latest receipt of the two rings"
+        );
+        // Off the session threads: ring 0.
+        d.remember(done(9));
+        assert_eq!(len(0), 1);
+        assert!(d.get("9").is_some());
     }
 }

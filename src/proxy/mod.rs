@@ -262,7 +262,7 @@ impl Proxy {
             reloader,
             history: crate::context::history::History::default(),
             trail,
-            delivered: Default::default(),
+            delivered: crate::context::delivered::Delivered::new(threads.placement().threads()),
             sessions: threads.placement(),
         });
         upstreams.spawn(sweep(ctx.clone(), upstreams_stop.clone()));

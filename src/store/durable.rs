@@ -622,9 +622,9 @@ mod tests {
     fn correlation(n: u32) -> Arc<Correlation> {
         Arc::new(Correlation {
             upstream: "smsc-a".into(),
-            upstream_id: format!("{n:x}"),
+            upstream_id: format!("{n:x}").into(),
             client: "shop".into(),
-            client_id: format!("c{n}"),
+            client_id: format!("c{n}").into(),
             submitted_at: 1_700_000_000 + u64::from(n),
             registered_delivery: 1,
             source_addr: "4477".into(),

@@ -335,8 +335,8 @@ mod tests {
             client_id: client_id.into(),
             submitted_at: 100,
             registered_delivery: 1,
-            source_addr: String::new(),
-            destination_addr: String::new(),
+            source_addr: Default::default(),
+            destination_addr: Default::default(),
             part: None,
         })
     }

@@ -30,6 +30,7 @@ pub use redis::RedisStore;
 pub use ticket::{Commit, Found, Reply, Ticket};
 
 use crate::receipt::id::{lookup_keys, IdMatch};
+use compact_str::CompactString;
 use std::sync::Arc;
 
 /// What the proxy remembers about one submitted message.
@@ -38,19 +39,19 @@ pub struct Correlation {
     /// The upstream that took the message.
     pub upstream: Arc<str>,
     /// The upstream's message id (from its submit_sm_resp).
-    pub upstream_id: String,
+    pub upstream_id: CompactString,
     /// The client account that submitted it.
     pub client: Arc<str>,
     /// The id the client was given.
-    pub client_id: String,
+    pub client_id: CompactString,
     /// When it was submitted (seconds since the Unix epoch).
     pub submitted_at: u64,
     /// The submit's registered_delivery.
     pub registered_delivery: u8,
     /// The submit's source_addr.
-    pub source_addr: String,
+    pub source_addr: CompactString,
     /// The submit's destination_addr.
-    pub destination_addr: String,
+    pub destination_addr: CompactString,
     /// `(part, of)` when the submit was one part of a concatenated message.
     pub part: Option<(u8, u8)>,
 }

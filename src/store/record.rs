@@ -3,6 +3,7 @@
 //! read back on restart.
 
 use super::{Correlation, StoreError};
+use compact_str::CompactString;
 use std::sync::Arc;
 
 const VERSION: u8 = 1;
@@ -124,8 +125,8 @@ impl<'a> Reader<'a> {
         let len = self.u32()?;
         self.take(len)
     }
-    fn string(&mut self) -> Result<String, StoreError> {
-        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+    fn string(&mut self) -> Result<CompactString, StoreError> {
+        Ok(CompactString::from_utf8_lossy(self.bytes()?))
     }
     fn u64(&mut self) -> Result<u64, StoreError> {
         let b = self.take(8)?;

@@ -114,6 +114,9 @@ pub async fn run(
 ) {
     let _ended = handle.ended.clone().drop_guard();
     handle.runs_here();
+    // Polling a token's future locks the token's mutex: a child of its own keeps that on this
+    // session's thread instead of on the one token every session on every core polls.
+    let shutdown = shutdown.child_token();
     let mut rng = SmallRng::from_entropy();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut mode = handle.upstream.mode.subscribe();

@@ -288,7 +288,10 @@ impl Client {
     /// profiles. What must wait (a bind, an unbind, a store lookup) is boxed.
     async fn serve(&mut self, shutdown: CancellationToken) -> Close {
         let mut tick = tokio::time::interval(TICK);
-        // Made once (registering with the token once), polled on every turn.
+        // Made once (registering with the token once), polled on every turn. Each poll locks
+        // the token's mutex: a child of its own keeps that lock on this session's thread (the
+        // shared token's, locked by every session on every core, showed in profiles).
+        let shutdown = shutdown.child_token();
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
         // The queue's retry: one timer, armed when the queue holds requests and it is not

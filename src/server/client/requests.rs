@@ -13,6 +13,7 @@ use crate::receipt::id::IdMatch;
 use crate::store::{unix_now, Commit, Correlation, StoreError};
 use crate::trail::TrailEvent;
 use bytes::Bytes;
+use compact_str::CompactString;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +115,7 @@ impl Client {
                 return self.reply(&pdu, CommandStatus::ESME_RSYSERR);
             }
         };
-        let upstream_id = COctetString::new(correlation.upstream_id.clone().into_bytes()).unwrap_or_default();
+        let upstream_id = COctetString::new(correlation.upstream_id.as_bytes().to_vec()).unwrap_or_default();
         match &mut pdu.body {
             Body::QuerySm(b) => b.message_id = upstream_id,
             Body::CancelSm(b) => b.message_id = upstream_id,
@@ -338,7 +339,7 @@ impl Client {
             }
             return;
         };
-        let upstream_id = String::from_utf8_lossy(upstream_id).into_owned();
+        let upstream_id = CompactString::from_utf8_lossy(upstream_id);
         let account = &bound.account;
         let client_id = self.ctx.ids.next(account.peek().message_id_format, &upstream_id);
         let RequestInfo {
@@ -354,8 +355,8 @@ impl Client {
             client_id,
             submitted_at: unix_now(),
             registered_delivery,
-            source_addr: String::from_utf8_lossy(source_addr.as_bytes()).into_owned(),
-            destination_addr: String::from_utf8_lossy(destination_addr.as_bytes()).into_owned(),
+            source_addr: CompactString::from_utf8_lossy(source_addr.as_bytes()),
+            destination_addr: CompactString::from_utf8_lossy(destination_addr.as_bytes()),
             part,
         });
         let commit = self.ctx.store.record(correlation.clone(), id_match);

@@ -109,8 +109,8 @@ mod tests {
             client_id: id.into(),
             submitted_at: 0,
             registered_delivery: 1,
-            source_addr: String::new(),
-            destination_addr: String::new(),
+            source_addr: Default::default(),
+            destination_addr: Default::default(),
             part: None,
         })
     }
