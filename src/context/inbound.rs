@@ -324,14 +324,13 @@ impl Context {
     ) {
         let is_final = final_state(receipt);
         if is_final {
-            let delay = crate::store::unix_now().saturating_sub(correlation.submitted_at);
-            upstream.load.receipt_delay.observe(delay as f64);
+            let now = crate::store::unix_now();
+            upstream
+                .load
+                .receipt_delay
+                .observe(now.saturating_sub(correlation.submitted_at) as f64);
             use super::delivered::{Done, Receipt};
-            let got = Receipt::new(
-                receipt.stat.as_deref(),
-                receipt.err.as_deref(),
-                crate::store::unix_now(),
-            );
+            let got = Receipt::new(receipt.stat.as_deref(), receipt.err.as_deref(), now);
             self.delivered.remember(Done::of(&correlation, Some(got)));
         }
         // The trail's `stat:` and `err:` share the receipt's bytes: no copy on this path.

@@ -69,17 +69,23 @@ impl Spans {
 /// (`4790000000SMSAlert^id:…`). Inside a value nothing else counts, so an id like `AB$sub:1`
 /// stays one value.
 fn label_before(s: &[u8], colon: usize, first: bool) -> Option<(Label, usize)> {
-    LABELS.iter().find_map(|(name, label)| {
-        let start = colon.checked_sub(name.len())?;
-        if !s[start..colon].eq_ignore_ascii_case(name) {
-            return None;
-        }
-        let boundary = start == 0 || {
-            let before = s[start - 1];
-            before.is_ascii_whitespace() || (first && !before.is_ascii_alphanumeric())
-        };
-        boundary.then_some((*label, start))
-    })
+    // Only the labels ending in the octet before the colon: one compare rules most out (this
+    // runs for every colon of every receipt).
+    let last = s.get(colon.checked_sub(1)?)?.to_ascii_lowercase();
+    LABELS
+        .iter()
+        .filter(|(name, _)| name.last() == Some(&last))
+        .find_map(|(name, label)| {
+            let start = colon.checked_sub(name.len())?;
+            if !s[start..colon].eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let boundary = start == 0 || {
+                let before = s[start - 1];
+                before.is_ascii_whitespace() || (first && !before.is_ascii_alphanumeric())
+            };
+            boundary.then_some((*label, start))
+        })
 }
 
 const MAX_LABELS: usize = 16;

@@ -5,7 +5,7 @@
 //! writer takes everything that queued up while it was committing (up to 1000 operations; when
 //! it is busy, it sleeps 0.5 ms for more), applies it in one write transaction, commits once
 //! (one fsync for the whole batch; with `sync = "periodic"`, the batch is appended to the
-//! write-ahead file instead and the fsync comes every `sync_interval`, see [`wal`]), publishes
+//! write-ahead file instead, which [`syncer`] fsyncs every `sync_interval`, see [`wal`]), publishes
 //! the correlation writes to the hot tier, then answers every ticket. Hot correlation writes
 //! go to the `log` table as one row per batch; outbox writes, and correlation writes in direct
 //! mode, go straight to their tables (stamped with the batch's row number, so a replay knows
@@ -27,6 +27,7 @@
 mod batch;
 mod flush;
 mod sweep;
+mod syncer;
 pub(super) mod wal;
 
 use super::hot::{Hot, Recording, Stage, UpKey};
@@ -40,6 +41,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
+use syncer::Syncer;
 use wal::Wal;
 
 /// The `meta` key of the last write-ahead record a commit holds.
@@ -58,6 +60,11 @@ const GEN_WRITES: usize = 16_384;
 const GEN_SPAN: Duration = Duration::from_secs(20);
 /// A flush moves at most this many keys between two group commits (~10 ms of the writer).
 const FLUSH_SLICE: usize = 2048;
+/// With `sync = "periodic"`, the database is made durable (and the write-ahead file emptied)
+/// once the file holds this much…
+const WAL_DURABLE_AT: u64 = 32 << 20;
+/// …or this long after the first commit that was not.
+const DURABLE_EVERY: Duration = Duration::from_secs(10);
 /// A quiet writer still wakes this often to close generations…
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// …and this often to go on with a flush.
@@ -140,6 +147,8 @@ pub struct WriterStats {
     pub failures: AtomicU64,
     /// Times the database was opened again after a failure.
     pub reopens: AtomicU64,
+    /// With `sync = "periodic"`: fsyncs of the write-ahead file.
+    pub wal_syncs: AtomicU64,
 }
 
 struct Generation {
@@ -198,10 +207,12 @@ pub(super) struct Writer {
     /// The batch being applied (kept for its capacity, like the log row it writes).
     stage: Stage,
     row: Vec<u8>,
-    /// With `sync = "periodic"`: the write-ahead file, how often the database is made durable,
-    /// the last batch number, and when it was last made durable (`None`: it is).
+    /// With `sync = "periodic"`: the write-ahead file and the thread that fsyncs it, how often
+    /// the database is made durable at most, the last batch number, and when it was last made
+    /// durable (`None`: it is).
     wal: Option<Wal>,
-    sync_every: Duration,
+    syncer: Option<Syncer>,
+    durable_every: Duration,
     wal_seq: u64,
     dirty_since: Option<Instant>,
     /// How the batch being applied commits.
@@ -271,8 +282,8 @@ impl Writer {
         }
         drop((log, up, txn));
         let wal_file = dir.join(wal::FILE);
-        let (wal, sync_every) = match sync {
-            StoreSync::Periodic { interval } => (Some(Wal::open(dir).map_err(wal_error)?), interval),
+        let (wal, durable_every) = match sync {
+            StoreSync::Periodic { .. } => (Some(Wal::open(dir).map_err(wal_error)?), DURABLE_EVERY),
             // What a periodic run left is applied once, then the file goes.
             StoreSync::Always if wal_file.exists() => (Some(Wal::open(dir).map_err(wal_error)?), Duration::ZERO),
             StoreSync::Always => (None, Duration::ZERO),
@@ -290,7 +301,8 @@ impl Writer {
             stage,
             row: Vec::new(),
             wal,
-            sync_every,
+            syncer: None,
+            durable_every,
             wal_seq: durable_seq,
             dirty_since: None,
             durability: Durability::Immediate,
@@ -299,6 +311,10 @@ impl Writer {
         writer.durability = Durability::Immediate;
         if matches!(sync, StoreSync::Always) && writer.wal.take().is_some() {
             std::fs::remove_file(&wal_file).map_err(wal_error)?;
+        }
+        if let (StoreSync::Periodic { interval }, Some(wal)) = (sync, &writer.wal) {
+            let file = wal.handle().map_err(wal_error)?;
+            writer.syncer = Some(Syncer::start(file, interval, writer.stats.clone()).map_err(wal_error)?);
         }
         Ok(writer)
     }
@@ -347,12 +363,12 @@ impl Writer {
         self.wal.as_mut().map_or(Ok(()), Wal::clear).map_err(wal_error)
     }
 
-    /// Makes the database durable when `sync_every` has passed since a commit without.
+    /// Makes the database durable when `durable_every` has passed since a commit without.
     fn sync_when_due(&mut self) {
-        if self.dirty_since.is_some_and(|t| t.elapsed() >= self.sync_every) {
+        if self.dirty_since.is_some_and(|t| t.elapsed() >= self.durable_every) {
             if let Err(e) = self.sync_now() {
-                // Answering on would stretch what a power loss takes past `sync_interval`; a
-                // store opened again replays the write-ahead file.
+                // A database that cannot be made durable is failing: no new work until it is
+                // opened again (which replays the write-ahead file).
                 self.failed(&e);
             }
         }
@@ -374,7 +390,7 @@ impl Writer {
             // A flush under way goes on between requests, and also when there are none.
             let mut idle = if self.flush.is_some() { IDLE_FLUSH } else { IDLE_WAKE };
             if let Some(since) = self.dirty_since {
-                idle = idle.min(self.sync_every.saturating_sub(since.elapsed()));
+                idle = idle.min(self.durable_every.saturating_sub(since.elapsed()));
             }
             let first = match rx.recv_timeout(idle) {
                 Ok(op) => op,
@@ -442,10 +458,16 @@ impl Writer {
                 .map_err(wal_error)?
             {
                 undo = Some(at);
+                if let Some(syncer) = &self.syncer {
+                    syncer.appended();
+                }
             }
             self.wal_seq += 1;
+            // The file is fsynced on its own (`syncer`): the database is made durable only
+            // when the file has grown large (a restart replays it) or after `durable_every`.
+            // That commit's fsync holds up the answers queued behind it, so it is kept rare.
             self.durability = match self.dirty_since {
-                Some(t) if t.elapsed() >= self.sync_every => Durability::Immediate,
+                Some(t) if t.elapsed() >= self.durable_every || wal.len() >= WAL_DURABLE_AT => Durability::Immediate,
                 _ => Durability::None,
             };
         }

@@ -1,7 +1,9 @@
 //! The write-ahead file of `[store] sync = "periodic"`: each group commit's operations appended
 //! with one `write` before they are answered, so a killed process loses nothing the operating
-//! system was handed, while the database commits without an fsync and is made durable only
-//! every `sync_interval` (after which this file is emptied). On open, the records newer than
+//! system was handed. The file is fsynced every `sync_interval` by a thread of its own
+//! ([`super::syncer`]); the database commits without an fsync and is made durable only now and
+//! then (when this file has grown large, or seconds later), after which this file is emptied.
+//! On open, the records newer than
 //! the database's durable state are applied again, up to the first damaged or torn one (what a
 //! power loss may leave at the end).
 //!
@@ -95,6 +97,11 @@ impl Wal {
         self.len = before;
         self.file.write_all_at(&[0; 8], before)?;
         self.file.set_len(before)
+    }
+
+    /// Another handle of the file, for the thread that fsyncs it.
+    pub(super) fn handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
     }
 
     /// Where the next record goes.

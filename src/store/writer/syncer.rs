@@ -1,0 +1,101 @@
+//! The fsync of `sync = "periodic"`: every `sync_interval`, on a thread of its own, the
+//! write-ahead file is fsynced if anything was appended since the last time. The writer appends
+//! and answers and never waits for the disk. (It used to make the database itself durable every
+//! `sync_interval`, and every answer queued behind that commit waited for it: most of the
+//! durable store's p99.) The database is made durable much less often, see `Writer::apply`.
+
+use super::WriterStats;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The thread, stopped (after one last fsync) when this is dropped.
+#[derive(Debug)]
+pub(super) struct Syncer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Records the writer has appended (written to the file) so far.
+    appended: AtomicU64,
+    closing: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Syncer {
+    /// Fsyncs `file` (a handle of the write-ahead file) every `every`; a failed fsync marks the
+    /// store failed in `stats` (it refuses work until it is opened again: after a failed fsync
+    /// the kernel may have dropped the pages, and a second fsync would not say so).
+    pub(super) fn start(file: File, every: Duration, stats: Arc<WriterStats>) -> std::io::Result<Syncer> {
+        let shared = Arc::new(Shared {
+            appended: AtomicU64::new(0),
+            closing: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let run = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-wal-sync".into())
+            .spawn(move || run.run(&file, every, &stats))?;
+        Ok(Syncer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A record was written to the file: the next round fsyncs it.
+    pub(super) fn appended(&self) {
+        self.shared.appended.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Shared {
+    fn run(&self, file: &File, every: Duration, stats: &WriterStats) {
+        let mut synced = 0;
+        loop {
+            let closing = {
+                let closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+                if *closing {
+                    true
+                } else {
+                    *self
+                        .wake
+                        .wait_timeout(closing, every)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            let target = self.appended.load(Ordering::Acquire);
+            if target != synced {
+                match file.sync_data() {
+                    Ok(()) => {
+                        synced = target;
+                        stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if !stats.failed.swap(true, Ordering::AcqRel) {
+                            stats.failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, "store: fsync of the write-ahead file failed; refusing new work until the store opens again");
+                        }
+                    }
+                }
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        *self.shared.closing.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
