@@ -1,8 +1,9 @@
 //! Histograms for `/metrics`, written on the hot path: a fixed set of bucket bounds and one
 //! atomic count per bucket, so an observation is a short scan and two relaxed additions (no
-//! lock, no allocation). `/metrics` reads them as they are ([`Histogram::read`]); the counts
+//! lock, no allocation), to the observing thread's own copy ([`crate::sharded`]). `/metrics` reads them as they are ([`Histogram::read`]); the counts
 //! of one reading may be a few observations apart from its sum, as Prometheus tolerates.
 
+use crate::sharded::{shard, Padded, SHARDS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,12 +15,20 @@ pub const LATENCY: &[f64] = &[
 /// Bounds for submit -> receipt delays (seconds): from a second to a day.
 pub const DELAY: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0];
 
-/// Observations counted by bucket, with their sum.
+/// Buckets a histogram can have (one past its bounds): with the sum, one 128-byte line.
+const MAX_BUCKETS: usize = 15;
+
+/// Observations counted by bucket, with their sum; one copy per thread ([`crate::sharded`]).
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
+    shards: Box<[Padded<Shard>; SHARDS]>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
     /// One per bound, and one past the last (`+Inf`).
-    counts: Box<[AtomicU64]>,
+    counts: [AtomicU64; MAX_BUCKETS],
     /// In millionths, so that it can be an atomic integer.
     sum_micros: AtomicU64,
 }
@@ -37,12 +46,16 @@ pub struct HistogramReading {
 }
 
 impl Histogram {
-    /// An empty histogram over `bounds` (ascending).
+    /// An empty histogram over `bounds` (ascending, at most 14: the consts above).
     pub fn new(bounds: &'static [f64]) -> Histogram {
+        assert!(
+            bounds.len() < MAX_BUCKETS,
+            "a histogram has at most {} bounds",
+            MAX_BUCKETS - 1
+        );
         Histogram {
             bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
+            shards: Box::default(),
         }
     }
 
@@ -53,8 +66,10 @@ impl Histogram {
             .iter()
             .position(|&b| value <= b)
             .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
+        let shard = &self.shards[shard()].0;
+        shard.counts[i].fetch_add(1, Ordering::Relaxed);
+        shard
+            .sum_micros
             .fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
     }
 
@@ -63,18 +78,21 @@ impl Histogram {
         self.observe(d.as_secs_f64());
     }
 
-    /// The histogram now.
+    /// The histogram now (the threads' copies added up).
     pub fn read(&self) -> HistogramReading {
+        let count = |i: usize| -> u64 { self.shards.iter().map(|s| s.0.counts[i].load(Ordering::Relaxed)).sum() };
         let buckets: Vec<(f64, u64)> = self
             .bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::MAX))
-            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, bound)| (bound, count(i)))
             .collect();
+        let sum: u64 = self.shards.iter().map(|s| s.0.sum_micros.load(Ordering::Relaxed)).sum();
         HistogramReading {
             count: buckets.iter().map(|(_, n)| n).sum(),
-            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            sum: sum as f64 / 1e6,
             buckets,
         }
     }

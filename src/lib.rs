@@ -10,7 +10,8 @@
 //! - [`hex`]: hex text for octets (the `pdu` command, fixtures).
 //! - [`budget`]: memory held for others, bounded in bytes as well as in count; each thing held
 //!   gives its share back when dropped.
-//! - [`histogram`]: lock-free histograms for `/metrics` (latencies, receipt delays).
+//! - [`sharded`]: counters kept per thread (every session thread adds to them on every message).
+//! - [`histogram`]: lock-free histograms for `/metrics` (latencies, receipt delays), per thread.
 //! - [`pdu`]: the wire. Frames cut by `command_length` ([`pdu::SmppCodec`]), parsed with nom
 //!   into [`pdu::Pdu`] (fields share the frame's bytes), encoded back byte for byte; errors
 //!   typed by scope (one PDU vs the whole stream), each with the SMPP status to answer.
@@ -100,6 +101,7 @@ pub mod receipt;
 pub mod routing;
 pub mod server;
 pub mod session;
+pub mod sharded;
 pub mod sim;
 pub mod store;
 pub mod tls;

@@ -4,6 +4,7 @@
 
 use crate::histogram::Histogram;
 use crate::pdu::CommandStatus;
+use crate::sharded::Counter;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,6 +19,8 @@ const COMMON: usize = 0x100;
 pub struct ClientMetrics {
     /// Submit read -> response written, seconds.
     pub submit_latency: Histogram,
+    /// ESME_ROK, nearly every answer: per thread.
+    ok: Counter,
     common: Box<[AtomicU64]>,
     rare: Mutex<BTreeMap<u32, u64>>,
 }
@@ -26,6 +29,7 @@ impl Default for ClientMetrics {
     fn default() -> ClientMetrics {
         ClientMetrics {
             submit_latency: Histogram::new(crate::histogram::LATENCY),
+            ok: Counter::default(),
             common: (0..COMMON).map(|_| AtomicU64::new(0)).collect(),
             rare: Mutex::new(BTreeMap::new()),
         }
@@ -36,6 +40,7 @@ impl ClientMetrics {
     /// A submit answered with `status`, `took` after it was read (none: answered at once).
     pub fn answered(&self, status: CommandStatus, took: Option<Duration>) {
         match self.common.get(status.0 as usize) {
+            _ if status == CommandStatus::ESME_ROK => self.ok.add(1),
             Some(n) => {
                 n.fetch_add(1, Ordering::Relaxed);
             }
@@ -56,7 +61,11 @@ impl ClientMetrics {
     /// Submits answered so far, by status (those seen only).
     pub fn by_status(&self) -> Vec<(CommandStatus, u64)> {
         let common = self.common.iter().enumerate().filter_map(|(code, n)| {
-            let n = n.load(Ordering::Relaxed);
+            let n = if code == 0 {
+                self.ok.get()
+            } else {
+                n.load(Ordering::Relaxed)
+            };
             (n > 0).then_some((CommandStatus(code as u32), n))
         });
         let rare = self.rare.lock().unwrap_or_else(|e| e.into_inner()).clone();

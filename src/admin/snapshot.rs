@@ -262,7 +262,7 @@ impl Snapshot {
             node_id: live.config.node_id.clone(),
             correlations: ctx.store.correlations(),
             counters: Counters {
-                receipts_matched: load(&s.matched_receipts),
+                receipts_matched: s.matched_receipts.get(),
                 receipts_unmatched: load(&s.unmatched_receipts),
                 part_receipts_suppressed: load(&s.part_receipts_suppressed),
                 mo_routed: load(&s.mo_routed),

@@ -118,7 +118,7 @@ async fn demo(count: u64, cluster: bool) -> Result<ExitCode, String> {
     let stats = &proxy.context().stats;
     println!(
         "receipts matched by the proxy: {} (unmatched {}); correlations held: {}",
-        stats.matched_receipts.load(Ordering::Relaxed),
+        stats.matched_receipts.get(),
         stats.unmatched_receipts.load(Ordering::Relaxed),
         proxy.context().store.correlations().unwrap_or(0)
     );

@@ -241,8 +241,9 @@ pub enum StoreSync {
     /// lost even to a power loss.
     Always,
     /// Every group commit is written to the operating system (a write-ahead file) before its
-    /// operations are answered, and made durable every `interval`: a killed process loses
-    /// nothing, a power loss up to `interval` of answered writes.
+    /// operations are answered, and that file fsynced every `interval`: a killed process loses
+    /// nothing, a power loss about `interval` of answered writes. (The database itself is made
+    /// durable every ten intervals, at least 2 s, or 16 MiB of the file.)
     Periodic {
         /// `[store] sync_interval`.
         interval: Duration,

@@ -13,12 +13,16 @@
 //! Older messages are in the message trail, if one is kept.
 
 use crate::session::threads;
+use crate::sharded::Padded;
 use crate::store::Correlation;
 use std::sync::Mutex;
 
 /// About the last this many final receipts are remembered (under 300 bytes each), shared out
-/// among the session threads' rings.
+/// among the session threads' rings…
 pub const SLOTS: usize = 16_384;
+/// …but a ring holds at least this many: receipts come on the threads of the upstream
+/// sessions, which may be fewer than the threads.
+pub const RING_MIN: usize = SLOTS / 4;
 
 /// Up to `N` bytes of text, inline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +119,8 @@ impl Done {
 /// The rings, one per session thread and ring 0 for any other thread.
 #[derive(Debug)]
 pub struct Delivered {
-    rings: Box<[Mutex<Ring>]>,
+    /// Each on lines of its own: rings of two threads side by side would share a line.
+    rings: Box<[Padded<Mutex<Ring>>]>,
 }
 
 #[derive(Debug, Default)]
@@ -127,21 +132,27 @@ struct Ring {
 }
 
 impl Delivered {
-    /// Rings for `threads` session threads, [`SLOTS`] places shared among them.
+    /// Rings for `threads` session threads, [`SLOTS`] places shared among them, at least
+    /// [`RING_MIN`] each (taken only as a thread writes).
     pub fn new(threads: usize) -> Delivered {
-        let cap = SLOTS / threads.max(1);
+        let cap = (SLOTS / threads.max(1)).max(RING_MIN);
         Delivered {
             rings: (0..=threads)
-                .map(|_| Mutex::new(Ring { cap, ..Ring::default() }))
+                .map(|_| Padded(Mutex::new(Ring { cap, ..Ring::default() })))
                 .collect(),
         }
     }
 
     /// Remembers `done` in this thread's ring.
     pub fn remember(&self, done: Done) {
-        let ring = &self.rings[threads::current().min(self.rings.len() - 1)];
+        let ring = &self.rings[threads::current().min(self.rings.len() - 1)].0;
         let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
         let at = ring.next;
+        if ring.done.capacity() == 0 {
+            // Once, and whole: no reallocation under the lock on the receipt path.
+            let cap = ring.cap;
+            ring.done.reserve_exact(cap);
+        }
         match ring.done.get_mut(at) {
             Some(place) => *place = done,
             None => ring.done.push(done),
@@ -156,7 +167,7 @@ impl Delivered {
         self.rings
             .iter()
             .filter_map(|ring| {
-                let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                let ring = ring.0.lock().unwrap_or_else(|e| e.into_inner());
                 // Before `next`, the latest writes; from it on, those the ring has yet to go over.
                 let (recent, old) = ring.done.split_at(ring.next.min(ring.done.len()));
                 old.iter().chain(recent).rev().find(|d| d.id.as_bytes() == id).copied()
@@ -207,6 +218,29 @@ mod tests {
         assert_eq!(Inline::<15>::new(b"0123456789abcdefXYZ").text(), "0123456789abcde");
     }
 
+    #[test]
+    fn a_ring_finds_the_latest_of_an_id_written_twice_also_once_it_has_gone_round() {
+        let d = Delivered::new(4);
+        let cap = d.rings[0].0.lock().unwrap().cap;
+        assert_eq!(cap, RING_MIN, "a ring holds at least RING_MIN");
+        let with_at = |id: usize, at: u64| {
+            let mut x = done(id);
+            x.receipt = Some(Receipt::new(Some(b"DELIVRD"), None, at));
+            x
+        };
+        d.remember(with_at(5, 1));
+        d.remember(with_at(5, 2));
+        assert_eq!(d.get("5").and_then(|x| x.receipt).map(|r| r.at), Some(2));
+        // Round the ring once and a bit: the latest write sits before `next` now.
+        for id in 0..cap {
+            d.remember(with_at(1_000_000 + id, 3));
+        }
+        d.remember(with_at(7, 4));
+        d.remember(with_at(7, 5));
+        assert_eq!(d.get("7").and_then(|x| x.receipt).map(|r| r.at), Some(5));
+        assert!(d.get("5").is_none(), "gone round: the oldest are overwritten");
+    }
+
     #[tokio::test]
     async fn each_session_thread_writes_its_own_ring_and_a_trace_reads_them_all() {
         let threads = crate::session::threads::SessionThreads::start(2).unwrap();
@@ -226,13 +260,13 @@ mod tests {
             tracker.wait().await;
             tracker.reopen();
         }
-        let len = |i: usize| d.rings[i].lock().unwrap().done.len();
+        let len = |i: usize| d.rings[i].0.lock().unwrap().done.len();
         assert_eq!(
             (len(0), len(1), len(2)),
             (0, 2, 2),
             "written on the session threads' own rings"
         );
-        assert_eq!(d.rings[1].lock().unwrap().cap, SLOTS / 2);
+        assert_eq!(d.rings[1].0.lock().unwrap().cap, SLOTS / 2);
         assert_eq!(d.get("1").and_then(|x| x.receipt).map(|r| r.at), Some(1));
         assert_eq!(d.get("2").and_then(|x| x.receipt).map(|r| r.at), Some(2));
         assert_eq!(

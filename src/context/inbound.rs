@@ -363,7 +363,7 @@ impl Context {
                 pdu.to_bytes()
             }
         };
-        self.stats.matched_receipts.fetch_add(1, Ordering::Relaxed);
+        self.stats.matched_receipts.add(1);
         let client = correlation.client.clone();
         // A shared outbox tells a copy the SMSC sends again (to another node) from a new one.
         let dedup = self.store.shared().map(|_| {

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::guard::Guard;
 use crate::ids::IdGenerator;
 use crate::routing::Router;
+use crate::sharded::Counter;
 use crate::store::Store;
 use crate::upstream::SessionHandle;
 use arc_swap::ArcSwap;
@@ -31,8 +32,8 @@ use std::sync::Arc;
 pub struct Stats {
     /// Receipts whose id matched no submission.
     pub unmatched_receipts: AtomicU64,
-    /// Receipts matched and sent on to their client.
-    pub matched_receipts: AtomicU64,
+    /// Receipts matched and sent on to their client (per thread: one per message).
+    pub matched_receipts: Counter,
     /// MO sent on to a client.
     pub mo_routed: AtomicU64,
     /// MO no route matched.
@@ -51,7 +52,7 @@ impl Default for Stats {
     fn default() -> Stats {
         Stats {
             unmatched_receipts: AtomicU64::new(0),
-            matched_receipts: AtomicU64::new(0),
+            matched_receipts: Counter::default(),
             mo_routed: AtomicU64::new(0),
             mo_unroutable: AtomicU64::new(0),
             part_receipts_suppressed: AtomicU64::new(0),

@@ -143,8 +143,14 @@ mod tests {
     }
 
     #[test]
-    fn appendix_b_format() {
-        let s = b"id:0059113978 sub:001 dlvrd:001 submit date:1002101730 done date:1002101731 stat:DELIVRD err:000 text:@$#!%&/:";
+    fn appendix_b_format_also_in_capitals() {
+        let lower = b"id:0059113978 sub:001 dlvrd:001 submit date:1002101730 done date:1002101731 stat:DELIVRD err:000 text:@$#!%&/:";
+        for s in [&lower[..], &lower.to_ascii_uppercase()] {
+            appendix_b(s);
+        }
+    }
+
+    fn appendix_b(s: &[u8]) {
         let p = parse(s).unwrap();
         assert_eq!(field(s, &p.id), b"0059113978");
         assert_eq!(field(s, &p.sub), b"001");

@@ -56,8 +56,8 @@ impl Router {
                     rate: v.rate,
                     share: if total_rate > 0.0 { v.rate / total_rate } else { 0.0 },
                     adaptive_limit: v.limit,
-                    picked: c.picked.load(Ordering::Relaxed),
-                    acked: c.acked.load(Ordering::Relaxed),
+                    picked: c.picked.get(),
+                    acked: c.acked.get(),
                     throttled: c.throttled.load(Ordering::Relaxed),
                     link_errors: c.link_errors.load(Ordering::Relaxed),
                 }

@@ -30,6 +30,7 @@ use crate::config::{ConcatFailover, Config, GroupConfig, RoutingConfig, Strategy
 use crate::messages::Forward;
 use crate::pdu::{CommandStatus, Pdu};
 use crate::session::threads;
+use crate::sharded::Counter;
 use crate::upstream::load::Change;
 use crate::upstream::{Mode, SessionHandle, UpstreamInfo};
 use pick::{Candidate, Standing};
@@ -87,8 +88,8 @@ struct Slot {
     info: Arc<UpstreamInfo>,
     /// Its sessions that can submit.
     sessions: Vec<Arc<SessionHandle>>,
-    /// Whose turn it is among its sessions with equal room.
-    turn: AtomicUsize,
+    /// Whose turn it is among its sessions with equal room (each thread takes its own turns).
+    turn: Counter,
 }
 
 #[derive(Debug)]
@@ -186,7 +187,7 @@ impl Router {
                         .filter(|s| s.upstream.name == info.name && s.can_submit() && !s.is_retired())
                         .cloned()
                         .collect(),
-                    turn: AtomicUsize::new(0),
+                    turn: Counter::default(),
                 }
             })
             .collect();
@@ -442,7 +443,7 @@ impl Router {
             slot.info.bucket.give_back();
             return Err((fwd, CommandStatus::ESME_RTHROTTLED));
         }
-        let turn = slot.turn.fetch_add(1, Ordering::Relaxed);
+        let turn = slot.turn.next_turn() as usize;
         let here = threads::current();
         let near = |i: usize| here != 0 && sessions[i].thread() == here;
         let first = threads::prefer_near(sessions.len(), |i| sessions[i].free_window(), near, turn);
@@ -457,7 +458,7 @@ impl Router {
             }
             match sessions[i].offer(fwd) {
                 Ok(()) => {
-                    slot.info.load.counters.picked.fetch_add(1, Ordering::Relaxed);
+                    slot.info.load.counters.picked.add(1);
                     return Ok(u);
                 }
                 Err(back) => fwd = back,

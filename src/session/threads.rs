@@ -120,6 +120,7 @@ impl SessionThreads {
                         }
                     };
                     CURRENT.with(|c| c.set(i));
+                    crate::sharded::enter(i);
                     let _ = ready.send(Ok(runtime.handle().clone()));
                     // Ends when the sender is dropped too.
                     let _ = runtime.block_on(stopped);

@@ -239,8 +239,9 @@ impl Shared {
         self.retire();
         match Engine::open(&self.path, self.stats.clone(), self.sync) {
             Ok(engine) => {
-                self.engine.store(Some(Arc::new(engine)));
+                // Cleared first: a failure the new engine meets at once must stand.
                 self.stats.failed.store(false, Ordering::Release);
+                self.engine.store(Some(Arc::new(engine)));
                 self.stats.reopens.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(path = %self.path.display(), "store: opened again after a failed write; taking work again");
             }
@@ -965,14 +966,11 @@ mod tests {
         put_all(&store, 10..20);
         let before = syncs();
         wait_for("and again after more", &|| syncs() > before);
-        assert!(std::fs::metadata(&wal_file).unwrap().len() > len);
-        // What the file holds is what a restart applies: kill the writer without its checkpoint.
-        store.stop_like_a_crash();
-        let store = DurableStore::open(&d).unwrap();
-        assert!((0..20u32).all(|n| store
-            .correlation_by_upstream("smsc-a", &format!("{n:x}"))
-            .unwrap()
-            .is_some()));
+        assert!(
+            std::fs::metadata(&wal_file).unwrap().len() > len,
+            "still not made durable: the file grows"
+        );
+        // That a restart applies what the file holds: a_write_ahead_file_left_by_a_killed_run….
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -1,5 +1,6 @@
 //! Correlations in memory: for tests and for a proxy that accepts losing them on restart.
 
+use super::record::with_key;
 use super::{find_each, Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use crate::receipt::id::{canonical_key, IdMatch};
 use compact_str::CompactString;
@@ -13,7 +14,8 @@ use std::sync::Arc;
 pub struct MemoryStore {
     correlation_ttl: std::time::Duration,
     // foldhash (seeded per process): SipHash of these keys showed in full-load profiles.
-    // Keyed `name \0 id`, inline up to 24 bytes (most are): no allocation per key.
+    // Keyed `name \0 id`: kept inline up to 24 bytes (most are), looked up with a key built
+    // on the stack.
     by_upstream: DashMap<CompactString, Arc<Correlation>, RandomState>,
     by_client: DashMap<CompactString, Arc<Correlation>, RandomState>,
     /// Outbox sequence numbers (the entries themselves stay with the account).
@@ -39,13 +41,23 @@ impl MemoryStore {
     }
 }
 
-/// `name \0 id`.
+/// `name \0 id`, to keep.
 fn key(name: &str, id: &str) -> CompactString {
     let mut k = CompactString::with_capacity(name.len() + 1 + id.len());
     k.push_str(name);
     k.push('\0');
     k.push_str(id);
     k
+}
+
+/// Calls `f` with `name \0 id` built on the stack (a lookup per form of every receipt's id; a
+/// `CompactString` of more than 24 bytes would be on the heap).
+fn with_lookup_key<R>(name: &str, id: &str, f: impl FnOnce(&str) -> R) -> R {
+    with_key(name, id.as_bytes(), |k| match std::str::from_utf8(k) {
+        Ok(k) => f(k),
+        // Two strings and a NUL are UTF-8: not reached.
+        Err(_) => f(&key(name, id)),
+    })
 }
 
 impl Store for MemoryStore {
@@ -58,18 +70,22 @@ impl Store for MemoryStore {
 
     fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found {
         find_each(ids, id_match, |form| {
-            Ok(self.by_upstream.get(&key(upstream, form)).map(|c| c.clone()))
+            Ok(with_lookup_key(upstream, form, |k| {
+                self.by_upstream.get(k).map(|c| c.clone())
+            }))
         })
     }
 
     fn find_by_client(&self, client: &str, client_id: &str) -> Found {
-        Found::done(Ok(self.by_client.get(&key(client, client_id)).map(|c| c.clone())))
+        Found::done(Ok(with_lookup_key(client, client_id, |k| {
+            self.by_client.get(k).map(|c| c.clone())
+        })))
     }
 
     fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
         let id = canonical_key(c.upstream_id.as_bytes(), id_match);
-        self.by_upstream.remove(&key(&c.upstream, id.as_str()));
-        self.by_client.remove(&key(&c.client, &c.client_id));
+        with_lookup_key(&c.upstream, id.as_str(), |k| self.by_upstream.remove(k));
+        with_lookup_key(&c.client, &c.client_id, |k| self.by_client.remove(k));
         Commit::done(Ok(0))
     }
 

@@ -11,6 +11,7 @@
 use crate::histogram::Histogram;
 use crate::pdu::CommandStatus;
 use crate::session::TokenBucket;
+use crate::sharded::Counter;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -69,10 +70,10 @@ const RAMP_FLOOR: f64 = 0.05;
 /// Counters since start, for status and metrics.
 #[derive(Debug, Default)]
 pub struct LoadCounters {
-    /// Requests the router handed to this upstream.
-    pub picked: AtomicU64,
+    /// Requests the router handed to this upstream (per thread: every session thread adds).
+    pub picked: Counter,
     /// Answers other than throttles and link errors (the SMSC took the request or judged it).
-    pub acked: AtomicU64,
+    pub acked: Counter,
     /// ESME_RTHROTTLED / ESME_RMSGQFUL answers.
     pub throttled: AtomicU64,
     /// Response timeouts and ESME_RSYSERR answers.
@@ -224,7 +225,7 @@ impl Load {
     pub fn on_answer(&self, status: CommandStatus, rtt: Duration, now: Instant) {
         if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-            let acked = self.counters.acked.load(Ordering::Relaxed);
+            let acked = self.counters.acked.get();
             let mut i = self.lock();
             i.last_throttle = Some(now);
             i.run_since.get_or_insert(now);
@@ -247,7 +248,7 @@ impl Load {
             self.counters.link_errors.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.counters.acked.fetch_add(1, Ordering::Relaxed);
+        self.counters.acked.add(1);
         let sample = rtt.as_secs_f64();
         let mut i = self.lock();
         // A request sent after the run of throttles began got through: the run is over. (One
@@ -336,7 +337,7 @@ impl Load {
         eject_rate: f64,
         eject_for: Duration,
     ) -> Option<Change> {
-        let acked = self.counters.acked.load(Ordering::Relaxed);
+        let acked = self.counters.acked.get();
         let errors = self.counters.link_errors.load(Ordering::Relaxed);
         let answers = acked + errors;
         let mut i = self.lock();

@@ -47,7 +47,7 @@ impl Writer {
         let mut txn = self.db.begin_write()?;
         if !(durable && last) {
             // No fsync: the log holds these writes until the last slice deletes its rows, and
-            // the next group commit makes this one durable with it.
+            // the next durable commit makes this one durable with it.
             txn.set_durability(Durability::None)?;
         }
         let mut value = Vec::new();

@@ -61,10 +61,13 @@ const GEN_SPAN: Duration = Duration::from_secs(20);
 /// A flush moves at most this many keys between two group commits (~10 ms of the writer).
 const FLUSH_SLICE: usize = 2048;
 /// With `sync = "periodic"`, the database is made durable (and the write-ahead file emptied)
-/// once the file holds this much…
-const WAL_DURABLE_AT: u64 = 32 << 20;
-/// …or this long after the first commit that was not.
-const DURABLE_EVERY: Duration = Duration::from_secs(10);
+/// once the file holds this much (what a restart may have to replay)…
+const WAL_DURABLE_AT: u64 = 16 << 20;
+/// …or `DURABLE_EVERY` times `sync_interval` after the first commit that was not (at least
+/// `DURABLE_MIN`: that commit's fsync writes what the database changed since the last, and
+/// answers queued behind it wait, so it is kept rare).
+const DURABLE_EVERY: u32 = 10;
+const DURABLE_MIN: Duration = Duration::from_secs(2);
 /// A quiet writer still wakes this often to close generations…
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// …and this often to go on with a flush.
@@ -207,9 +210,9 @@ pub(super) struct Writer {
     /// The batch being applied (kept for its capacity, like the log row it writes).
     stage: Stage,
     row: Vec<u8>,
-    /// With `sync = "periodic"`: the write-ahead file and the thread that fsyncs it, how often
-    /// the database is made durable at most, the last batch number, and when it was last made
-    /// durable (`None`: it is).
+    /// With `sync = "periodic"`: the write-ahead file and the thread that fsyncs it, the longest
+    /// the database goes without being made durable, the last batch number, and since when it
+    /// has not been (`None`: it is).
     wal: Option<Wal>,
     syncer: Option<Syncer>,
     durable_every: Duration,
@@ -283,7 +286,10 @@ impl Writer {
         drop((log, up, txn));
         let wal_file = dir.join(wal::FILE);
         let (wal, durable_every) = match sync {
-            StoreSync::Periodic { .. } => (Some(Wal::open(dir).map_err(wal_error)?), DURABLE_EVERY),
+            StoreSync::Periodic { interval } => (
+                Some(Wal::open(dir).map_err(wal_error)?),
+                (interval * DURABLE_EVERY).max(DURABLE_MIN),
+            ),
             // What a periodic run left is applied once, then the file goes.
             StoreSync::Always if wal_file.exists() => (Some(Wal::open(dir).map_err(wal_error)?), Duration::ZERO),
             StoreSync::Always => (None, Duration::ZERO),
@@ -465,7 +471,6 @@ impl Writer {
             self.wal_seq += 1;
             // The file is fsynced on its own (`syncer`): the database is made durable only
             // when the file has grown large (a restart replays it) or after `durable_every`.
-            // That commit's fsync holds up the answers queued behind it, so it is kept rare.
             self.durability = match self.dirty_since {
                 Some(t) if t.elapsed() >= self.durable_every || wal.len() >= WAL_DURABLE_AT => Durability::Immediate,
                 _ => Durability::None,
@@ -476,7 +481,11 @@ impl Writer {
             (Err(_), Some(wal)) => {
                 // Not committed (answered as failed): not to be replayed either. If even that
                 // fails, the store must be opened again before it takes more work.
-                if let Some(Err(e)) = undo.map(|at| wal.undo(at)) {
+                // The record may have been fsynced already (`syncer`): its undoing is fsynced
+                // here, or a power loss could bring back a batch answered as failed. A rare
+                // path, so it may wait for the disk.
+                let undone = undo.map(|at| wal.undo(at).and_then(|()| wal.sync()));
+                if let Some(Err(e)) = undone {
                     let e = wal_error(e);
                     self.failed(&e);
                 }

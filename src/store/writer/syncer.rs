@@ -76,10 +76,9 @@ impl Shared {
                         stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        if !stats.failed.swap(true, Ordering::AcqRel) {
-                            stats.failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(error = %e, "store: fsync of the write-ahead file failed; refusing new work until the store opens again");
-                        }
+                        stats.failed.store(true, Ordering::Release);
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "store: fsync of the write-ahead file failed; refusing new work until the store opens again");
                     }
                 }
             }

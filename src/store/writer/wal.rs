@@ -47,6 +47,7 @@ impl Wal {
     /// overwritten by the next record instead of hiding it.
     pub(in crate::store) fn open(dir: &Path) -> std::io::Result<Wal> {
         let path = dir.join(FILE);
+        let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -54,6 +55,11 @@ impl Wal {
             .read(true)
             .open(&path)?;
         let len = file.metadata()?.len();
+        if created {
+            // The file's name must survive a power loss too: what it will hold is all there
+            // is of the answered writes until the database is made durable.
+            File::open(dir)?.sync_all()?;
+        }
         Ok(Wal {
             file,
             path,
@@ -97,6 +103,11 @@ impl Wal {
         self.len = before;
         self.file.write_all_at(&[0; 8], before)?;
         self.file.set_len(before)
+    }
+
+    /// Fsyncs the file's contents now.
+    pub(super) fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 
     /// Another handle of the file, for the thread that fsyncs it.
