@@ -17,6 +17,7 @@ pub const DELAY: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14
 
 /// Buckets a histogram can have (one past its bounds): with the sum, one 128-byte line.
 const MAX_BUCKETS: usize = 15;
+const _: () = assert!(LATENCY.len() < MAX_BUCKETS && DELAY.len() < MAX_BUCKETS);
 
 /// Observations counted by bucket, with their sum; one copy per thread ([`crate::sharded`]).
 #[derive(Debug)]

@@ -3,8 +3,9 @@
 //! An atomic that several cores add to moves its cache line from core to core on every
 //! addition; at full load the proxy's shared counters and histograms cost more than the work
 //! they count. So each is split into [`SHARDS`] copies on cache lines of their own, a thread
-//! adds to its own copy (session thread `i` to copy `i % SHARDS`, set by [`enter`]; any other
-//! thread to copy 0), and a reader (`/metrics`, `/status`) adds the copies up.
+//! adds to its own copy (session thread `i` to copy `1 + (i - 1) % (SHARDS - 1)`, set by
+//! [`enter`]; any other thread to copy 0: up to 7 session threads each have one of their own),
+//! and a reader (`/metrics`, `/status`) adds the copies up.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +17,9 @@ thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(0) };
 }
 
-/// This thread writes copy `index % SHARDS` from now on (called by each session thread).
+/// Session thread `index` (from 1) writes its copy from now on.
 pub fn enter(index: usize) {
-    SHARD.with(|s| s.set(index % SHARDS));
+    SHARD.with(|s| s.set(1 + index.saturating_sub(1) % (SHARDS - 1)));
 }
 
 /// The copy this thread writes.
@@ -63,7 +64,8 @@ mod tests {
     fn threads_add_to_their_own_copy_and_a_read_adds_them_up() {
         let c = std::sync::Arc::new(Counter::default());
         c.add(1);
-        let threads: Vec<_> = (1..=3)
+        let threads: Vec<_> = [1, 2, 8]
+            .into_iter()
             .map(|i| {
                 let c = c.clone();
                 std::thread::spawn(move || {
@@ -79,7 +81,8 @@ mod tests {
         }
         assert_eq!(c.get(), 601);
         let copies: Vec<u64> = c.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).collect();
-        assert_eq!(copies[..4], [1, 200, 200, 200]);
+        // Thread 8 shares thread 1's copy; copy 0 is the other threads'.
+        assert_eq!(copies[..4], [1, 400, 200, 0]);
         assert_eq!(std::mem::align_of::<Padded<AtomicU64>>(), 128);
     }
 }

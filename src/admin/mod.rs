@@ -400,9 +400,8 @@ async fn trace(State(ctx): State<Arc<Context>>, headers: HeaderMap, Path(id): Pa
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
-                "no message {id:?}: not waiting for a receipt, and not among the last final receipts here (about {}, at least {} per session thread; see the message trail)",
-                crate::context::delivered::SLOTS,
-                crate::context::delivered::RING_MIN
+                "no message {id:?}: not waiting for a receipt, and not among the last final receipts here (about {}, kept per session thread; see the message trail)",
+                crate::context::delivered::SLOTS
             ),
         ));
     };

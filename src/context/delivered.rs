@@ -21,8 +21,10 @@ use std::sync::Mutex;
 /// among the session threads' rings…
 pub const SLOTS: usize = 16_384;
 /// …but a ring holds at least this many: receipts come on the threads of the upstream
-/// sessions, which may be fewer than the threads.
+/// sessions, which may be fewer than the threads…
 pub const RING_MIN: usize = SLOTS / 4;
+/// …while all of them hold at most this many (about 18 MiB).
+pub const SLOTS_MAX: usize = SLOTS * 4;
 
 /// Up to `N` bytes of text, inline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +135,10 @@ struct Ring {
 
 impl Delivered {
     /// Rings for `threads` session threads, [`SLOTS`] places shared among them, at least
-    /// [`RING_MIN`] each (taken only as a thread writes).
+    /// [`RING_MIN`] each, [`SLOTS_MAX`] in all at most (taken only as a thread writes).
     pub fn new(threads: usize) -> Delivered {
-        let cap = (SLOTS / threads.max(1)).max(RING_MIN);
+        let threads = threads.max(1);
+        let cap = (SLOTS / threads).max(RING_MIN).min(SLOTS_MAX / threads);
         Delivered {
             rings: (0..=threads)
                 .map(|_| Padded(Mutex::new(Ring { cap, ..Ring::default() })))
@@ -219,10 +222,14 @@ mod tests {
     }
 
     #[test]
-    fn a_ring_finds_the_latest_of_an_id_written_twice_also_once_it_has_gone_round() {
+    fn a_ring_finds_the_latest_of_an_id_written_twice_also_across_its_wrap() {
+        let cap = |threads: usize| Delivered::new(threads).rings[0].0.lock().unwrap().cap;
+        assert_eq!(
+            (cap(1), cap(2), cap(8), cap(64)),
+            (SLOTS, SLOTS / 2, RING_MIN, SLOTS_MAX / 64)
+        );
         let d = Delivered::new(4);
-        let cap = d.rings[0].0.lock().unwrap().cap;
-        assert_eq!(cap, RING_MIN, "a ring holds at least RING_MIN");
+        let cap = cap(4);
         let with_at = |id: usize, at: u64| {
             let mut x = done(id);
             x.receipt = Some(Receipt::new(Some(b"DELIVRD"), None, at));
@@ -231,14 +238,18 @@ mod tests {
         d.remember(with_at(5, 1));
         d.remember(with_at(5, 2));
         assert_eq!(d.get("5").and_then(|x| x.receipt).map(|r| r.at), Some(2));
-        // Round the ring once and a bit: the latest write sits before `next` now.
-        for id in 0..cap {
+        // Id 7 in the ring's last place, then again in its first once it has gone round: the
+        // later one is before `next`, the earlier at the end.
+        for id in 2..cap - 1 {
             d.remember(with_at(1_000_000 + id, 3));
         }
         d.remember(with_at(7, 4));
         d.remember(with_at(7, 5));
         assert_eq!(d.get("7").and_then(|x| x.receipt).map(|r| r.at), Some(5));
-        assert!(d.get("5").is_none(), "gone round: the oldest are overwritten");
+        assert!(
+            d.get("5").map(|x| x.receipt.unwrap().at) != Some(1),
+            "overwritten by the wrap"
+        );
     }
 
     #[tokio::test]

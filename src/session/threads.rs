@@ -216,6 +216,7 @@ mod tests {
             let tx = tx.clone();
             place.spawn(&tracker, async move {
                 let name = std::thread::current().name().map(str::to_owned);
+                assert_eq!(crate::sharded::shard(), current(), "each writes its own counter copies");
                 tx.send((task, current(), name)).unwrap();
             });
         }

@@ -239,7 +239,8 @@ impl Shared {
         self.retire();
         match Engine::open(&self.path, self.stats.clone(), self.sync) {
             Ok(engine) => {
-                // Cleared first: a failure the new engine meets at once must stand.
+                // Cleared before the engine is back, so a failure its threads report from then
+                // on stands.
                 self.stats.failed.store(false, Ordering::Release);
                 self.engine.store(Some(Arc::new(engine)));
                 self.stats.reopens.fetch_add(1, Ordering::Relaxed);
@@ -944,7 +945,9 @@ mod tests {
     fn with_periodic_sync_the_write_ahead_file_is_fsynced_on_its_own_and_the_database_later() {
         let d = dir("walsync");
         let periodic = StoreSync::Periodic {
-            interval: Duration::from_millis(20),
+            // The database is made durable ten intervals after the first write: the checks
+            // below have 10 s to see the file fsynced and still growing.
+            interval: Duration::from_secs(1),
         };
         let wal_file = d.join(super::super::writer::wal::FILE);
         let store = DurableStore::open_with(&d, Duration::MAX, periodic).unwrap();
@@ -957,7 +960,7 @@ mod tests {
             }
         };
         // Nothing written: nothing to fsync.
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(syncs(), 0, "an idle file is not fsynced");
         put_all(&store, 0..10);
         wait_for("the appended records are fsynced", &|| syncs() >= 1);

@@ -225,11 +225,11 @@ impl Load {
     pub fn on_answer(&self, status: CommandStatus, rtt: Duration, now: Instant) {
         if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-            let acked = self.counters.acked.get();
             let mut i = self.lock();
             i.last_throttle = Some(now);
             i.run_since.get_or_insert(now);
             if i.last_decrease.is_none_or(|t| now.duration_since(t) >= CUT_EVERY) {
+                let acked = self.counters.acked.get();
                 let counted = i.last_second(acked, now);
                 i.capacity = Some(i.believe(counted).max(MIN_RATE));
                 let taken = counted * (1.0 - MARGIN);

@@ -76,9 +76,14 @@ impl Shared {
                         stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        stats.failed.store(true, Ordering::Release);
-                        stats.failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(error = %e, "store: fsync of the write-ahead file failed; refusing new work until the store opens again");
+                        // Counted and logged once per failure, like the writer's: it goes on
+                        // trying every round until the store is opened again.
+                        if !stats.failed.swap(true, Ordering::AcqRel) {
+                            stats.failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, "store: fsync of the write-ahead file failed; refusing new work until the store opens again");
+                        } else {
+                            tracing::debug!(error = %e, "store: fsync of the write-ahead file failed again");
+                        }
                     }
                 }
             }
