@@ -888,16 +888,18 @@ mod tests {
         check_across_a_crash(store, &d, check);
     }
 
+    /// A store in `d` with `sync = "periodic"` at `interval`, and its write-ahead file.
+    fn open_periodic(d: &Path, interval: Duration) -> (DurableStore, PathBuf) {
+        let store = DurableStore::open_with(d, Duration::MAX, StoreSync::Periodic { interval }).unwrap();
+        (store, d.join(super::super::writer::wal::FILE))
+    }
+
     /// What a killed `sync = "periodic"` run leaves (records after the durable state) is
     /// applied at the next open, even one with `sync = "always"`, which then removes the file.
     #[test]
     fn a_write_ahead_file_left_by_a_killed_run_is_applied_at_open() {
         let d = dir("wal");
-        let periodic = StoreSync::Periodic {
-            interval: Duration::from_secs(60),
-        };
-        let wal_file = d.join(super::super::writer::wal::FILE);
-        let store = DurableStore::open_with(&d, Duration::MAX, periodic).unwrap();
+        let (store, wal_file) = open_periodic(&d, Duration::from_secs(60));
         put_all(&store, 0..10);
         store.outbox_push("shop", b"before").wait_blocking().unwrap();
         drop(store);
@@ -944,13 +946,9 @@ mod tests {
     #[test]
     fn with_periodic_sync_the_write_ahead_file_is_fsynced_on_its_own_and_the_database_later() {
         let d = dir("walsync");
-        let periodic = StoreSync::Periodic {
-            // The database is made durable ten intervals after the first write: the checks
-            // below have 10 s to see the file fsynced and still growing.
-            interval: Duration::from_secs(1),
-        };
-        let wal_file = d.join(super::super::writer::wal::FILE);
-        let store = DurableStore::open_with(&d, Duration::MAX, periodic).unwrap();
+        // The database is made durable ten intervals after the first write: the checks below
+        // have 10 s to see the file fsynced and still growing.
+        let (store, wal_file) = open_periodic(&d, Duration::from_secs(1));
         let syncs = || store.writer_stats().wal_syncs.load(Ordering::Relaxed);
         let wait_for = |what: &str, done: &dyn Fn() -> bool| {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);

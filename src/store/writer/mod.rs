@@ -41,7 +41,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
-use syncer::Syncer;
 use wal::Wal;
 
 /// The `meta` key of the last write-ahead record a commit holds.
@@ -210,11 +209,10 @@ pub(super) struct Writer {
     /// The batch being applied (kept for its capacity, like the log row it writes).
     stage: Stage,
     row: Vec<u8>,
-    /// With `sync = "periodic"`: the write-ahead file and the thread that fsyncs it, the longest
+    /// With `sync = "periodic"`: the write-ahead file (fsynced by a thread of its own), the longest
     /// the database goes without being made durable, the last batch number, and since when it
     /// has not been (`None`: it is).
     wal: Option<Wal>,
-    syncer: Option<Syncer>,
     durable_every: Duration,
     wal_seq: u64,
     dirty_since: Option<Instant>,
@@ -307,7 +305,6 @@ impl Writer {
             stage,
             row: Vec::new(),
             wal,
-            syncer: None,
             durable_every,
             wal_seq: durable_seq,
             dirty_since: None,
@@ -318,9 +315,8 @@ impl Writer {
         if matches!(sync, StoreSync::Always) && writer.wal.take().is_some() {
             std::fs::remove_file(&wal_file).map_err(wal_error)?;
         }
-        if let (StoreSync::Periodic { interval }, Some(wal)) = (sync, &writer.wal) {
-            let file = wal.handle().map_err(wal_error)?;
-            writer.syncer = Some(Syncer::start(file, interval, writer.stats.clone()).map_err(wal_error)?);
+        if let (StoreSync::Periodic { interval }, Some(wal)) = (sync, writer.wal.as_mut()) {
+            wal.fsync_every(interval, writer.stats.clone()).map_err(wal_error)?;
         }
         Ok(writer)
     }
@@ -347,7 +343,7 @@ impl Writer {
         if batches > 0 {
             tracing::info!(batches, "store: replayed the write-ahead file");
         }
-        self.sync_now()?;
+        self.make_durable()?;
         if damaged {
             self.wal
                 .as_mut()
@@ -358,7 +354,7 @@ impl Writer {
     }
 
     /// Makes every commit so far durable (one fsync) and empties the write-ahead file.
-    fn sync_now(&mut self) -> Result<(), StoreError> {
+    fn make_durable(&mut self) -> Result<(), StoreError> {
         if self.wal.is_none() {
             return Ok(());
         }
@@ -370,9 +366,9 @@ impl Writer {
     }
 
     /// Makes the database durable when `durable_every` has passed since a commit without.
-    fn sync_when_due(&mut self) {
+    fn make_durable_when_due(&mut self) {
         if self.dirty_since.is_some_and(|t| t.elapsed() >= self.durable_every) {
-            if let Err(e) = self.sync_now() {
+            if let Err(e) = self.make_durable() {
                 // A database that cannot be made durable is failing: no new work until it is
                 // opened again (which replays the write-ahead file).
                 self.failed(&e);
@@ -401,7 +397,7 @@ impl Writer {
             let first = match rx.recv_timeout(idle) {
                 Ok(op) => op,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    self.sync_when_due();
+                    self.make_durable_when_due();
                     self.maintain();
                     continue;
                 }
@@ -443,11 +439,11 @@ impl Writer {
                     }
                 }
             }
-            self.sync_when_due();
+            self.make_durable_when_due();
             self.maintain();
         }
         // A clean stop leaves nothing to replay.
-        if let Err(e) = self.sync_now() {
+        if let Err(e) = self.make_durable() {
             tracing::warn!(error = %e, "store: making the database durable at stop failed; the write-ahead file keeps it");
         }
     }
@@ -464,9 +460,6 @@ impl Writer {
                 .map_err(wal_error)?
             {
                 undo = Some(at);
-                if let Some(syncer) = &self.syncer {
-                    syncer.appended();
-                }
             }
             self.wal_seq += 1;
             // The file is fsynced on its own (`syncer`): the database is made durable only

@@ -11,7 +11,8 @@
 //! then its operations, each a tag byte and length-prefixed fields. Only operations whose loss
 //! would matter are written: expiry and checkpoints are redone by the next run anyway.
 
-use super::Op;
+use super::syncer::Syncer;
+use super::{Op, WriterStats};
 use crate::store::record::decode_stamped;
 use crate::store::StoreError;
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The file's name in the store's directory.
 pub const FILE: &str = "smpp-proxy.wal";
@@ -39,6 +41,8 @@ pub(in crate::store) struct Wal {
     /// Bytes in it (where the next record goes; a failed commit cuts back to it).
     len: u64,
     buf: Vec<u8>,
+    /// With `sync = "periodic"`: the thread that fsyncs the file ([`Wal::fsync_every`]).
+    syncer: Option<Syncer>,
 }
 
 impl Wal {
@@ -65,6 +69,7 @@ impl Wal {
             path,
             len,
             buf: Vec::new(),
+            syncer: None,
         })
     }
 
@@ -94,6 +99,9 @@ impl Wal {
             return Err(e);
         }
         self.len += self.buf.len() as u64;
+        if let Some(syncer) = &self.syncer {
+            syncer.appended();
+        }
         Ok(true)
     }
 
@@ -110,9 +118,11 @@ impl Wal {
         self.file.sync_data()
     }
 
-    /// Another handle of the file, for the thread that fsyncs it.
-    pub(super) fn handle(&self) -> std::io::Result<File> {
-        self.file.try_clone()
+    /// From now on, a thread of its own fsyncs what was appended every `interval`; a failed
+    /// fsync marks the store failed in `stats`.
+    pub(super) fn fsync_every(&mut self, interval: Duration, stats: Arc<WriterStats>) -> std::io::Result<()> {
+        self.syncer = Some(Syncer::start(self.file.try_clone()?, interval, stats)?);
+        Ok(())
     }
 
     /// Where the next record goes.
