@@ -61,12 +61,8 @@ async fn receipt_text_and_tlv_both_carry_the_client_id() {
     let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
     let mut esme = shop(&proxy).await;
     let (id, receipt) = submit_for_receipt(&mut esme).await;
-    assert_eq!(receipt.tlv_id.as_deref(), Some(id.as_bytes()));
-    assert_eq!(
-        receipt.text_id.as_deref(),
-        Some(id.as_bytes()),
-        "decimal text id rewritten too"
-    );
+    assert_eq!(receipt.tlv_id(), Some(id.as_bytes()));
+    assert_eq!(receipt.text_id(), Some(id.as_bytes()), "decimal text id rewritten too");
     proxy.shutdown().await;
 }
 

@@ -470,7 +470,7 @@ proptest! {
                 prop_assert_eq!(&a, &b);
                 let again = Receipt::from_pdu(&Pdu::parse(a).unwrap()).unwrap();
                 if had_id {
-                    prop_assert_eq!(again.id().map(|b| b.as_ref()), Some(new_id.as_bytes()));
+                    prop_assert_eq!(again.id(), Some(new_id.as_bytes()));
                 }
             }
             (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),

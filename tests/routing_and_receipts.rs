@@ -82,7 +82,7 @@ async fn receipt_arrives_on_the_receiver_bind_of_the_same_account() {
         let pdu = rx.recv(T).await.unwrap();
         assert_eq!(pdu.command_id(), CommandId::DELIVER_SM);
         rx.ack(&pdu).await.unwrap();
-        let id = String::from_utf8(Receipt::from_pdu(&pdu).unwrap().tlv_id.unwrap().to_vec()).unwrap();
+        let id = String::from_utf8(Receipt::from_pdu(&pdu).unwrap().tlv_id().unwrap().to_vec()).unwrap();
         assert!(ids.remove(&id), "receipt {id} for a message of this account");
     }
     // The transmitter got no deliver_sm.
@@ -111,7 +111,7 @@ async fn message_id_formats_per_client() {
             .await
             .unwrap();
         let (id, receipt) = submit_for_receipt(&mut esme).await;
-        let receipt_id = receipt.text_id.map(|b| String::from_utf8(b.to_vec()).unwrap());
+        let receipt_id = receipt.text_id().map(|b| String::from_utf8(b.to_vec()).unwrap());
         assert!(check(&id), "{client}: {id}");
         assert_eq!(
             receipt_id.as_deref(),
@@ -240,7 +240,7 @@ async fn multipart_receipts_all_first_or_last_per_client() {
         }
         let mut got = Vec::new();
         for pdu in &receipts {
-            let id = String::from_utf8(Receipt::from_pdu(pdu).unwrap().tlv_id.unwrap().to_vec()).unwrap();
+            let id = String::from_utf8(Receipt::from_pdu(pdu).unwrap().tlv_id().unwrap().to_vec()).unwrap();
             got.push(part_ids.iter().position(|p| *p == id).unwrap() + 1);
         }
         got.sort_unstable();
@@ -277,7 +277,7 @@ async fn intermediate_receipts_keep_the_correlation_and_the_final_one_ends_it() 
         let pdu = esme.recv(T).await.unwrap();
         esme.ack(&pdu).await.unwrap();
         let r = Receipt::from_pdu(&pdu).unwrap();
-        assert_eq!(r.tlv_id.as_deref(), Some(id.as_bytes()));
+        assert_eq!(r.tlv_id(), Some(id.as_bytes()));
         states.push(r.state.unwrap().stat_text());
         if states.len() == 1 {
             // After ENROUTE the mapping is still there for the final receipt.
@@ -314,7 +314,7 @@ async fn unmatched_receipts_are_acknowledged_counted_and_routed() {
     let got = ops.recv(T).await.unwrap();
     ops.ack(&got).await.unwrap();
     assert_eq!(
-        Receipt::from_pdu(&got).unwrap().text_id.as_deref(),
+        Receipt::from_pdu(&got).unwrap().text_id(),
         Some(&b"nobody-knows"[..]),
         "delivered as received"
     );

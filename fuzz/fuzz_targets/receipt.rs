@@ -31,10 +31,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(on_frame.ok(), on_pdu.ok());
         let Ok(rewritten) = rewrite_id(&pdu, new_id) else { continue };
         let after = Receipt::from_pdu(&rewritten).expect("still a receipt");
-        if before.text_id.is_some() {
-            assert_eq!(after.text_id.as_deref(), Some(&b"0123456789abcdef"[..]));
-            assert_eq!(after.stat, before.stat);
-            assert_eq!(after.err, before.err);
+        if before.text_id().is_some() {
+            assert_eq!(after.text_id(), Some(&b"0123456789abcdef"[..]));
+            assert_eq!(after.stat(), before.stat());
+            assert_eq!(after.err(), before.err());
         }
         let bytes = rewritten.to_bytes().unwrap();
         assert_eq!(Pdu::parse(bytes).unwrap(), rewritten);

@@ -260,7 +260,7 @@ impl Context {
 
     /// Looks up the correlation of a receipt's ids (TLV first, then text).
     fn lookup(&self, upstream: &UpstreamInfo, receipt: &Receipt) -> Found {
-        let (tlv, text) = (receipt.tlv_id.as_deref(), receipt.text_id.as_deref());
+        let (tlv, text) = (receipt.tlv_id(), receipt.text_id());
         let ids: &[&[u8]] = match (tlv, text) {
             (Some(a), Some(b)) => &[a, b],
             (Some(a), None) | (None, Some(a)) => &[a],
@@ -330,15 +330,15 @@ impl Context {
                 .receipt_delay
                 .observe(now.saturating_sub(correlation.submitted_at) as f64);
             use super::delivered::{Done, Receipt};
-            let got = Receipt::new(receipt.stat.as_deref(), receipt.err.as_deref(), now);
+            let got = Receipt::new(receipt.stat(), receipt.err(), now);
             self.delivered.remember(Done::of(&correlation, Some(got)));
         }
         // The trail's `stat:` and `err:` share the receipt's bytes: no copy on this path.
         if self.trail.on() {
             self.trail.record(crate::trail::TrailEvent::Receipt {
                 correlation: correlation.clone(),
-                state: receipt.stat.clone(),
-                err: receipt.err.clone(),
+                state: receipt.stat_shared(),
+                err: receipt.err_shared(),
             });
         }
         if self.suppressed_part(&correlation) {
@@ -369,7 +369,7 @@ impl Context {
         let dedup = self.store.shared().map(|_| {
             let id = canonical_key(correlation.upstream_id.as_bytes(), upstream.config.id_match);
             let id = id.as_str();
-            let stat = receipt.stat.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let stat = receipt.stat().map(String::from_utf8_lossy).unwrap_or_default();
             format!("{}:{id}:{stat}", upstream.name)
         });
         let forget = is_final.then_some((correlation, upstream.config.id_match));
@@ -389,8 +389,8 @@ impl Context {
         };
         warn!(
             upstream = %upstream.name,
-            receipted_message_id = %id(|r| r.tlv_id.as_deref()),
-            text_id = %id(|r| r.text_id.as_deref()),
+            receipted_message_id = %id(Receipt::tlv_id),
+            text_id = %id(Receipt::text_id),
             "receipt matches no submission"
         );
         match &self.live().config.unmatched_receipts_to {
@@ -413,12 +413,9 @@ impl Context {
         };
         let mode = upstream.config.id_match;
         let mut keys: Vec<Key> = Vec::new();
-        for id in [receipt.tlv_id.as_ref(), receipt.text_id.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            for key in lookup_keys(id, mode).iter() {
-                let key = (upstream.name.clone(), key.clone());
+        for id in [receipt.tlv_id(), receipt.text_id()].into_iter().flatten() {
+            for key in lookup_keys(id, mode) {
+                let key = (upstream.name.clone(), key);
                 if !keys.contains(&key) {
                     keys.push(key);
                 }

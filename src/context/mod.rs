@@ -63,6 +63,10 @@ impl Default for Stats {
     }
 }
 
+/// Accounts by system_id: looked up for every receipt and MO, so hashed with foldhash (SipHash
+/// showed in the receipt path's profile).
+pub type Accounts = HashMap<String, AccountHandle, foldhash::fast::RandomState>;
+
 /// What a reload replaces, all at once: a task sees the configuration, accounts, router and
 /// sessions of one generation, never a mix.
 #[derive(Debug)]
@@ -70,7 +74,7 @@ pub struct Live {
     /// The configuration.
     pub config: Arc<Config>,
     /// Accounts by system_id.
-    pub accounts: HashMap<String, AccountHandle>,
+    pub accounts: Accounts,
     /// The router over the upstream sessions.
     pub router: Router,
     /// Every upstream session running, those being retired too (for status).

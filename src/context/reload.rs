@@ -28,7 +28,6 @@ use crate::context::{Context, Live};
 use crate::routing::Router;
 use crate::upstream::{self, InboundSink, Request, SessionHandle, UpstreamInfo};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -280,7 +279,7 @@ impl Reloader {
             s.retire.cancel();
         }
         // Clients: by system_id.
-        let mut accounts = HashMap::with_capacity(new.clients.len());
+        let mut accounts = super::Accounts::with_capacity_and_hasher(new.clients.len(), Default::default());
         for (id, config) in &new.clients {
             match before.accounts.get(id) {
                 Some(a) => {
@@ -461,7 +460,7 @@ impl Settle {
 
 /// Puts a new generation in force: `config`, `accounts`, and a router over `topology` that
 /// takes over the running one's state.
-fn publish(ctx: &Context, topology: &Topology, config: Arc<Config>, accounts: HashMap<String, AccountHandle>) {
+fn publish(ctx: &Context, topology: &Topology, config: Arc<Config>, accounts: super::Accounts) {
     let before = ctx.live.load_full();
     let router = Router::build(
         &topology.upstreams,

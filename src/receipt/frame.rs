@@ -52,7 +52,7 @@ pub fn rewrite_receipt_frame(
     let (sm_len, payload_len, id_len);
     // At most two places change, each with the length field that counts it.
     let mut edits: [Option<Edit<'_>>; 4] = Default::default();
-    if let Some(span) = receipt.text_id_span.clone() {
+    if let Some(span) = receipt.text_id_span() {
         // The span and the lengths must be where `receipt` and `pdu` say, in `frame`: else
         // they were not read from it.
         let replace = |at: usize, len: usize| {

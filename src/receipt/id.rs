@@ -30,6 +30,17 @@ pub fn canonical(id: &[u8], mode: IdMatch) -> String {
 /// [`canonical`] without an allocation for any id SMPP allows: the receipt path makes several
 /// per receipt (every form of both its ids, and the id of every correlation it removes).
 pub fn canonical_key(id: &[u8], mode: IdMatch) -> IdKey {
+    if id.is_ascii() {
+        // Every id SMPP allows: octets in, octets out, no UTF-8 decoding on the receipt path.
+        let id = match mode {
+            IdMatch::Exact | IdMatch::IgnoreCase => id,
+            IdMatch::Normalised | IdMatch::Numeric => match id.iter().position(|&b| b != b'0') {
+                Some(first) => &id[first..],
+                None => &id[id.len().saturating_sub(1)..],
+            },
+        };
+        return IdKey::ascii(id, mode != IdMatch::Exact);
+    }
     let text = String::from_utf8_lossy(id);
     let mut out = IdKey::default();
     match mode {
@@ -75,6 +86,23 @@ impl IdKey {
             IdKey::Inline(n, b) => std::str::from_utf8(&b[..usize::from(*n)]).unwrap_or_default(),
             IdKey::Long(s) => s,
         }
+    }
+
+    /// `id` (ASCII), in lower case when `lower`.
+    fn ascii(id: &[u8], lower: bool) -> IdKey {
+        let mut b = [0; INLINE];
+        let Some(room) = b.get_mut(..id.len()) else {
+            let mut long = String::from_utf8_lossy(id).into_owned();
+            if lower {
+                long.make_ascii_lowercase();
+            }
+            return IdKey::Long(long);
+        };
+        room.copy_from_slice(id);
+        if lower {
+            room.make_ascii_lowercase();
+        }
+        IdKey::Inline(id.len() as u8, b)
     }
 
     fn push_str(&mut self, s: &str) {
@@ -140,52 +168,69 @@ fn parse_radix(id: &[u8], radix: u32) -> Option<u128> {
     u128::from_str_radix(text, radix).ok()
 }
 
-/// The forms of a receipt id to look for, in order: at most three, none allocated.
-#[derive(Debug, Default)]
-pub struct LookupKeys {
-    keys: [IdKey; 3],
-    n: usize,
+/// The forms of a receipt id to look for, in order (at most three, none allocated), each made
+/// only when asked for: the first usually finds the correlation, and the other two are a
+/// 128-bit parse and print each.
+#[derive(Debug)]
+pub struct LookupKeys<'a> {
+    id: &'a [u8],
+    mode: IdMatch,
+    /// The next form to make: 0 canonical, 1 decimal read as hex, 2 hex read as decimal.
+    stage: u8,
+    /// The forms given so far (a later one equal to one of them is skipped).
+    given: [Option<IdKey>; 2],
 }
 
-impl LookupKeys {
-    fn push(&mut self, key: IdKey) {
-        if !self.keys[..self.n].contains(&key) {
-            self.keys[self.n] = key;
-            self.n += 1;
-        }
-    }
+impl Iterator for LookupKeys<'_> {
+    type Item = IdKey;
 
-    /// The forms, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &IdKey> {
-        self.keys[..self.n].iter()
+    fn next(&mut self) -> Option<IdKey> {
+        use std::fmt::Write;
+        loop {
+            let stage = self.stage;
+            self.stage = self.stage.saturating_add(1);
+            let key = match stage {
+                0 => canonical_key(self.id, self.mode),
+                1 | 2 if self.mode == IdMatch::Numeric => {
+                    // Written in canonical form: lower case, no leading zeros.
+                    let Some(n) = parse_radix(self.id, if stage == 1 { 10 } else { 16 }) else {
+                        continue;
+                    };
+                    let mut key = IdKey::default();
+                    let _ = if stage == 1 {
+                        write!(key, "{n:x}")
+                    } else {
+                        write!(key, "{n}")
+                    };
+                    key
+                }
+                _ => return None,
+            };
+            if self.given.iter().flatten().any(|g| *g == key) {
+                continue;
+            }
+            if let Some(slot) = self.given.iter_mut().find(|g| g.is_none()) {
+                *slot = Some(key.clone());
+            }
+            return Some(key);
+        }
     }
 }
 
 /// The keys to try, in order, to find the stored id that `receipt_id` refers to.
-pub fn lookup_keys(receipt_id: &[u8], mode: IdMatch) -> LookupKeys {
-    use std::fmt::Write;
-    let mut keys = LookupKeys::default();
-    keys.push(canonical_key(receipt_id, mode));
-    if mode == IdMatch::Numeric {
-        // Written in canonical form: lower case, no leading zeros.
-        if let Some(n) = parse_radix(receipt_id, 10) {
-            let mut key = IdKey::default();
-            let _ = write!(key, "{n:x}");
-            keys.push(key);
-        }
-        if let Some(n) = parse_radix(receipt_id, 16) {
-            let mut key = IdKey::default();
-            let _ = write!(key, "{n}");
-            keys.push(key);
-        }
+pub fn lookup_keys(receipt_id: &[u8], mode: IdMatch) -> LookupKeys<'_> {
+    LookupKeys {
+        id: receipt_id,
+        mode,
+        stage: 0,
+        given: [None, None],
     }
-    keys
 }
 
 /// `true` when `stored` (from submit_sm_resp) and `receipt_id` name the same message under `mode`.
 pub fn ids_match(stored: &[u8], receipt_id: &[u8], mode: IdMatch) -> bool {
     let key = canonical_key(stored, mode);
-    lookup_keys(receipt_id, mode).iter().any(|k| *k == key)
+    lookup_keys(receipt_id, mode).any(|k| k == key)
 }
 
 #[cfg(test)]
@@ -214,6 +259,26 @@ mod tests {
     }
 
     #[test]
+    fn canonical_forms() {
+        for (id, mode, want) in [
+            ("00AbC", IdMatch::Exact, "00AbC"),
+            ("00AbC", IdMatch::IgnoreCase, "00abc"),
+            ("00AbC", IdMatch::Normalised, "abc"),
+            ("00AbC", IdMatch::Numeric, "abc"),
+            ("000", IdMatch::Numeric, "0"),
+            ("0", IdMatch::Normalised, "0"),
+            ("", IdMatch::Numeric, ""),
+            // Not ASCII: decoded, then the same rules.
+            ("00\u{e9}A", IdMatch::Numeric, "\u{e9}a"),
+            ("\u{e9}A", IdMatch::Exact, "\u{e9}A"),
+        ] {
+            assert_eq!(canonical(id.as_bytes(), mode), want, "{id:?} {mode:?}");
+        }
+        let long = "0".repeat(10) + &"B".repeat(70);
+        assert_eq!(canonical(long.as_bytes(), IdMatch::Numeric), "b".repeat(70));
+    }
+
+    #[test]
     fn modes_are_ordered_by_tolerance() {
         assert!(ids_match(b"AbC", b"AbC", IdMatch::Exact));
         assert!(!ids_match(b"ABC", b"abc", IdMatch::Exact));
@@ -225,7 +290,7 @@ mod tests {
         assert!(ids_match(b"10", b"16", IdMatch::Numeric));
         // A UUID is neither decimal nor hex: only its canonical form matches.
         let uuid = b"bc59b8aa-2fd2-4035-8113-19301e050079";
-        assert_eq!(lookup_keys(uuid, IdMatch::Numeric).iter().count(), 1);
+        assert_eq!(lookup_keys(uuid, IdMatch::Numeric).count(), 1);
         // Longer than SMPP allows: still matched, kept on the heap.
         let long = [b'A'; 100];
         assert!(matches!(canonical_key(&long, IdMatch::IgnoreCase), IdKey::Long(_)));

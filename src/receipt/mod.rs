@@ -20,6 +20,7 @@ use crate::pdu::{tag, Body, NetworkErrorCode, Pdu};
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 use std::ops::Range;
+use text::{Span, Spans};
 
 /// `esm_class` message-type bits (SMPP 3.4 §5.2.12): SMSC delivery receipt.
 pub const ESM_CLASS_RECEIPT: u8 = 0x04;
@@ -195,33 +196,21 @@ pub enum Carrier {
     TlvsOnly,
 }
 
-/// What a delivery receipt says. Octet fields share the PDU's bytes.
+/// What a delivery receipt says. Its text fields are spans of the carrier's octets (shared
+/// with the PDU, not copied): reading a receipt takes two reference counts, not one per field,
+/// and every receipt from an SMSC is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// Where the text was found.
     pub carried_in: Carrier,
+    /// The text (`short_message` or `message_payload`); empty when `TlvsOnly`.
+    source: Bytes,
+    /// Where each field lies in `source`.
+    spans: Spans,
     /// `receipted_message_id` TLV (without NUL).
-    pub tlv_id: Option<Bytes>,
-    /// `id:` of the text.
-    pub text_id: Option<Bytes>,
-    /// Where `text_id` lies in the carrier's text, for [`rewrite_receipt_id`].
-    text_id_span: Option<Range<usize>>,
+    tlv_id: Option<Bytes>,
     /// `message_state` TLV, else the `stat:` text.
     pub state: Option<MessageState>,
-    /// `stat:` as written.
-    pub stat: Option<Bytes>,
-    /// `err:` as written (may be empty or alphanumeric).
-    pub err: Option<Bytes>,
-    /// `sub:`
-    pub sub: Option<Bytes>,
-    /// `dlvrd:`
-    pub dlvrd: Option<Bytes>,
-    /// `submit date:` as written.
-    pub submit_date: Option<Bytes>,
-    /// `done date:` as written.
-    pub done_date: Option<Bytes>,
-    /// `text:` (the rest of the message, as written).
-    pub text: Option<Bytes>,
     /// `network_error_code` TLV.
     pub network_error_code: Option<NetworkErrorCode>,
 }
@@ -254,75 +243,104 @@ impl Receipt {
         if !is_receipt(pdu) {
             return None;
         }
-        let parsed =
-            text_source(pdu).and_then(|(bytes, carrier)| text::parse(&bytes).map(|spans| (bytes, carrier, spans)));
-        let (carried_in, mut receipt) = match &parsed {
-            Some((bytes, carrier, spans)) => {
-                let get = |r: &Option<Range<usize>>| r.clone().map(|r| bytes.slice(r));
-                let stat = get(&spans.stat);
-                (
-                    *carrier,
-                    Receipt {
-                        carried_in: *carrier,
-                        tlv_id: None,
-                        text_id: get(&spans.id),
-                        text_id_span: spans.id.clone(),
-                        state: stat.as_deref().and_then(MessageState::from_stat),
-                        stat,
-                        err: get(&spans.err),
-                        sub: get(&spans.sub),
-                        dlvrd: get(&spans.dlvrd),
-                        submit_date: get(&spans.submit_date),
-                        done_date: get(&spans.done_date),
-                        text: get(&spans.text),
-                        network_error_code: None,
-                    },
-                )
-            }
-            None => (Carrier::TlvsOnly, Receipt::empty()),
+        let (source, carried_in, spans) = match text_source(pdu) {
+            Some((bytes, carrier)) => match text::parse(&bytes) {
+                Some(spans) => (bytes, carrier, spans),
+                None => (Bytes::new(), Carrier::TlvsOnly, Spans::default()),
+            },
+            None => (Bytes::new(), Carrier::TlvsOnly, Spans::default()),
         };
-        receipt.carried_in = carried_in;
-        receipt.tlv_id = pdu.tlvs.get_bytes(tag::receipted_message_id).map(|v| {
-            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
-            v.slice(..end)
-        });
-        if let Some(state) = pdu.message_state().and_then(MessageState::from_u8) {
-            receipt.state = Some(state);
-        }
-        receipt.network_error_code = pdu.network_error_code();
+        let mut receipt = Receipt {
+            carried_in,
+            state: None,
+            tlv_id: pdu.tlvs.get_bytes(tag::receipted_message_id).map(|v| {
+                let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+                v.slice(..end)
+            }),
+            network_error_code: pdu.network_error_code(),
+            source,
+            spans,
+        };
+        receipt.state = match pdu.message_state().and_then(MessageState::from_u8) {
+            Some(state) => Some(state),
+            None => receipt.stat().and_then(MessageState::from_stat),
+        };
         Some(receipt)
     }
 
-    fn empty() -> Receipt {
-        Receipt {
-            carried_in: Carrier::TlvsOnly,
-            tlv_id: None,
-            text_id: None,
-            text_id_span: None,
-            state: None,
-            stat: None,
-            err: None,
-            sub: None,
-            dlvrd: None,
-            submit_date: None,
-            done_date: None,
-            text: None,
-            network_error_code: None,
-        }
+    fn field(&self, span: Option<Span>) -> Option<&[u8]> {
+        span.map(|s| &self.source[s.range()])
+    }
+
+    /// `receipted_message_id` TLV (without NUL).
+    pub fn tlv_id(&self) -> Option<&[u8]> {
+        self.tlv_id.as_deref()
+    }
+
+    /// `id:` of the text.
+    pub fn text_id(&self) -> Option<&[u8]> {
+        self.field(self.spans.id)
+    }
+
+    /// Where `text_id` lies in the carrier's text, for [`rewrite_receipt_id`].
+    pub(crate) fn text_id_span(&self) -> Option<Range<usize>> {
+        self.spans.id.map(Span::range)
+    }
+
+    /// `stat:` as written.
+    pub fn stat(&self) -> Option<&[u8]> {
+        self.field(self.spans.stat)
+    }
+
+    /// `stat:` as written, sharing the PDU's octets (for what outlives the receipt).
+    pub fn stat_shared(&self) -> Option<Bytes> {
+        self.spans.stat.map(|s| self.source.slice(s.range()))
+    }
+
+    /// `err:` as written (may be empty or alphanumeric).
+    pub fn err(&self) -> Option<&[u8]> {
+        self.field(self.spans.err)
+    }
+
+    /// `err:` as written, sharing the PDU's octets.
+    pub fn err_shared(&self) -> Option<Bytes> {
+        self.spans.err.map(|s| self.source.slice(s.range()))
+    }
+
+    /// `sub:`
+    pub fn sub(&self) -> Option<&[u8]> {
+        self.field(self.spans.sub)
+    }
+
+    /// `dlvrd:`
+    pub fn dlvrd(&self) -> Option<&[u8]> {
+        self.field(self.spans.dlvrd)
+    }
+
+    /// `submit date:` as written.
+    pub fn submit_date(&self) -> Option<&[u8]> {
+        self.field(self.spans.submit_date)
+    }
+
+    /// `done date:` as written.
+    pub fn done_date(&self) -> Option<&[u8]> {
+        self.field(self.spans.done_date)
+    }
+
+    /// `text:` (the rest of the message, as written).
+    pub fn text(&self) -> Option<&[u8]> {
+        self.field(self.spans.text)
     }
 
     /// The id to correlate on: the TLV first (it is the machine-readable one), else the text.
-    pub fn id(&self) -> Option<&Bytes> {
-        self.tlv_id
-            .as_ref()
-            .filter(|id| !id.is_empty())
-            .or(self.text_id.as_ref())
+    pub fn id(&self) -> Option<&[u8]> {
+        self.tlv_id().filter(|id| !id.is_empty()).or(self.text_id())
     }
 
     /// The receipt as JSON for the `pdu` command.
     pub fn to_json(&self) -> JsonObject {
         let mut o = JsonObject::new();
-        let text = |b: &Option<Bytes>| -> Value {
+        let text = |b: Option<&[u8]>| -> Value {
             match b {
                 None => Value::Null,
                 Some(b) => match printable_text(b) {
@@ -337,21 +355,21 @@ impl Receipt {
             Carrier::TlvsOnly => "tlvs",
         };
         o.insert("carried_in".into(), json!(carrier));
-        o.insert("id".into(), text(&self.id().cloned()));
-        o.insert("receipted_message_id".into(), text(&self.tlv_id));
-        o.insert("text_id".into(), text(&self.text_id));
+        o.insert("id".into(), text(self.id()));
+        o.insert("receipted_message_id".into(), text(self.tlv_id()));
+        o.insert("text_id".into(), text(self.text_id()));
         o.insert("state".into(), json!(self.state.map(|s| s.stat_text())));
         o.insert("final".into(), json!(self.state.map(|s| s.is_final())));
-        o.insert("stat".into(), text(&self.stat));
-        o.insert("err".into(), text(&self.err));
-        o.insert("sub".into(), text(&self.sub));
-        o.insert("dlvrd".into(), text(&self.dlvrd));
-        for (key, value) in [("submit_date", &self.submit_date), ("done_date", &self.done_date)] {
+        o.insert("stat".into(), text(self.stat()));
+        o.insert("err".into(), text(self.err()));
+        o.insert("sub".into(), text(self.sub()));
+        o.insert("dlvrd".into(), text(self.dlvrd()));
+        for (key, value) in [("submit_date", self.submit_date()), ("done_date", self.done_date())] {
             o.insert(key.into(), text(value));
-            let iso = value.as_deref().and_then(ReceiptDate::parse).map(|d| d.iso());
+            let iso = value.and_then(ReceiptDate::parse).map(|d| d.iso());
             o.insert(format!("{key}_iso"), json!(iso));
         }
-        o.insert("text".into(), text(&self.text));
+        o.insert("text".into(), text(self.text()));
         if let Some(nec) = self.network_error_code {
             o.insert(
                 "network_error_code".into(),
@@ -408,7 +426,7 @@ pub fn rewrite_receipt_id(pdu: &Pdu, receipt: &Receipt, new_id: &[u8]) -> Result
         value.push(0);
         out.tlvs.set(tag::receipted_message_id, &value);
     }
-    if let (Some((bytes, carrier)), Some(span)) = (text_source(pdu), receipt.text_id_span.clone()) {
+    if let (Some((bytes, carrier)), Some(span)) = (text_source(pdu), receipt.text_id_span()) {
         let rewritten = splice(&bytes, span, new_id);
         match (carrier, &mut out.body) {
             (Carrier::ShortMessage, Body::DeliverSm(b)) => {
@@ -486,10 +504,10 @@ mod tests {
             tlvs,
         );
         let r = Receipt::from_pdu(&pdu).unwrap();
-        assert_eq!(r.id().map(|b| &b[..]), Some(&b"38601fa"[..]));
-        assert_eq!(r.text_id.as_deref(), Some(&b"0059113978"[..]));
+        assert_eq!(r.id(), Some(&b"38601fa"[..]));
+        assert_eq!(r.text_id(), Some(&b"0059113978"[..]));
         assert_eq!(r.state, Some(MessageState::Undeliverable));
-        assert_eq!(r.stat.as_deref(), Some(&b"DELIVRD"[..]));
+        assert_eq!(r.stat(), Some(&b"DELIVRD"[..]));
         assert_eq!(r.carried_in, Carrier::ShortMessage);
     }
 
@@ -528,7 +546,7 @@ mod tests {
             b"stat:DELIVRD id:0123456789abcdef do_\x00\x000000100$err:0"
         );
         assert_eq!(
-            Receipt::from_pdu(&out).unwrap().text_id.as_deref(),
+            Receipt::from_pdu(&out).unwrap().text_id(),
             Some(&b"0123456789abcdef"[..])
         );
     }

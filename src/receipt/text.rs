@@ -36,21 +36,44 @@ const LABELS: &[(&[u8], Label)] = &[
     (b"text", Label::Text),
 ];
 
+/// Where a value lies in the text. Eight octets, not a `Range<usize>`'s sixteen: a text is at
+/// most a `message_payload` (65 535 octets), and a receipt carries eight of these by value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(r: Range<usize>) -> Span {
+        // The text is a PDU field: far below u32::MAX.
+        Span {
+            start: r.start as u32,
+            end: r.end as u32,
+        }
+    }
+
+    /// As a range of the text.
+    pub(crate) fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
 /// Where each field's value lies in the text (first occurrence of each label).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Spans {
-    pub(crate) id: Option<Range<usize>>,
-    pub(crate) sub: Option<Range<usize>>,
-    pub(crate) dlvrd: Option<Range<usize>>,
-    pub(crate) submit_date: Option<Range<usize>>,
-    pub(crate) done_date: Option<Range<usize>>,
-    pub(crate) stat: Option<Range<usize>>,
-    pub(crate) err: Option<Range<usize>>,
-    pub(crate) text: Option<Range<usize>>,
+    pub(crate) id: Option<Span>,
+    pub(crate) sub: Option<Span>,
+    pub(crate) dlvrd: Option<Span>,
+    pub(crate) submit_date: Option<Span>,
+    pub(crate) done_date: Option<Span>,
+    pub(crate) stat: Option<Span>,
+    pub(crate) err: Option<Span>,
+    pub(crate) text: Option<Span>,
 }
 
 impl Spans {
-    fn slot(&mut self, label: Label) -> &mut Option<Range<usize>> {
+    fn slot(&mut self, label: Label) -> &mut Option<Span> {
         match label {
             Label::Id => &mut self.id,
             Label::Sub => &mut self.sub,
@@ -97,7 +120,7 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
     let mut found = [(Label::Id, 0usize, 0usize); MAX_LABELS];
     let mut count = 0;
     // Every label ends in ':', and receipts have few colons: look only there.
-    for colon in s.iter().enumerate().filter(|(_, &b)| b == b':').map(|(i, _)| i) {
+    for colon in memchr::memchr_iter(b':', s) {
         if let Some((label, start)) = label_before(s, colon, count == 0) {
             found[count] = (label, start, colon + 1);
             count += 1;
@@ -119,9 +142,9 @@ pub(crate) fn parse(s: &[u8]) -> Option<Spans> {
             let end = found.get(n + 1).map_or(s.len(), |next| next.1);
             word(s, value_start..end)
         };
-        *slot = Some(range);
+        *slot = Some(Span::of(range));
     }
-    spans.id.as_ref().filter(|r| !r.is_empty())?;
+    spans.id.filter(|r| r.start < r.end)?;
     Some(spans)
 }
 
@@ -138,8 +161,8 @@ fn word(s: &[u8], r: Range<usize>) -> Range<usize> {
 mod tests {
     use super::*;
 
-    fn field<'a>(s: &'a [u8], r: &Option<Range<usize>>) -> &'a [u8] {
-        &s[r.clone().unwrap()]
+    fn field<'a>(s: &'a [u8], r: &Option<Span>) -> &'a [u8] {
+        &s[r.unwrap().range()]
     }
 
     #[test]

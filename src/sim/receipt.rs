@@ -283,8 +283,8 @@ mod tests {
                 (&b"447700900123"[..], &b"4477"[..])
             );
             let r = Receipt::from_pdu(&pdu).expect("a receipt");
-            assert_eq!(r.text_id.as_deref(), Some(ids.1.as_bytes()), "{variant:?}");
-            assert_eq!(r.stat.as_deref(), Some(&b"DELIVRD"[..]));
+            assert_eq!(r.text_id(), Some(ids.1.as_bytes()), "{variant:?}");
+            assert_eq!(r.stat(), Some(&b"DELIVRD"[..]));
             let text = pdu.message_payload().unwrap_or_else(|| b.short_message.clone());
             assert!(text.ends_with(b"text:hello, this is longe") || text.ends_with(b"Text:hello, this is longe"));
             if variant != TextOnly {

@@ -400,7 +400,7 @@ impl DurableStore {
         let engine = self.shared.engine()?;
         let mut seen = Vec::new();
         'forms: for id in ids.iter().filter(|id| !id.is_empty()) {
-            for form in lookup_keys(id, id_match).iter() {
+            for form in lookup_keys(id, id_match) {
                 let found = with_key(upstream, form.as_str().as_bytes(), |up_key| {
                     match engine.hot.get(up_key) {
                         // Every key before it is gone: nothing the tables hold comes first.

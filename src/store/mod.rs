@@ -197,7 +197,7 @@ fn find_each(
     mut get: impl FnMut(&str) -> Result<Option<Arc<Correlation>>, StoreError>,
 ) -> Found {
     for id in ids.iter().filter(|id| !id.is_empty()) {
-        for key in lookup_keys(id, id_match).iter() {
+        for key in lookup_keys(id, id_match) {
             match get(key.as_str()) {
                 Ok(None) => {}
                 found => return Found::done(found),

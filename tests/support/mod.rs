@@ -272,7 +272,7 @@ pub async fn submit_all(esme: &mut smpp_proxy::esme::Esme, n: usize, window: usi
 /// The id in a receipt's text.
 pub fn receipt_id(pdu: &smpp_proxy::pdu::Pdu) -> String {
     let receipt = smpp_proxy::receipt::Receipt::from_pdu(pdu).expect("a receipt");
-    String::from_utf8(receipt.text_id.unwrap().to_vec()).unwrap()
+    String::from_utf8(receipt.text_id().unwrap().to_vec()).unwrap()
 }
 
 /// A proxy running as its own process (`smpp-proxy run`), killed with SIGKILL when dropped.

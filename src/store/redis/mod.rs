@@ -277,7 +277,7 @@ impl Store for RedisStore {
     fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found {
         let mut keys: Vec<String> = Vec::new();
         for id in ids.iter().filter(|id| !id.is_empty()) {
-            for form in lookup_keys(id, id_match).iter() {
+            for form in lookup_keys(id, id_match) {
                 let key = self.keys.corr(upstream, form.as_str());
                 if !keys.contains(&key) {
                     keys.push(key);
