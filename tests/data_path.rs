@@ -140,6 +140,58 @@ async fn bind_rules_and_auth_failures() {
     proxy.shutdown().await;
 }
 
+/// Several PDUs in one write reach the proxy in one read, and each is handled as if it had
+/// come alone: answered in kind, a malformed one nacked with the session going on, and a
+/// framing error among them answered and the session closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdus_that_arrive_together_are_each_answered() {
+    let sims = start_sims_without_receipts(1).await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    let frame = |pdu: Pdu, seq: u32| pdu.with_sequence_number(seq).to_bytes().unwrap().to_vec();
+    let unknown = smpp_proxy::hex::decode("0000001000000110000000000000002a").unwrap();
+    let together = [
+        frame(submit_sm("1", "2", b"a", false), 1),
+        unknown,
+        frame(Pdu::new(Body::EnquireLink), 3),
+        frame(submit_sm("1", "2", b"b", false), 4),
+    ]
+    .concat();
+    esme.write_bytes(&together).await.unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let pdu = esme.recv(T).await.unwrap();
+        answers.push((pdu.command_id(), pdu.command_status, pdu.sequence_number));
+    }
+    answers.sort_by_key(|a| a.2);
+    assert_eq!(
+        answers,
+        [
+            (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_ROK, 1),
+            (CommandId::ENQUIRE_LINK_RESP, CommandStatus::ESME_ROK, 3),
+            (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_ROK, 4),
+            (CommandId::GENERIC_NACK, CommandStatus::ESME_RINVCMDID, 42),
+        ]
+    );
+    let bad_length = smpp_proxy::hex::decode("0000000f000000150000000000000007").unwrap();
+    esme.write_bytes(&[frame(Pdu::new(Body::EnquireLink), 5), bad_length].concat())
+        .await
+        .unwrap();
+    let link = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (link.command_id(), link.sequence_number),
+        (CommandId::ENQUIRE_LINK_RESP, 5)
+    );
+    let nack = esme.recv(T).await.unwrap();
+    assert_eq!(
+        (nack.command_status, nack.sequence_number),
+        (CommandStatus::ESME_RINVCMDLEN, 7)
+    );
+    assert!(esme.recv(T).await.is_err(), "closed after a framing error");
+    assert_eq!(sims[0].stats().submits.load(Ordering::Relaxed), 2);
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_error_statuses_reach_the_client_unchanged() {
     let reject = Some(("999".to_owned(), CommandStatus::ESME_RINVDSTADR));

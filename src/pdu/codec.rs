@@ -217,6 +217,35 @@ where
     futures_util::SinkExt::<&Pdu>::flush(conn).await
 }
 
+/// Most frames a session takes from its read buffer in one turn of its loop.
+pub const FRAMES_PER_TURN: usize = 32;
+
+/// The next item when the read buffer already holds its whole frame; `None` otherwise,
+/// without reading the socket. A session handles what one read brought in one turn of its
+/// loop (one `select!` over all its sources per read, not per frame, and one flush).
+///
+/// Polled with a no-op waker: it returns `Ready` from the buffer, and if it ever did return
+/// `Pending` the session's next `select!` polls the stream again with its own waker.
+pub fn buffered<T, C>(conn: &mut tokio_util::codec::Framed<T, C>) -> Option<Result<C::Item, C::Error>>
+where
+    T: tokio::io::AsyncRead + Unpin,
+    C: Decoder,
+{
+    let buf = conn.read_buffer();
+    // A length below the header's is answered once the header is in, as `decode` does.
+    let whole = buf
+        .get(..4)
+        .is_some_and(|l| buf.len() >= (u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize).max(HEADER_LEN));
+    if !whole {
+        return None;
+    }
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match futures_util::Stream::poll_next(std::pin::Pin::new(conn), &mut cx) {
+        std::task::Poll::Ready(item) => item,
+        std::task::Poll::Pending => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +362,30 @@ mod tests {
         let bytes = enquire_link(1);
         let mut buf = BytesMut::from(&bytes[..10]);
         assert!(matches!(codec.decode_eof(&mut buf), Err(FrameError::Io(_))));
+    }
+
+    #[tokio::test]
+    async fn buffered_takes_whole_frames_only_and_never_reads() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let (mut peer, ours) = tokio::io::duplex(1024);
+        let mut conn = tokio_util::codec::Framed::new(ours, KeepFrameCodec::from(SmppCodec::default()));
+        let mut bytes = [enquire_link(1), enquire_link(2)].concat();
+        let third = enquire_link(3);
+        bytes.extend_from_slice(&third[..10]);
+        peer.write_all(&bytes).await.unwrap();
+        let first = conn.next().await.unwrap().unwrap().unwrap().1;
+        assert_eq!(first.sequence_number, 1);
+        let second = buffered(&mut conn).unwrap().unwrap().unwrap().1;
+        assert_eq!(second.sequence_number, 2);
+        assert!(buffered(&mut conn).is_none(), "a part of a frame stays in the buffer");
+        // A frame still on the socket is the select's to read, not buffered's.
+        peer.write_all(&third[10..]).await.unwrap();
+        peer.write_all(&enquire_link(4)).await.unwrap();
+        assert!(buffered(&mut conn).is_none());
+        let third = conn.next().await.unwrap().unwrap().unwrap().1;
+        assert_eq!(third.sequence_number, 3);
+        let fourth = buffered(&mut conn).unwrap().unwrap().unwrap().1;
+        assert_eq!(fourth.sequence_number, 4);
     }
 }

@@ -20,7 +20,7 @@
 use super::{InboundSink, Mode, Request, SessionHandle, SessionKind};
 use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
 use crate::pdu::body::Bind;
-use crate::pdu::codec::{put_frame, KeepFrameCodec};
+use crate::pdu::codec::{put_frame, KeepFrameCodec, FRAMES_PER_TURN};
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
 use crate::tls::client::Connector;
@@ -424,27 +424,40 @@ impl<'a> Bound<'a> {
                     closing = Some((End::Paused, closing_at()));
                     Ok(None)
                 }
-                item = self.conn.next() => match item {
-                    None => return End::Closed,
-                    Some(Err(FrameError::Io(e))) => return End::Io(e.to_string()),
-                    Some(Err(e)) => {
-                        if let Some(reply) = e.reply() {
-                            let _ = self.conn.send(&reply).await;
+                item = self.conn.next() => {
+                    // What the read brought: this frame, then those already whole behind it.
+                    let (mut item, mut taken) = (item, 1);
+                    loop {
+                        let result = match item {
+                            None => return End::Closed,
+                            Some(Err(FrameError::Io(e))) => return End::Io(e.to_string()),
+                            Some(Err(e)) => {
+                                if let Some(reply) = e.reply() {
+                                    let _ = self.conn.send(&reply).await;
+                                }
+                                return End::Io(e.to_string());
+                            }
+                            Some(Ok(Err(e))) => {
+                                debug!(upstream = %self.handle.upstream.name, error = %e, "malformed PDU from SMSC");
+                                match e.reply() {
+                                    Some(reply) => self.put(&reply).map(|_| None),
+                                    None => Ok(None),
+                                }
+                            }
+                            Some(Ok(Ok((frame, pdu)))) => {
+                                self.keep_alive.heard(self.now);
+                                self.incoming(frame, pdu)
+                            }
+                        };
+                        if !matches!(result, Ok(None)) || taken == FRAMES_PER_TURN {
+                            break result;
                         }
-                        return End::Io(e.to_string());
-                    }
-                    Some(Ok(Err(e))) => {
-                        debug!(upstream = %self.handle.upstream.name, error = %e, "malformed PDU from SMSC");
-                        match e.reply() {
-                            Some(reply) => self.put(&reply).map(|_| None),
-                            None => Ok(None),
+                        match crate::pdu::codec::buffered(&mut self.conn) {
+                            Some(next) => (item, taken) = (Some(next), taken + 1),
+                            None => break result,
                         }
                     }
-                    Some(Ok(Ok((frame, pdu)))) => {
-                        self.keep_alive.heard(self.now);
-                        self.incoming(frame, pdu)
-                    }
-                },
+                }
                 Some(request) = rx.recv() => match closing {
                     None => {
                         self.write_requests(request, rx);

@@ -19,7 +19,7 @@ use crate::guard::{auth, Admitted, Denied};
 use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Forward};
 use crate::pdu::body::BindResp;
-use crate::pdu::codec::KeepFrameCodec;
+use crate::pdu::codec::{KeepFrameCodec, FRAMES_PER_TURN};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
 use crate::tls::server::CertRefusal;
@@ -306,43 +306,56 @@ impl Client {
                     info!(peer = %self.peer, client = self.system_id(), "unbinding: asked for, or the account was removed");
                     self.on_shutdown()
                 }
-                item = self.conn.next() => match item {
-                    None => Err(Close::ClosedByClient),
-                    Some(Err(e)) if self.tls_hello(&e) => {
-                        // A TLS client: a plaintext nack would mean nothing to it.
-                        self.ctx.guard.tls.tls_on_plaintext.fetch_add(1, Ordering::Relaxed);
-                        static HELLO: Limiter = Limiter::new(5);
-                        if let Some(suppressed) = HELLO.allow() {
-                            warn!(peer = %self.peer, suppressed, "a TLS handshake on the plaintext SMPP listener: closing (TLS clients connect to listen.smpp_tls)");
+                item = self.conn.next() => {
+                    // What the read brought: this frame, then those already whole behind it.
+                    let (mut item, mut taken) = (item, 1);
+                    loop {
+                        let flow = match item {
+                            None => Err(Close::ClosedByClient),
+                            Some(Err(e)) if self.tls_hello(&e) => {
+                                // A TLS client: a plaintext nack would mean nothing to it.
+                                self.ctx.guard.tls.tls_on_plaintext.fetch_add(1, Ordering::Relaxed);
+                                static HELLO: Limiter = Limiter::new(5);
+                                if let Some(suppressed) = HELLO.allow() {
+                                    warn!(peer = %self.peer, suppressed, "a TLS handshake on the plaintext SMPP listener: closing (TLS clients connect to listen.smpp_tls)");
+                                }
+                                Err(Close::Framing(e))
+                            }
+                            Some(Err(e)) => {
+                                if let Some(reply) = e.reply() {
+                                    let _ = self.conn.send(&reply).await;
+                                }
+                                static FRAMING: Limiter = Limiter::new(5);
+                                if let Some(suppressed) = FRAMING.allow() {
+                                    warn!(peer = %self.peer, client = self.system_id(), error = %e, suppressed, "framing error: closing");
+                                }
+                                Err(Close::Framing(e))
+                            }
+                            Some(Ok(Err(e))) => {
+                                debug!(peer = %self.peer, error = %e, "malformed PDU");
+                                match (self.count_before_bind(), e.reply()) {
+                                    (Err(close), _) => Err(close),
+                                    (Ok(()), Some(reply)) => self.conn.send(&reply).await.map_err(Close::from),
+                                    (Ok(()), None) => Ok(()),
+                                }
+                            }
+                            Some(Ok(Ok((frame, pdu)))) => {
+                                self.keep_alive.heard(self.now);
+                                match self.incoming(frame, pdu) {
+                                    Ok(Some(slow)) => Box::pin(self.slow(slow)).await,
+                                    other => other.map(drop),
+                                }
+                            }
+                        };
+                        if flow.is_err() || taken == FRAMES_PER_TURN {
+                            break flow;
                         }
-                        Err(Close::Framing(e))
+                        match crate::pdu::codec::buffered(&mut self.conn) {
+                            Some(next) => (item, taken) = (Some(next), taken + 1),
+                            None => break flow,
+                        }
                     }
-                    Some(Err(e)) => {
-                        if let Some(reply) = e.reply() {
-                            let _ = self.conn.send(&reply).await;
-                        }
-                        static FRAMING: Limiter = Limiter::new(5);
-                        if let Some(suppressed) = FRAMING.allow() {
-                            warn!(peer = %self.peer, client = self.system_id(), error = %e, suppressed, "framing error: closing");
-                        }
-                        Err(Close::Framing(e))
-                    }
-                    Some(Ok(Err(e))) => {
-                        debug!(peer = %self.peer, error = %e, "malformed PDU");
-                        match (self.count_before_bind(), e.reply()) {
-                            (Err(close), _) => Err(close),
-                            (Ok(()), Some(reply)) => self.conn.send(&reply).await.map_err(Close::from),
-                            (Ok(()), None) => Ok(()),
-                        }
-                    }
-                    Some(Ok(Ok((frame, pdu)))) => {
-                        self.keep_alive.heard(self.now);
-                        match self.incoming(frame, pdu) {
-                            Ok(Some(slow)) => Box::pin(self.slow(slow)).await,
-                            other => other.map(drop),
-                        }
-                    }
-                },
+                }
                 Some(event) = next_event(&mut self.phase) => self.events(event),
                 committed = requests::oldest_commit(&mut self.committing), if !self.committing.is_empty() => {
                     self.on_committed(committed)
