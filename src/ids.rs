@@ -34,11 +34,10 @@ pub fn node_number(node_id: &str) -> u64 {
     h % (1 << NODE_BITS)
 }
 
-fn now_ms() -> u64 {
-    let ms = SystemTime::now()
+fn unix_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    ms.saturating_sub(EPOCH_MS)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl IdGenerator {
@@ -52,7 +51,11 @@ impl IdGenerator {
 
     /// The next 64-bit id.
     pub fn next_u64(&self) -> u64 {
-        let now = now_ms() << SEQ_BITS;
+        self.next_u64_at(unix_ms())
+    }
+
+    fn next_u64_at(&self, unix_ms: u64) -> u64 {
+        let now = unix_ms.saturating_sub(EPOCH_MS) << SEQ_BITS;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             // Same or earlier millisecond: next sequence (which rolls into the next millisecond).
@@ -73,9 +76,15 @@ impl IdGenerator {
 
     /// The next id in `format`; `Passthrough` gives `upstream_id` back.
     pub fn next(&self, format: MessageIdFormat, upstream_id: &str) -> CompactString {
+        self.next_at(format, upstream_id, unix_ms())
+    }
+
+    /// [`IdGenerator::next`] at `unix_ms` (milliseconds since the Unix epoch), for a caller
+    /// that has read the clock already.
+    pub fn next_at(&self, format: MessageIdFormat, upstream_id: &str, unix_ms: u64) -> CompactString {
         match format {
             MessageIdFormat::Passthrough => upstream_id.into(),
-            other => render(self.next_u64(), self.node, other),
+            other => render(self.next_u64_at(unix_ms), self.node, other),
         }
     }
 }

@@ -55,46 +55,20 @@ impl Decoder for SmppCodec {
     }
 }
 
-/// [`SmppCodec`] that hands out each frame beside its parse: for the sessions, which read
-/// every PDU's fields but pass on a submit or a response as the octets it came in.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KeepFrameCodec(SmppCodec);
+/// A frame and the PDU parsed from it (whose fields share the frame's octets), or why it
+/// could not be parsed.
+pub type Parsed = Result<(bytes::Bytes, Pdu), PduError>;
 
-impl From<SmppCodec> for KeepFrameCodec {
-    fn from(codec: SmppCodec) -> KeepFrameCodec {
-        KeepFrameCodec(codec)
-    }
+/// A [`FrameCodec`] stream's next item, parsed: for the reads off the hot path (binding,
+/// draining, unbinding). The sessions' loops parse where they handle a frame instead: a
+/// parsed PDU is a few hundred octets, copied at every step of a stream's item on its way out.
+pub fn parsed(item: Option<Result<bytes::Bytes, FrameError>>) -> Option<Result<Parsed, FrameError>> {
+    item.map(|item| item.map(|frame| Pdu::parse(frame.clone()).map(|pdu| (frame, pdu))))
 }
 
-impl Decoder for KeepFrameCodec {
-    /// The frame and the PDU parsed from it (whose fields share the frame's octets).
-    type Item = Result<(bytes::Bytes, Pdu), PduError>;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
-        Ok(FrameCodec::from(self.0).decode(src)?.map(parse_keeping))
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
-        Ok(FrameCodec::from(self.0).decode_eof(buf)?.map(parse_keeping))
-    }
-}
-
-fn parse_keeping(frame: bytes::Bytes) -> Result<(bytes::Bytes, Pdu), PduError> {
-    Pdu::parse(frame.clone()).map(|pdu| (frame, pdu))
-}
-
-impl Encoder<&Pdu> for KeepFrameCodec {
-    type Error = FrameError;
-
-    fn encode(&mut self, pdu: &Pdu, dst: &mut BytesMut) -> Result<(), FrameError> {
-        Ok(pdu.encode(dst)?)
-    }
-}
-
-/// The framing of [`SmppCodec`] without the parsing: whole frames as they came, for a
-/// session that reads only a field or two of most PDUs ([`super::peek`]) and parses the
-/// rest itself ([`Pdu::parse`]).
+/// The framing of [`SmppCodec`] without the parsing: whole frames as they came, for the
+/// sessions, which parse each where they handle it ([`Pdu::parse`], or only a field or two
+/// with [`super::peek`]) and pass a submit or a response on as the octets it came in.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FrameCodec(SmppCodec);
 
@@ -369,23 +343,20 @@ mod tests {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
         let (mut peer, ours) = tokio::io::duplex(1024);
-        let mut conn = tokio_util::codec::Framed::new(ours, KeepFrameCodec::from(SmppCodec::default()));
+        let mut conn = tokio_util::codec::Framed::new(ours, FrameCodec::default());
         let mut bytes = [enquire_link(1), enquire_link(2)].concat();
         let third = enquire_link(3);
         bytes.extend_from_slice(&third[..10]);
         peer.write_all(&bytes).await.unwrap();
-        let first = conn.next().await.unwrap().unwrap().unwrap().1;
-        assert_eq!(first.sequence_number, 1);
-        let second = buffered(&mut conn).unwrap().unwrap().unwrap().1;
-        assert_eq!(second.sequence_number, 2);
+        let seq = |frame: bytes::Bytes| Pdu::parse(frame).unwrap().sequence_number;
+        assert_eq!(seq(conn.next().await.unwrap().unwrap()), 1);
+        assert_eq!(seq(buffered(&mut conn).unwrap().unwrap()), 2);
         assert!(buffered(&mut conn).is_none(), "a part of a frame stays in the buffer");
         // A frame still on the socket is the select's to read, not buffered's.
         peer.write_all(&third[10..]).await.unwrap();
         peer.write_all(&enquire_link(4)).await.unwrap();
         assert!(buffered(&mut conn).is_none());
-        let third = conn.next().await.unwrap().unwrap().unwrap().1;
-        assert_eq!(third.sequence_number, 3);
-        let fourth = buffered(&mut conn).unwrap().unwrap().unwrap().1;
-        assert_eq!(fourth.sequence_number, 4);
+        assert_eq!(seq(conn.next().await.unwrap().unwrap()), 3);
+        assert_eq!(seq(buffered(&mut conn).unwrap().unwrap()), 4);
     }
 }

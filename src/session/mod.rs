@@ -1,8 +1,9 @@
 //! What client and upstream sessions share: the state table ([`SessionState`]), sequence
 //! numbers ([`Sequence`]), keep-alive bookkeeping ([`KeepAlive`]), reconnect backoff
 //! ([`Backoff`]), token buckets ([`TokenBucket`], [`SharedBucket`]), sockets whose writes
-//! cannot wait forever ([`Deadlined`]) and requests awaiting answers ([`InFlight`]). Plain values: the session tasks own them and feed them
-//! the time.
+//! cannot wait forever ([`Deadlined`]), requests awaiting answers ([`InFlight`]) and the
+//! time as one turn of a session's loop sees it ([`TurnClock`]). Plain values: the session
+//! tasks own them and feed them the time.
 
 mod bucket;
 mod deadline;
@@ -10,12 +11,42 @@ mod inflight;
 pub mod state;
 pub mod threads;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use bucket::{Lease, SharedBucket, TokenBucket};
 pub use deadline::Deadlined;
 pub use inflight::InFlight;
 pub use state::SessionState;
+
+/// The time as one turn of a session's loop sees it: each clock read at most once per turn. A
+/// clock read costs tens of nanoseconds, and a turn that handles a burst read them several
+/// times per message (when it came, when it was answered, when its correlation was made).
+#[derive(Debug, Default)]
+pub struct TurnClock {
+    instant: Option<Instant>,
+    unix_ms: Option<u64>,
+}
+
+impl TurnClock {
+    /// A new turn (or the same one after it waited): the next reads read the clocks again.
+    pub fn tick(&mut self) {
+        *self = TurnClock::default();
+    }
+
+    /// The monotonic time of this turn.
+    pub fn instant(&mut self) -> Instant {
+        *self.instant.get_or_insert_with(Instant::now)
+    }
+
+    /// The wall-clock time of this turn, in milliseconds since the Unix epoch.
+    pub fn unix_ms(&mut self) -> u64 {
+        *self.unix_ms.get_or_insert_with(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        })
+    }
+}
 
 /// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.
 #[derive(Debug, Default)]
@@ -115,6 +146,19 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_turn_reads_each_clock_once() {
+        let mut clock = TurnClock::default();
+        let (at, ms) = (clock.instant(), clock.unix_ms());
+        std::thread::sleep(Duration::from_millis(3));
+        assert_eq!((clock.instant(), clock.unix_ms()), (at, ms), "the same turn");
+        clock.tick();
+        assert!(
+            clock.instant() >= at + Duration::from_millis(3),
+            "read again after a tick"
+        );
+    }
     use rand::SeedableRng;
 
     #[test]

@@ -20,9 +20,9 @@
 use super::{InboundSink, Mode, Request, SessionHandle, SessionKind};
 use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
 use crate::pdu::body::Bind;
-use crate::pdu::codec::{put_frame, KeepFrameCodec, FRAMES_PER_TURN};
+use crate::pdu::codec::{parsed, put_frame, FrameCodec, FRAMES_PER_TURN};
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
-use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence};
+use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence, TurnClock};
 use crate::tls::client::Connector;
 use crate::tls::Stream;
 use bytes::Bytes;
@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// Each PDU read comes with its frame: a response goes back to its client as it came.
-type Conn = Framed<Stream<TcpStream>, KeepFrameCodec>;
+type Conn = Framed<Stream<TcpStream>, FrameCodec>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A session that stayed bound this long resets its reconnect backoff.
@@ -281,7 +281,7 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
                 .map_err(|e| format!("TLS handshake with {}: {e}", c.address))?
         }
     };
-    let mut conn = Framed::new(stream, KeepFrameCodec::from(SmppCodec::default()));
+    let mut conn = Framed::new(stream, FrameCodec::from(SmppCodec::default()));
     let string = |s: &str| COctetString::new(s.as_bytes().to_vec()).map_err(|e| e.to_string());
     let bind = Bind {
         system_id: string(&c.system_id)?,
@@ -303,6 +303,7 @@ async fn connect_and_bind(handle: &SessionHandle) -> Result<Conn, String> {
     loop {
         let item = tokio::time::timeout_at(deadline, conn.next())
             .await
+            .map(parsed)
             .map_err(|_| "no bind response".to_owned())?;
         match item {
             None => return Err("closed during bind".into()),
@@ -344,6 +345,8 @@ struct Bound<'a> {
     /// The time as of the last tick: timers here are seconds long, and a clock read per PDU
     /// showed in profiles.
     now: Instant,
+    /// The time this turn of the loop sees (when requests were written, answers came).
+    clock: TurnClock,
     events_tx: mpsc::Sender<UpstreamEvent>,
     events_rx: mpsc::Receiver<UpstreamEvent>,
     /// deliver_sm / data_sm received whose [`DeliverAck`] is alive (their receipts being
@@ -367,6 +370,7 @@ impl<'a> Bound<'a> {
             turn: Vec::new(),
             keep_alive: KeepAlive::new(Instant::now()),
             now: Instant::now(),
+            clock: TurnClock::default(),
             events_tx,
             events_rx,
             unanswered: Arc::new(AtomicUsize::new(0)),
@@ -411,6 +415,7 @@ impl<'a> Bound<'a> {
                     return closing.map_or(End::Shutdown, |(end, _)| end);
                 }
             }
+            self.clock.tick();
             let result = tokio::select! {
                 _ = &mut shutdown => {
                     self.unbind().await;
@@ -437,17 +442,19 @@ impl<'a> Bound<'a> {
                                 }
                                 return End::Io(e.to_string());
                             }
-                            Some(Ok(Err(e))) => {
-                                debug!(upstream = %self.handle.upstream.name, error = %e, "malformed PDU from SMSC");
-                                match e.reply() {
-                                    Some(reply) => self.put(&reply).map(|_| None),
-                                    None => Ok(None),
+                            Some(Ok(frame)) => match Pdu::parse(frame.clone()) {
+                                Err(e) => {
+                                    debug!(upstream = %self.handle.upstream.name, error = %e, "malformed PDU from SMSC");
+                                    match e.reply() {
+                                        Some(reply) => self.put(&reply).map(|_| None),
+                                        None => Ok(None),
+                                    }
                                 }
-                            }
-                            Some(Ok(Ok((frame, pdu)))) => {
-                                self.keep_alive.heard(self.now);
-                                self.incoming(frame, pdu)
-                            }
+                                Ok(pdu) => {
+                                    self.keep_alive.heard(self.now);
+                                    self.incoming(frame, pdu)
+                                }
+                            },
                         };
                         if !matches!(result, Ok(None)) || taken == FRAMES_PER_TURN {
                             break result;
@@ -531,8 +538,8 @@ impl<'a> Bound<'a> {
     /// an async one's future is built and moved into the session's state on every call, a
     /// memcpy of a kilobyte or more per PDU that profiles showed.
     fn write_requests(&mut self, first: Request, rx: &mut mpsc::Receiver<Request>) {
-        // One clock read per batch: latency is measured from here.
-        let at = Instant::now();
+        // Latency is measured from here.
+        let at = self.clock.instant();
         self.write_request(first, at);
         for _ in 0..64 {
             match rx.try_recv() {
@@ -639,7 +646,7 @@ impl<'a> Bound<'a> {
             sent_at,
         } = w;
         let status = resp.command_status;
-        let now = Instant::now();
+        let now = self.clock.instant();
         inflight.answered(status, now.saturating_duration_since(sent_at), now);
         if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL {
             debug!(upstream = %self.handle.upstream.name, "throttled by SMSC: routed again");
@@ -700,8 +707,12 @@ impl<'a> Bound<'a> {
     async fn drain_answers(&mut self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         while !self.inflight.is_empty() {
-            match tokio::time::timeout_at(deadline, self.conn.next()).await {
-                Ok(Some(Ok(Ok((frame, pdu))))) if pdu.command_id().is_response() => self.response(frame, &pdu),
+            match tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
+                Ok(Some(Ok(Ok((frame, pdu))))) if pdu.command_id().is_response() => {
+                    // After a wait: a new turn.
+                    self.clock.tick();
+                    self.response(frame, &pdu)
+                }
                 Ok(Some(Ok(_))) => {}
                 _ => return,
             }
@@ -739,10 +750,14 @@ impl<'a> Bound<'a> {
         }
         // Wait briefly for unbind_resp, still taking the answers to what is in flight.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(Ok(Ok((frame, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
+        while let Ok(Some(Ok(Ok((frame, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed)
+        {
             match pdu.command_id() {
                 CommandId::UNBIND_RESP => return,
-                id if id.is_response() => self.response(frame, &pdu),
+                id if id.is_response() => {
+                    self.clock.tick();
+                    self.response(frame, &pdu)
+                }
                 _ => {}
             }
         }

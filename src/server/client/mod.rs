@@ -19,9 +19,9 @@ use crate::guard::{auth, Admitted, Denied};
 use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Forward};
 use crate::pdu::body::BindResp;
-use crate::pdu::codec::{KeepFrameCodec, FRAMES_PER_TURN};
+use crate::pdu::codec::{parsed, FrameCodec, FRAMES_PER_TURN};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
-use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState};
+use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState, TurnClock};
 use crate::tls::server::CertRefusal;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -166,7 +166,7 @@ type Flow = Result<(), Close>;
 
 struct Client {
     ctx: Arc<Context>,
-    conn: Framed<ClientStream, KeepFrameCodec>,
+    conn: Framed<ClientStream, FrameCodec>,
     peer: SocketAddr,
     /// Its places in the listener's connection caps.
     admitted: Admitted,
@@ -189,6 +189,8 @@ struct Client {
     keep_alive: KeepAlive,
     /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
     now: Instant,
+    /// The time this turn of the loop sees (when requests came, answers were mapped).
+    clock: TurnClock,
     /// Shutting down: new requests are refused, answers still flow until the unbind.
     draining: Option<Instant>,
     /// Bound: resolves when the bind is to be unbound (the operator asked, or a reload removed
@@ -210,7 +212,7 @@ pub async fn run(
     admitted: Admitted,
     shutdown: CancellationToken,
 ) {
-    let codec = KeepFrameCodec::from(SmppCodec::with_max_len(ctx.live().config.client_sessions.max_pdu_len));
+    let codec = FrameCodec::from(SmppCodec::with_max_len(ctx.live().config.client_sessions.max_pdu_len));
     let now = Instant::now();
     let mut client = Client {
         ctx,
@@ -227,6 +229,7 @@ pub async fn run(
         committing: VecDeque::new(),
         keep_alive: KeepAlive::new(now),
         now,
+        clock: TurnClock::default(),
         draining: None,
         kicked: None,
         to_account: VecDeque::new(),
@@ -300,6 +303,7 @@ impl Client {
         tokio::pin!(retry);
         let mut retry_armed = false;
         loop {
+            self.clock.tick();
             let flow = tokio::select! {
                 _ = &mut stopping, if self.draining.is_none() => self.on_shutdown(),
                 _ = kicked(&mut self.kicked), if self.draining.is_none() => {
@@ -331,21 +335,27 @@ impl Client {
                                 }
                                 Err(Close::Framing(e))
                             }
-                            Some(Ok(Err(e))) => {
-                                debug!(peer = %self.peer, error = %e, "malformed PDU");
-                                match (self.count_before_bind(), e.reply()) {
-                                    (Err(close), _) => Err(close),
-                                    (Ok(()), Some(reply)) => self.conn.send(&reply).await.map_err(Close::from),
-                                    (Ok(()), None) => Ok(()),
+                            Some(Ok(frame)) => match Pdu::parse(frame.clone()) {
+                                Err(e) => {
+                                    debug!(peer = %self.peer, error = %e, "malformed PDU");
+                                    match (self.count_before_bind(), e.reply()) {
+                                        (Err(close), _) => Err(close),
+                                        (Ok(()), Some(reply)) => self.conn.send(&reply).await.map_err(Close::from),
+                                        (Ok(()), None) => Ok(()),
+                                    }
                                 }
-                            }
-                            Some(Ok(Ok((frame, pdu)))) => {
-                                self.keep_alive.heard(self.now);
-                                match self.incoming(frame, pdu) {
-                                    Ok(Some(slow)) => Box::pin(self.slow(slow)).await,
-                                    other => other.map(drop),
+                                Ok(pdu) => {
+                                    self.keep_alive.heard(self.now);
+                                    match self.incoming(frame, pdu) {
+                                        Ok(Some(slow)) => {
+                                            let flow = Box::pin(self.slow(slow)).await;
+                                            self.clock.tick();
+                                            flow
+                                        }
+                                        other => other.map(drop),
+                                    }
                                 }
-                            }
+                            },
                         };
                         if flow.is_err() || taken == FRAMES_PER_TURN {
                             break flow;
@@ -714,7 +724,7 @@ impl Client {
         }
         self.leave().await;
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
-        while let Ok(Some(Ok(Ok((_, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await {
+        while let Ok(Some(Ok(Ok((_, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
             if pdu.command_id() == CommandId::UNBIND_RESP {
                 return;
             }

@@ -10,7 +10,7 @@ use crate::pdu::peek::{next_frame, put_header, response_id, Header, Next};
 use crate::pdu::HEADER_LEN;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
-use crate::store::{unix_now, Commit, Correlation, StoreError};
+use crate::store::{Commit, Correlation, StoreError};
 use crate::trail::TrailEvent;
 use bytes::Bytes;
 use compact_str::CompactString;
@@ -86,7 +86,7 @@ impl Client {
             info: RequestInfo::of(&pdu),
             reply: bound.events_tx.clone(),
             attempt: 0,
-            received: Instant::now(),
+            received: self.clock.instant(),
         };
         self.outstanding += 1;
         self.send_or_queue(fwd, Some(&pdu))
@@ -135,7 +135,7 @@ impl Client {
         };
         self.mapped.insert(pdu.sequence_number, mapped);
         self.outstanding += 1;
-        let received = Instant::now();
+        let received = self.clock.instant();
         let fwd = Forward {
             frame,
             info: None,
@@ -251,14 +251,15 @@ impl Client {
                     );
                 };
                 if request.is_some() && !header.status.is_ok() {
-                    self.count_submit(CommandId::SUBMIT_SM, header.status, Some(received.elapsed()));
+                    let latency = self.clock.instant() - received;
+                    self.count_submit(CommandId::SUBMIT_SM, header.status, Some(latency));
                     if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
                         self.ctx.trail.record(TrailEvent::Submit {
                             client: bound.account.system_id.clone(),
                             upstream: upstream.clone(),
                             correlation: None,
                             status: header.status,
-                            latency: received.elapsed(),
+                            latency,
                         });
                     }
                 }
@@ -326,14 +327,15 @@ impl Client {
             if submit_ok {
                 // Answered OK without an id to correlate (no receipt can be matched): counted
                 // and put in the trail here, as it will not be at a commit.
-                self.count_submit(CommandId::SUBMIT_SM, header.status, Some(received.elapsed()));
+                let latency = self.clock.instant() - received;
+                self.count_submit(CommandId::SUBMIT_SM, header.status, Some(latency));
                 if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
                     self.ctx.trail.record(TrailEvent::Submit {
                         client: bound.account.system_id.clone(),
                         upstream,
                         correlation: None,
                         status: header.status,
-                        latency: received.elapsed(),
+                        latency,
                     });
                 }
             }
@@ -341,7 +343,11 @@ impl Client {
         };
         let upstream_id = CompactString::from_utf8_lossy(upstream_id);
         let account = &bound.account;
-        let client_id = self.ctx.ids.next(account.peek().message_id_format, &upstream_id);
+        let unix_ms = self.clock.unix_ms();
+        let client_id = self
+            .ctx
+            .ids
+            .next_at(account.peek().message_id_format, &upstream_id, unix_ms);
         let RequestInfo {
             registered_delivery,
             source_addr,
@@ -353,7 +359,7 @@ impl Client {
             upstream_id,
             client: account.system_id.clone(),
             client_id,
-            submitted_at: unix_now(),
+            submitted_at: unix_ms / 1000,
             registered_delivery,
             source_addr: CompactString::from_utf8_lossy(source_addr.as_bytes()),
             destination_addr: CompactString::from_utf8_lossy(destination_addr.as_bytes()),
@@ -369,7 +375,7 @@ impl Client {
             commit,
             correlation,
             received,
-            recorded: Instant::now(),
+            recorded: self.clock.instant(),
         });
     }
 
@@ -398,7 +404,7 @@ impl Client {
             else {
                 break;
             };
-            let now = Instant::now();
+            let now = self.clock.instant();
             self.ctx.stats.commit_latency.observe_duration(now - recorded);
             let status = if outcome.is_ok() {
                 CommandStatus::ESME_ROK
