@@ -194,16 +194,17 @@ where
 /// Most frames a session takes from its read buffer in one turn of its loop.
 pub const FRAMES_PER_TURN: usize = 32;
 
-/// The next item when the read buffer already holds its whole frame; `None` otherwise,
-/// without reading the socket. A session handles what one read brought in one turn of its
-/// loop (one `select!` over all its sources per read, not per frame, and one flush).
+/// The next frame when the read buffer already holds the whole of it (or a header whose
+/// length [`FrameCodec`] refuses: then that error); `None` otherwise, without reading the
+/// socket. A session handles what one read brought in one turn of its loop (one `select!`
+/// over all its sources per read, not per frame, and one flush). Not to be called after the
+/// stream gave an error: the sessions end there.
 ///
 /// Polled with a no-op waker: it returns `Ready` from the buffer, and if it ever did return
 /// `Pending` the session's next `select!` polls the stream again with its own waker.
-pub fn buffered<T, C>(conn: &mut tokio_util::codec::Framed<T, C>) -> Option<Result<C::Item, C::Error>>
+pub fn buffered<T>(conn: &mut tokio_util::codec::Framed<T, FrameCodec>) -> Option<Result<bytes::Bytes, FrameError>>
 where
     T: tokio::io::AsyncRead + Unpin,
-    C: Decoder,
 {
     let buf = conn.read_buffer();
     // A length below the header's is answered once the header is in, as `decode` does.

@@ -46,7 +46,8 @@ pub(crate) struct Span {
 
 impl Span {
     fn of(r: Range<usize>) -> Span {
-        // The text is a PDU field: far below u32::MAX.
+        // The text is a PDU field (a message_payload at most 65 535 octets): far below u32::MAX.
+        debug_assert!(u32::try_from(r.end).is_ok());
         Span {
             start: r.start as u32,
             end: r.end as u32,

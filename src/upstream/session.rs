@@ -40,7 +40,8 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Each PDU read comes with its frame: a response goes back to its client as it came.
+/// Frames as they came, each parsed where it is handled: a response goes back to its client
+/// as it came.
 type Conn = Framed<Stream<TcpStream>, FrameCodec>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -340,7 +340,7 @@ impl Client {
                                     debug!(peer = %self.peer, error = %e, "malformed PDU");
                                     match (self.count_before_bind(), e.reply()) {
                                         (Err(close), _) => Err(close),
-                                        (Ok(()), Some(reply)) => self.conn.send(&reply).await.map_err(Close::from),
+                                        (Ok(()), Some(reply)) => self.put(&reply),
                                         (Ok(()), None) => Ok(()),
                                     }
                                 }

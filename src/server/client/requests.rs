@@ -107,7 +107,10 @@ impl Client {
             .store
             .find_by_client(&bound.account.system_id, &String::from_utf8_lossy(client_id.as_bytes()));
         // Rare (query/cancel/replace): waiting here for a shared store's answer is fine.
-        let correlation = match found.await {
+        let found = found.await;
+        // After a wait: a new turn.
+        self.clock.tick();
+        let correlation = match found {
             Ok(Some(c)) => c,
             Ok(None) => return self.reply(&pdu, CommandStatus::ESME_RINVMSGID),
             Err(e) => {
@@ -251,7 +254,7 @@ impl Client {
                     );
                 };
                 if request.is_some() && !header.status.is_ok() {
-                    let latency = self.clock.instant() - received;
+                    let latency = self.clock.instant().saturating_duration_since(received);
                     self.count_submit(CommandId::SUBMIT_SM, header.status, Some(latency));
                     if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
                         self.ctx.trail.record(TrailEvent::Submit {
@@ -327,7 +330,7 @@ impl Client {
             if submit_ok {
                 // Answered OK without an id to correlate (no receipt can be matched): counted
                 // and put in the trail here, as it will not be at a commit.
-                let latency = self.clock.instant() - received;
+                let latency = self.clock.instant().saturating_duration_since(received);
                 self.count_submit(CommandId::SUBMIT_SM, header.status, Some(latency));
                 if let (true, Some(bound)) = (self.ctx.trail.on(), self.phase.bound()) {
                     self.ctx.trail.record(TrailEvent::Submit {
@@ -405,21 +408,28 @@ impl Client {
                 break;
             };
             let now = self.clock.instant();
-            self.ctx.stats.commit_latency.observe_duration(now - recorded);
+            self.ctx
+                .stats
+                .commit_latency
+                .observe_duration(now.saturating_duration_since(recorded));
             let status = if outcome.is_ok() {
                 CommandStatus::ESME_ROK
             } else {
                 CommandStatus::ESME_RSYSERR
             };
             // Only submits wait for a commit.
-            self.count_submit(CommandId::SUBMIT_SM, status, Some(now - received));
+            self.count_submit(
+                CommandId::SUBMIT_SM,
+                status,
+                Some(now.saturating_duration_since(received)),
+            );
             if self.ctx.trail.on() {
                 self.ctx.trail.record(TrailEvent::Submit {
                     client: correlation.client.clone(),
                     upstream: correlation.upstream.clone(),
                     correlation: Some(correlation.clone()),
                     status,
-                    latency: now - received,
+                    latency: now.saturating_duration_since(received),
                 });
             }
             let buf = self.conn.write_buffer_mut();
