@@ -10,7 +10,6 @@
 use crate::config::MessageIdFormat;
 use compact_str::{format_compact, CompactString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const EPOCH_MS: u64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
 const SEQ_BITS: u32 = 12;
@@ -34,12 +33,6 @@ pub fn node_number(node_id: &str) -> u64 {
     h % (1 << NODE_BITS)
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl IdGenerator {
     /// A generator for `node_id`.
     pub fn new(node_id: &str) -> IdGenerator {
@@ -51,7 +44,7 @@ impl IdGenerator {
 
     /// The next 64-bit id.
     pub fn next_u64(&self) -> u64 {
-        self.next_u64_at(unix_ms())
+        self.next_u64_at(crate::store::unix_ms())
     }
 
     fn next_u64_at(&self, unix_ms: u64) -> u64 {
@@ -74,14 +67,9 @@ impl IdGenerator {
         }
     }
 
-    /// The next id in `format`; `Passthrough` gives `upstream_id` back.
-    pub fn next(&self, format: MessageIdFormat, upstream_id: &str) -> CompactString {
-        self.next_at(format, upstream_id, unix_ms())
-    }
-
-    /// [`IdGenerator::next`] at `unix_ms` (milliseconds since the Unix epoch), for a caller
-    /// that has read the clock already.
-    pub fn next_at(&self, format: MessageIdFormat, upstream_id: &str, unix_ms: u64) -> CompactString {
+    /// The next id in `format` at `unix_ms` (the caller's clock read: a session reads it once
+    /// per turn); `Passthrough` gives `upstream_id` back.
+    pub fn next(&self, format: MessageIdFormat, upstream_id: &str, unix_ms: u64) -> CompactString {
         match format {
             MessageIdFormat::Passthrough => upstream_id.into(),
             other => render(self.next_u64_at(unix_ms), self.node, other),
@@ -140,16 +128,17 @@ mod tests {
         let (a, b) = (IdGenerator::new("a"), IdGenerator::new("b"));
         assert_ne!(a.node, b.node);
         assert_ne!(a.next_u64() & 0x3f_f000, b.next_u64() & 0x3f_f000);
-        let hex = a.next(MessageIdFormat::Hex, "x");
+        let now = crate::store::unix_ms();
+        let hex = a.next(MessageIdFormat::Hex, "x", now);
         assert_eq!(hex.len(), 16);
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
         assert!(a
-            .next(MessageIdFormat::Decimal, "x")
+            .next(MessageIdFormat::Decimal, "x", now)
             .chars()
             .all(|c| c.is_ascii_digit()));
-        let uuid = a.next(MessageIdFormat::Uuid, "x");
+        let uuid = a.next(MessageIdFormat::Uuid, "x", now);
         assert_eq!(uuid.len(), 36);
         assert_eq!(&uuid[14..15], "8");
-        assert_eq!(a.next(MessageIdFormat::Passthrough, "SMSC-42"), "SMSC-42");
+        assert_eq!(a.next(MessageIdFormat::Passthrough, "SMSC-42", now), "SMSC-42");
     }
 }

@@ -191,18 +191,48 @@ where
     futures_util::SinkExt::<&Pdu>::flush(conn).await
 }
 
-/// Most frames a session takes from its read buffer in one turn of its loop.
-pub const FRAMES_PER_TURN: usize = 32;
+/// Most frames a session handles in one turn of its loop.
+const FRAMES_PER_TURN: usize = 32;
+
+/// The frames one read brought, for one turn of a session's loop: the first as the loop's
+/// `select!` read it, then [`Burst::next`] until the read buffer holds no whole frame or the
+/// turn has taken [`FRAMES_PER_TURN`]. One `select!` over all the session's sources per read,
+/// not per frame, and one flush.
+#[derive(Debug)]
+pub struct Burst {
+    taken: usize,
+}
+
+impl Burst {
+    /// A turn that has taken its first frame.
+    pub fn started() -> Burst {
+        Burst { taken: 1 }
+    }
+
+    /// The next frame of the turn, if the read buffer already holds it whole (see [`buffered`]).
+    pub fn next<T>(
+        &mut self,
+        conn: &mut tokio_util::codec::Framed<T, FrameCodec>,
+    ) -> Option<Result<bytes::Bytes, FrameError>>
+    where
+        T: tokio::io::AsyncRead + Unpin,
+    {
+        if self.taken == FRAMES_PER_TURN {
+            return None;
+        }
+        let next = buffered(conn)?;
+        self.taken += 1;
+        Some(next)
+    }
+}
 
 /// The next frame when the read buffer already holds the whole of it (or a header whose
 /// length [`FrameCodec`] refuses: then that error); `None` otherwise, without reading the
-/// socket. A session handles what one read brought in one turn of its loop (one `select!`
-/// over all its sources per read, not per frame, and one flush). Not to be called after the
-/// stream gave an error: the sessions end there.
+/// socket. Not to be called after the stream gave an error: the sessions end there.
 ///
 /// Polled with a no-op waker: it returns `Ready` from the buffer, and if it ever did return
 /// `Pending` the session's next `select!` polls the stream again with its own waker.
-pub fn buffered<T>(conn: &mut tokio_util::codec::Framed<T, FrameCodec>) -> Option<Result<bytes::Bytes, FrameError>>
+fn buffered<T>(conn: &mut tokio_util::codec::Framed<T, FrameCodec>) -> Option<Result<bytes::Bytes, FrameError>>
 where
     T: tokio::io::AsyncRead + Unpin,
 {
@@ -359,5 +389,28 @@ mod tests {
         assert!(buffered(&mut conn).is_none());
         assert_eq!(seq(conn.next().await.unwrap().unwrap()), 3);
         assert_eq!(seq(buffered(&mut conn).unwrap().unwrap()), 4);
+    }
+
+    #[tokio::test]
+    async fn a_burst_ends_at_its_turns_share_and_the_next_turn_goes_on() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let (mut peer, ours) = tokio::io::duplex(64 * 1024);
+        let mut conn = tokio_util::codec::Framed::new(ours, FrameCodec::default());
+        let all: Vec<u8> = (1..=40).flat_map(enquire_link).collect();
+        peer.write_all(&all).await.unwrap();
+        let seq = |frame: bytes::Bytes| Pdu::parse(frame).unwrap().sequence_number;
+        let mut turn = vec![seq(conn.next().await.unwrap().unwrap())];
+        let mut burst = Burst::started();
+        while let Some(frame) = burst.next(&mut conn) {
+            turn.push(seq(frame.unwrap()));
+        }
+        assert_eq!(turn, (1..=FRAMES_PER_TURN as u32).collect::<Vec<_>>());
+        let mut burst = Burst::started();
+        let mut rest = vec![seq(conn.next().await.unwrap().unwrap())];
+        while let Some(frame) = burst.next(&mut conn) {
+            rest.push(seq(frame.unwrap()));
+        }
+        assert_eq!(rest, (FRAMES_PER_TURN as u32 + 1..=40).collect::<Vec<_>>());
     }
 }

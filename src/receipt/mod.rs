@@ -243,16 +243,16 @@ impl Receipt {
         if !is_receipt(pdu) {
             return None;
         }
-        let (source, carried_in, spans) = match text_source(pdu) {
-            Some((bytes, carrier)) => match text::parse(&bytes) {
-                Some(spans) => (bytes, carrier, spans),
-                None => (Bytes::new(), Carrier::TlvsOnly, Spans::default()),
-            },
-            None => (Bytes::new(), Carrier::TlvsOnly, Spans::default()),
-        };
-        let mut receipt = Receipt {
+        let (source, carried_in, spans) = text_source(pdu)
+            .and_then(|(bytes, carrier)| text::parse(&bytes).map(|spans| (bytes, carrier, spans)))
+            .unwrap_or((Bytes::new(), Carrier::TlvsOnly, Spans::default()));
+        let state = pdu.message_state().and_then(MessageState::from_u8).or_else(|| {
+            let stat = spans.stat?;
+            MessageState::from_stat(&source[stat.range()])
+        });
+        Some(Receipt {
             carried_in,
-            state: None,
+            state,
             tlv_id: pdu.tlvs.get_bytes(tag::receipted_message_id).map(|v| {
                 let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
                 v.slice(..end)
@@ -260,16 +260,16 @@ impl Receipt {
             network_error_code: pdu.network_error_code(),
             source,
             spans,
-        };
-        receipt.state = match pdu.message_state().and_then(MessageState::from_u8) {
-            Some(state) => Some(state),
-            None => receipt.stat().and_then(MessageState::from_stat),
-        };
-        Some(receipt)
+        })
     }
 
     fn field(&self, span: Option<Span>) -> Option<&[u8]> {
         span.map(|s| &self.source[s.range()])
+    }
+
+    /// [`Receipt::field`] as a slice sharing the PDU's octets.
+    fn shared(&self, span: Option<Span>) -> Option<Bytes> {
+        span.map(|s| self.source.slice(s.range()))
     }
 
     /// `receipted_message_id` TLV (without NUL).
@@ -294,7 +294,7 @@ impl Receipt {
 
     /// `stat:` as written, sharing the PDU's octets (for what outlives the receipt).
     pub fn stat_shared(&self) -> Option<Bytes> {
-        self.spans.stat.map(|s| self.source.slice(s.range()))
+        self.shared(self.spans.stat)
     }
 
     /// `err:` as written (may be empty or alphanumeric).
@@ -304,7 +304,7 @@ impl Receipt {
 
     /// `err:` as written, sharing the PDU's octets.
     pub fn err_shared(&self) -> Option<Bytes> {
-        self.spans.err.map(|s| self.source.slice(s.range()))
+        self.shared(self.spans.err)
     }
 
     /// `sub:`

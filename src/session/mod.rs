@@ -11,7 +11,7 @@ mod inflight;
 pub mod state;
 pub mod threads;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub use bucket::{Lease, SharedBucket, TokenBucket};
 pub use deadline::Deadlined;
@@ -40,11 +40,7 @@ impl TurnClock {
 
     /// The wall-clock time of this turn, in milliseconds since the Unix epoch.
     pub fn unix_ms(&mut self) -> u64 {
-        *self.unix_ms.get_or_insert_with(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        })
+        *self.unix_ms.get_or_insert_with(crate::store::unix_ms)
     }
 }
 
@@ -146,6 +142,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn a_turn_reads_each_clock_once() {
@@ -159,7 +156,6 @@ mod tests {
             "read again after a tick"
         );
     }
-    use rand::SeedableRng;
 
     #[test]
     fn keep_alive_asks_once_then_declares_dead() {

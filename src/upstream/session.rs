@@ -20,7 +20,7 @@
 use super::{InboundSink, Mode, Request, SessionHandle, SessionKind};
 use crate::messages::{ClientEvent, DeliverAck, Forward, Outcome, UpstreamEvent};
 use crate::pdu::body::Bind;
-use crate::pdu::codec::{parsed, put_frame, FrameCodec, FRAMES_PER_TURN};
+use crate::pdu::codec::{parsed, put_frame, Burst, FrameCodec};
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec};
 use crate::session::{Backoff, KeepAlive, KeepAliveAction, Sequence, TurnClock};
 use crate::tls::client::Connector;
@@ -432,7 +432,7 @@ impl<'a> Bound<'a> {
                 }
                 item = self.conn.next() => {
                     // What the read brought: this frame, then those already whole behind it.
-                    let (mut item, mut taken) = (item, 1);
+                    let (mut item, mut burst) = (item, Burst::started());
                     loop {
                         let result = match item {
                             None => return End::Closed,
@@ -457,11 +457,11 @@ impl<'a> Bound<'a> {
                                 }
                             },
                         };
-                        if !matches!(result, Ok(None)) || taken == FRAMES_PER_TURN {
+                        if !matches!(result, Ok(None)) {
                             break result;
                         }
-                        match crate::pdu::codec::buffered(&mut self.conn) {
-                            Some(next) => (item, taken) = (Some(next), taken + 1),
+                        match burst.next(&mut self.conn) {
+                            Some(next) => item = Some(next),
                             None => break result,
                         }
                     }

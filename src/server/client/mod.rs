@@ -19,7 +19,7 @@ use crate::guard::{auth, Admitted, Denied};
 use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Forward};
 use crate::pdu::body::BindResp;
-use crate::pdu::codec::{parsed, FrameCodec, FRAMES_PER_TURN};
+use crate::pdu::codec::{parsed, Burst, FrameCodec};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState, TurnClock};
 use crate::tls::server::CertRefusal;
@@ -312,7 +312,7 @@ impl Client {
                 }
                 item = self.conn.next() => {
                     // What the read brought: this frame, then those already whole behind it.
-                    let (mut item, mut taken) = (item, 1);
+                    let (mut item, mut burst) = (item, Burst::started());
                     loop {
                         let flow = match item {
                             None => Err(Close::ClosedByClient),
@@ -357,11 +357,11 @@ impl Client {
                                 }
                             },
                         };
-                        if flow.is_err() || taken == FRAMES_PER_TURN {
+                        if flow.is_err() {
                             break flow;
                         }
-                        match crate::pdu::codec::buffered(&mut self.conn) {
-                            Some(next) => (item, taken) = (Some(next), taken + 1),
+                        match burst.next(&mut self.conn) {
+                            Some(next) => item = Some(next),
                             None => break flow,
                         }
                     }

@@ -350,7 +350,7 @@ impl Client {
         let client_id = self
             .ctx
             .ids
-            .next_at(account.peek().message_id_format, &upstream_id, unix_ms);
+            .next(account.peek().message_id_format, &upstream_id, unix_ms);
         let RequestInfo {
             registered_delivery,
             source_addr,
@@ -408,6 +408,7 @@ impl Client {
                 break;
             };
             let now = self.clock.instant();
+            let latency = now.saturating_duration_since(received);
             self.ctx
                 .stats
                 .commit_latency
@@ -418,18 +419,14 @@ impl Client {
                 CommandStatus::ESME_RSYSERR
             };
             // Only submits wait for a commit.
-            self.count_submit(
-                CommandId::SUBMIT_SM,
-                status,
-                Some(now.saturating_duration_since(received)),
-            );
+            self.count_submit(CommandId::SUBMIT_SM, status, Some(latency));
             if self.ctx.trail.on() {
                 self.ctx.trail.record(TrailEvent::Submit {
                     client: correlation.client.clone(),
                     upstream: correlation.upstream.clone(),
                     correlation: Some(correlation.clone()),
                     status,
-                    latency: now.saturating_duration_since(received),
+                    latency,
                 });
             }
             let buf = self.conn.write_buffer_mut();
