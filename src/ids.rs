@@ -44,7 +44,7 @@ impl IdGenerator {
 
     /// The next 64-bit id.
     pub fn next_u64(&self) -> u64 {
-        self.next_u64_at(crate::store::unix_ms())
+        self.next_u64_at(crate::session::unix_ms())
     }
 
     fn next_u64_at(&self, unix_ms: u64) -> u64 {
@@ -128,7 +128,7 @@ mod tests {
         let (a, b) = (IdGenerator::new("a"), IdGenerator::new("b"));
         assert_ne!(a.node, b.node);
         assert_ne!(a.next_u64() & 0x3f_f000, b.next_u64() & 0x3f_f000);
-        let now = crate::store::unix_ms();
+        let now = crate::session::unix_ms();
         let hex = a.next(MessageIdFormat::Hex, "x", now);
         assert_eq!(hex.len(), 16);
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));

@@ -2,8 +2,8 @@
 //! numbers ([`Sequence`]), keep-alive bookkeeping ([`KeepAlive`]), reconnect backoff
 //! ([`Backoff`]), token buckets ([`TokenBucket`], [`SharedBucket`]), sockets whose writes
 //! cannot wait forever ([`Deadlined`]), requests awaiting answers ([`InFlight`]) and the
-//! time as one turn of a session's loop sees it ([`TurnClock`]). Plain values: the session
-//! tasks own them and feed them the time.
+//! time as one turn of a session's loop sees it ([`TurnClock`], over the wall clock
+//! [`unix_ms`]). Plain values: the session tasks own them and feed them the time.
 
 mod bucket;
 mod deadline;
@@ -40,8 +40,16 @@ impl TurnClock {
 
     /// The wall-clock time of this turn, in milliseconds since the Unix epoch.
     pub fn unix_ms(&mut self) -> u64 {
-        *self.unix_ms.get_or_insert_with(crate::store::unix_ms)
+        *self.unix_ms.get_or_insert_with(unix_ms)
     }
+}
+
+/// Now, in Unix milliseconds (the wall clock every part of the proxy reads: the store's
+/// seconds, message ids, a turn's clock).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Sequence numbers for the requests one side of a session sends: 1..=0x7FFFFFFF, wrapping.

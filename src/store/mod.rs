@@ -121,14 +121,7 @@ pub struct OutboxEntry {
 
 /// Now, in Unix seconds.
 pub fn unix_now() -> u64 {
-    unix_ms() / 1000
-}
-
-/// Now, in Unix milliseconds.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::session::unix_ms() / 1000
 }
 
 /// Where correlations and outboxes live.
