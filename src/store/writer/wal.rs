@@ -267,26 +267,9 @@ fn decode_ops(mut body: &[u8]) -> Option<Result<Vec<Op>, StoreError>> {
     Some(Ok(ops))
 }
 
-/// CRC-32 (IEEE, as zlib and Ethernet), a table built at compile time.
+/// CRC-32 (IEEE, as zlib and Ethernet).
 fn crc32(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut n = 0;
-        while n < 256 {
-            let mut c = n as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-                k += 1;
-            }
-            table[n] = c;
-            n += 1;
-        }
-        table
-    };
-    !bytes
-        .iter()
-        .fold(!0u32, |c, b| TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8))
+    crc32fast::hash(bytes)
 }
 
 #[cfg(test)]
