@@ -68,12 +68,16 @@
 //!  upstream session ◀─UpstreamEvent::DeliverAck── account           (answer the SMSC: held)
 //!  client session ◀─ClientEvent::Deliver────── account              (a receipt or MO to write)
 //!  client session ─AccountMsg::{BindUp, BindDown, Delivered}─▶ account
+//!  upstream session ─ClientEvent::Direct─▶ client session          (the account holding nothing)
+//!  upstream session ◀─UpstreamEvent::DeliverAck── client session    (the client took it)
+//!  client session ─AccountMsg::Returned─▶ account                   (the client did not)
 //! ```
 //!
 //! Sessions and accounts run on `[sessions] threads` single-threaded runtimes
 //! ([`session::threads`]), placed in turn; a request goes to an upstream session on its
-//! client's thread, a receipt to a bind on its account's, when they have room: a hand-over on
-//! one thread is a queue push, not a wake-up of another core.
+//! client's thread, a receipt to a bind on the upstream session's thread ([`account::Lanes`])
+//! or on its account's, when they have room: a hand-over on one thread is a queue push, not a
+//! wake-up of another core.
 //!
 //! Shared state read by many tasks is behind `Arc`s with short, await-free critical sections:
 //! each upstream's [`upstream::load::Load`] (written by its sessions, read by the router), the

@@ -4,7 +4,11 @@
 //! - upstream session → client session: [`ClientEvent::Answer`] (its response, or why none);
 //! - account → client session: [`ClientEvent::Deliver`] (a receipt or MO to hand over);
 //! - upstream session → account: [`AccountMsg::Deliver`]; account → upstream session:
-//!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response.
+//!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response;
+//! - upstream session → client session on its own thread, past the account while it holds
+//!   nothing: [`ClientEvent::Direct`]; the client session answers the SMSC
+//!   ([`UpstreamEvent::DeliverAck`]) when the client takes it, and hands it to the account
+//!   ([`AccountMsg::Returned`], [`AccountMsg::Deliver`]) when not.
 
 use crate::pdu::{peek, Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
@@ -128,6 +132,60 @@ pub enum ClientEvent {
         /// Its frame (the client session writes its own sequence number into its copy).
         frame: Bytes,
     },
+    /// A receipt or MO from an upstream session on this bind's thread, not held by the
+    /// account: this session answers for it (see [`Direct`]).
+    Direct(Direct),
+}
+
+/// A receipt or MO handed straight to a bind by the upstream session that received it
+/// (`account::Lanes`), while its account holds nothing: no hop through the account's task,
+/// on whichever thread that runs, each way. The client session answers the SMSC and forgets
+/// the correlation when the client takes it; anything else goes to the account, which holds
+/// it as it would have from the start.
+#[derive(Debug)]
+pub struct Direct {
+    /// Its frame, ids already rewritten, sequence number not yet the client's.
+    pub frame: Bytes,
+    /// Who to tell it is held.
+    pub ack: Option<DeliverAck>,
+    /// The correlation to forget once the client took this (final) receipt.
+    pub forget: Forget,
+    /// Its name in a shared outbox (see [`AccountMsg::Deliver`]).
+    pub dedup: Option<String>,
+    /// Its bytes in the account's outbox budget (`outbox_max_bytes`), while it is in flight.
+    pub charge: Option<crate::budget::Charge>,
+}
+
+/// A receiving bind's deliveries in flight, from its account and from the lanes together,
+/// against the account's `deliver_window`: taken by whoever hands one over, given back by the
+/// client session when the client answers it (or does not, or it is not sent).
+#[derive(Debug, Default)]
+pub struct Slots(AtomicUsize);
+
+impl Slots {
+    /// How many are in flight.
+    pub fn used(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Takes one whatever the count (the account checked room on its own turn).
+    pub fn take(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes one if fewer than `max` are in flight.
+    pub fn try_take(&self, max: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives one back.
+    pub fn give(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
 }
 
 /// Something for an account (all binds of one system_id) to act on.
@@ -159,12 +217,24 @@ pub enum AccountMsg {
         deliver_cap: usize,
         /// The session thread it runs on (see [`crate::session::threads`]).
         thread: usize,
+        /// Its deliveries in flight, shared with the lanes.
+        slots: Arc<Slots>,
     },
     /// A bind went away; what it had in flight goes back to the outbox.
     BindDown {
         /// The bind's id.
         bind_id: u64,
     },
+    /// A direct delivery ([`ClientEvent::Direct`]) the client did not take: held now, by the
+    /// policy for this outcome, as if the account had handed it over.
+    Returned {
+        /// The delivery.
+        direct: Direct,
+        /// What the client did with it.
+        outcome: Delivery,
+    },
+    /// A bind's slot came free while the account holds entries: time to hand them out.
+    Room,
     /// How a delivery went on a bind.
     Delivered {
         /// The bind's id.

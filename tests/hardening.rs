@@ -540,6 +540,76 @@ async fn a_delivery_refused_redelivery_attempts_times_is_dropped_and_counted() {
     proxy.shutdown().await;
 }
 
+/// The next deliver_sm within `T` (anything else is acknowledged on the way).
+async fn next_deliver(esme: &mut Esme) -> Pdu {
+    loop {
+        let pdu = esme.recv(T).await.expect("a deliver_sm");
+        if pdu.command_id() == CommandId::DELIVER_SM {
+            return pdu;
+        }
+        esme.ack(&pdu).await.unwrap();
+    }
+}
+
+/// A receipt the upstream session hands straight to the client's bind (one session thread:
+/// the bind and the upstream session share it) is the account's again when the client does
+/// not take it: refused, it comes back after the backoff; left unanswered by a bind that
+/// drops, it comes on the next bind. Neither is lost, and the SMSC is never told to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_handed_straight_to_a_bind_is_held_when_refused_or_left_unanswered_as_the_bind_drops() {
+    use std::sync::atomic::Ordering;
+    let sims = start_sims(1, SimConfig::default()).await;
+    let clients = format!("{SHOP}redelivery_backoff = \"100ms\"\nredelivery_backoff_max = \"200ms\"\n");
+    let proxy = start_proxy(&proxy_toml(&sims, "", &clients, "[sessions]\nthreads = 1\n")).await;
+    let mut esme = shop(&proxy).await;
+    let id = submit_all(&mut esme, 1, 1).await.remove(0);
+    let pdu = next_deliver(&mut esme).await;
+    assert_eq!(receipt_id(&pdu), id);
+    assert_eq!(
+        client(&proxy, "shop").delivered_direct,
+        1,
+        "not handed straight to the bind"
+    );
+    let refuse = Pdu::new(Body::DeliverSmResp(Some(Default::default())))
+        .with_status(CommandStatus::ESME_RX_T_APPN)
+        .with_sequence_number(pdu.sequence_number);
+    esme.send_raw(&refuse).await.unwrap();
+    let again = next_deliver(&mut esme).await;
+    assert_eq!(receipt_id(&again), id, "the refused receipt, again");
+    assert_eq!(client(&proxy, "shop").redelivered, 1);
+    esme.ack(&again).await.unwrap();
+    assert!(wait_until(T, || client(&proxy, "shop").outbox == 0).await);
+
+    // The account holds nothing again: the next receipt goes straight to the bind too.
+    let id = submit_all(&mut esme, 1, 1).await.remove(0);
+    let pdu = next_deliver(&mut esme).await;
+    assert_eq!(receipt_id(&pdu), id);
+    assert_eq!(client(&proxy, "shop").delivered_direct, 2);
+    assert_eq!(
+        client(&proxy, "shop").outbox,
+        1,
+        "in flight on the bind, counted in the outbox"
+    );
+    drop(esme);
+    let mut esme = shop(&proxy).await;
+    let pdu = next_deliver(&mut esme).await;
+    assert_eq!(receipt_id(&pdu), id, "the unanswered receipt, on the next bind");
+    esme.ack(&pdu).await.unwrap();
+    assert!(wait_until(T, || client(&proxy, "shop").outbox == 0).await);
+    let stats = sims[0].stats();
+    assert_eq!(stats.receipts.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        stats.redelivered.load(Ordering::Relaxed),
+        0,
+        "the SMSC was asked to retry"
+    );
+    assert!(
+        wait_until(T, || proxy.snapshot().correlations == Some(0)).await,
+        "correlations left"
+    );
+    proxy.shutdown().await;
+}
+
 /// An MO of `len` octets of text in message_payload, numbered `n` (its first 8 octets).
 fn big_mo(n: usize, len: usize) -> Pdu {
     use smpp_proxy::pdu::{tag, DeliverSm, Tlvs};

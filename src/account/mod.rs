@@ -13,7 +13,9 @@
 //! entry is durable in the store. A bound client with room and nothing older waiting gets the
 //! entry straight away and its answer goes to the SMSC (no store write); anything else, and any
 //! direct entry the client does not take, is written to the store first (the task keeps serving
-//! meanwhile) and removed from it when the client acknowledges it.
+//! meanwhile) and removed from it when the client acknowledges it. While the task holds
+//! nothing, an upstream session hands receipts to a bind on its own thread itself ([`Lanes`]),
+//! and this task hears only of those the client did not take.
 //!
 //! Where stored entries come from depends on the store ([`Store::shared`]):
 //! - a node's own store (memory, embedded): what this task stored is its to deliver; on start
@@ -22,15 +24,17 @@
 //!   bind of the client fetches from it ([`shared`]): when told new entries are there (the
 //!   doorbell), every `poll` anyway, and whatever another node fetched and cannot deliver.
 
+mod lane;
 mod metrics;
 mod redelivery;
 mod shared;
 
+pub use lane::Lanes;
 pub use metrics::ClientMetrics;
 
 use crate::budget::{Budget, Charge};
 use crate::config::ClientConfig;
-use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Delivery, Forget};
+use crate::messages::{AccountMsg, ClientEvent, DeliverAck, Delivery, Direct, Forget, Slots};
 use crate::pdu::{CommandStatus, Pdu};
 use crate::session::{threads, SharedBucket, TokenBucket};
 use crate::store::{unix_now, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
@@ -69,6 +73,8 @@ pub struct AccountHandle {
     pub receivers: Arc<AtomicU32>,
     /// Entries this node holds for it: waiting, in flight, being stored.
     pub outbox_len: Arc<AtomicU64>,
+    /// Of them, those waiting for a bind's slot (see [`AccountHandle::idle`]).
+    waiting_len: Arc<AtomicU64>,
     /// Receipts/MO refused because the outbox was at `outbox_max` (the SMSC retries them).
     pub refused_full: Arc<AtomicU64>,
     /// Entries dropped after `receipt_ttl` without the client taking them.
@@ -88,6 +94,8 @@ pub struct AccountHandle {
     /// Bumped to unbind every bind of the account on this node (the operator asked, or a
     /// reload removed the account); each bound session watches it.
     kick: Arc<watch::Sender<u64>>,
+    /// Its receiving binds by session thread, for deliveries that skip this task.
+    pub lanes: Arc<Lanes>,
 }
 
 /// Who answers for an entry.
@@ -124,6 +132,8 @@ struct Bind {
     cap: usize,
     /// Entries handed to this bind, by the key the client session reports back.
     inflight: HashMap<u64, Entry>,
+    /// Its deliveries in flight, these and the lanes' (the deliver window is for both).
+    slots: Arc<Slots>,
     /// Its session runs on this account's thread: preferred while it has about as much room
     /// as the others (a hand-over there wakes no other core).
     near: bool,
@@ -132,7 +142,7 @@ struct Bind {
 impl Bind {
     /// How many more deliveries it can take now, with the account's `deliver_window`.
     fn free(&self, window: usize) -> usize {
-        window.min(self.cap).saturating_sub(self.inflight.len())
+        window.min(self.cap).saturating_sub(self.slots.used())
     }
 }
 
@@ -164,9 +174,12 @@ struct Account {
     binds: Vec<(u64, Bind)>,
     next_bind: usize,
     outbox_len: Arc<AtomicU64>,
+    waiting_len: Arc<AtomicU64>,
     oldest: Arc<AtomicU64>,
     /// Fetching from a shared outbox; `None` with a node's own store.
     fetcher: Option<Fetcher>,
+    /// What the lanes have in flight counts against `outbox_max` too.
+    lanes: Arc<Lanes>,
 }
 
 /// Starts the task of one account on `tasks`; it first reloads what a node's own store holds
@@ -182,10 +195,12 @@ pub fn spawn(
     let config = Arc::new(ArcSwap::from_pointee(config));
     let (tx, rx) = mpsc::channel(4096);
     let outbox_len = Arc::new(AtomicU64::new(0));
+    let waiting_len = Arc::new(AtomicU64::new(0));
     let oldest = Arc::new(AtomicU64::new(0));
     let (refused_full, expired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (redelivered, dropped_refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let bytes = Budget::new(u64::MAX, config.load().outbox_max_bytes);
+    let lanes = Arc::new(Lanes::new(place.threads()));
     let mut account = Account {
         config: config.clone(),
         store,
@@ -201,8 +216,10 @@ pub fn spawn(
         binds: Vec::new(),
         next_bind: 0,
         outbox_len: outbox_len.clone(),
+        waiting_len: waiting_len.clone(),
         oldest: oldest.clone(),
         fetcher: None,
+        lanes: lanes.clone(),
     };
     place.spawn(tasks, async move {
         // Made here: its timers belong to the runtime that polls them.
@@ -217,6 +234,7 @@ pub fn spawn(
         system_id,
         bucket: Arc::new(ArcSwap::from_pointee(client_bucket(tps))),
         kick: Arc::new(watch::Sender::new(0)),
+        lanes,
         metrics: Arc::default(),
         oldest,
         config,
@@ -224,6 +242,7 @@ pub fn spawn(
         binds: Arc::new(AtomicU32::new(0)),
         receivers: Arc::new(AtomicU32::new(0)),
         outbox_len,
+        waiting_len,
         refused_full,
         expired,
         redelivered,
@@ -288,11 +307,39 @@ impl AccountHandle {
     /// the client's answers that empty the outbox (the account checks again, exactly).
     pub fn refuses_full(&self) -> bool {
         let config = self.peek();
-        let full = self.outbox_len.load(Ordering::Relaxed) as usize >= config.outbox_max;
+        let held = self.outbox_len.load(Ordering::Relaxed) + self.lanes.inflight();
+        let full = held as usize >= config.outbox_max;
         if full {
             refused_full(&self.refused_full, &config);
         }
         full
+    }
+
+    /// Whether nothing waited for a bind's slot as of the account's last turn: receipts may
+    /// then skip it ([`Lanes`]) without taking the slots its entries wait for. (Entries in
+    /// flight, being stored or waiting out a backoff are not overtaken in any sense that
+    /// matters: receipts of different messages carry no order between them.)
+    pub fn idle(&self) -> bool {
+        self.waiting_len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Hands `direct` straight to a bind on the caller's thread ([`Lanes`]) if the account
+    /// holds nothing waiting and the outbox's byte budget has room for it; gives it back
+    /// otherwise, for the account.
+    pub fn offer(&self, mut direct: Direct) -> Result<(), Direct> {
+        if !self.idle() {
+            return Err(direct);
+        }
+        let Some(charge) = self.bytes.try_charge(direct.frame.len() as u64) else {
+            return Err(direct);
+        };
+        direct.charge = Some(charge);
+        self.lanes
+            .offer(direct, self.peek().deliver_window as usize)
+            .map_err(|mut direct| {
+                direct.charge = None;
+                direct
+            })
     }
 
     /// Its configuration now.
@@ -362,6 +409,7 @@ impl Account {
             self.pump();
             self.fetch();
             self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+            self.waiting_len.store(self.waiting.len() as u64, Ordering::Relaxed);
             self.oldest.store(self.oldest_held(), Ordering::Relaxed);
         }
     }
@@ -432,6 +480,7 @@ impl Account {
             Err(e) => warn!(client = %self.config.load().system_id, error = %e, "outbox reload failed"),
         }
         self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
+        self.waiting_len.store(self.waiting.len() as u64, Ordering::Relaxed);
     }
 
     /// Stored entries to deliver, in order. From a shared outbox, one this node holds already
@@ -552,8 +601,9 @@ impl Account {
     /// How many more entries this node's binds can take now.
     fn room(&self) -> usize {
         let window = self.config.load().deliver_window as usize;
-        let room: usize = self.binds.iter().map(|(_, b)| window.min(b.cap)).sum();
-        room.saturating_sub(self.waiting.len() + self.inflight())
+        // Free slots: what the lanes have in flight is taken too.
+        let room: usize = self.binds.iter().map(|(_, b)| b.free(window)).sum();
+        room.saturating_sub(self.waiting.len())
     }
 
     fn handle(&mut self, msg: AccountMsg) {
@@ -564,7 +614,8 @@ impl Account {
                 forget,
                 dedup,
             } => {
-                let charge = match self.held() < self.config.load().outbox_max {
+                let held = self.held() + self.lanes.inflight() as usize;
+                let charge = match held < self.config.load().outbox_max {
                     true => self.bytes.try_charge(frame.len() as u64),
                     false => None,
                 };
@@ -602,6 +653,7 @@ impl Account {
                 tx,
                 deliver_cap,
                 thread,
+                slots,
             } => {
                 if self.binds.is_empty() {
                     if let Some(fetcher) = &mut self.fetcher {
@@ -613,12 +665,16 @@ impl Account {
                     Bind {
                         tx,
                         inflight: HashMap::new(),
+                        slots,
                         cap: deliver_cap,
                         near: thread != 0 && thread == threads::current(),
                     },
                 ));
             }
             AccountMsg::BindDown { bind_id } => self.bind_down(bind_id),
+            AccountMsg::Returned { direct, outcome } => self.returned(direct, outcome),
+            // The turn pumps after every message.
+            AccountMsg::Room => {}
             AccountMsg::Delivered {
                 bind_id,
                 entry,
@@ -677,9 +733,48 @@ impl Account {
             // the front, would go to it again (it has the most room, perhaps on this thread).
             bind.cap = 0;
         }
-        let Some(mut entry) = bind.inflight.remove(&key) else {
+        let Some(entry) = bind.inflight.remove(&key) else {
             return;
         };
+        self.settle(entry, outcome);
+    }
+
+    /// A direct delivery the client did not take on its bind's lane: not sent, it goes on as
+    /// a new one would (to a bind with room, or to the store); refused or unanswered, by the
+    /// policy, as an entry this task handed over.
+    fn returned(&mut self, direct: Direct, outcome: Delivery) {
+        let Direct {
+            frame,
+            ack,
+            forget,
+            dedup,
+            charge,
+        } = direct;
+        if outcome == Delivery::NotSent {
+            // Charged again, as any new one.
+            drop(charge);
+            return self.handle(AccountMsg::Deliver {
+                frame,
+                ack,
+                forget,
+                dedup,
+            });
+        }
+        let charge = charge.unwrap_or_else(|| self.bytes.charge(frame.len() as u64));
+        self.settle(
+            Entry {
+                custody: Custody::Direct { ack, forget, dedup },
+                stored_at: unix_now(),
+                frame,
+                tries: Tries::default(),
+                charge,
+            },
+            outcome,
+        );
+    }
+
+    /// What becomes of an entry after a delivery, by the policy of [`redelivery`].
+    fn settle(&mut self, mut entry: Entry, outcome: Delivery) {
         let verdict = redelivery::verdict(outcome, &mut entry.tries, self.config.load().redelivery_attempts);
         let Entry {
             custody,
@@ -806,6 +901,7 @@ impl Account {
             }) {
                 Ok(()) => {
                     self.next_key += 1;
+                    bind.slots.take();
                     bind.inflight.insert(key, entry);
                 }
                 Err(_) => {
@@ -904,6 +1000,7 @@ mod tests {
                     tx,
                     deliver_cap: 16,
                     thread,
+                    slots: Arc::default(),
                 })
                 .await
                 .unwrap();

@@ -276,7 +276,7 @@ impl Proxy {
         let clients = &self.0.clients;
         use MetricType::{Counter, Gauge};
         type PerClient = fn(&ClientStatus) -> f64;
-        let per_client: [(&str, MetricType, &str, PerClient); 8] = [
+        let per_client: [(&str, MetricType, &str, PerClient); 9] = [
             ("client_binds", Gauge, "Binds open per client account.", |c| {
                 f64::from(c.binds)
             }),
@@ -312,6 +312,12 @@ impl Proxy {
                 Counter,
                 "Receipts and MO a client refused or left unanswered, tried again after a backoff.",
                 |c| c.redelivered as f64,
+            ),
+            (
+                "deliveries_direct",
+                Counter,
+                "Receipts and MO handed straight to a bind by the upstream session that received them.",
+                |c| c.delivered_direct as f64,
             ),
             (
                 "deliveries_dropped",

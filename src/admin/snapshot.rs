@@ -184,6 +184,10 @@ pub struct ClientStatus {
     /// Entries dropped because it refused them for good, or too often.
     #[serde(default)]
     pub dropped_refused: u64,
+    /// Receipts and MO the upstream session that received them handed straight to a bind
+    /// on its own thread (the account holding nothing), since the start.
+    #[serde(default)]
+    pub delivered_direct: u64,
     /// How long the oldest entry held for it has waited, seconds (0: none held).
     #[serde(default)]
     pub outbox_oldest_age: u64,
@@ -237,12 +241,13 @@ impl Snapshot {
             .map(|a| ClientStatus {
                 system_id: a.system_id.to_string(),
                 binds: a.binds.load(Ordering::Relaxed),
-                outbox: load(&a.outbox_len),
+                outbox: load(&a.outbox_len) + a.lanes.inflight(),
                 outbox_refused_full: load(&a.refused_full),
                 outbox_expired: load(&a.expired),
                 outbox_bytes: a.bytes.held().1,
                 redelivered: load(&a.redelivered),
                 dropped_refused: load(&a.dropped_refused),
+                delivered_direct: a.lanes.handed(),
                 outbox_oldest_age: match load(&a.oldest) {
                     0 => 0,
                     at => now.saturating_sub(at),

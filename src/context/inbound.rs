@@ -22,7 +22,7 @@ use crate::budget::{Budget, Charge};
 use crate::config::MultipartReceipts;
 use crate::logging::Limiter;
 use crate::messages::Forget;
-use crate::messages::{AccountMsg, DeliverAck};
+use crate::messages::{AccountMsg, DeliverAck, Direct};
 use crate::pdu::{Body, CommandStatus, EncodeError, Pdu};
 use crate::receipt::id::{canonical_key, lookup_keys, IdKey};
 use crate::receipt::{rewrite_receipt_frame, rewrite_receipt_id, Receipt};
@@ -201,10 +201,29 @@ impl Context {
             ack.send(CommandStatus::ESME_RX_T_APPN);
             return;
         }
+        let direct = Direct {
+            frame,
+            ack: Some(ack),
+            forget,
+            dedup,
+            charge: None,
+        };
+        // Holding nothing waiting, the account has nothing this could overtake: straight to a
+        // bind on this thread, if one has room.
+        let Err(Direct {
+            frame,
+            ack,
+            forget,
+            dedup,
+            ..
+        }) = account.offer(direct)
+        else {
+            return;
+        };
         // The account swamped or gone: the SMSC is told to retry later.
         let msg = AccountMsg::Deliver {
             frame,
-            ack: Some(ack),
+            ack,
             forget,
             dedup,
         };

@@ -1,16 +1,28 @@
 //! What a bound client receives besides answers: receipts and MO its account hands over
-//! (`ClientEvent::Deliver`), each written with the session's own sequence number and reported
-//! back to the account when the client answers it (or does not, within `response_timeout`).
+//! (`ClientEvent::Deliver`), reported back to the account when the client answers them (or
+//! does not, within `response_timeout`), and receipts an upstream session on this thread
+//! handed over directly (`ClientEvent::Direct`, see `account::Lanes`), which this session
+//! answers the SMSC for when the client takes them, and gives the account when not. Each is
+//! written with the session's own sequence number.
 
 use super::{Client, Flow};
-use crate::messages::{AccountMsg, ClientEvent, Delivery};
+use crate::messages::{AccountMsg, ClientEvent, Delivery, Direct};
 use crate::pdu::codec::put_frame;
-use crate::pdu::{CommandId, Pdu};
+use crate::pdu::{CommandId, CommandStatus, Pdu};
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::warn;
 
 /// How many events one turn takes (its writes go out in one flush at the end of the turn).
 const EVENTS_PER_WAKE: usize = 64;
+
+/// A delivery written to the client and not answered yet: where it came from.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// The account's entry with this key.
+    Entry(u64),
+    /// Handed over by an upstream session on this thread.
+    Direct(Direct),
+}
 
 impl Client {
     /// An event and whatever else is queued behind it (up to [`EVENTS_PER_WAKE`]).
@@ -33,29 +45,46 @@ impl Client {
 
     fn event(&mut self, event: ClientEvent) -> Flow {
         match event {
-            ClientEvent::Answer(outcome) => self.outcome(outcome),
-            ClientEvent::Deliver { entry, frame } => self.deliver(entry, &frame),
+            ClientEvent::Answer(outcome) => return self.outcome(outcome),
+            ClientEvent::Deliver { entry, frame } => {
+                let written = self.write_delivery(&frame);
+                self.track(Pending::Entry(entry), written);
+            }
+            ClientEvent::Direct(direct) => {
+                let written = self.write_delivery(&direct.frame);
+                self.track(Pending::Direct(direct), written);
+            }
         }
+        Ok(())
     }
 
     /// Writes a receipt or MO to the client, unless this bind cannot take it now (a
-    /// transmitter, or shutting down): then it goes back to the account for another bind.
-    /// The frame is copied as it is, with the session's sequence number written into the copy.
-    fn deliver(&mut self, entry: u64, frame: &[u8]) -> Flow {
+    /// transmitter, or shutting down). The frame is copied as it is, with the session's
+    /// sequence number written into the copy. The sequence number, or why it was not sent.
+    fn write_delivery(&mut self, frame: &[u8]) -> Result<u32, Delivery> {
         if !self.phase.state().can_receive() || self.draining.is_some() {
-            self.delivered(entry, Delivery::NotSent);
-            return Ok(());
+            // To another bind.
+            return Err(Delivery::NotSent);
         }
         let seq = self.seq.next_number();
         if put_frame(self.conn.write_buffer_mut(), frame, seq) {
-            self.deliveries.insert(seq, (entry, self.now));
+            Ok(seq)
         } else {
-            // Never: the account hands over frames encoded or read whole. Taken as refused,
-            // not as unsent (which would hand it to the next bind, and the next).
-            warn!(entry, "delivery shorter than a PDU header: not sent");
-            self.delivered(entry, Delivery::Nacked(crate::pdu::CommandStatus::ESME_RSYSERR));
+            // Never: what is handed over is encoded or read whole. Taken as refused, not as
+            // unsent (which would hand it to the next bind, and the next).
+            warn!("delivery shorter than a PDU header: not sent");
+            Err(Delivery::Nacked(CommandStatus::ESME_RSYSERR))
         }
-        Ok(())
+    }
+
+    /// A delivery written waits for the client's answer; one not written is over.
+    fn track(&mut self, pending: Pending, written: Result<u32, Delivery>) {
+        match written {
+            Ok(seq) => {
+                self.deliveries.insert(seq, (pending, self.now));
+            }
+            Err(outcome) => self.settle(pending, outcome),
+        }
     }
 
     /// A response from the client: to our enquire_link, or to a delivery.
@@ -63,34 +92,72 @@ impl Client {
         match pdu.command_id() {
             CommandId::ENQUIRE_LINK_RESP => self.keep_alive.answered(),
             CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP | CommandId::GENERIC_NACK => {
-                if let Some((entry, _)) = self.deliveries.remove(&pdu.sequence_number) {
+                if let Some((pending, _)) = self.deliveries.remove(&pdu.sequence_number) {
                     let outcome = if pdu.command_id() == CommandId::GENERIC_NACK {
                         Delivery::Nacked(pdu.command_status)
                     } else {
                         Delivery::Answered(pdu.command_status)
                     };
-                    self.delivered(entry, outcome);
+                    self.settle(pending, outcome);
                 }
             }
             _ => {}
         }
     }
 
-    /// Tells the account how delivery `entry` went. Its channel full, the report waits (in
-    /// order) for the end of the turn, which waits for room: the turn itself never waits.
-    pub(super) fn delivered(&mut self, entry: u64, outcome: Delivery) {
+    /// A delivery is over on this bind (answered, unanswered, or not sent): its slot is free.
+    /// The account hears how its entry went; a direct one the client took is answered to the
+    /// SMSC from here, one it did not take goes to the account.
+    pub(super) fn settle(&mut self, pending: Pending, outcome: Delivery) {
         let Some(b) = self.phase.bound() else { return };
-        let msg = AccountMsg::Delivered {
-            bind_id: b.bind_id,
-            entry,
-            outcome,
+        b.slots.give();
+        if matches!(pending, Pending::Direct(_)) {
+            b.account.lanes.settled();
+        }
+        let msg = match pending {
+            Pending::Entry(entry) => AccountMsg::Delivered {
+                bind_id: b.bind_id,
+                entry,
+                outcome,
+            },
+            Pending::Direct(direct) => match outcome {
+                Delivery::Answered(status) if status.is_ok() => {
+                    if let Some(ack) = &direct.ack {
+                        ack.send(status);
+                    }
+                    if let Some((correlation, id_match)) = &direct.forget {
+                        drop(self.ctx.store.remove(correlation, *id_match));
+                    }
+                    if b.account.idle() {
+                        return;
+                    }
+                    // The account holds entries and may have waited for this slot.
+                    AccountMsg::Room
+                }
+                outcome => {
+                    if outcome == Delivery::NotSent {
+                        // Closing, or cannot receive: no more direct ones for it.
+                        b.account.lanes.leave(b.bind_id);
+                    }
+                    AccountMsg::Returned { direct, outcome }
+                }
+            },
         };
+        self.report(msg);
+    }
+
+    /// Sends a report to the account. Its channel full, the report waits (in order) for the
+    /// end of the turn, which waits for room: the turn itself never waits.
+    fn report(&mut self, msg: AccountMsg) {
+        let Some(b) = self.phase.bound() else { return };
         if !self.to_account.is_empty() {
             self.to_account.push_back(msg);
             return;
         }
         if let Err(TrySendError::Full(msg)) = b.account.tx.try_send(msg) {
-            self.to_account.push_back(msg);
+            if !matches!(msg, AccountMsg::Room) {
+                self.to_account.push_back(msg);
+            }
         }
     }
 }

@@ -17,13 +17,14 @@ use crate::config::{ClientConfig, Credential};
 use crate::context::Context;
 use crate::guard::{auth, Admitted, Denied};
 use crate::logging::Limiter;
-use crate::messages::{AccountMsg, ClientEvent, Forward};
+use crate::messages::{AccountMsg, ClientEvent, Direct, Forward, Slots};
 use crate::pdu::body::BindResp;
 use crate::pdu::codec::{parsed, Burst, FrameCodec};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState, TurnClock};
 use crate::tls::server::CertRefusal;
 use bytes::Bytes;
+use deliveries::Pending;
 use futures_util::{SinkExt, StreamExt};
 use requests::{Committing, Mapped};
 use std::collections::{HashMap, VecDeque};
@@ -82,6 +83,9 @@ struct Bound {
     events_rx: mpsc::Receiver<ClientEvent>,
     /// The largest window its channel has room for (see [`WINDOW_HEADROOM`]).
     window_cap: u32,
+    /// Its deliveries in flight, against the deliver window (shared with the account and
+    /// the lanes that hand them over).
+    slots: Arc<Slots>,
 }
 
 impl Bound {
@@ -176,8 +180,8 @@ struct Client {
     /// Requests forwarded and not yet answered (the client's window).
     outstanding: u32,
     seq: Sequence,
-    /// deliver_sm / data_sm sent to the client: outbox entry and when.
-    deliveries: HashMap<u32, (u64, Instant), foldhash::fast::RandomState>,
+    /// deliver_sm / data_sm sent to the client: where each came from, and when.
+    deliveries: HashMap<u32, (Pending, Instant), foldhash::fast::RandomState>,
     /// query/cancel/replace in flight, by the client's sequence number.
     mapped: HashMap<u32, Mapped, foldhash::fast::RandomState>,
     /// Requests within the client's window waiting for upstream window (oldest first), with
@@ -458,8 +462,8 @@ impl Client {
             .map(|(s, _)| *s)
             .collect();
         for seq in expired {
-            if let Some((entry, _)) = self.deliveries.remove(&seq) {
-                self.delivered(entry, crate::messages::Delivery::NoAnswer);
+            if let Some((pending, _)) = self.deliveries.remove(&seq) {
+                self.settle(pending, crate::messages::Delivery::NoAnswer);
             }
         }
         if self.phase.bound().is_some() {
@@ -616,14 +620,19 @@ impl Client {
         let capacity = window_cap as usize * 2 + deliver_cap + 64;
         let (events_tx, events_rx) = mpsc::channel(capacity);
         let bind_id = self.ctx.next_bind_id.fetch_add(1, Ordering::Relaxed);
+        let slots = Arc::new(Slots::default());
         if mode.can_receive() {
             let up = AccountMsg::BindUp {
                 bind_id,
                 tx: events_tx.clone(),
                 deliver_cap,
                 thread: crate::session::threads::current(),
+                slots: slots.clone(),
             };
             let _ = account.tx.send(up).await;
+            account
+                .lanes
+                .join(bind_id, events_tx.clone(), slots.clone(), deliver_cap);
         }
         info!(peer = %self.peer, system_id, state = ?mode, "client bound");
         self.admitted.bound();
@@ -635,6 +644,7 @@ impl Client {
             events_tx,
             events_rx,
             window_cap,
+            slots,
         });
         self.kicked = kicks.map(|mut kicks| {
             let kick: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(async move {
@@ -754,6 +764,7 @@ impl Client {
     /// Leaves the bound phase (if bound): gives back the bind's place in `max_binds` (on this
     /// node and in the cluster) and, to the account, what it had in flight to this bind.
     async fn leave(&mut self) {
+        let returned = self.take_direct();
         self.send_to_account().await;
         if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
             b.account.binds.fetch_sub(1, Ordering::AcqRel);
@@ -766,6 +777,39 @@ impl Client {
                 }
             }
             let _ = b.account.tx.send(AccountMsg::BindDown { bind_id: b.bind_id }).await;
+            // After the bind is gone from the account: they go to another bind, or the store.
+            for direct in returned {
+                let msg = AccountMsg::Returned {
+                    direct,
+                    outcome: crate::messages::Delivery::NotSent,
+                };
+                let _ = b.account.tx.send(msg).await;
+            }
         }
+    }
+
+    /// The direct deliveries this bind holds as it goes, sent or not: none is lost with it.
+    /// The lane takes no more first, and the channel closes, so none can come after.
+    fn take_direct(&mut self) -> Vec<Direct> {
+        let Phase::Bound(b) = &mut self.phase else {
+            return Vec::new();
+        };
+        b.account.lanes.leave(b.bind_id);
+        b.events_rx.close();
+        let mut returned = Vec::new();
+        while let Ok(event) = b.events_rx.try_recv() {
+            if let ClientEvent::Direct(direct) = event {
+                returned.push(direct);
+            }
+        }
+        for (_, (pending, _)) in self.deliveries.drain() {
+            if let Pending::Direct(direct) = pending {
+                returned.push(direct);
+            }
+        }
+        for _ in &returned {
+            b.account.lanes.settled();
+        }
+        returned
     }
 }

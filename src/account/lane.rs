@@ -1,0 +1,173 @@
+//! The direct way from an upstream session to a client's bind on the same session thread.
+//!
+//! A matched receipt would otherwise cross the account's task twice (upstream session →
+//! account → bind, and the client's answer bind → account → upstream session), each crossing a
+//! wake-up of whichever thread the account runs on. While the account holds nothing for the
+//! client, the upstream session hands the receipt to a bind of the client on its own thread
+//! with a free slot of its deliver window ([`Lanes::offer`]); that bind's session answers the
+//! SMSC when the client takes it and gives the account what the client does not take
+//! (`AccountMsg::Returned`). Nothing is stored on this way, as on the account's own direct
+//! hand-over: the SMSC holds the receipt until the client answered.
+//!
+//! Each session thread has its own list: only tasks on that thread read or change it, so its
+//! lock is never contended, and is never held across an `.await`.
+
+use crate::messages::{ClientEvent, Direct, Slots};
+use crate::session::threads;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The receiving binds of one account, by session thread.
+#[derive(Debug)]
+pub struct Lanes {
+    /// Indexed by [`threads::current`] (0: not a session thread, as in tests).
+    threads: Box<[Mutex<Vec<LaneBind>>]>,
+    /// Deliveries handed over and not settled yet (part of the account's outbox).
+    inflight: AtomicU64,
+    /// Deliveries handed over since the start.
+    handed: AtomicU64,
+}
+
+#[derive(Debug)]
+struct LaneBind {
+    bind_id: u64,
+    tx: mpsc::Sender<ClientEvent>,
+    slots: Arc<Slots>,
+    /// The most deliveries its channel has room for.
+    cap: usize,
+}
+
+impl Lanes {
+    /// Lanes for `threads` session threads.
+    pub fn new(threads: usize) -> Lanes {
+        Lanes {
+            threads: (0..=threads).map(|_| Mutex::default()).collect(),
+            inflight: AtomicU64::new(0),
+            handed: AtomicU64::new(0),
+        }
+    }
+
+    fn here(&self) -> Option<std::sync::MutexGuard<'_, Vec<LaneBind>>> {
+        let lane = self.threads.get(threads::current())?;
+        Some(lane.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// A bind on the caller's thread can take direct deliveries.
+    pub fn join(&self, bind_id: u64, tx: mpsc::Sender<ClientEvent>, slots: Arc<Slots>, cap: usize) {
+        if let Some(mut lane) = self.here() {
+            lane.push(LaneBind {
+                bind_id,
+                tx,
+                slots,
+                cap,
+            });
+        }
+    }
+
+    /// The bind (on the caller's thread) takes no more.
+    pub fn leave(&self, bind_id: u64) {
+        if let Some(mut lane) = self.here() {
+            lane.retain(|b| b.bind_id != bind_id);
+        }
+    }
+
+    /// A delivery handed over is settled: taken, or given to the account.
+    pub fn settled(&self) {
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Deliveries handed over and not settled yet.
+    pub fn inflight(&self) -> u64 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries handed over since the start.
+    pub fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Relaxed)
+    }
+
+    /// Hands `direct` to the bind on the caller's thread with the most free slots of
+    /// `window`; gives it back when none has room (or none is here).
+    pub fn offer(&self, direct: Direct, window: usize) -> Result<(), Direct> {
+        let Some(lane) = self.here() else { return Err(direct) };
+        let free = |b: &LaneBind| window.min(b.cap).saturating_sub(b.slots.used());
+        let Some(bind) = lane.iter().filter(|b| free(b) > 0).max_by_key(|b| free(b)) else {
+            return Err(direct);
+        };
+        if !bind.slots.try_take(window.min(bind.cap)) {
+            return Err(direct);
+        }
+        match bind.tx.try_send(ClientEvent::Direct(direct)) {
+            Ok(()) => {
+                self.inflight.fetch_add(1, Ordering::Relaxed);
+                self.handed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                bind.slots.give();
+                match e.into_inner() {
+                    ClientEvent::Direct(direct) => Err(direct),
+                    _ => unreachable!("the event sent was a direct delivery"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn direct(n: u8) -> Direct {
+        Direct {
+            frame: Bytes::from(vec![n]),
+            ack: None,
+            forget: None,
+            dedup: None,
+            charge: None,
+        }
+    }
+
+    #[test]
+    fn offers_go_to_the_roomiest_bind_within_the_window_and_none_once_it_left() {
+        let lanes = Lanes::new(0);
+        let (tx1, mut rx1) = mpsc::channel(8);
+        let (tx2, mut rx2) = mpsc::channel(8);
+        let (s1, s2) = (Arc::new(Slots::default()), Arc::new(Slots::default()));
+        lanes.join(1, tx1, s1.clone(), 8);
+        lanes.join(2, tx2, s2.clone(), 8);
+        s1.take();
+        assert!(lanes.offer(direct(1), 2).is_ok());
+        assert!(
+            matches!(rx2.try_recv(), Ok(ClientEvent::Direct(d)) if d.frame[..] == [1]),
+            "the emptier bind"
+        );
+        assert!(lanes.offer(direct(2), 2).is_ok());
+        assert!(lanes.offer(direct(3), 2).is_ok());
+        assert_eq!((s1.used(), s2.used()), (2, 2));
+        assert_eq!((lanes.inflight(), lanes.handed()), (3, 3));
+        lanes.settled();
+        assert_eq!((lanes.inflight(), lanes.handed()), (2, 3));
+        let back = lanes.offer(direct(4), 2).expect_err("both windows full");
+        assert_eq!(back.frame[..], [4], "given back whole");
+        s1.give();
+        lanes.leave(1);
+        assert!(lanes.offer(direct(5), 2).is_err(), "the bind with room left");
+        assert!(rx1.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_closed_bind_gives_the_delivery_and_its_slot_back() {
+        let lanes = Lanes::new(0);
+        let (tx, rx) = mpsc::channel(8);
+        let slots = Arc::new(Slots::default());
+        lanes.join(1, tx, slots.clone(), 8);
+        drop(rx);
+        assert!(lanes.offer(direct(1), 4).is_err());
+        assert_eq!((slots.used(), lanes.inflight(), lanes.handed()), (0, 0, 0));
+    }
+}
