@@ -68,7 +68,7 @@
 //!  upstream session ◀─UpstreamEvent::DeliverAck── account           (answer the SMSC: held)
 //!  client session ◀─ClientEvent::Deliver────── account              (a receipt or MO to write)
 //!  client session ─AccountMsg::{BindUp, BindDown, Delivered}─▶ account
-//!  upstream session ─ClientEvent::Direct─▶ client session          (the account holding nothing)
+//!  upstream session ─ClientEvent::Direct─▶ client session          (its account: nothing waiting)
 //!  upstream session ◀─UpstreamEvent::DeliverAck── client session    (the client took it)
 //!  client session ─AccountMsg::Returned─▶ account                   (the client did not)
 //! ```

@@ -138,7 +138,7 @@ pub enum ClientEvent {
 }
 
 /// A receipt or MO handed straight to a bind by the upstream session that received it
-/// (`account::Lanes`), while its account holds nothing: no hop through the account's task,
+/// (`account::Lanes`), while its account holds nothing waiting: no hop through the account's task,
 /// on whichever thread that runs, each way. The client session answers the SMSC and forgets
 /// the correlation when the client takes it; anything else goes to the account, which holds
 /// it as it would have from the start.
@@ -168,11 +168,6 @@ impl Slots {
         self.0.load(Ordering::Acquire)
     }
 
-    /// Takes one whatever the count (the account checked room on its own turn).
-    pub fn take(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Takes one if fewer than `max` are in flight.
     pub fn try_take(&self, max: usize) -> bool {
         self.0
@@ -180,11 +175,14 @@ impl Slots {
             .is_ok()
     }
 
-    /// Gives one back.
-    pub fn give(&self) {
-        let _ = self
+    /// Gives one back; how many were in flight before.
+    pub fn give(&self) -> usize {
+        match self
             .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        {
+            Ok(n) | Err(n) => n,
+        }
     }
 }
 
@@ -228,6 +226,8 @@ pub enum AccountMsg {
     /// A direct delivery ([`ClientEvent::Direct`]) the client did not take: held now, by the
     /// policy for this outcome, as if the account had handed it over.
     Returned {
+        /// The bind that had it.
+        bind_id: u64,
         /// The delivery.
         direct: Direct,
         /// What the client did with it.
@@ -262,7 +262,8 @@ pub enum Delivery {
 /// A correlation to forget once a final receipt is in custody, with how its key is formed.
 pub type Forget = Option<(Arc<Correlation>, IdMatch)>;
 
-/// Where an account confirms that it holds an inbound PDU.
+/// Where an account (or, for a direct delivery, the client session) confirms that it holds
+/// an inbound PDU.
 #[derive(Debug, Clone)]
 pub struct DeliverAck {
     /// The upstream session's event channel.

@@ -2,12 +2,14 @@
 //!
 //! A matched receipt would otherwise cross the account's task twice (upstream session →
 //! account → bind, and the client's answer bind → account → upstream session), each crossing a
-//! wake-up of whichever thread the account runs on. While the account holds nothing for the
-//! client, the upstream session hands the receipt to a bind of the client on its own thread
-//! with a free slot of its deliver window ([`Lanes::offer`]); that bind's session answers the
+//! wake-up of whichever thread the account runs on. While the account holds nothing waiting
+//! for a slot, the session that matched the receipt (an upstream session; for a receipt that
+//! came before its submit's answer, the client session that recorded the correlation) hands
+//! it to a bind of the client on its own thread with a free slot of its deliver window ([`Lanes::offer`]); that bind's session answers the
 //! SMSC when the client takes it and gives the account what the client does not take
 //! (`AccountMsg::Returned`). Nothing is stored on this way, as on the account's own direct
-//! hand-over: the SMSC holds the receipt until the client answered.
+//! hand-over: the SMSC holds the receipt until the client answered. Receipts matched off the
+//! session threads (a shared store's lookups) go to the account.
 //!
 //! Each session thread has its own list: only tasks on that thread read or change it, so its
 //! lock is never contended, and is never held across an `.await`.
@@ -100,13 +102,16 @@ impl Lanes {
         if !bind.slots.try_take(window.min(bind.cap)) {
             return Err(direct);
         }
+        // Counted before it is sent: settled on another thread (lane 0), it could be settled
+        // before a count made after.
+        self.inflight.fetch_add(1, Ordering::Relaxed);
         match bind.tx.try_send(ClientEvent::Direct(direct)) {
             Ok(()) => {
-                self.inflight.fetch_add(1, Ordering::Relaxed);
                 self.handed.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
+                self.settled();
                 bind.slots.give();
                 match e.into_inner() {
                     ClientEvent::Direct(direct) => Err(direct),
@@ -140,7 +145,7 @@ mod tests {
         let (s1, s2) = (Arc::new(Slots::default()), Arc::new(Slots::default()));
         lanes.join(1, tx1, s1.clone(), 8);
         lanes.join(2, tx2, s2.clone(), 8);
-        s1.take();
+        assert!(s1.try_take(8));
         assert!(lanes.offer(direct(1), 2).is_ok());
         assert!(
             matches!(rx2.try_recv(), Ok(ClientEvent::Direct(d)) if d.frame[..] == [1]),

@@ -1,7 +1,8 @@
 //! One task per client account (system_id) on each node: holds the receipts and MO waiting
 //! for it (its outbox) and hands them to its receiver-capable binds on this node, at most
 //! `deliver_window` in flight per bind, oldest first. An entry leaves only when the client
-//! answers it; one in flight on a bind that goes away goes back to the front. Receipts reach
+//! answers it; one in flight on a bind that goes away goes back to the front (one a lane
+//! handed over comes back as a new one: to a bind with room, or to the store). Receipts reach
 //! this task from any upstream session, so they arrive on whichever bind of the account is up,
 //! whichever session they came on.
 //!
@@ -301,7 +302,8 @@ fn refused_full(count: &AtomicU64, config: &ClientConfig) {
 }
 
 impl AccountHandle {
-    /// Whether the outbox was at `outbox_max` as of the account's last turn; counted as a
+    /// Whether the outbox (as of the account's last turn, with what the lanes have in flight
+    /// now) was at `outbox_max`; counted as a
     /// refusal when so. The inbound path asks before queueing a receipt: an SMSC that retries
     /// at once would otherwise keep the account's queue full of receipts to refuse, ahead of
     /// the client's answers that empty the outbox (the account checks again, exactly).
@@ -409,7 +411,7 @@ impl Account {
             self.pump();
             self.fetch();
             self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
-            self.waiting_len.store(self.waiting.len() as u64, Ordering::Relaxed);
+            self.waiting_len.store(self.waiting_for_slots(), Ordering::Relaxed);
             self.oldest.store(self.oldest_held(), Ordering::Relaxed);
         }
     }
@@ -480,7 +482,15 @@ impl Account {
             Err(e) => warn!(client = %self.config.load().system_id, error = %e, "outbox reload failed"),
         }
         self.outbox_len.store(self.held() as u64, Ordering::Relaxed);
-        self.waiting_len.store(self.waiting.len() as u64, Ordering::Relaxed);
+        self.waiting_len.store(self.waiting_for_slots(), Ordering::Relaxed);
+    }
+
+    /// Entries waiting for a bind's slot: those queued here, and one for a shared outbox
+    /// this node is to fetch from (its entries would wait behind direct deliveries that
+    /// took every slot).
+    fn waiting_for_slots(&self) -> u64 {
+        let fetch = self.fetcher.as_ref().is_some_and(Fetcher::pending);
+        self.waiting.len() as u64 + u64::from(fetch)
     }
 
     /// Stored entries to deliver, in order. From a shared outbox, one this node holds already
@@ -626,27 +636,7 @@ impl Account {
                     }
                     return;
                 };
-                // A bound client with room and nothing waiting for it here: hand it over
-                // straight away, and answer the SMSC when the client answers (no store write).
-                // Entries still being stored (or, in a cluster, stored by another node and not
-                // fetched yet) may then reach the client after it: receipts of different
-                // messages carry no order between them. Anything else goes through the store.
-                let window = self.config.load().deliver_window as usize;
-                let room = self.binds.iter().any(|(_, b)| b.free(window) > 0);
-                if room && self.waiting.is_empty() {
-                    self.waiting.push_back(Entry {
-                        custody: Custody::Direct { ack, forget, dedup },
-                        stored_at: unix_now(),
-                        frame,
-                        tries: Tries::default(),
-                        charge,
-                    });
-                    // Now, not after the burst: the next receipt of the burst must find the
-                    // queue empty again to go direct too.
-                    self.pump();
-                } else {
-                    self.store_entry(frame, ack, forget, dedup.as_deref(), Tries::default(), charge);
-                }
+                self.admit(frame, ack, forget, dedup, charge);
             }
             AccountMsg::BindUp {
                 bind_id,
@@ -672,7 +662,11 @@ impl Account {
                 ));
             }
             AccountMsg::BindDown { bind_id } => self.bind_down(bind_id),
-            AccountMsg::Returned { direct, outcome } => self.returned(direct, outcome),
+            AccountMsg::Returned {
+                bind_id,
+                direct,
+                outcome,
+            } => self.returned(bind_id, direct, outcome),
             // The turn pumps after every message.
             AccountMsg::Room => {}
             AccountMsg::Delivered {
@@ -685,6 +679,30 @@ impl Account {
                     fetcher.rang();
                 }
             }
+        }
+    }
+
+    /// An entry accepted into the outbox (counted, charged). A bound client with room and
+    /// nothing waiting for it here gets it straight away, and the SMSC is answered when the
+    /// client answers (no store write). Entries still being stored (or, in a cluster, stored
+    /// by another node and not fetched yet) may then reach the client after it: receipts of
+    /// different messages carry no order between them. Anything else goes through the store.
+    fn admit(&mut self, frame: Bytes, ack: Option<DeliverAck>, forget: Forget, dedup: Option<String>, charge: Charge) {
+        let window = self.config.load().deliver_window as usize;
+        let room = self.binds.iter().any(|(_, b)| b.free(window) > 0);
+        if room && self.waiting.is_empty() {
+            self.waiting.push_back(Entry {
+                custody: Custody::Direct { ack, forget, dedup },
+                stored_at: unix_now(),
+                frame,
+                tries: Tries::default(),
+                charge,
+            });
+            // Now, not after the burst: the next receipt of the burst must find the queue
+            // empty again to go direct too.
+            self.pump();
+        } else {
+            self.store_entry(frame, ack, forget, dedup.as_deref(), Tries::default(), charge);
         }
     }
 
@@ -742,7 +760,7 @@ impl Account {
     /// A direct delivery the client did not take on its bind's lane: not sent, it goes on as
     /// a new one would (to a bind with room, or to the store); refused or unanswered, by the
     /// policy, as an entry this task handed over.
-    fn returned(&mut self, direct: Direct, outcome: Delivery) {
+    fn returned(&mut self, bind_id: u64, direct: Direct, outcome: Delivery) {
         let Direct {
             frame,
             ack,
@@ -750,17 +768,15 @@ impl Account {
             dedup,
             charge,
         } = direct;
-        if outcome == Delivery::NotSent {
-            // Charged again, as any new one.
-            drop(charge);
-            return self.handle(AccountMsg::Deliver {
-                frame,
-                ack,
-                forget,
-                dedup,
-            });
-        }
         let charge = charge.unwrap_or_else(|| self.bytes.charge(frame.len() as u64));
+        if outcome == Delivery::NotSent {
+            if let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) {
+                // Closing: nothing more for it (see `delivered`).
+                bind.cap = 0;
+            }
+            // Accepted already: not counted against outbox_max again.
+            return self.admit(frame, ack, forget, dedup, charge);
+        }
         self.settle(
             Entry {
                 custody: Custody::Direct { ack, forget, dedup },
@@ -892,20 +908,27 @@ impl Account {
                 return;
             };
             self.next_bind = (i + 1) % binds.len();
-            let Some(entry) = self.waiting.pop_front() else { return };
-            let key = self.next_key;
             let bind = &mut self.binds[i].1;
+            // A lane on the bind's thread may have taken the slot since.
+            if !bind.slots.try_take(window.min(bind.cap)) {
+                return;
+            }
+            let Some(entry) = self.waiting.pop_front() else {
+                bind.slots.give();
+                return;
+            };
+            let key = self.next_key;
             match bind.tx.try_send(ClientEvent::Deliver {
                 entry: key,
                 frame: entry.frame.clone(),
             }) {
                 Ok(()) => {
                     self.next_key += 1;
-                    bind.slots.take();
                     bind.inflight.insert(key, entry);
                 }
                 Err(_) => {
                     // That bind's session is busy or closing; keep the order and try later.
+                    bind.slots.give();
                     self.waiting.push_front(entry);
                     return;
                 }

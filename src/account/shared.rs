@@ -81,6 +81,11 @@ impl Fetcher {
     }
 
     /// The doorbell rang (or this node stored something): new entries wait.
+    /// Whether there is (or may be) something to fetch.
+    pub(super) fn pending(&self) -> bool {
+        self.wanted || self.take_over || self.again.is_some()
+    }
+
     pub(super) fn rang(&mut self) {
         self.wanted = true;
     }

@@ -316,7 +316,7 @@ impl Proxy {
             (
                 "deliveries_direct",
                 Counter,
-                "Receipts and MO handed straight to a bind by the upstream session that received them.",
+                "Receipts and MO handed straight to a bind by the session that matched them.",
                 |c| c.delivered_direct as f64,
             ),
             (

@@ -184,8 +184,8 @@ pub struct ClientStatus {
     /// Entries dropped because it refused them for good, or too often.
     #[serde(default)]
     pub dropped_refused: u64,
-    /// Receipts and MO the upstream session that received them handed straight to a bind
-    /// on its own thread (the account holding nothing), since the start.
+    /// Receipts and MO the session that matched them handed straight to a bind on its own
+    /// thread (the account holding nothing waiting), since the start.
     #[serde(default)]
     pub delivered_direct: u64,
     /// How long the oldest entry held for it has waited, seconds (0: none held).

@@ -63,7 +63,7 @@ impl Client {
     /// sequence number written into the copy. The sequence number, or why it was not sent.
     fn write_delivery(&mut self, frame: &[u8]) -> Result<u32, Delivery> {
         if !self.phase.state().can_receive() || self.draining.is_some() {
-            // To another bind.
+            // To another bind (a direct one: to the account, which may store it).
             return Err(Delivery::NotSent);
         }
         let seq = self.seq.next_number();
@@ -109,10 +109,15 @@ impl Client {
     /// The account hears how its entry went; a direct one the client took is answered to the
     /// SMSC from here, one it did not take goes to the account.
     pub(super) fn settle(&mut self, pending: Pending, outcome: Delivery) {
+        // Deliveries are tracked only while bound (`leave` takes them before it unbinds).
         let Some(b) = self.phase.bound() else { return };
-        b.slots.give();
-        if matches!(pending, Pending::Direct(_)) {
-            b.account.lanes.settled();
+        let was = b.slots.give();
+        // The account may have found this bind full on its last turn and be waiting for a
+        // slot with entries queued: a slot that comes free on a full bind wakes it.
+        let was_full = was >= (b.account.peek().deliver_window as usize).min(b.deliver_cap);
+        if outcome == Delivery::NotSent {
+            // Closing, or cannot receive: no more direct ones for it.
+            b.account.lanes.leave(b.bind_id);
         }
         let msg = match pending {
             Pending::Entry(entry) => AccountMsg::Delivered {
@@ -120,28 +125,28 @@ impl Client {
                 entry,
                 outcome,
             },
-            Pending::Direct(direct) => match outcome {
-                Delivery::Answered(status) if status.is_ok() => {
-                    if let Some(ack) = &direct.ack {
-                        ack.send(status);
+            Pending::Direct(direct) => {
+                b.account.lanes.settled();
+                match outcome {
+                    Delivery::Answered(status) if status.is_ok() => {
+                        if let Some(ack) = &direct.ack {
+                            ack.send(status);
+                        }
+                        if let Some((correlation, id_match)) = &direct.forget {
+                            drop(self.ctx.store.remove(correlation, *id_match));
+                        }
+                        if b.account.idle() && !was_full {
+                            return;
+                        }
+                        AccountMsg::Room
                     }
-                    if let Some((correlation, id_match)) = &direct.forget {
-                        drop(self.ctx.store.remove(correlation, *id_match));
-                    }
-                    if b.account.idle() {
-                        return;
-                    }
-                    // The account holds entries and may have waited for this slot.
-                    AccountMsg::Room
+                    outcome => AccountMsg::Returned {
+                        bind_id: b.bind_id,
+                        direct,
+                        outcome,
+                    },
                 }
-                outcome => {
-                    if outcome == Delivery::NotSent {
-                        // Closing, or cannot receive: no more direct ones for it.
-                        b.account.lanes.leave(b.bind_id);
-                    }
-                    AccountMsg::Returned { direct, outcome }
-                }
-            },
+            }
         };
         self.report(msg);
     }

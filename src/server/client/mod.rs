@@ -77,8 +77,9 @@ struct Bound {
     account: AccountHandle,
     /// This bind's id, as its account knows it.
     bind_id: u64,
-    /// Answers from upstreams and deliveries from the account come in here; the sender is
-    /// cloned into every request forwarded.
+    /// Answers from upstreams, deliveries from the account and direct ones from upstream
+    /// sessions on this thread come in here; the sender is cloned into every request
+    /// forwarded.
     events_tx: mpsc::Sender<ClientEvent>,
     events_rx: mpsc::Receiver<ClientEvent>,
     /// The largest window its channel has room for (see [`WINDOW_HEADROOM`]).
@@ -86,6 +87,8 @@ struct Bound {
     /// Its deliveries in flight, against the deliver window (shared with the account and
     /// the lanes that hand them over).
     slots: Arc<Slots>,
+    /// The most deliveries its channel has room for.
+    deliver_cap: usize,
 }
 
 impl Bound {
@@ -645,6 +648,7 @@ impl Client {
             events_rx,
             window_cap,
             slots,
+            deliver_cap,
         });
         self.kicked = kicks.map(|mut kicks| {
             let kick: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(async move {
@@ -780,6 +784,7 @@ impl Client {
             // After the bind is gone from the account: they go to another bind, or the store.
             for direct in returned {
                 let msg = AccountMsg::Returned {
+                    bind_id: b.bind_id,
                     direct,
                     outcome: crate::messages::Delivery::NotSent,
                 };
