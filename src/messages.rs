@@ -5,8 +5,8 @@
 //! - account → client session: [`ClientEvent::Deliver`] (a receipt or MO to hand over);
 //! - upstream session → account: [`AccountMsg::Deliver`]; account → upstream session:
 //!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response;
-//! - upstream session → client session on its own thread, past the account while it holds
-//!   nothing: [`ClientEvent::Direct`]; the client session answers the SMSC
+//! - the session that matched a receipt → client session on its own thread, past the account
+//!   while it holds nothing waiting: [`ClientEvent::Direct`]; the client session answers the SMSC
 //!   ([`UpstreamEvent::DeliverAck`]) when the client takes it, and hands it to the account
 //!   ([`AccountMsg::Returned`], [`AccountMsg::Deliver`]) when not.
 
@@ -132,14 +132,14 @@ pub enum ClientEvent {
         /// Its frame (the client session writes its own sequence number into its copy).
         frame: Bytes,
     },
-    /// A receipt or MO from an upstream session on this bind's thread, not held by the
-    /// account: this session answers for it (see [`Direct`]).
+    /// A receipt or MO from the session on this bind's thread that matched it, not held by
+    /// the account: this session answers for it (see [`Direct`]).
     Direct(Direct),
 }
 
-/// A receipt or MO handed straight to a bind by the upstream session that received it
-/// (`account::Lanes`), while its account holds nothing waiting: no hop through the account's task,
-/// on whichever thread that runs, each way. The client session answers the SMSC and forgets
+/// A receipt or MO handed straight to a bind by the session that matched it
+/// (`account::Lanes`), while its account holds nothing waiting: no hop through the account's
+/// task, on whichever thread that runs, each way. The client session answers the SMSC and forgets
 /// the correlation when the client takes it; anything else goes to the account, which holds
 /// it as it would have from the start.
 #[derive(Debug)]
@@ -233,7 +233,8 @@ pub enum AccountMsg {
         /// What the client did with it.
         outcome: Delivery,
     },
-    /// A bind's slot came free while the account holds entries: time to hand them out.
+    /// A bind's slot came free while the account holds entries waiting, or on a bind that
+    /// was full (the account may have found no room on its last turn): time to hand them out.
     Room,
     /// How a delivery went on a bind.
     Delivered {

@@ -5,9 +5,9 @@
 //! wake-up of whichever thread the account runs on. While the account holds nothing waiting
 //! for a slot, the session that matched the receipt (an upstream session; for a receipt that
 //! came before its submit's answer, the client session that recorded the correlation) hands
-//! it to a bind of the client on its own thread with a free slot of its deliver window ([`Lanes::offer`]); that bind's session answers the
-//! SMSC when the client takes it and gives the account what the client does not take
-//! (`AccountMsg::Returned`). Nothing is stored on this way, as on the account's own direct
+//! it to a bind of the client on its own thread with a free slot of its deliver window
+//! ([`Lanes::offer`]); that bind's session answers the SMSC when the client takes it and
+//! gives the account what the client does not take (`AccountMsg::Returned`). Nothing is stored on this way, as on the account's own direct
 //! hand-over: the SMSC holds the receipt until the client answered. Receipts matched off the
 //! session threads (a shared store's lookups) go to the account.
 //!
@@ -95,8 +95,9 @@ impl Lanes {
     /// `window`; gives it back when none has room (or none is here).
     pub fn offer(&self, direct: Direct, window: usize) -> Result<(), Direct> {
         let Some(lane) = self.here() else { return Err(direct) };
-        let free = |b: &LaneBind| window.min(b.cap).saturating_sub(b.slots.used());
-        let Some(bind) = lane.iter().filter(|b| free(b) > 0).max_by_key(|b| free(b)) else {
+        let free = |b: &&LaneBind| window.min(b.cap).saturating_sub(b.slots.used());
+        // A full one fails the take (as one filled since the look would).
+        let Some(bind) = lane.iter().max_by_key(free) else {
             return Err(direct);
         };
         if !bind.slots.try_take(window.min(bind.cap)) {

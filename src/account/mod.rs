@@ -15,8 +15,8 @@
 //! entry straight away and its answer goes to the SMSC (no store write); anything else, and any
 //! direct entry the client does not take, is written to the store first (the task keeps serving
 //! meanwhile) and removed from it when the client acknowledges it. While the task holds
-//! nothing, an upstream session hands receipts to a bind on its own thread itself ([`Lanes`]),
-//! and this task hears only of those the client did not take.
+//! nothing waiting, the session that matched a receipt hands it to a bind on its own thread
+//! itself ([`Lanes`]), and this task hears only of those the client did not take.
 //!
 //! Where stored entries come from depends on the store ([`Store::shared`]):
 //! - a node's own store (memory, embedded): what this task stored is its to deliver; on start
@@ -743,18 +743,25 @@ impl Account {
 
     /// How entry `key` went on bind `bind_id`, by the policy of [`redelivery`].
     fn delivered(&mut self, bind_id: u64, key: u64, outcome: Delivery) {
+        if matches!(outcome, Delivery::NotSent) {
+            self.closing(bind_id);
+        }
         let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) else {
             return;
         };
-        if matches!(outcome, Delivery::NotSent) {
-            // It is closing (its BindDown follows): nothing more for it, or the entry, back at
-            // the front, would go to it again (it has the most room, perhaps on this thread).
-            bind.cap = 0;
-        }
         let Some(entry) = bind.inflight.remove(&key) else {
             return;
         };
         self.settle(entry, outcome);
+    }
+
+    /// A bind could not send a delivery: it is closing (its BindDown follows). Nothing more
+    /// for it, or the entry, back at the front, would go to it again (it has the most room,
+    /// perhaps on this thread).
+    fn closing(&mut self, bind_id: u64) {
+        if let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) {
+            bind.cap = 0;
+        }
     }
 
     /// A direct delivery the client did not take on its bind's lane: not sent, it goes on as
@@ -770,10 +777,7 @@ impl Account {
         } = direct;
         let charge = charge.unwrap_or_else(|| self.bytes.charge(frame.len() as u64));
         if outcome == Delivery::NotSent {
-            if let Some((_, bind)) = self.binds.iter_mut().find(|(id, _)| *id == bind_id) {
-                // Closing: nothing more for it (see `delivered`).
-                bind.cap = 0;
-            }
+            self.closing(bind_id);
             // Accepted already: not counted against outbox_max again.
             return self.admit(frame, ack, forget, dedup, charge);
         }
