@@ -592,7 +592,7 @@ impl Account {
     /// A final receipt is in custody: its correlation has done its job.
     fn forget(&self, forget: Forget) {
         if let Some((correlation, id_match)) = forget {
-            drop(self.store.remove(&correlation, id_match));
+            self.store.remove(&correlation, id_match);
         }
     }
 

@@ -267,7 +267,7 @@ impl Context {
             let status = match ticket.await {
                 Ok(Pushed::Stored(_) | Pushed::Duplicate) => {
                     if let Some((correlation, id_match)) = forget {
-                        drop(store.remove(&correlation, id_match));
+                        store.remove(&correlation, id_match);
                     }
                     CommandStatus::ESME_ROK
                 }
@@ -364,7 +364,7 @@ impl Context {
             // The client wants one receipt per message, not per part: this one is not it.
             self.stats.part_receipts_suppressed.fetch_add(1, Ordering::Relaxed);
             if is_final {
-                drop(self.store.remove(&correlation, upstream.config.id_match));
+                self.store.remove(&correlation, upstream.config.id_match);
             }
             ack.send(CommandStatus::ESME_ROK);
             return;

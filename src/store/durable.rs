@@ -3,7 +3,8 @@
 //!
 //! Writes go to one writer thread (`writer`) as group commits; a caller gets a [`Commit`] ticket
 //! that resolves once its write is durable. Correlation writes are logged (one `log` row per
-//! group commit) and kept in the hot tier (`hot`) until a generation later, when the writer
+//! group commit; with `sync = "periodic"`, written by a later transaction while the write-ahead
+//! file holds them) and kept in the hot tier (`hot`) until a generation later, when the writer
 //! folds what is still live into the tables; reads look in the hot tier first, then in the
 //! tables, in their own read transactions on the caller's thread (redb readers never block the
 //! writer). On open, the log is replayed into the hot tier; nothing else is loaded.
@@ -559,8 +560,14 @@ impl Store for DurableStore {
         Found::done(self.correlation_by_client(client, client_id))
     }
 
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
-        self.remove_correlation(c, canonical_key(c.upstream_id.as_bytes(), id_match).as_str())
+    fn remove(&self, c: &Correlation, id_match: IdMatch) {
+        let id = canonical_key(c.upstream_id.as_bytes(), id_match);
+        let op = Op::RemoveCorrelation {
+            up_key: up_key(&c.upstream, id.as_str()),
+        };
+        // A stopped or failed writer: the removal is lost with whatever else it had queued, and
+        // the sweep ends the correlation.
+        drop(self.send(op, Reply::Discard, Commit::done(Ok(0))));
     }
 
     fn correlations(&self) -> Option<u64> {
@@ -740,10 +747,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// Both ways writes are made durable: every batch committed with an fsync (`always`), or
+    /// appended to the write-ahead file, most batches' log rows left to a later transaction
+    /// (`periodic`; its database is made durable ten intervals later, after these tests).
+    const SYNCS: [(&str, StoreSync); 2] = [
+        ("always", StoreSync::Always),
+        (
+            "periodic",
+            StoreSync::Periodic {
+                interval: Duration::from_secs(1),
+            },
+        ),
+    ];
+
+    fn open_sync(d: &Path, sync: StoreSync) -> DurableStore {
+        DurableStore::open_with(d, Duration::MAX, sync).unwrap()
+    }
+
     #[test]
     fn correlations_survive_a_crash_and_a_clean_stop_and_writes_are_group_committed() {
-        let d = dir("corr");
-        let store = DurableStore::open(&d).unwrap();
+        for (name, sync) in SYNCS {
+            survive_a_crash_and_a_clean_stop(&dir(&format!("corr-{name}")), sync);
+        }
+    }
+
+    fn survive_a_crash_and_a_clean_stop(d: &Path, sync: StoreSync) {
+        let store = open_sync(d, sync);
         put_all(&store, 0..2000);
         let s = store.writer_stats();
         assert_eq!(s.operations.load(Ordering::Relaxed), 2000);
@@ -756,15 +785,15 @@ mod tests {
         assert_holds_2000_but_7(&store);
         // All of it is still in the log (hot): after a crash, the replay brings it back.
         store.stop_like_a_crash();
-        let store = DurableStore::open(&d).unwrap();
+        let store = open_sync(d, sync);
         assert_holds_2000_but_7(&store);
         // A clean stop folds the log into the tables.
         drop(store);
-        let store = DurableStore::open(&d).unwrap();
+        let store = open_sync(d, sync);
         assert_eq!(store.hot_len(), 0, "nothing to replay after a clean stop");
         assert_holds_2000_but_7(&store);
         drop(store);
-        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
@@ -857,8 +886,15 @@ mod tests {
 
     #[test]
     fn only_what_outlives_a_generation_reaches_the_tables() {
-        let d = dir("gens");
-        let store = DurableStore::open(&d).unwrap();
+        for (name, sync) in SYNCS {
+            outlive_a_generation(&dir(&format!("gens-{name}")), sync);
+        }
+    }
+
+    /// With `periodic`, the flushes' last slices also meet log rows still waiting to be written
+    /// (those their flush deletes are never written).
+    fn outlive_a_generation(d: &Path, sync: StoreSync) {
+        let store = open_sync(d, sync);
         // Waves of 1000, the even half removed at once (a fast receipt), the odd half kept:
         // 90 000 writes, several generations, so earlier ones are flushed while this runs.
         for wave in 0..60 {
@@ -885,7 +921,7 @@ mod tests {
         // Removing what the tables hold works the same; and all of it survives a crash.
         store.remove_correlation(&correlation(1), "1").wait_blocking().unwrap();
         put_all(&store, [1].into_iter());
-        check_across_a_crash(store, &d, check);
+        check_across_a_crash(store, d, check);
     }
 
     /// A store in `d` with `sync = "periodic"` at `interval`, and its write-ahead file.
@@ -972,6 +1008,44 @@ mod tests {
             "still not made durable: the file grows"
         );
         // That a restart applies what the file holds: a_write_ahead_file_left_by_a_killed_run….
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// `sync = "periodic"`: a batch of hot correlation writes is committed to the write-ahead
+    /// file only; its log row waits for the next write transaction (any), or for the database
+    /// to be made durable, and a restart finds it in the log.
+    #[test]
+    fn with_periodic_sync_hot_batches_leave_their_log_rows_to_the_next_transaction() {
+        let d = dir("pending");
+        let (store, wal_file) = open_periodic(&d, Duration::from_secs(60));
+        let log_rows = || {
+            let engine = store.shared.engine().unwrap();
+            let txn = engine.db.begin_read().unwrap();
+            txn.open_table(LOG).unwrap().len().unwrap()
+        };
+        put_all(&store, 0..100);
+        remove_all(&store, 0..50);
+        assert_eq!(log_rows(), 0, "no transaction yet: the rows wait");
+        let found = |store: &DurableStore, n: u32| {
+            store
+                .correlation_by_upstream("smsc-a", &format!("{n:x}"))
+                .unwrap()
+                .is_some()
+        };
+        assert!(!found(&store, 49) && found(&store, 50), "the hot tier has them");
+        store.outbox_push("shop", b"x").wait_blocking().unwrap();
+        assert!(log_rows() > 0, "the next transaction wrote them");
+        let written = log_rows();
+        put_all(&store, 100..110);
+        assert_eq!(log_rows(), written, "these wait again");
+        // Stopped without a checkpoint: the database made durable takes the waiting rows and
+        // empties the write-ahead file, so the log alone brings them back.
+        store.stop_like_a_crash();
+        assert_eq!(std::fs::metadata(&wal_file).unwrap().len(), 0);
+        let (store, _) = open_periodic(&d, Duration::from_secs(60));
+        assert_eq!(store.counts().unwrap().correlations, 60);
+        assert!((0..50).all(|n| !found(&store, n)) && (50..110).all(|n| found(&store, n)));
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }

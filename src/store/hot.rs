@@ -192,9 +192,10 @@ enum Now {
 pub(super) struct Stage {
     /// Final state per key; `None`: delete it here.
     entries: HashMap<UpKey, Option<Entry>, RandomState>,
-    /// The client id of a correlation → `corr_up` key: map (`true`) or unmap if it still
-    /// points there.
-    clients: Vec<(Arc<Correlation>, UpKey, bool)>,
+    /// The client id of a correlation → `corr_up` key: map it under its `corr_client` key
+    /// (`Some`: the put's own, moved here rather than built again), or unmap if it still points
+    /// there.
+    clients: Vec<(Arc<Correlation>, UpKey, Option<Vec<u8>>)>,
     delta: i64,
     /// Room to build a client key in.
     scratch: Vec<u8>,
@@ -225,20 +226,21 @@ impl Stage {
         self.has(up_key) || hot.contains(up_key)
     }
 
-    /// Records `c` under `up_key` in log row `seq`; `in_tables` says whether the tables hold the
-    /// key (asked only when nothing here knows).
+    /// Records `c` under `up_key` in log row `seq` (`client_key`: its `corr_client` key);
+    /// `in_tables` says whether the tables hold the key (asked only when nothing here knows).
     pub(super) fn put<E>(
         &mut self,
         hot: &Hot,
         up_key: &UpKey,
         c: Arc<Correlation>,
+        client_key: Vec<u8>,
         seq: u64,
         in_tables: impl FnOnce() -> Result<bool, E>,
     ) -> Result<(), E> {
         let stored = match self.now(hot, up_key) {
             Now::Live { c: old, stored } => {
                 if old.client != c.client || old.client_id != c.client_id {
-                    self.clients.push((old, up_key.clone(), false));
+                    self.clients.push((old, up_key.clone(), None));
                 }
                 stored
             }
@@ -256,7 +258,7 @@ impl Stage {
                 stored
             }
         };
-        self.clients.push((c.clone(), up_key.clone(), true));
+        self.clients.push((c.clone(), up_key.clone(), Some(client_key)));
         self.entries
             .insert(up_key.clone(), Some(Entry::Live { c, seq, stored }));
         Ok(())
@@ -272,7 +274,7 @@ impl Stage {
     ) -> Result<bool, E> {
         let after = match self.now(hot, up_key) {
             Now::Live { c, stored } => {
-                self.clients.push((c, up_key.clone(), false));
+                self.clients.push((c, up_key.clone(), None));
                 stored.then_some(Entry::Gone { seq })
             }
             Now::Gone | Now::Absent => return Ok(false),
@@ -301,8 +303,8 @@ impl Stage {
             }
         }
         for (c, up_key, map) in self.clients.drain(..) {
-            if map {
-                hot.by_client.insert(client_key(&c), up_key);
+            if let Some(client_key) = map {
+                hot.by_client.insert(client_key, up_key);
             } else {
                 self.scratch.clear();
                 self.scratch.extend_from_slice(c.client.as_bytes());
@@ -341,6 +343,10 @@ mod tests {
         })
     }
 
+    fn ck(client_id: &str) -> Vec<u8> {
+        client_key(&c(client_id))
+    }
+
     fn k(key: &[u8]) -> UpKey {
         Arc::from(key)
     }
@@ -356,7 +362,7 @@ mod tests {
     fn a_put_and_its_removal_cancel_and_touch_nothing_else() {
         let hot = Hot::default();
         let mut s = Stage::default();
-        s.put(&hot, &k(b"u\x001"), c("a"), 1, no).unwrap();
+        s.put(&hot, &k(b"u\x001"), c("a"), ck("a"), 1, no).unwrap();
         assert!(matches!(hot.get(b"u\x001"), Seen::NotHere), "invisible until published");
         s.publish(&hot);
         assert!(matches!(hot.get(b"u\x001"), Seen::Live(_)));
@@ -381,7 +387,7 @@ mod tests {
         let hot = Hot::default();
         let mut s = Stage::default();
         // An older version in the tables: overwritten here, then removed.
-        s.put(&hot, &k(b"u\x001"), c("new"), 1, yes).unwrap();
+        s.put(&hot, &k(b"u\x001"), c("new"), ck("new"), 1, yes).unwrap();
         s.publish(&hot);
         assert_eq!(hot.delta(), 0, "same count: a replacement");
         let mut s = Stage::default();
@@ -406,11 +412,16 @@ mod tests {
     fn later_writes_survive_the_flush_of_earlier_rows() {
         let hot = Hot::default();
         let mut s = Stage::default();
-        s.put(&hot, &k(b"u\x001"), c("a"), 1, no).unwrap();
+        s.put(&hot, &k(b"u\x001"), c("a"), ck("a"), 1, no).unwrap();
         // A second write to the same key in the same batch sees the first.
-        s.put(&hot, &k(b"u\x001"), c("b"), 1, || -> Result<bool, Infallible> {
-            panic!("the stage knew")
-        })
+        s.put(
+            &hot,
+            &k(b"u\x001"),
+            c("b"),
+            ck("b"),
+            1,
+            || -> Result<bool, Infallible> { panic!("the stage knew") },
+        )
         .unwrap();
         s.publish(&hot);
         assert!(
@@ -418,7 +429,7 @@ mod tests {
             "the replaced id is unmapped"
         );
         let mut s = Stage::default();
-        s.put(&hot, &k(b"u\x001"), c("c"), 5, no).unwrap();
+        s.put(&hot, &k(b"u\x001"), c("c"), ck("c"), 5, no).unwrap();
         s.publish(&hot);
         hot.flushed(b"u\x001", 4);
         assert!(matches!(hot.get(b"u\x001"), Seen::Live(c) if c.client_id == "c"));

@@ -82,11 +82,10 @@ impl Store for MemoryStore {
         })))
     }
 
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
+    fn remove(&self, c: &Correlation, id_match: IdMatch) {
         let id = canonical_key(c.upstream_id.as_bytes(), id_match);
         with_lookup_key(&c.upstream, id.as_str(), |k| self.by_upstream.remove(k));
         with_lookup_key(&c.client, &c.client_id, |k| self.by_client.remove(k));
-        Commit::done(Ok(0))
     }
 
     fn correlations(&self) -> Option<u64> {
@@ -153,7 +152,7 @@ mod tests {
             store.find_by_client("shop", "0001").wait_blocking().unwrap(),
             Some(c.clone())
         );
-        store.remove(&c, IdMatch::Numeric).wait_blocking().unwrap();
+        store.remove(&c, IdMatch::Numeric);
         assert_eq!(store.correlations(), Some(0));
         // TTL: kept while young, gone once `submitted_at + ttl` has passed.
         let store = MemoryStore::with_ttl(std::time::Duration::from_secs(100));

@@ -133,8 +133,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found;
     /// The correlation of the id a client holds.
     fn find_by_client(&self, client: &str, client_id: &str) -> Found;
-    /// Forgets a correlation (after its final receipt).
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit;
+    /// Forgets a correlation (after its final receipt). Nobody waits for it: the receipt has
+    /// been answered by then, and a removal a crash loses leaves a correlation the TTL sweep
+    /// ends. So the durable store queues it without a ticket (no channel per message).
+    fn remove(&self, c: &Correlation, id_match: IdMatch);
     /// How many correlations are held, where the store can say so cheaply.
     fn correlations(&self) -> Option<u64>;
     /// Appends a PDU (its wire form) to `client`'s outbox. `dedup` names the receipt (upstream,

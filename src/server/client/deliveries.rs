@@ -133,7 +133,7 @@ impl Client {
                             ack.send(status);
                         }
                         if let Some((correlation, id_match)) = &direct.forget {
-                            drop(self.ctx.store.remove(correlation, *id_match));
+                            self.ctx.store.remove(correlation, *id_match);
                         }
                         if b.account.idle() && !was_full {
                             return;

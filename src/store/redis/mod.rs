@@ -316,14 +316,14 @@ impl Store for RedisStore {
         ticket
     }
 
-    fn remove(&self, c: &Correlation, id_match: IdMatch) -> Commit {
+    fn remove(&self, c: &Correlation, id_match: IdMatch) {
         let corr = self
             .keys
             .corr(&c.upstream, &canonical(c.upstream_id.as_bytes(), id_match));
         let cid = self.keys.client_id(&c.client, &c.client_id);
         self.recent.remove(&corr);
         let (ticket, reply) = Commit::channel();
-        self.submit(Op::Remove { corr, cid, reply }, ticket)
+        drop(self.submit(Op::Remove { corr, cid, reply }, ticket));
     }
 
     fn correlations(&self) -> Option<u64> {

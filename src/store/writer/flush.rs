@@ -77,10 +77,14 @@ impl Writer {
             }
             if last {
                 let mut log = txn.open_table(LOG)?;
+                self.pending.write(&mut log, Some(f.first_row..=f.upto))?;
                 log.retain_in(f.first_row..=f.upto, |_, _| false)?;
             }
         }
         txn.commit()?;
+        if last {
+            self.pending.clear();
+        }
         for k in &f.keys[f.done..end] {
             self.hot.flushed(k, f.upto);
         }

@@ -9,7 +9,10 @@
 //! the correlation writes to the hot tier, then answers every ticket. Hot correlation writes
 //! go to the `log` table as one row per batch; outbox writes, and correlation writes in direct
 //! mode, go straight to their tables (stamped with the batch's row number, so a replay knows
-//! they are newer).
+//! they are newer). With the write-ahead file, a batch of hot correlation writes only (most
+//! under load) opens no write transaction at all: its log row waits in memory (`Pending`) for
+//! the next transaction, whichever it is, which writes it before the database is made durable
+//! (the write-ahead file keeps the batch until then).
 //!
 //! Direct mode: when a flushed generation shows that most of its hot puts were still live (late
 //! receipts: the hot tier only adds work), puts go straight to the tables, except one in
@@ -31,7 +34,7 @@ mod syncer;
 pub(super) mod wal;
 
 use super::hot::{Hot, Recording, Stage, UpKey};
-use super::record::{decode, log_ops, stamp, LogOp};
+use super::record::{client_key, decode, log_ops, stamp, LogOp};
 use super::tables::{CORR_UP, LOG, META};
 use super::{ticket, Correlation, OutboxId, Pushed, StoreError};
 use crate::config::StoreSync;
@@ -116,7 +119,7 @@ pub(in crate::store) enum Op {
 pub(super) enum Reply {
     Count(ticket::Reply<u64>),
     Pushed(ticket::Reply<Pushed>),
-    /// Nobody waits (a write-ahead record applied again at open).
+    /// Nobody waits (a removal, or a write-ahead record applied again at open).
     Discard,
 }
 
@@ -134,7 +137,8 @@ impl Reply {
 /// How the writer has been doing, for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
 pub struct WriterStats {
-    /// Group commits (write transactions with an fsync).
+    /// Group commits: batches written (with `sync = "periodic"`, to the write-ahead file, and
+    /// to the database only when they have more than a log row for it).
     pub commits: AtomicU64,
     /// Operations applied.
     pub operations: AtomicU64,
@@ -151,6 +155,48 @@ pub struct WriterStats {
     pub reopens: AtomicU64,
     /// With `sync = "periodic"`: fsyncs of the write-ahead file.
     pub wal_syncs: AtomicU64,
+}
+
+/// Log rows of batches committed to the write-ahead file only (see `Writer::log_only`): the
+/// next write transaction, whichever it is, writes them to the `log` table, and they are
+/// cleared once it has committed.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<(u64, Vec<u8>)>,
+    /// What the rows hold, in bytes.
+    bytes: usize,
+}
+
+impl Pending {
+    fn push(&mut self, row: u64, ops: Vec<u8>) {
+        self.bytes += ops.len();
+        self.rows.push((row, ops));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Writes the rows into `log`, but those in `deleted` (a flush's last slice deletes those
+    /// rows in the same transaction: writing them would only add work).
+    fn write(
+        &self,
+        log: &mut redb::Table<u64, &[u8]>,
+        deleted: Option<std::ops::RangeInclusive<u64>>,
+    ) -> Result<(), StoreError> {
+        for (row, ops) in &self.rows {
+            if !deleted.as_ref().is_some_and(|d| d.contains(row)) {
+                log.insert(*row, ops.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows are in the `log` table now (their transaction committed).
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.bytes = 0;
+    }
 }
 
 struct Generation {
@@ -209,6 +255,7 @@ pub(super) struct Writer {
     /// The batch being applied (kept for its capacity, like the log row it writes).
     stage: Stage,
     row: Vec<u8>,
+    pending: Pending,
     /// With `sync = "periodic"`: the write-ahead file (fsynced by a thread of its own), the longest
     /// the database goes without being made durable, the last batch number, and since when it
     /// has not been (`None`: it is).
@@ -260,7 +307,8 @@ impl Writer {
                 match op {
                     LogOp::Put { up_key, value } => {
                         let c = Arc::new(decode(value)?);
-                        stage.put(&hot, &Arc::from(up_key), c, row, in_tables)?;
+                        let client_key = client_key(&c);
+                        stage.put(&hot, &Arc::from(up_key), c, client_key, row, in_tables)?;
                     }
                     LogOp::Remove { up_key } => {
                         stage.remove(&hot, &Arc::from(up_key), row, in_tables)?;
@@ -304,6 +352,7 @@ impl Writer {
             puts: 0,
             stage,
             row: Vec::new(),
+            pending: Pending::default(),
             wal,
             durable_every,
             wal_seq: durable_seq,
@@ -360,7 +409,9 @@ impl Writer {
         }
         let txn = self.db.begin_write()?;
         txn.open_table(META)?.insert(WAL_SEQ, self.wal_seq)?;
+        self.pending.write(&mut txn.open_table(LOG)?, None)?;
         txn.commit()?;
+        self.pending.clear();
         self.dirty_since = None;
         self.wal.as_mut().map_or(Ok(()), Wal::clear).map_err(wal_error)
     }
@@ -514,6 +565,11 @@ impl Writer {
         self.stage.publish(&self.hot);
         if !self.row.is_empty() || counts.direct > 0 {
             self.next_row += 1;
+        }
+        if counts.unlogged && !self.row.is_empty() {
+            // A buffer of the same size for the next batch: one allocation, no copy.
+            let next = Vec::with_capacity(self.row.capacity());
+            self.pending.push(row, std::mem::replace(&mut self.row, next));
         }
         if let Some(g) = self.gens.back_mut() {
             g.writes += counts.writes;
