@@ -539,7 +539,10 @@ impl Writer {
                 // Committed and durable: the answers stand whatever the file does; what it
                 // still holds is at or below the durable batch number, skipped by a replay.
                 if let Err(e) = wal.clear() {
-                    tracing::warn!(error = %e, "store: emptying the write-ahead file failed");
+                    // Failing to turn to a new file can leave the old one under a name a
+                    // replay does not read: no new work until the store opens again (a clean
+                    // stop makes everything durable in the database first).
+                    self.failed(&wal_error(e));
                 }
             }
             (Ok(_), Some(_)) => {

@@ -2,10 +2,12 @@
 //! write-ahead file is fsynced if anything was appended since the last time. The writer appends
 //! and answers and never waits for the disk. (It used to make the database itself durable every
 //! `sync_interval`, and every answer queued behind that commit waited for it: most of the
-//! durable store's p99.) The database is made durable much less often, see `Writer::apply`.
+//! durable store's p99.) The database is made durable much less often, see `Writer::apply`;
+//! then the writer turns to a new file, and this thread removes the old one (`Wal::clear`).
 
 use super::WriterStats;
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -22,6 +24,9 @@ pub(super) struct Syncer {
 struct Shared {
     /// Records the writer has appended (written to the file) so far.
     appended: AtomicU64,
+    /// The file the writer appends to since it emptied the last one, and the last one's name:
+    /// to fsync from now on, and to remove (see `Wal::clear`).
+    rotated: Mutex<Option<(File, PathBuf)>>,
     closing: Mutex<bool>,
     wake: Condvar,
 }
@@ -30,16 +35,17 @@ impl Syncer {
     /// Fsyncs `file` (a handle of the write-ahead file) every `every`; a failed fsync marks the
     /// store failed in `stats` (it refuses work until it is opened again: after a failed fsync
     /// the kernel may have dropped the pages, and a second fsync would not say so).
-    pub(super) fn start(file: File, every: Duration, stats: Arc<WriterStats>) -> std::io::Result<Syncer> {
+    pub(super) fn start(file: File, dir: PathBuf, every: Duration, stats: Arc<WriterStats>) -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared {
             appended: AtomicU64::new(0),
+            rotated: Mutex::new(None),
             closing: Mutex::new(false),
             wake: Condvar::new(),
         });
         let run = shared.clone();
         let thread = std::thread::Builder::new()
             .name("store-wal-sync".into())
-            .spawn(move || run.run(&file, every, &stats))?;
+            .spawn(move || run.run(file, &dir, every, &stats))?;
         Ok(Syncer {
             shared,
             thread: Some(thread),
@@ -50,10 +56,16 @@ impl Syncer {
     pub(super) fn appended(&self) {
         self.shared.appended.fetch_add(1, Ordering::Release);
     }
+
+    /// The writer appends to `file` now; `old` (renamed aside, all of it durable in the
+    /// database) is to be removed.
+    pub(super) fn rotated(&self, file: File, old: PathBuf) {
+        *self.shared.rotated.lock().unwrap_or_else(|p| p.into_inner()) = Some((file, old));
+    }
 }
 
 impl Shared {
-    fn run(&self, file: &File, every: Duration, stats: &WriterStats) {
+    fn run(&self, mut file: File, dir: &Path, every: Duration, stats: &WriterStats) {
         let mut synced = 0;
         loop {
             let closing = {
@@ -68,11 +80,26 @@ impl Shared {
                         .0
                 }
             };
+            let taken = self.rotated.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let mut dir_synced = Ok(());
+            if let Some((new, old)) = taken {
+                file = new;
+                // The new file's name must survive a power loss before what it holds counts as
+                // fsynced; the old one's blocks are freed here, not on the writer's thread.
+                dir_synced = File::open(dir).and_then(|d| d.sync_all());
+                if let Err(e) = std::fs::remove_file(&old) {
+                    tracing::warn!(error = %e, file = %old.display(), "store: removing the emptied write-ahead file failed");
+                }
+            }
             let target = self.appended.load(Ordering::Acquire);
-            if target != synced {
-                match file.sync_data() {
+            if target != synced || dir_synced.is_err() {
+                match dir_synced.and_then(|()| file.sync_data()) {
                     Ok(()) => {
-                        synced = target;
+                        // A file the writer turned to during this fsync holds records it did
+                        // not cover: the next round takes that file and fsyncs them.
+                        if self.rotated.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+                            synced = target;
+                        }
                         stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {

@@ -24,6 +24,9 @@ use std::time::Duration;
 
 /// The file's name in the store's directory.
 pub const FILE: &str = "smpp-proxy.wal";
+/// Its name once emptied with `sync = "periodic"`, until the syncer's thread removes it (see
+/// [`Wal::clear`]). Everything in it is durable in the database: an open removes it unread.
+const OLD: &str = "smpp-proxy.wal.old";
 
 const PUT: u8 = 1;
 const REMOVE: u8 = 2;
@@ -50,6 +53,10 @@ impl Wal {
     /// at an offset this keeps (not in append mode), so bytes a failed write left past it are
     /// overwritten by the next record instead of hiding it.
     pub(in crate::store) fn open(dir: &Path) -> std::io::Result<Wal> {
+        match std::fs::remove_file(dir.join(OLD)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let path = dir.join(FILE);
         let created = !path.exists();
         let file = OpenOptions::new()
@@ -121,7 +128,8 @@ impl Wal {
     /// From now on, a thread of its own fsyncs what was appended every `interval`; a failed
     /// fsync marks the store failed in `stats`.
     pub(super) fn fsync_every(&mut self, interval: Duration, stats: Arc<WriterStats>) -> std::io::Result<()> {
-        self.syncer = Some(Syncer::start(self.file.try_clone()?, interval, stats)?);
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        self.syncer = Some(Syncer::start(self.file.try_clone()?, dir, interval, stats)?);
         Ok(())
     }
 
@@ -130,9 +138,34 @@ impl Wal {
         self.len
     }
 
-    /// Empties the file (everything in it is durable in the database now).
+    /// Empties the file (everything in it is durable in the database now). With the syncer's
+    /// thread, the file is renamed aside and a new one made, and that thread removes the old
+    /// one: cutting a file of 16 MiB took the writer 6 – 9 ms here, while every answer waited.
     pub(super) fn clear(&mut self) -> std::io::Result<()> {
-        self.file.set_len(0)?;
+        if let Some(syncer) = &self.syncer {
+            let old = self.path.with_file_name(OLD);
+            std::fs::rename(&self.path, &old)?;
+            let new = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .read(true)
+                .open(&self.path)
+                .and_then(|f| Ok((f.try_clone()?, f)));
+            match new {
+                Ok((file, for_syncer)) => {
+                    self.file = file;
+                    syncer.rotated(for_syncer, old);
+                }
+                Err(e) => {
+                    // Back under the name a replay reads: the next records still go to it.
+                    std::fs::rename(&old, &self.path)?;
+                    return Err(e);
+                }
+            }
+        } else {
+            self.file.set_len(0)?;
+        }
         self.len = 0;
         Ok(())
     }
@@ -280,6 +313,53 @@ mod tests {
     fn crc32_is_the_standard_one() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    /// With the syncer's thread, emptying the file turns the writer to a new one and that
+    /// thread removes the old; what follows is appended to the new file, which a replay reads,
+    /// and an old file left by a crash is removed unread at open.
+    #[test]
+    fn emptied_with_a_syncer_the_file_is_replaced_and_the_old_one_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(WriterStats::default());
+        let mut wal = Wal::open(dir.path()).unwrap();
+        wal.fsync_every(Duration::from_millis(10), stats.clone()).unwrap();
+        let push = |n: u8| Op::OutboxPush {
+            client: "shop".into(),
+            pdu: vec![n; 40],
+        };
+        for seq in 1..=3 {
+            assert!(wal.append(seq, [push(1)].iter()).unwrap());
+        }
+        wal.clear().unwrap();
+        assert_eq!(wal.len(), 0);
+        for seq in 4..=5 {
+            assert!(wal.append(seq, [push(2)].iter()).unwrap());
+        }
+        let old = dir.path().join(OLD);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while old.exists() || stats.wal_syncs.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the syncer removes the old file");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(wal);
+        let seqs = |wal: &Wal| {
+            wal.records_after(0)
+                .unwrap()
+                .0
+                .iter()
+                .map(|(s, _)| *s)
+                .collect::<Vec<_>>()
+        };
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&wal), [4, 5], "the new file holds what followed");
+        drop(wal);
+        // An old file a crash left (its records durable in the database) is not replayed.
+        std::fs::write(&old, b"records already durable").unwrap();
+        let wal = Wal::open(dir.path()).unwrap();
+        assert!(!old.exists());
+        assert_eq!(seqs(&wal), [4, 5]);
+        assert!(!stats.failed.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     #[test]
