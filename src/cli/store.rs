@@ -71,10 +71,15 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
     std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
     // Its write-ahead file goes with it: applied to an empty store it would renumber outbox
     // entries its later records name.
-    let wal = c.store_path.join(smpp_proxy::store::durable::WAL_FILE);
-    if wal.exists() {
-        let wal_aside = unused(wal.with_extension(format!("wal.damaged-{now}")));
-        std::fs::rename(&wal, &wal_aside).map_err(|e| format!("{}: {e}", wal.display()))?;
+    for name in [
+        smpp_proxy::store::durable::WAL_FILE,
+        smpp_proxy::store::durable::WAL_OLD,
+    ] {
+        let wal = c.store_path.join(name);
+        if wal.exists() {
+            let wal_aside = unused(c.store_path.join(format!("{name}.damaged-{now}")));
+            std::fs::rename(&wal, &wal_aside).map_err(|e| format!("{}: {e}", wal.display()))?;
+        }
     }
     println!(
         "moved {} to {}; the next start begins with an empty store",

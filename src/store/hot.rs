@@ -2,8 +2,9 @@
 //! the tables.
 //!
 //! A group commit writes its correlation puts and removals as one row of the `log` table (one
-//! B-tree insert for the whole batch, durable when the commit returns) and then publishes them
-//! here, in memory, where readers look first. The writer folds them into the `corr_up` /
+//! B-tree insert for the whole batch, durable when the commit returns; with `sync =
+//! "periodic"`, the batch is in the write-ahead file first and the row may follow in a later
+//! transaction) and then publishes them here, in memory, where readers look first. The writer folds them into the `corr_up` /
 //! `corr_client` tables a generation later (see `writer`), so a correlation whose final receipt
 //! comes back within that time, most of them on a fast SMSC, is put and removed here and never
 //! costs a table write. What is here is bounded by the writer's generations, not by how many
@@ -185,8 +186,8 @@ enum Now {
     Unknown,
 }
 
-/// One group commit's changes to the hot tier, published once the commit is durable: readers
-/// never see a write that a crash could still undo.
+/// One group commit's changes to the hot tier, published once the batch is durable (committed,
+/// or in the write-ahead file): readers never see a write that a crash could still undo.
 /// The writer keeps one and reuses it (`publish` empties it).
 #[derive(Debug, Default)]
 pub(super) struct Stage {

@@ -1,5 +1,6 @@
 //! One group commit: every operation of a batch applied in one write transaction, each by its
-//! own method, then one commit (one fsync). Hot correlation writes are collected into the
+//! own method, then one commit (one fsync, unless with a write-ahead file; or no transaction
+//! at all, see below). Hot correlation writes are collected into the
 //! batch's log row; direct ones, removals of keys only the tables hold, and outbox writes go to
 //! their tables, stamped with the batch's row number. With a write-ahead file the commit has no
 //! fsync unless one is due (`Writer::durability`), and notes the batch's number in `meta`;
@@ -103,8 +104,8 @@ pub(super) struct Counts {
 const PENDING_MAX: usize = 4 << 20;
 
 impl Writer {
-    /// Applies `batch` in one transaction under log row `row` and commits it; returns the
-    /// outbox sequence given to each operation (0 if none).
+    /// Applies `batch` under log row `row`, in one transaction it commits (or in none, when
+    /// [`log_only`](Self::log_only)); returns the outbox sequence given to each op (0 if none).
     pub(super) fn write(&mut self, batch: &mut [(Op, Reply)], row: u64) -> Result<(Vec<u64>, Counts), StoreError> {
         if self.log_only(batch) {
             return self.write_log_only(batch, row);
@@ -148,6 +149,9 @@ impl Writer {
                 if !self.row.is_empty() {
                     log.insert(row, self.row.as_slice())?;
                 }
+            }
+            if counts.direct > 0 {
+                txn.open_table(META)?.insert(super::NEXT_ROW, row + 1)?;
             }
             if self.wal.is_some() {
                 // Which write-ahead records the database holds once this is durable.

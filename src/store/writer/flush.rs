@@ -1,11 +1,12 @@
 //! Folding the hot tier into the tables: a generation's flush a slice at a time between group
-//! commits (commits without fsync; the log keeps the writes until the last slice deletes its
-//! rows), and the checkpoint that folds everything on a clean stop.
+//! commits (commits without fsync; the log, or the write-ahead file for rows not written yet,
+//! keeps the writes until the last slice deletes its rows), and the checkpoint that folds
+//! everything on a clean stop.
 
 use super::{Flush, Generation, Writer, FLUSH_SLICE};
 use crate::store::hot::Entry;
 use crate::store::record::{client_key, encode_stamped, time_and_client_key};
-use crate::store::tables::{CORR_CLIENT, CORR_UP, LOG};
+use crate::store::tables::{CORR_CLIENT, CORR_UP, LOG, META};
 use crate::store::StoreError;
 use redb::Durability;
 use std::sync::atomic::Ordering;
@@ -46,8 +47,8 @@ impl Writer {
         let last = end == f.keys.len();
         let mut txn = self.db.begin_write()?;
         if !(durable && last) {
-            // No fsync: the log holds these writes until the last slice deletes its rows, and
-            // the next durable commit makes this one durable with it.
+            // No fsync: the log (or the write-ahead file) holds these writes until the last slice
+            // deletes its rows, and the next durable commit makes this one durable with it.
             txn.set_durability(Durability::None)?;
         }
         let mut value = Vec::new();
@@ -78,6 +79,7 @@ impl Writer {
             if last {
                 let mut log = txn.open_table(LOG)?;
                 self.pending.write(&mut log, Some(f.first_row..=f.upto))?;
+                txn.open_table(META)?.insert(super::NEXT_ROW, self.next_row)?;
                 log.retain_in(f.first_row..=f.upto, |_, _| false)?;
             }
         }

@@ -24,7 +24,7 @@
 //! writes or after `GEN_SPAN`. Once two have closed, the older is flushed: the hot entries
 //! whose latest write is in its rows go to the tables, a slice at a time between group commits
 //! (commits without fsync: until the last slice deletes the generation's rows, in the same
-//! transaction, the log still has them), then leave the hot tier. So a correlation stays hot for
+//! transaction, the log or the write-ahead file still has them), then leave the hot tier. So a correlation stays hot for
 //! at least one whole generation, and the hot tier holds at most about three.
 
 mod batch;
@@ -48,6 +48,10 @@ use wal::Wal;
 
 /// The `meta` key of the last write-ahead record a commit holds.
 const WAL_SEQ: &str = "wal_seq";
+/// The `meta` key of the next log row number, as of the last commit that stamped the tables:
+/// once the log is emptied, its rows no longer say how far the numbers went, and a number
+/// given out again would be older than a stamp in the tables (a replay would skip its write).
+const NEXT_ROW: &str = "next_row";
 
 /// A batch closes at this many operations.
 const BATCH_MAX: usize = 1000;
@@ -158,18 +162,20 @@ pub struct WriterStats {
 }
 
 /// Log rows of batches committed to the write-ahead file only (see `Writer::log_only`): the
-/// next write transaction, whichever it is, writes them to the `log` table, and they are
+/// next batch transaction, the database made durable, or a flush's last slice writes them to
+/// the `log` table (the slice drops those in the range it deletes), and they are
 /// cleared once it has committed.
 #[derive(Default)]
 struct Pending {
     rows: Vec<(u64, Vec<u8>)>,
-    /// What the rows hold, in bytes.
+    /// What the rows take in memory, in bytes.
     bytes: usize,
 }
 
 impl Pending {
     fn push(&mut self, row: u64, ops: Vec<u8>) {
-        self.bytes += ops.len();
+        // What is allocated, not what is used: a row keeps the capacity of the largest batch.
+        self.bytes += ops.capacity();
         self.rows.push((row, ops));
     }
 
@@ -283,7 +289,9 @@ impl Writer {
         sync: StoreSync,
     ) -> Result<Writer, StoreError> {
         let txn = db.begin_read()?;
-        let durable_seq = txn.open_table(META)?.get(WAL_SEQ)?.map_or(0, |v| v.value());
+        let meta = txn.open_table(META)?;
+        let durable_seq = meta.get(WAL_SEQ)?.map_or(0, |v| v.value());
+        let stamped_upto = meta.get(NEXT_ROW)?.map_or(0, |v| v.value());
         let log = txn.open_table(LOG)?;
         let up = txn.open_table(CORR_UP)?;
         // The log row the tables' version of `k` is as new as (`None`: not there). A log write
@@ -317,7 +325,7 @@ impl Writer {
             }
         }
         stage.publish(&hot);
-        let next_row = last.map_or(0, |r| r + 1);
+        let next_row = last.map_or(0, |r| r + 1).max(stamped_upto);
         let mut gens = VecDeque::new();
         if let Some(first_row) = first {
             gens.push_back(Generation {
@@ -329,7 +337,7 @@ impl Writer {
         if writes > 0 {
             tracing::info!(writes, hot = hot.len(), "store: replayed the log");
         }
-        drop((log, up, txn));
+        drop((log, up, meta, txn));
         let wal_file = dir.join(wal::FILE);
         let (wal, durable_every) = match sync {
             StoreSync::Periodic { interval } => (
@@ -337,7 +345,9 @@ impl Writer {
                 (interval * DURABLE_EVERY).max(DURABLE_MIN),
             ),
             // What a periodic run left is applied once, then the file goes.
-            StoreSync::Always if wal_file.exists() => (Some(Wal::open(dir).map_err(wal_error)?), Duration::ZERO),
+            StoreSync::Always if wal_file.exists() || dir.join(wal::OLD).exists() => {
+                (Some(Wal::open(dir).map_err(wal_error)?), Duration::ZERO)
+            }
             StoreSync::Always => (None, Duration::ZERO),
         };
         let mut writer = Writer {
@@ -393,6 +403,10 @@ impl Writer {
             tracing::info!(batches, "store: replayed the write-ahead file");
         }
         self.make_durable()?;
+        if let Some(wal) = &self.wal {
+            // What an old file beside it held is durable in the database now.
+            wal.remove_old().map_err(wal_error)?;
+        }
         if damaged {
             self.wal
                 .as_mut()

@@ -67,6 +67,8 @@ impl Syncer {
 impl Shared {
     fn run(&self, mut file: File, dir: &Path, every: Duration, stats: &WriterStats) {
         let mut synced = 0;
+        // The directory holds a new file's name that a power loss could still take.
+        let mut dir_unsynced = false;
         loop {
             let closing = {
                 let closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,20 +83,25 @@ impl Shared {
                 }
             };
             let taken = self.rotated.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let mut dir_synced = Ok(());
             if let Some((new, old)) = taken {
                 file = new;
-                // The new file's name must survive a power loss before what it holds counts as
-                // fsynced; the old one's blocks are freed here, not on the writer's thread.
-                dir_synced = File::open(dir).and_then(|d| d.sync_all());
+                dir_unsynced = true;
+                // The old one's blocks are freed here, not on the writer's thread.
                 if let Err(e) = std::fs::remove_file(&old) {
                     tracing::warn!(error = %e, file = %old.display(), "store: removing the emptied write-ahead file failed");
                 }
             }
             let target = self.appended.load(Ordering::Acquire);
-            if target != synced || dir_synced.is_err() {
+            if target != synced || dir_unsynced {
+                // A new file's name must survive a power loss before what it holds counts as
+                // fsynced.
+                let dir_synced = match dir_unsynced {
+                    true => File::open(dir).and_then(|d| d.sync_all()),
+                    false => Ok(()),
+                };
                 match dir_synced.and_then(|()| file.sync_data()) {
                     Ok(()) => {
+                        dir_unsynced = false;
                         // A file the writer turned to during this fsync holds records it did
                         // not cover: the next round takes that file and fsyncs them.
                         if self.rotated.lock().unwrap_or_else(|p| p.into_inner()).is_none() {

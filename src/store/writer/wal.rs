@@ -25,8 +25,9 @@ use std::time::Duration;
 /// The file's name in the store's directory.
 pub const FILE: &str = "smpp-proxy.wal";
 /// Its name once emptied with `sync = "periodic"`, until the syncer's thread removes it (see
-/// [`Wal::clear`]). Everything in it is durable in the database: an open removes it unread.
-const OLD: &str = "smpp-proxy.wal.old";
+/// [`Wal::clear`]). Everything in it is durable in the database (but when turning to a new
+/// file failed half-way: see `clear`), so a replay reads it first and skips what it holds.
+pub const OLD: &str = "smpp-proxy.wal.old";
 
 const PUT: u8 = 1;
 const REMOVE: u8 = 2;
@@ -53,10 +54,6 @@ impl Wal {
     /// at an offset this keeps (not in append mode), so bytes a failed write left past it are
     /// overwritten by the next record instead of hiding it.
     pub(in crate::store) fn open(dir: &Path) -> std::io::Result<Wal> {
-        match std::fs::remove_file(dir.join(OLD)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
         let path = dir.join(FILE);
         let created = !path.exists();
         let file = OpenOptions::new()
@@ -179,29 +176,51 @@ impl Wal {
     }
 
     /// The records after batch `after`, in order, up to the first damaged one; and whether
-    /// one was (the rest of the file is ignored).
+    /// one was (the rest of the file is ignored). An old file left beside it is read first.
     pub(super) fn records_after(&self, after: u64) -> Result<(Vec<Record>, bool), StoreError> {
-        let mut bytes = Vec::new();
-        File::open(&self.path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.path.display())))?;
-        let mut out = Vec::new();
-        let mut rest = bytes.as_slice();
-        while !rest.is_empty() {
-            let Some((seq, body, tail)) = record(rest) else {
-                return Ok((out, true));
-            };
-            rest = tail;
-            if seq > after {
-                // One whose checksum holds but whose contents do not read is damage too.
-                match decode_ops(body) {
-                    Some(Ok(ops)) => out.push((seq, ops)),
-                    _ => return Ok((out, true)),
-                }
+        let old = self.path.with_file_name(OLD);
+        // Its end may be torn by a power loss (its fsyncs stopped when the writer turned to the
+        // new file), and what it holds is normally all in the database: not a damage to report.
+        let mut out = match old.exists() {
+            true => records_in(&old, after)?.0,
+            false => Vec::new(),
+        };
+        let (records, damaged) = records_in(&self.path, after)?;
+        out.extend(records);
+        Ok((out, damaged))
+    }
+
+    /// Removes the old file a replay read (what it held is durable in the database now).
+    pub(super) fn remove_old(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path.with_file_name(OLD)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The records after batch `after` in the file at `path` (see [`Wal::records_after`]).
+fn records_in(path: &Path, after: u64) -> Result<(Vec<Record>, bool), StoreError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let Some((seq, body, tail)) = record(rest) else {
+            return Ok((out, true));
+        };
+        rest = tail;
+        if seq > after {
+            // One whose checksum holds but whose contents do not read is damage too.
+            match decode_ops(body) {
+                Some(Ok(ops)) => out.push((seq, ops)),
+                _ => return Ok((out, true)),
             }
         }
-        Ok((out, false))
     }
+    Ok((out, false))
 }
 
 /// One record at the start of `bytes`: (batch, operations' bytes, what follows), if whole and
@@ -354,11 +373,19 @@ mod tests {
         let wal = Wal::open(dir.path()).unwrap();
         assert_eq!(seqs(&wal), [4, 5], "the new file holds what followed");
         drop(wal);
-        // An old file a crash left (its records durable in the database) is not replayed.
-        std::fs::write(&old, b"records already durable").unwrap();
+        // An old file a crash left is read first: its records are skipped when the database
+        // holds them (numbered up to the durable batch), applied otherwise.
+        let mut stale = Wal::open(dir.path()).unwrap();
+        stale.path = old.clone();
+        stale.file = File::create(&old).unwrap();
+        stale.len = 0;
+        assert!(stale.append(3, [push(1)].iter()).unwrap());
+        drop(stale);
         let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&wal), [3, 4, 5]);
+        assert_eq!(wal.records_after(3).unwrap().0.len(), 2);
+        wal.remove_old().unwrap();
         assert!(!old.exists());
-        assert_eq!(seqs(&wal), [4, 5]);
         assert!(!stats.failed.load(std::sync::atomic::Ordering::Relaxed));
     }
 
