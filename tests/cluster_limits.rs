@@ -39,6 +39,13 @@ async fn per_second(sim: &SimHandle, span: Duration) -> (u64, u64) {
     (most, total)
 }
 
+/// At least this many of the 800 a `tps = 200` upstream takes in four seconds: halfway between
+/// half the rate (what one node gets with `split`, or what a lease that lost the other node's
+/// tokens would give) and the whole rate. Not nearer the whole: the shared bucket saves only a
+/// fiftieth of a second, so tokens a starved debug build wakes too late for are gone (681 on a
+/// busy CI machine, 780+ on an idle one).
+const USES_ITS_RATE: u64 = 600;
+
 fn flood(proxy: &Proxy) -> BenchConfig {
     BenchConfig {
         window: 50,
@@ -81,18 +88,18 @@ async fn an_upstream_tps_holds_for_the_cluster_not_per_node() {
         most <= 210,
         "at most tps + 5 % in any second, two nodes together: {most}"
     );
-    assert!(total >= 700, "and the cluster uses its rate: {total} in 4 s");
+    assert!(total >= USES_ITS_RATE, "and the cluster uses its rate: {total} in 4 s");
     // One node with all the traffic still gets the whole rate.
     let (most, total) = flooding("shared", 1).await;
     eprintln!("upstream_tps = shared, one node flooding: busiest second {most}, {total} in 4 s");
-    assert!(most <= 210 && total >= 700, "{most}, {total}");
+    assert!(most <= 210 && total >= USES_ITS_RATE, "{most}, {total}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_tps_holds_too_but_a_lone_node_gets_its_part_only() {
     let (most, total) = flooding("split", 2).await;
     eprintln!("upstream_tps = split, both nodes flooding: busiest second {most}, {total} in 4 s (tps 200)");
-    assert!(most <= 210 && total >= 700, "{most}, {total}");
+    assert!(most <= 210 && total >= USES_ITS_RATE, "{most}, {total}");
     let (most, total) = flooding("split", 1).await;
     eprintln!("upstream_tps = split, one node flooding: busiest second {most}, {total} in 4 s");
     assert!(most <= 110, "half the rate each: {most}");

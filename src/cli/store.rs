@@ -67,10 +67,10 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
         Ok(_) | Err(_) => {}
     }
     let now = smpp_proxy::store::unix_now();
-    let aside = unused(file.with_extension(format!("redb.damaged-{now}")));
-    std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
-    // Its write-ahead file goes with it: applied to an empty store it would renumber outbox
-    // entries its later records name.
+    // Its write-ahead files go with it, and first: applied to an empty store they would
+    // renumber outbox entries their later records name. A reset stopped in between leaves the
+    // database without them (the reset run again moves it too), never an empty store beside
+    // an old file that the next start would replay into it.
     for name in [
         smpp_proxy::store::durable::WAL_FILE,
         smpp_proxy::store::durable::WAL_OLD,
@@ -81,6 +81,8 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
             std::fs::rename(&wal, &wal_aside).map_err(|e| format!("{}: {e}", wal.display()))?;
         }
     }
+    let aside = unused(file.with_extension(format!("redb.damaged-{now}")));
+    std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
     println!(
         "moved {} to {}; the next start begins with an empty store",
         file.display(),

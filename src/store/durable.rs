@@ -85,7 +85,7 @@ struct Engine {
 
 /// A correlation put, encoded here, on the caller's thread: the writer is one thread for
 /// everyone.
-fn put_op(c: Arc<Correlation>, canonical_id: &str) -> Op {
+pub(super) fn put_op(c: Arc<Correlation>, canonical_id: &str) -> Op {
     let mut value = Vec::with_capacity(128);
     encode_stamped(&mut value, &c, 0);
     Op::PutCorrelation {
@@ -843,13 +843,29 @@ mod tests {
     /// must still go on past the stamps the tables hold, or a replay would skip the newer write.
     #[test]
     fn a_key_written_again_after_a_clean_stop_survives_a_crash() {
-        let d = dir("rows");
+        written_again_after_a_clean_stop("rows", false);
+    }
+
+    /// An earlier build kept no next row number: the stamps in the tables say it.
+    #[test]
+    fn a_store_an_earlier_build_wrote_numbers_its_rows_past_its_stamps() {
+        written_again_after_a_clean_stop("rows-old", true);
+    }
+
+    fn written_again_after_a_clean_stop(name: &str, earlier_build: bool) {
+        let d = dir(name);
         let store = DurableStore::open(&d).unwrap();
         for n in 0..50 {
             put_all(&store, [n].into_iter());
         }
         // Folded into the tables, stamped with rows up to 49; the log empty.
         drop(store);
+        if earlier_build {
+            let db = Database::create(d.join(FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            assert!(txn.open_table(META).unwrap().remove("next_row").unwrap().is_some());
+            txn.commit().unwrap();
+        }
         let store = DurableStore::open(&d).unwrap();
         let newer = Arc::new(Correlation {
             client_id: "again".into(),

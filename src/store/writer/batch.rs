@@ -10,7 +10,7 @@
 use super::sweep::Sweep;
 use super::{guarded, Op, Reply, Writer, SAMPLE};
 use crate::store::hot::UpKey;
-use crate::store::record::{key, log_put, log_remove, restamp, time_and_client_key, unstamp};
+use crate::store::record::{key, log_put, log_remove, restamp, stamp, time_and_client_key, unstamp};
 use crate::store::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 use crate::store::{Correlation, StoreError};
 use redb::{Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
@@ -78,6 +78,11 @@ impl<'t> Tables<'t> {
         Ok(self.up.get(k)?.is_some())
     }
 
+    /// `corr_up` holds `k` stamped `row` (written by this batch).
+    fn stamped(&self, k: &[u8], row: u64) -> Result<bool, StoreError> {
+        Ok(self.up.get(k)?.is_some_and(|v| stamp(v.value()) == row))
+    }
+
     /// Writes what the batch changed that is written once (the outbox sequence).
     fn finish(self) -> Result<(), StoreError> {
         if let Some((_, next)) = self.outbox_seq.filter(|(first, next)| first != next) {
@@ -110,8 +115,7 @@ impl Writer {
         if self.log_only(batch) {
             return self.write_log_only(batch, row);
         }
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(self.durability)?;
+        let txn = self.begin(self.durability)?;
         let mut seqs = Vec::with_capacity(batch.len());
         let mut counts = Counts::default();
         {
@@ -143,24 +147,12 @@ impl Writer {
                 };
                 seqs.push(seq);
             }
-            if !self.row.is_empty() || !self.pending.is_empty() {
-                let mut log = txn.open_table(LOG)?;
-                self.pending.write(&mut log, None)?;
-                if !self.row.is_empty() {
-                    log.insert(row, self.row.as_slice())?;
-                }
-            }
-            if counts.direct > 0 {
-                txn.open_table(META)?.insert(super::NEXT_ROW, row + 1)?;
-            }
-            if self.wal.is_some() {
-                // Which write-ahead records the database holds once this is durable.
-                txn.open_table(META)?.insert(super::WAL_SEQ, self.wal_seq)?;
+            if !self.row.is_empty() {
+                txn.open_table(LOG)?.insert(row, self.row.as_slice())?;
             }
             t.finish()?;
         }
-        txn.commit()?;
-        self.pending.clear();
+        self.commit(txn, row + 1, None)?;
         Ok((seqs, counts))
     }
 
@@ -205,8 +197,10 @@ impl Writer {
                     self.put_hot(row, up_key, c, value, client_key, &mut counts, || in_tables(up_key))?;
                 }
                 Op::RemoveCorrelation { up_key } => self.remove_hot(row, up_key, &mut counts, || in_tables(up_key))?,
-                // Never: `log_only` took only these.
-                _ => return Err(StoreError::WriterStopped),
+                _ => {
+                    debug_assert!(false, "log_only admits correlation writes only");
+                    return Err(StoreError::WriterStopped);
+                }
             }
         }
         Ok((vec![0; batch.len()], counts))
@@ -228,7 +222,10 @@ impl Writer {
         counts.writes += 1;
         self.puts += 1;
         let known = self.stage.has(up_key) || self.hot.contains(up_key) || guarded(&self.flush, up_key);
-        if known || !self.direct || self.puts.is_multiple_of(SAMPLE) {
+        // A sampled put stays direct when this batch wrote the key to the tables already: its
+        // log row would carry the same number as that stamp, and a replay would skip it.
+        let sampled = || Ok::<_, StoreError>(self.puts.is_multiple_of(SAMPLE) && !t.stamped(up_key, row)?);
+        if known || !self.direct || sampled()? {
             self.put_hot(row, up_key, c, value, client_key, counts, || t.up_holds(up_key))?;
             return Ok(0);
         }
@@ -329,5 +326,50 @@ impl Writer {
             stage: &self.stage,
         };
         Ok(n + sweep.run(up, by_client)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreSync;
+    use crate::store::durable::{put_op, DurableStore, FILE};
+    use crate::store::hot::Hot;
+    use crate::store::writer::WriterStats;
+    use redb::Database;
+
+    /// In direct mode, a key put twice in one batch (straight to the tables, then as the put
+    /// sampled into the hot tier) keeps the newer value across a crash.
+    #[test]
+    fn a_key_put_twice_in_one_direct_batch_keeps_the_newer_value_across_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(DurableStore::open(dir.path()).unwrap());
+        let put = |client_id: &str| {
+            let c = Correlation {
+                upstream: "smsc-a".into(),
+                upstream_id: "7".into(),
+                client: "shop".into(),
+                client_id: client_id.into(),
+                submitted_at: 1_700_000_000,
+                registered_delivery: 1,
+                source_addr: "4477".into(),
+                destination_addr: "447700900123".into(),
+                part: None,
+            };
+            (put_op(Arc::new(c), "7"), Reply::Discard)
+        };
+        {
+            let db = Arc::new(Database::create(dir.path().join(FILE)).unwrap());
+            let stats = Arc::new(WriterStats::default());
+            let mut w = Writer::open(db, Arc::new(Hot::default()), stats, dir.path(), StoreSync::Always).unwrap();
+            w.direct = true;
+            // The first put goes straight to the tables, the second is the sampled one.
+            w.puts = SAMPLE - 2;
+            w.apply(&mut [put("older"), put("newer")], true).unwrap();
+            // Dropped without a stop: as a crash leaves it.
+        }
+        let store = DurableStore::open(dir.path()).unwrap();
+        let found = store.correlation_by_upstream("smsc-a", "7").unwrap().unwrap();
+        assert_eq!(&*found.client_id, "newer");
     }
 }

@@ -6,7 +6,7 @@
 use super::{Flush, Generation, Writer, FLUSH_SLICE};
 use crate::store::hot::Entry;
 use crate::store::record::{client_key, encode_stamped, time_and_client_key};
-use crate::store::tables::{CORR_CLIENT, CORR_UP, LOG, META};
+use crate::store::tables::{CORR_CLIENT, CORR_UP, LOG};
 use crate::store::StoreError;
 use redb::Durability;
 use std::sync::atomic::Ordering;
@@ -40,17 +40,25 @@ impl Writer {
     /// Writes the next slice of the flush to the tables; `true` when the flush is complete.
     /// `durable`: the last slice is committed with an fsync.
     pub(super) fn flush_slice(&mut self, durable: bool) -> Result<bool, StoreError> {
-        let Some(f) = self.flush.as_mut() else {
+        let Some(mut f) = self.flush.take() else {
             return Ok(true);
         };
+        let last = self.write_slice(&mut f, durable);
+        self.flush = Some(f);
+        last
+    }
+
+    fn write_slice(&mut self, f: &mut Flush, durable: bool) -> Result<bool, StoreError> {
         let end = (f.done + FLUSH_SLICE).min(f.keys.len());
         let last = end == f.keys.len();
-        let mut txn = self.db.begin_write()?;
-        if !(durable && last) {
-            // No fsync: the log (or the write-ahead file) holds these writes until the last slice
-            // deletes its rows, and the next durable commit makes this one durable with it.
-            txn.set_durability(Durability::None)?;
-        }
+        // No fsync but for a durable last slice: the log (or the write-ahead file) holds these
+        // writes until the last slice deletes its rows, and the next durable commit makes this
+        // one durable with it.
+        let txn = self.begin(if durable && last {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
         let mut value = Vec::new();
         {
             let mut up = txn.open_table(CORR_UP)?;
@@ -77,16 +85,10 @@ impl Writer {
                 }
             }
             if last {
-                let mut log = txn.open_table(LOG)?;
-                self.pending.write(&mut log, Some(f.first_row..=f.upto))?;
-                txn.open_table(META)?.insert(super::NEXT_ROW, self.next_row)?;
-                log.retain_in(f.first_row..=f.upto, |_, _| false)?;
+                txn.open_table(LOG)?.retain_in(f.first_row..=f.upto, |_, _| false)?;
             }
         }
-        txn.commit()?;
-        if last {
-            self.pending.clear();
-        }
+        self.commit(txn, self.next_row, last.then_some(f.first_row..=f.upto))?;
         for k in &f.keys[f.done..end] {
             self.hot.flushed(k, f.upto);
         }

@@ -38,8 +38,9 @@ use super::record::{client_key, decode, log_ops, stamp, LogOp};
 use super::tables::{CORR_UP, LOG, META};
 use super::{ticket, Correlation, OutboxId, Pushed, StoreError};
 use crate::config::StoreSync;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
@@ -162,9 +163,9 @@ pub struct WriterStats {
 }
 
 /// Log rows of batches committed to the write-ahead file only (see `Writer::log_only`): the
-/// next batch transaction, the database made durable, or a flush's last slice writes them to
-/// the `log` table (the slice drops those in the range it deletes), and they are
-/// cleared once it has committed.
+/// next write transaction, whichever it is, writes them to the `log` table
+/// ([`Writer::commit`]; a flush's last slice drops those in the range it deletes), and they
+/// are cleared once it has committed.
 #[derive(Default)]
 struct Pending {
     rows: Vec<(u64, Vec<u8>)>,
@@ -185,11 +186,7 @@ impl Pending {
 
     /// Writes the rows into `log`, but those in `deleted` (a flush's last slice deletes those
     /// rows in the same transaction: writing them would only add work).
-    fn write(
-        &self,
-        log: &mut redb::Table<u64, &[u8]>,
-        deleted: Option<std::ops::RangeInclusive<u64>>,
-    ) -> Result<(), StoreError> {
+    fn write(&self, log: &mut redb::Table<u64, &[u8]>, deleted: Option<RangeInclusive<u64>>) -> Result<(), StoreError> {
         for (row, ops) in &self.rows {
             if !deleted.as_ref().is_some_and(|d| d.contains(row)) {
                 log.insert(*row, ops.as_slice())?;
@@ -291,9 +288,17 @@ impl Writer {
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
         let durable_seq = meta.get(WAL_SEQ)?.map_or(0, |v| v.value());
-        let stamped_upto = meta.get(NEXT_ROW)?.map_or(0, |v| v.value());
         let log = txn.open_table(LOG)?;
         let up = txn.open_table(CORR_UP)?;
+        let stamped_upto = match meta.get(NEXT_ROW)? {
+            Some(v) => v.value(),
+            // A store an earlier build wrote: its stamps say how far the numbers went (read
+            // once: the first commit writes the key).
+            None => up.iter()?.try_fold(0, |top, item| {
+                let (_, v) = item?;
+                Ok::<_, StoreError>(top.max(stamp(v.value()) + 1))
+            })?,
+        };
         // The log row the tables' version of `k` is as new as (`None`: not there). A log write
         // no newer than that is already in the tables (flushed, or superseded by a direct write).
         let stamp_of = |k: &[u8]| Ok::<_, StoreError>(up.get(k)?.map(|v| stamp(v.value())));
@@ -421,13 +426,44 @@ impl Writer {
         if self.wal.is_none() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(WAL_SEQ, self.wal_seq)?;
-        self.pending.write(&mut txn.open_table(LOG)?, None)?;
-        txn.commit()?;
-        self.pending.clear();
+        let txn = self.begin(Durability::Immediate)?;
+        self.commit(txn, self.next_row, None)?;
         self.dirty_since = None;
         self.wal.as_mut().map_or(Ok(()), Wal::clear).map_err(wal_error)
+    }
+
+    /// A write transaction that commits with `durability`; [`commit`](Self::commit) commits it.
+    fn begin(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
+        Ok(txn)
+    }
+
+    /// Commits `txn` with what every write transaction carries: the log rows waiting in memory
+    /// (but those in `deleted`, which it deletes), the next log row number (every stamp and row
+    /// it writes is below `next_row`), and which write-ahead records the database holds once
+    /// this is durable. One place, so that no transaction can be made durable without them:
+    /// rows left waiting behind a durable commit could be in neither the log nor the emptied
+    /// write-ahead file, and stamps above the kept row number would outrank later writes.
+    fn commit(
+        &mut self,
+        txn: WriteTransaction,
+        next_row: u64,
+        deleted: Option<RangeInclusive<u64>>,
+    ) -> Result<(), StoreError> {
+        if !self.pending.is_empty() {
+            self.pending.write(&mut txn.open_table(LOG)?, deleted)?;
+        }
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(NEXT_ROW, next_row)?;
+            if self.wal.is_some() {
+                meta.insert(WAL_SEQ, self.wal_seq)?;
+            }
+        }
+        txn.commit()?;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Makes the database durable when `durable_every` has passed since a commit without.
