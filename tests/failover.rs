@@ -82,8 +82,10 @@ async fn the_standby_is_warm_takes_over_at_once_and_the_primary_gets_it_back_aft
         wait_until(Duration::from_secs(2), || submits(&back) > 0).await,
         "failback"
     );
+    // The test sees the bind up to a poll (and a busy machine's scheduling) after the proxy
+    // did, and the proxy counts `failback_after` from its own moment.
     let after = rebound.elapsed();
-    assert!(after >= Duration::from_secs(3), "failback after {after:?}");
+    assert!(after >= Duration::from_millis(2750), "failback after {after:?}");
     assert_eq!(active(&proxy, "default").as_deref(), Some("smsc-0"));
     let standby_then = submits(&sims[0]);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,18 +1,22 @@
-//! The direct way from an upstream session to a client's bind on the same session thread.
+//! The direct way from an upstream session to a client's bind, on the same session thread
+//! when it has room, else on another.
 //!
 //! A matched receipt would otherwise cross the account's task twice (upstream session →
 //! account → bind, and the client's answer bind → account → upstream session), each crossing a
 //! wake-up of whichever thread the account runs on. While the account holds nothing waiting
 //! for a slot, the session that matched the receipt (an upstream session; for a receipt that
-//! came before its submit's answer, the client session that recorded the correlation) hands
-//! it to a bind of the client on its own thread with a free slot of its deliver window
-//! ([`Lanes::offer`]); that bind's session answers the SMSC when the client takes it and
-//! gives the account what the client does not take (`AccountMsg::Returned`). Nothing is stored on this way, as on the account's own direct
-//! hand-over: the SMSC holds the receipt until the client answered. Receipts matched off the
-//! session threads (a shared store's lookups) go to the account.
+//! came before its submit's answer, the client session that recorded the correlation; or a
+//! task off the session threads, for a shared store's lookups) hands it to a bind of the
+//! client with a free slot of its deliver window ([`Lanes::offer`]): one on its own thread
+//! first (no wake-up at all), else one on another thread (one wake-up, where the account's
+//! way costs two). That bind's session answers the SMSC when the client takes it and gives
+//! the account what the client does not take (`AccountMsg::Returned`). Nothing is stored on
+//! this way, as on the account's own direct hand-over: the SMSC holds the receipt until the
+//! client answered.
 //!
-//! Each session thread has its own list: only tasks on that thread read or change it, so its
-//! lock is never contended, and is never held across an `.await`.
+//! Each session thread has its own list: only tasks on that thread change it, others only
+//! try its lock (and pass a lane in use rather than wait), so it is hardly ever contended;
+//! it is never held across an `.await`.
 
 use crate::messages::{ClientEvent, Direct, Slots};
 use crate::session::threads;
@@ -91,10 +95,29 @@ impl Lanes {
         self.handed.load(Ordering::Relaxed)
     }
 
-    /// Hands `direct` to the bind on the caller's thread with the most free slots of
-    /// `window`; gives it back when none has room (or none is here).
-    pub fn offer(&self, direct: Direct, window: usize) -> Result<(), Direct> {
-        let Some(lane) = self.here() else { return Err(direct) };
+    /// Hands `direct` to the bind with the most free slots of `window` on the caller's thread,
+    /// or else on another thread (one wake-up of that thread, where the account's way costs
+    /// two: to the account's task, then to the bind); gives it back when none has room.
+    pub fn offer(&self, mut direct: Direct, window: usize) -> Result<(), Direct> {
+        let here = threads::current();
+        let n = self.threads.len();
+        for t in (0..n).map(|i| (here + i) % n) {
+            let lane = match self.threads[t].try_lock() {
+                Ok(lane) => lane,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                // Another thread's lane in use right now: not worth a wait.
+                Err(std::sync::TryLockError::WouldBlock) if t != here => continue,
+                Err(std::sync::TryLockError::WouldBlock) => self.threads[t].lock().unwrap_or_else(|p| p.into_inner()),
+            };
+            match self.offer_to(&lane, direct, window) {
+                Ok(()) => return Ok(()),
+                Err(back) => direct = back,
+            }
+        }
+        Err(direct)
+    }
+
+    fn offer_to(&self, lane: &[LaneBind], direct: Direct, window: usize) -> Result<(), Direct> {
         let free = |b: &&LaneBind| window.min(b.cap).saturating_sub(b.slots.used());
         // A full one fails the take (as one filled since the look would).
         let Some(bind) = lane.iter().max_by_key(free) else {
@@ -164,6 +187,46 @@ mod tests {
         lanes.leave(1);
         assert!(lanes.offer(direct(5), 2).is_err(), "the bind with room left");
         assert!(rx1.try_recv().is_ok());
+    }
+
+    /// Full binds on this thread: a bind with room on another thread takes it, not the account.
+    #[test]
+    fn a_bind_on_another_thread_takes_what_this_one_has_no_room_for() {
+        let threads = threads::SessionThreads::start(2).unwrap();
+        let (placement, tracker) = (threads.placement(), tokio_util::task::TaskTracker::new());
+        let lanes = Arc::new(Lanes::new(2));
+        let (tx_near, _rx_near) = mpsc::channel(8);
+        let (tx_far, mut rx_far) = mpsc::channel(8);
+        let full = Arc::new(Slots::default());
+        assert!(full.try_take(1));
+        let (done, joined) = std::sync::mpsc::channel();
+        // Placed in turn: the first and third tasks on thread 1, the second on thread 2.
+        let on_thread = |task: Box<dyn FnOnce() -> usize + Send>| {
+            let done = done.clone();
+            placement.spawn(&tracker, async move { done.send(task()).unwrap() });
+            joined.recv_timeout(std::time::Duration::from_secs(5)).unwrap()
+        };
+        let (l, f) = (lanes.clone(), full.clone());
+        assert_eq!(
+            on_thread(Box::new(move || {
+                l.join(1, tx_near, f, 8);
+                threads::current()
+            })),
+            1
+        );
+        let l = lanes.clone();
+        assert_eq!(
+            on_thread(Box::new(move || {
+                l.join(2, tx_far, Arc::new(Slots::default()), 8);
+                threads::current()
+            })),
+            2
+        );
+        let l = lanes.clone();
+        let offered = on_thread(Box::new(move || usize::from(l.offer(direct(1), 1).is_ok())));
+        assert_eq!(offered, 1, "handed over");
+        assert!(matches!(rx_far.try_recv(), Ok(ClientEvent::Direct(d)) if d.frame[..] == [1]));
+        assert_eq!((lanes.inflight(), lanes.handed()), (1, 1));
     }
 
     #[test]
