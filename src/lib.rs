@@ -75,8 +75,8 @@
 //!
 //! Sessions and accounts run on `[sessions] threads` single-threaded runtimes
 //! ([`session::threads`]), placed in turn; a request goes to an upstream session on its
-//! client's thread, a receipt to a bind on the upstream session's thread ([`account::Lanes`])
-//! or on its account's, when they have room: a hand-over on one thread is a queue push, not a
+//! client's thread, a receipt to a bind on the upstream session's thread ([`account::Lanes`]),
+//! else on another, when they have room: a hand-over on one thread is a queue push, not a
 //! wake-up of another core.
 //!
 //! Shared state read by many tasks is behind `Arc`s with short, await-free critical sections:

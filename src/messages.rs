@@ -5,7 +5,7 @@
 //! - account → client session: [`ClientEvent::Deliver`] (a receipt or MO to hand over);
 //! - upstream session → account: [`AccountMsg::Deliver`]; account → upstream session:
 //!   [`UpstreamEvent::DeliverAck`] once the receipt is held, so the SMSC gets its response;
-//! - the session that matched a receipt → client session on its own thread, past the account
+//! - the session that matched a receipt → client session (on its own thread first), past the account
 //!   while it holds nothing waiting: [`ClientEvent::Direct`]; the client session answers the SMSC
 //!   ([`UpstreamEvent::DeliverAck`]) when the client takes it, and hands it to the account
 //!   ([`AccountMsg::Returned`], [`AccountMsg::Deliver`]) when not.

@@ -8,8 +8,9 @@
 //! came before its submit's answer, the client session that recorded the correlation; or a
 //! task off the session threads, for a shared store's lookups) hands it to a bind of the
 //! client with a free slot of its deliver window ([`Lanes::offer`]): one on its own thread
-//! first (no wake-up at all), else one on another thread (one wake-up, where the account's
-//! way costs two). That bind's session answers the SMSC when the client takes it and gives
+//! first (no wake-up of another thread on the way in), else one on another thread (one hop
+//! where the account's way takes two, and two fewer on the client's answer). That bind's
+//! session answers the SMSC when the client takes it and gives
 //! the account what the client does not take (`AccountMsg::Returned`). Nothing is stored on
 //! this way, as on the account's own direct hand-over: the SMSC holds the receipt until the
 //! client answered.
@@ -96,8 +97,8 @@ impl Lanes {
     }
 
     /// Hands `direct` to the bind with the most free slots of `window` on the caller's thread,
-    /// or else on another thread (one wake-up of that thread, where the account's way costs
-    /// two: to the account's task, then to the bind); gives it back when none has room.
+    /// or else on another thread (one hop, where the account's way takes two: to the
+    /// account's task, then to the bind); gives it back when none has room.
     pub fn offer(&self, mut direct: Direct, window: usize) -> Result<(), Direct> {
         let here = threads::current();
         let n = self.threads.len();
@@ -189,44 +190,54 @@ mod tests {
         assert!(rx1.try_recv().is_ok());
     }
 
-    /// Full binds on this thread: a bind with room on another thread takes it, not the account.
+    /// Full binds on this thread: a bind with room on another thread takes it, not the account;
+    /// with room here again, a bind here takes it.
     #[test]
     fn a_bind_on_another_thread_takes_what_this_one_has_no_room_for() {
         let threads = threads::SessionThreads::start(2).unwrap();
         let (placement, tracker) = (threads.placement(), tokio_util::task::TaskTracker::new());
         let lanes = Arc::new(Lanes::new(2));
-        let (tx_near, _rx_near) = mpsc::channel(8);
+        let (tx_near, mut rx_near) = mpsc::channel(8);
         let (tx_far, mut rx_far) = mpsc::channel(8);
-        let full = Arc::new(Slots::default());
+        let (full, room) = (Arc::new(Slots::default()), Arc::new(Slots::default()));
         assert!(full.try_take(1));
         let (done, joined) = std::sync::mpsc::channel();
-        // Placed in turn: the first and third tasks on thread 1, the second on thread 2.
-        let on_thread = |task: Box<dyn FnOnce() -> usize + Send>| {
+        // Runs `task` on the next session thread in turn (1, 2, 1, 2...): which, and its answer.
+        let on_thread = |task: Box<dyn FnOnce() -> bool + Send>| {
             let done = done.clone();
-            placement.spawn(&tracker, async move { done.send(task()).unwrap() });
+            placement.spawn(
+                &tracker,
+                async move { done.send((threads::current(), task())).unwrap() },
+            );
             joined.recv_timeout(std::time::Duration::from_secs(5)).unwrap()
         };
         let (l, f) = (lanes.clone(), full.clone());
-        assert_eq!(
-            on_thread(Box::new(move || {
-                l.join(1, tx_near, f, 8);
-                threads::current()
-            })),
-            1
-        );
-        let l = lanes.clone();
-        assert_eq!(
-            on_thread(Box::new(move || {
-                l.join(2, tx_far, Arc::new(Slots::default()), 8);
-                threads::current()
-            })),
-            2
-        );
-        let l = lanes.clone();
-        let offered = on_thread(Box::new(move || usize::from(l.offer(direct(1), 1).is_ok())));
-        assert_eq!(offered, 1, "handed over");
+        let joined_near = on_thread(Box::new(move || {
+            l.join(1, tx_near, f, 8);
+            true
+        }));
+        assert_eq!(joined_near, (1, true));
+        let (l, r) = (lanes.clone(), room.clone());
+        let joined_far = on_thread(Box::new(move || {
+            l.join(2, tx_far, r, 8);
+            true
+        }));
+        assert_eq!(joined_far, (2, true));
+        let offer = |n: u8| {
+            let l = lanes.clone();
+            on_thread(Box::new(move || l.offer(direct(n), 1).is_ok()))
+        };
+        assert_eq!(offer(1), (1, true), "offered on thread 1, handed over");
         assert!(matches!(rx_far.try_recv(), Ok(ClientEvent::Direct(d)) if d.frame[..] == [1]));
+        assert!(rx_near.try_recv().is_err());
         assert_eq!((lanes.inflight(), lanes.handed()), (1, 1));
+        // Room on both threads now: the caller's own first.
+        full.give();
+        room.give();
+        assert_eq!(on_thread(Box::new(|| true)).0, 2, "thread 2's turn, passed");
+        assert_eq!(offer(3), (1, true));
+        assert!(rx_far.try_recv().is_err());
+        assert!(matches!(rx_near.try_recv(), Ok(ClientEvent::Direct(d)) if d.frame[..] == [3]));
     }
 
     #[test]

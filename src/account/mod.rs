@@ -15,8 +15,9 @@
 //! entry straight away and its answer goes to the SMSC (no store write); anything else, and any
 //! direct entry the client does not take, is written to the store first (the task keeps serving
 //! meanwhile) and removed from it when the client acknowledges it. While the task holds
-//! nothing waiting, the session that matched a receipt hands it to a bind on its own thread
-//! itself ([`Lanes`]), and this task hears only of those the client did not take.
+//! nothing waiting, the session that matched a receipt hands it to a bind itself (on its own
+//! thread if one there has room, [`Lanes`]), and this task hears only of those the client did
+//! not take.
 //!
 //! Where stored entries come from depends on the store ([`Store::shared`]):
 //! - a node's own store (memory, embedded): what this task stored is its to deliver; on start
@@ -325,9 +326,9 @@ impl AccountHandle {
         self.waiting_len.load(Ordering::Relaxed) == 0
     }
 
-    /// Hands `direct` straight to a bind on the caller's thread ([`Lanes`]) if the account
-    /// holds nothing waiting and the outbox's byte budget has room for it; gives it back
-    /// otherwise, for the account.
+    /// Hands `direct` straight to a bind ([`Lanes`]: the caller's thread's first) if the
+    /// account holds nothing waiting and the outbox's byte budget has room for it; gives it
+    /// back otherwise, for the account.
     pub fn offer(&self, mut direct: Direct) -> Result<(), Direct> {
         if !self.idle() {
             return Err(direct);

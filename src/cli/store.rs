@@ -82,7 +82,12 @@ fn reset(config: &Path, force: bool) -> Result<(), String> {
         }
     }
     let aside = unused(file.with_extension(format!("redb.damaged-{now}")));
-    std::fs::rename(&file, &aside).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::rename(&file, &aside).map_err(|e| {
+        format!(
+            "{}: {e} (its write-ahead files are moved aside already: run store reset again before the proxy starts)",
+            file.display()
+        )
+    })?;
     println!(
         "moved {} to {}; the next start begins with an empty store",
         file.display(),

@@ -209,7 +209,7 @@ impl Context {
             charge: None,
         };
         // Holding nothing waiting, the account has nothing this could overtake: straight to a
-        // bind on this thread, if one has room.
+        // bind with room, this thread's first.
         let Err(Direct {
             frame,
             ack,

@@ -1,7 +1,7 @@
 //! What a bound client receives besides answers: receipts and MO its account hands over
 //! (`ClientEvent::Deliver`), reported back to the account when the client answers them (or
-//! does not, within `response_timeout`), and receipts the session on this thread that
-//! matched them handed over directly (`ClientEvent::Direct`, see `account::Lanes`), which this session
+//! does not, within `response_timeout`), and receipts the session that matched them (on
+//! this thread, or another when no bind here had room) handed over directly (`ClientEvent::Direct`, see `account::Lanes`), which this session
 //! answers the SMSC for when the client takes them, and gives the account when not. Each is
 //! written with the session's own sequence number.
 
@@ -20,7 +20,7 @@ const EVENTS_PER_WAKE: usize = 64;
 pub(super) enum Pending {
     /// The account's entry with this key.
     Entry(u64),
-    /// Handed over by the session on this thread that matched it (`account::Lanes`).
+    /// Handed over by the session that matched it (`account::Lanes`).
     Direct(Direct),
 }
 

@@ -1,8 +1,8 @@
 //! One group commit: every operation of a batch applied in one write transaction, each by its
 //! own method, then one commit (one fsync, unless with a write-ahead file; or no transaction
 //! at all, see below). Hot correlation writes are collected into the
-//! batch's log row; direct ones, removals of keys only the tables hold, and outbox writes go to
-//! their tables, stamped with the batch's row number. With a write-ahead file the commit has no
+//! batch's log row; direct ones (stamped with the batch's row number), removals of keys only
+//! the tables hold, and outbox writes go to their tables. With a write-ahead file the commit has no
 //! fsync unless one is due (`Writer::durability`), and notes the batch's number in `meta`;
 //! and a batch with nothing for the tables but its log row commits nothing (`log_only`): the
 //! row waits for the next transaction, which writes every row still waiting.
@@ -152,7 +152,7 @@ impl Writer {
             }
             t.finish()?;
         }
-        self.commit(txn, row + 1, None)?;
+        self.commit(txn, (counts.direct > 0).then_some(row + 1), None)?;
         Ok((seqs, counts))
     }
 
@@ -366,6 +366,7 @@ mod tests {
             // The first put goes straight to the tables, the second is the sampled one.
             w.puts = SAMPLE - 2;
             w.apply(&mut [put("older"), put("newer")], true).unwrap();
+            assert_eq!(w.puts, SAMPLE, "the second put was the sampled one");
             // Dropped without a stop: as a crash leaves it.
         }
         let store = DurableStore::open(dir.path()).unwrap();

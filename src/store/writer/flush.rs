@@ -88,7 +88,7 @@ impl Writer {
                 txn.open_table(LOG)?.retain_in(f.first_row..=f.upto, |_, _| false)?;
             }
         }
-        self.commit(txn, self.next_row, last.then_some(f.first_row..=f.upto))?;
+        self.commit(txn, Some(self.next_row), last.then_some(f.first_row..=f.upto))?;
         for k in &f.keys[f.done..end] {
             self.hot.flushed(k, f.upto);
         }

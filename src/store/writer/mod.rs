@@ -49,9 +49,10 @@ use wal::Wal;
 
 /// The `meta` key of the last write-ahead record a commit holds.
 const WAL_SEQ: &str = "wal_seq";
-/// The `meta` key of the next log row number, as of the last commit that stamped the tables:
-/// once the log is emptied, its rows no longer say how far the numbers went, and a number
-/// given out again would be older than a stamp in the tables (a replay would skip its write).
+/// The `meta` key of the next log row number, written by every commit that stamps the tables
+/// (and by every flush slice and durable commit): once the log is emptied, its rows no longer
+/// say how far the numbers went, and a number given out again would be older than a stamp in
+/// the tables (a replay would skip its write).
 const NEXT_ROW: &str = "next_row";
 
 /// A batch closes at this many operations.
@@ -290,10 +291,11 @@ impl Writer {
         let durable_seq = meta.get(WAL_SEQ)?.map_or(0, |v| v.value());
         let log = txn.open_table(LOG)?;
         let up = txn.open_table(CORR_UP)?;
-        let stamped_upto = match meta.get(NEXT_ROW)? {
-            Some(v) => v.value(),
+        let kept_next_row = meta.get(NEXT_ROW)?.map(|v| v.value());
+        let stamped_upto = match kept_next_row {
+            Some(n) => n,
             // A store an earlier build wrote: its stamps say how far the numbers went (read
-            // once: the first commit writes the key).
+            // once: written below).
             None => up.iter()?.try_fold(0, |top, item| {
                 let (_, v) = item?;
                 Ok::<_, StoreError>(top.max(stamp(v.value()) + 1))
@@ -376,6 +378,10 @@ impl Writer {
         };
         writer.replay_wal(durable_seq)?;
         writer.durability = Durability::Immediate;
+        if kept_next_row.is_none() {
+            let txn = writer.begin(Durability::Immediate)?;
+            writer.commit(txn, Some(writer.next_row), None)?;
+        }
         if matches!(sync, StoreSync::Always) && writer.wal.take().is_some() {
             std::fs::remove_file(&wal_file).map_err(wal_error)?;
         }
@@ -427,7 +433,7 @@ impl Writer {
             return Ok(());
         }
         let txn = self.begin(Durability::Immediate)?;
-        self.commit(txn, self.next_row, None)?;
+        self.commit(txn, Some(self.next_row), None)?;
         self.dirty_since = None;
         self.wal.as_mut().map_or(Ok(()), Wal::clear).map_err(wal_error)
     }
@@ -440,23 +446,26 @@ impl Writer {
     }
 
     /// Commits `txn` with what every write transaction carries: the log rows waiting in memory
-    /// (but those in `deleted`, which it deletes), the next log row number (every stamp and row
-    /// it writes is below `next_row`), and which write-ahead records the database holds once
-    /// this is durable. One place, so that no transaction can be made durable without them:
-    /// rows left waiting behind a durable commit could be in neither the log nor the emptied
-    /// write-ahead file, and stamps above the kept row number would outrank later writes.
+    /// (but those in `deleted`, which it deletes), the next log row number when it stamps the
+    /// tables (every stamp it writes is below `next_row`), and which write-ahead records the
+    /// database holds once this is durable. One place, so that no transaction can be made
+    /// durable without them: rows left waiting behind a durable commit could be in neither the
+    /// log nor the emptied write-ahead file, and stamps above the kept row number would
+    /// outrank later writes.
     fn commit(
         &mut self,
         txn: WriteTransaction,
-        next_row: u64,
+        next_row: Option<u64>,
         deleted: Option<RangeInclusive<u64>>,
     ) -> Result<(), StoreError> {
         if !self.pending.is_empty() {
             self.pending.write(&mut txn.open_table(LOG)?, deleted)?;
         }
-        {
+        if next_row.is_some() || self.wal.is_some() {
             let mut meta = txn.open_table(META)?;
-            meta.insert(NEXT_ROW, next_row)?;
+            if let Some(next_row) = next_row {
+                meta.insert(NEXT_ROW, next_row)?;
+            }
             if self.wal.is_some() {
                 meta.insert(WAL_SEQ, self.wal_seq)?;
             }
