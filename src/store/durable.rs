@@ -25,12 +25,13 @@ use super::hot::{Hot, Recording, Seen, UpKey};
 use super::record::{client_key, decode_stamped, encode_stamped, key, with_key};
 use super::tables::{CORR_CLIENT, CORR_UP, LOG, META, OUTBOX};
 pub use super::writer::WriterStats;
-use super::writer::{Op, Reply, Writer};
+use super::writer::{Op, Queued, Reply, Writer};
 use super::{Commit, Correlation, Found, OutboxEntry, OutboxId, Pushed, Store, StoreError, Ticket};
 use crate::config::StoreSync;
-use crate::receipt::id::{canonical, canonical_key, lookup_keys, IdMatch};
+use crate::receipt::id::{canonical_key, lookup_keys, IdMatch};
 use arc_swap::ArcSwapOption;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex};
@@ -79,7 +80,7 @@ struct Engine {
     hot: Arc<Hot>,
     /// Unbounded on purpose: a bounded one would block the async task that writes when full.
     /// What waits here is bounded by the proxy's windows and outbox caps.
-    tx: Option<std_mpsc::Sender<(Op, Reply)>>,
+    tx: Option<std_mpsc::Sender<Queued>>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -153,10 +154,26 @@ impl Engine {
     /// Queues `op` for the writer; `ticket` is answered through `reply`. A put's key is marked
     /// as being recorded until the op is done with (see [`Recording`]).
     fn send<T>(&self, mut op: Op, reply: Reply, ticket: Ticket<T>) -> Ticket<T> {
-        if let Op::PutCorrelation { up_key, recording, .. } = &mut op {
+        self.mark(&mut op);
+        self.queue(Queued::One(op, reply), ticket)
+    }
+
+    /// Queues a session turn's correlation puts as one message with one ticket.
+    fn send_puts(&self, mut ops: Vec<Op>) -> Commit {
+        ops.iter_mut().for_each(|op| self.mark(op));
+        let (ticket, reply) = Commit::channel();
+        self.queue(Queued::Puts(ops, Reply::Count(reply)), ticket)
+    }
+
+    /// Marks a put's key as being recorded until the writer is done with the op.
+    fn mark(&self, op: &mut Op) {
+        if let Op::PutCorrelation { up_key, recording, .. } = op {
             *recording = Some(Recording::start(&self.hot, up_key.clone()));
         }
-        match self.tx.as_ref().map(|tx| tx.send((op, reply))) {
+    }
+
+    fn queue<T>(&self, queued: Queued, ticket: Ticket<T>) -> Ticket<T> {
+        match self.tx.as_ref().map(|tx| tx.send(queued)) {
             Some(Ok(())) => ticket,
             _ => Ticket::done(Err(StoreError::WriterStopped)),
         }
@@ -169,7 +186,7 @@ impl Drop for Engine {
         // the channel closes.
         if let Some(tx) = &self.tx {
             let (_, reply) = Commit::channel();
-            let _ = tx.send((Op::Checkpoint, Reply::Count(reply)));
+            let _ = tx.send(Queued::One(Op::Checkpoint, Reply::Count(reply)));
         }
         self.tx.take();
         if let Some(w) = self.writer.take() {
@@ -550,8 +567,20 @@ impl DurableStore {
 
 impl Store for DurableStore {
     fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit {
-        let id = canonical(c.upstream_id.as_bytes(), id_match);
-        self.put_correlation(c, &id)
+        let id = canonical_key(c.upstream_id.as_bytes(), id_match);
+        self.put_correlation(c, id.as_str())
+    }
+
+    fn record_all(&self, batch: &[(Arc<Correlation>, IdMatch)], tickets: &mut VecDeque<(Commit, usize)>) {
+        let ops = batch
+            .iter()
+            .map(|(c, id_match)| put_op(c.clone(), canonical_key(c.upstream_id.as_bytes(), *id_match).as_str()))
+            .collect();
+        let commit = match self.shared.engine() {
+            Ok(engine) => engine.send_puts(ops),
+            Err(e) => Commit::done(Err(e)),
+        };
+        tickets.push_back((commit, batch.len()));
     }
 
     fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found {
@@ -747,6 +776,44 @@ mod tests {
         drop(engine);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_sessions_turn_of_puts_is_one_operation_with_one_ticket() {
+        let d = dir("turn");
+        let store = DurableStore::open(&d).unwrap();
+        let batch: Vec<_> = (0..40).map(|n| (correlation(n), IdMatch::Exact)).collect();
+        let stats = store.writer_stats();
+        let (commits, operations) = (
+            stats.commits.load(Ordering::Relaxed),
+            stats.operations.load(Ordering::Relaxed),
+        );
+        let mut tickets = VecDeque::new();
+        store.record_all(&batch, &mut tickets);
+        assert_eq!(tickets.len(), 1, "one ticket for the turn");
+        let (ticket, covers) = tickets.pop_front().unwrap();
+        assert_eq!(covers, 40);
+        ticket.wait_blocking().unwrap();
+        assert_eq!(stats.commits.load(Ordering::Relaxed) - commits, 1, "one group commit");
+        assert_eq!(stats.operations.load(Ordering::Relaxed) - operations, 40, "a put each");
+        let engine = store.shared.engine().unwrap();
+        for n in 0..40u32 {
+            assert!(
+                !engine.hot.recording(&key("smsc-a", format!("{n:x}").as_bytes())),
+                "mark of {n} dropped"
+            );
+        }
+        drop(engine);
+        // Nothing to record: answered at once, covering nothing.
+        store.record_all(&[], &mut tickets);
+        let (empty, covers) = tickets.pop_front().unwrap();
+        assert_eq!((empty.wait_blocking().unwrap(), covers), (0, 0));
+        check_across_a_crash(store, &d, |store| {
+            for n in 0..40u32 {
+                let found = store.correlation_by_upstream("smsc-a", &format!("{n:x}")).unwrap();
+                assert_eq!(found, Some(correlation(n)), "{n}");
+            }
+        });
     }
 
     /// Both ways writes are made durable: every batch committed with an fsync (`always`), or

@@ -31,6 +31,7 @@ pub use ticket::{Commit, Found, Reply, Ticket};
 
 use crate::receipt::id::{lookup_keys, IdMatch};
 use compact_str::CompactString;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// What the proxy remembers about one submitted message.
@@ -128,6 +129,13 @@ pub fn unix_now() -> u64 {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a correlation; `id_match` decides the key its upstream id is filed under.
     fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit;
+    /// Records what a session turn mapped, in order; `tickets` gets one ticket for each run of
+    /// them that commits together, with how many it covers. Stores whose writes batch anyway
+    /// (the durable store's writer) take the lot as one operation with one ticket: a ticket,
+    /// a channel send and a wake-up per turn, not per message. The others record each.
+    fn record_all(&self, batch: &[(Arc<Correlation>, IdMatch)], tickets: &mut VecDeque<(Commit, usize)>) {
+        tickets.extend(batch.iter().map(|(c, id_match)| (self.record(c.clone(), *id_match), 1)));
+    }
     /// The correlation one of a receipt's ids (`ids`: its TLV id, its text id) from `upstream`
     /// refers to, trying each matching form of each.
     fn find_by_upstream(&self, upstream: &str, ids: &[&[u8]], id_match: IdMatch) -> Found;

@@ -74,6 +74,19 @@ impl<T> Ticket<T> {
         }
     }
 
+    /// The answer if it has come, without registering for a wake-up (a poll with a no-op
+    /// waker would replace the waker of the task that awaits this ticket); `None` if not yet.
+    pub fn ready(&mut self) -> Option<Result<T, StoreError>> {
+        match &mut self.0 {
+            State::Done(result) => Some(result.take().unwrap_or(Err(StoreError::TicketUsed))),
+            State::Pending(rx) => match rx.try_recv() {
+                Ok(result) => Some(result),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(StoreError::WriterStopped)),
+            },
+        }
+    }
+
     /// Waits for the answer.
     pub async fn wait(self) -> Result<T, StoreError> {
         self.await

@@ -8,6 +8,7 @@
 //! client sees it; query/cancel/replace carrying the client's id go to the upstream that took
 //! the message, with that upstream's id.
 
+mod commits;
 mod deliveries;
 mod requests;
 
@@ -24,9 +25,10 @@ use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, 
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState, TurnClock};
 use crate::tls::server::CertRefusal;
 use bytes::Bytes;
+use commits::Commits;
 use deliveries::Pending;
 use futures_util::{SinkExt, StreamExt};
-use requests::{Committing, Mapped};
+use requests::Mapped;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -192,7 +194,7 @@ struct Client {
     queue: VecDeque<(Forward, Instant)>,
     /// Answers waiting for their correlations to be durable, oldest first. The session goes on
     /// serving meanwhile; each is written when its commit resolves.
-    committing: VecDeque<Committing>,
+    committing: Commits,
     keep_alive: KeepAlive,
     /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
     now: Instant,
@@ -233,7 +235,7 @@ pub async fn run(
         deliveries: HashMap::default(),
         mapped: HashMap::default(),
         queue: VecDeque::new(),
-        committing: VecDeque::new(),
+        committing: Commits::default(),
         keep_alive: KeepAlive::new(now),
         now,
         clock: TurnClock::default(),
@@ -374,8 +376,8 @@ impl Client {
                     }
                 }
                 Some(event) = next_event(&mut self.phase) => self.events(event),
-                committed = requests::oldest_commit(&mut self.committing), if !self.committing.is_empty() => {
-                    self.on_committed(committed)
+                committed = self.committing.oldest(), if self.committing.in_store() => {
+                    self.on_committed(Some(committed))
                 }
                 () = &mut retry, if retry_armed => {
                     retry_armed = false;
@@ -389,6 +391,11 @@ impl Client {
                     .reset(tokio::time::Instant::now() + requests::QUEUE_RETRY);
                 retry_armed = true;
             }
+            // What the turn mapped goes to the store in one go (even when the session ends
+            // here: the upstream took those messages); answers a store gave at once go out in
+            // this turn's flush.
+            self.committing.record(&*self.ctx.store);
+            let flow = flow.and_then(|()| self.on_committed(None));
             let flow = match flow {
                 Ok(()) if !self.conn.write_buffer().is_empty() || !self.to_account.is_empty() => self.end_turn().await,
                 other => other,

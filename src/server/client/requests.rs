@@ -2,6 +2,7 @@
 //! queued while every upstream is full, answered when the upstream answers (with the client's
 //! own message id, once its correlation is durable), given up with the right status otherwise.
 
+use super::commits::Committing;
 use super::{Client, Flow};
 use crate::config::StoreDown;
 use crate::messages::{Forward, Outcome, RequestInfo};
@@ -10,11 +11,10 @@ use crate::pdu::peek::{next_frame, put_header, response_id, Header, Next};
 use crate::pdu::HEADER_LEN;
 use crate::pdu::{Body, COctetString, CommandId, CommandStatus, Pdu};
 use crate::receipt::id::IdMatch;
-use crate::store::{Commit, Correlation, StoreError};
+use crate::store::{Correlation, StoreError};
 use crate::trail::TrailEvent;
 use bytes::Bytes;
 use compact_str::CompactString;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -24,19 +24,6 @@ use tracing::warn;
 const MAX_ATTEMPTS: u8 = 32;
 /// How often queued requests look for upstream window again (answers also wake them).
 pub(super) const QUEUE_RETRY: Duration = Duration::from_millis(2);
-
-/// An answer held until its correlation is durable.
-pub(super) struct Committing {
-    /// The upstream's response frame, its id to be replaced by the correlation's client id.
-    resp: Bytes,
-    client_seq: u32,
-    command: CommandId,
-    commit: Commit,
-    correlation: Arc<Correlation>,
-    /// When the client's submit was read, and when its correlation was handed to the store.
-    received: Instant,
-    recorded: Instant,
-}
 
 /// Whether `command` is a submit (what the per-client figures count).
 fn is_submit(command: CommandId) -> bool {
@@ -50,14 +37,6 @@ fn is_submit(command: CommandId) -> bool {
 pub(super) struct Mapped {
     upstream: Arc<str>,
     client_id: COctetString,
-}
-
-/// The oldest commit's outcome; never, when none waits.
-pub(super) async fn oldest_commit(committing: &mut VecDeque<Committing>) -> Result<u64, StoreError> {
-    match committing.front_mut() {
-        Some(c) => (&mut c.commit).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Client {
@@ -368,83 +347,77 @@ impl Client {
             destination_addr: CompactString::from_utf8_lossy(destination_addr.as_bytes()),
             part,
         });
-        let commit = self.ctx.store.record(correlation.clone(), id_match);
         // The client sees the id only once the correlation is durable (`on_committed`), so a
-        // receipt can never outrun it.
-        self.committing.push_back(Committing {
+        // receipt can never outrun it. Recorded with the turn's others when the turn ends.
+        let answer = Committing {
             resp,
             client_seq,
             command: header.id,
-            commit,
             correlation,
             received,
             recorded: self.clock.instant(),
-        });
+        };
+        self.committing.push(answer, id_match);
     }
 
-    /// Writes the answers whose correlations are now durable, oldest first; `first` is the
-    /// outcome of the oldest one's commit. The store commits in groups, so the ones behind it
-    /// are usually done too.
-    pub(super) fn on_committed(&mut self, first: Result<u64, StoreError>) -> Flow {
-        let mut result = Some(first);
-        while let Some(front) = self.committing.front_mut() {
-            let outcome = match result.take() {
-                Some(r) => r,
-                None => match futures_util::FutureExt::now_or_never(&mut front.commit) {
-                    Some(r) => r,
-                    None => break,
-                },
-            };
-            let Some(Committing {
-                resp,
-                client_seq,
-                command,
-                correlation,
-                received,
-                recorded,
-                ..
-            }) = self.committing.pop_front()
-            else {
-                break;
-            };
-            let now = self.clock.instant();
-            let latency = now.saturating_duration_since(received);
-            self.ctx
-                .stats
-                .commit_latency
-                .observe_duration(now.saturating_duration_since(recorded));
-            let status = if outcome.is_ok() {
-                CommandStatus::ESME_ROK
-            } else {
-                CommandStatus::ESME_RSYSERR
-            };
-            // Only submits wait for a commit.
-            self.count_submit(CommandId::SUBMIT_SM, status, Some(latency));
-            if self.ctx.trail.on() {
-                self.ctx.trail.record(TrailEvent::Submit {
-                    client: correlation.client.clone(),
-                    upstream: correlation.upstream.clone(),
-                    correlation: Some(correlation.clone()),
-                    status,
-                    latency,
-                });
+    /// Writes the answers whose correlations are now durable, oldest first; `awaited` is the
+    /// outcome of the oldest ticket when it was waited for. The store commits in groups, so the
+    /// tickets behind it are usually done too.
+    pub(super) fn on_committed(&mut self, mut awaited: Option<Result<u64, StoreError>>) -> Flow {
+        while let Some((outcome, n)) = self.committing.done(awaited.take()) {
+            if let Err(e) = &outcome {
+                warn!(error = %e, answers = n, "correlations not recorded: client told ESME_RSYSERR");
             }
-            let buf = self.conn.write_buffer_mut();
-            match outcome {
-                Ok(_) => {
-                    self.ctx.correlation_recorded(&correlation);
-                    // Its id was read from this frame (`map_answer`): it has one to replace.
-                    if !put_with_message_id(buf, &resp, client_seq, correlation.client_id.as_bytes()) {
-                        put_frame(buf, &resp, client_seq);
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "correlation not recorded: client told ESME_RSYSERR");
-                    // An error response has no body (SMPP 3.4 §4.4.2).
-                    put_header(buf, HEADER_LEN, command, CommandStatus::ESME_RSYSERR, client_seq);
-                }
+            for _ in 0..n {
+                let Some(answer) = self.committing.pop() else { break };
+                self.answer_committed(answer, outcome.is_ok());
             }
         }
         Ok(())
+    }
+
+    /// Writes one answer whose commit is done: `recorded`, or ESME_RSYSERR.
+    fn answer_committed(&mut self, answer: Committing, recorded: bool) {
+        let Committing {
+            resp,
+            client_seq,
+            command,
+            correlation,
+            received,
+            recorded: mapped,
+        } = answer;
+        let now = self.clock.instant();
+        let latency = now.saturating_duration_since(received);
+        self.ctx
+            .stats
+            .commit_latency
+            .observe_duration(now.saturating_duration_since(mapped));
+        let status = if recorded {
+            CommandStatus::ESME_ROK
+        } else {
+            CommandStatus::ESME_RSYSERR
+        };
+        // Only submits wait for a commit.
+        self.count_submit(CommandId::SUBMIT_SM, status, Some(latency));
+        if self.ctx.trail.on() {
+            self.ctx.trail.record(TrailEvent::Submit {
+                client: correlation.client.clone(),
+                upstream: correlation.upstream.clone(),
+                correlation: Some(correlation.clone()),
+                status,
+                latency,
+            });
+        }
+        let buf = self.conn.write_buffer_mut();
+        if recorded {
+            self.ctx.correlation_recorded(&correlation);
+            // Its id was read from this frame (`map_answer`): it has one to replace.
+            if !put_with_message_id(buf, &resp, client_seq, correlation.client_id.as_bytes()) {
+                put_frame(buf, &resp, client_seq);
+            }
+        } else {
+            // An error response has no body (SMPP 3.4 §4.4.2).
+            put_header(buf, HEADER_LEN, command, CommandStatus::ESME_RSYSERR, client_seq);
+        }
     }
 }

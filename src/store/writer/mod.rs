@@ -120,6 +120,34 @@ pub(in crate::store) enum Op {
     Checkpoint,
 }
 
+/// What the store queues for the writer: one operation, or the correlation puts of one session
+/// turn with one answer for them all (they go into the same batch, so they commit together).
+pub(in crate::store) enum Queued {
+    One(Op, Reply),
+    Puts(Vec<Op>, Reply),
+}
+
+impl Queued {
+    /// Adds the operations to `batch`, the answer with the last of them.
+    fn into_batch(self, batch: &mut Vec<(Op, Reply)>) {
+        match self {
+            Queued::One(op, reply) => batch.push((op, reply)),
+            Queued::Puts(ops, reply) => {
+                let mut reply = Some(reply);
+                let last = ops.len().saturating_sub(1);
+                for (i, op) in ops.into_iter().enumerate() {
+                    let answer = if i == last { reply.take() } else { None };
+                    batch.push((op, answer.unwrap_or(Reply::Discard)));
+                }
+                // None to commit: answered at once.
+                if let Some(reply) = reply {
+                    reply.send(Ok(0));
+                }
+            }
+        }
+    }
+}
+
 /// Where the writer answers an operation: with a count or sequence number, or with how an
 /// outbox write went.
 pub(super) enum Reply {
@@ -495,7 +523,7 @@ impl Writer {
     }
 
     /// Serves the channel until every sender is gone.
-    pub(super) fn run(mut self, rx: std_mpsc::Receiver<(Op, Reply)>) {
+    pub(super) fn run(mut self, rx: std_mpsc::Receiver<Queued>) {
         let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(BATCH_MAX);
         let mut last = 0;
         loop {
@@ -513,7 +541,7 @@ impl Writer {
                 }
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            batch.push(first);
+            first.into_batch(&mut batch);
             // Take what queued up while the last batch was committing. A commit costs about the
             // same for ten operations as for five hundred, so when the writer is busy (its last
             // batch was big) it waits a moment for more: asleep, not on the channel, so senders
@@ -706,10 +734,10 @@ fn wal_error(e: std::io::Error) -> StoreError {
 }
 
 /// Moves what waits in the channel into the batch, up to `BATCH_MAX`.
-fn drain(rx: &std_mpsc::Receiver<(Op, Reply)>, batch: &mut Vec<(Op, Reply)>) {
+fn drain(rx: &std_mpsc::Receiver<Queued>, batch: &mut Vec<(Op, Reply)>) {
     while batch.len() < BATCH_MAX {
         match rx.try_recv() {
-            Ok(op) => batch.push(op),
+            Ok(queued) => queued.into_batch(batch),
             Err(_) => break,
         }
     }
