@@ -406,7 +406,8 @@ impl Writer {
         };
         writer.replay_wal(durable_seq)?;
         writer.durability = Durability::Immediate;
-        if kept_next_row.is_none() {
+        // With a write-ahead file, `replay_wal` made the database durable, next row included.
+        if kept_next_row.is_none() && writer.wal.is_none() {
             let txn = writer.begin(Durability::Immediate)?;
             writer.commit(txn, Some(writer.next_row), None)?;
         }
