@@ -292,8 +292,8 @@ fn client_bucket(tps: u32) -> SharedBucket {
 }
 
 /// Counts a receipt or MO refused for a full outbox, here or before the account's queue
-/// ([`AccountHandle::refuses_full`]). Once per receipt an SMSC retries, possibly thousands a second:
-/// counted in the metrics, logged at most a few times a second.
+/// ([`AccountHandle::refuses_full`]). Once per receipt an SMSC retries, possibly thousands a
+/// second: counted in the metrics, logged at most a few times a second.
 fn refused_full(count: &AtomicU64, config: &ClientConfig) {
     count.fetch_add(1, Ordering::Relaxed);
     static FULL: crate::logging::Limiter = crate::logging::Limiter::new(5);

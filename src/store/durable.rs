@@ -509,7 +509,8 @@ impl DurableStore {
         })
     }
 
-    /// Up to `limit` entries of `client`'s outbox with a sequence number above `after`, oldest first.
+    /// Up to `limit` entries of `client`'s outbox with a sequence number above `after`, oldest
+    /// first.
     pub fn outbox_after(&self, client: &str, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let txn = self.shared.engine()?.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;

@@ -156,8 +156,9 @@ impl Client {
     }
 
     /// Routes a request (already counted in `outstanding`), or queues it while every upstream
-    /// session is full or throttled, or the upstreams' first binds are under way: the client's window bounds the queue, so the client is told
-    /// ESME_RTHROTTLED only for its own limits or an upstream stuck for `queue_timeout`.
+    /// session is full or throttled, or the upstreams' first binds are under way: the client's
+    /// window bounds the queue, so the client is told ESME_RTHROTTLED only for its own limits
+    /// or an upstream stuck for `queue_timeout`.
     /// A request's wait is timed from a clock read when it is queued, not the session's tick
     /// clock (`now`, up to a tick old), which would end `queue_timeout` up to a tick early.
     fn send_or_queue(&mut self, fwd: Forward, request: Option<&Pdu>) -> Flow {
