@@ -250,7 +250,7 @@ impl Proxy {
         histograms(
             enc,
             "store_commit_duration_seconds",
-            "From a submit's correlation handed to the store to durable (what its answer waits for).",
+            "From a submit's answer mapped to its correlation durable (what the answer waits for).",
             [(Labels::new(), &s.commit_latency)],
         )?;
         family(

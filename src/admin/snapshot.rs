@@ -50,7 +50,7 @@ pub struct Snapshot {
     /// See `version`.
     #[serde(default)]
     pub commit: String,
-    /// Correlation handed to the store -> durable (for `/metrics` only).
+    /// A submit's answer mapped -> its correlation durable (for `/metrics` only).
     #[serde(skip)]
     pub commit_latency: HistogramReading,
 }

@@ -44,7 +44,8 @@ pub struct Stats {
     pub oversized_deliveries: AtomicU64,
     /// Receipts for a client this node's configuration does not name (see `to_unknown`).
     pub unknown_client_deliveries: AtomicU64,
-    /// A correlation handed to the store -> durable, seconds.
+    /// A submit's answer mapped (its correlation handed to the store at the end of that turn)
+    /// -> durable, seconds.
     pub commit_latency: crate::histogram::Histogram,
 }
 

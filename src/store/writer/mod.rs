@@ -2,8 +2,9 @@
 //! the tables a generation later.
 //!
 //! Callers hand it operations through a channel and get a [`Commit`](super::Commit) ticket; the
-//! writer takes everything that queued up while it was committing (up to 1000 operations; when
-//! it is busy, it sleeps 0.5 ms for more), applies it in one write transaction, commits once
+//! writer takes everything that queued up while it was committing (up to about 1000 operations:
+//! a session turn's puts, queued as one message, are never split; when it is busy, it sleeps
+//! 0.5 ms for more), applies it in one write transaction, commits once
 //! (one fsync for the whole batch; with `sync = "periodic"`, the batch is appended to the
 //! write-ahead file instead, which [`syncer`] fsyncs every `sync_interval`, see [`wal`]), publishes
 //! the correlation writes to the hot tier, then answers every ticket. Hot correlation writes
@@ -55,7 +56,8 @@ const WAL_SEQ: &str = "wal_seq";
 /// the tables (a replay would skip its write).
 const NEXT_ROW: &str = "next_row";
 
-/// A batch closes at this many operations.
+/// A batch takes no more messages once it holds this many operations (a message of a session
+/// turn's puts goes in whole, so a batch may hold one turn's more).
 const BATCH_MAX: usize = 1000;
 /// When the last batch had `BATCH_BUSY` operations or more, the writer waits this long for
 /// more before it commits (otherwise at once: a lone synchronous client has nobody to wait for).
@@ -153,7 +155,8 @@ impl Queued {
 pub(super) enum Reply {
     Count(ticket::Reply<u64>),
     Pushed(ticket::Reply<Pushed>),
-    /// Nobody waits (a removal, or a write-ahead record applied again at open).
+    /// Nobody waits (a removal, a write-ahead record applied again at open, or a put of a
+    /// session turn but its last, which answers for them all).
     Discard,
 }
 
@@ -734,7 +737,7 @@ fn wal_error(e: std::io::Error) -> StoreError {
     StoreError::Redb(Arc::new(redb::Error::Io(e)))
 }
 
-/// Moves what waits in the channel into the batch, up to `BATCH_MAX`.
+/// Moves what waits in the channel into the batch, until it holds `BATCH_MAX` or more.
 fn drain(rx: &std_mpsc::Receiver<Queued>, batch: &mut Vec<(Op, Reply)>) {
     while batch.len() < BATCH_MAX {
         match rx.try_recv() {
