@@ -98,6 +98,12 @@ pub(super) fn put_op(c: Arc<Correlation>, canonical_id: &str) -> Op {
     }
 }
 
+/// A correlation put under the key its upstream id is matched by.
+fn record_op(c: Arc<Correlation>, id_match: IdMatch) -> Op {
+    let id = canonical_key(c.upstream_id.as_bytes(), id_match);
+    put_op(c, id.as_str())
+}
+
 /// How often a failed store tries to open again.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
@@ -568,14 +574,13 @@ impl DurableStore {
 
 impl Store for DurableStore {
     fn record(&self, c: Arc<Correlation>, id_match: IdMatch) -> Commit {
-        let id = canonical_key(c.upstream_id.as_bytes(), id_match);
-        self.put_correlation(c, id.as_str())
+        self.submit(record_op(c, id_match))
     }
 
     fn record_all(&self, batch: &[(Arc<Correlation>, IdMatch)], tickets: &mut VecDeque<(Commit, usize)>) {
         let ops = batch
             .iter()
-            .map(|(c, id_match)| put_op(c.clone(), canonical_key(c.upstream_id.as_bytes(), *id_match).as_str()))
+            .map(|(c, id_match)| record_op(c.clone(), *id_match))
             .collect();
         let commit = match self.shared.engine() {
             Ok(engine) => engine.send_puts(ops),

@@ -62,16 +62,8 @@ impl<T> Ticket<T> {
     }
 
     /// The answer if there is one already; the ticket back if not.
-    pub fn now(self) -> Result<Result<T, StoreError>, Ticket<T>> {
-        match self.0 {
-            State::Done(Some(result)) => Ok(result),
-            State::Done(None) => Ok(Err(StoreError::TicketUsed)),
-            State::Pending(mut rx) => match rx.try_recv() {
-                Ok(result) => Ok(result),
-                Err(oneshot::error::TryRecvError::Empty) => Err(Ticket(State::Pending(rx))),
-                Err(oneshot::error::TryRecvError::Closed) => Ok(Err(StoreError::WriterStopped)),
-            },
-        }
+    pub fn now(mut self) -> Result<Result<T, StoreError>, Ticket<T>> {
+        self.ready().ok_or(self)
     }
 
     /// The answer if it has come, without registering for a wake-up (a poll with a no-op

@@ -22,9 +22,9 @@ pub(super) struct Committing {
     pub(super) client_seq: u32,
     pub(super) command: CommandId,
     pub(super) correlation: Arc<Correlation>,
-    /// When the client's submit was read, and when its correlation was mapped.
+    /// When the client's submit was read, and when its answer was mapped.
     pub(super) received: Instant,
-    pub(super) recorded: Instant,
+    pub(super) mapped: Instant,
 }
 
 /// The answers waiting, oldest first, and the tickets of those handed to the store.
@@ -125,7 +125,7 @@ mod tests {
                 part: None,
             }),
             received: Instant::now(),
-            recorded: Instant::now(),
+            mapped: Instant::now(),
         }
     }
 

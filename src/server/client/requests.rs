@@ -356,7 +356,7 @@ impl Client {
             command: header.id,
             correlation,
             received,
-            recorded: self.clock.instant(),
+            mapped: self.clock.instant(),
         };
         self.committing.push(answer, id_match);
     }
@@ -385,7 +385,7 @@ impl Client {
             command,
             correlation,
             received,
-            recorded: mapped,
+            mapped,
         } = answer;
         let now = self.clock.instant();
         let latency = now.saturating_duration_since(received);
