@@ -185,7 +185,7 @@ impl Esme {
             .await
     }
 
-    /// Unbinds and waits for unbind_resp (answering what else arrives meanwhile).
+    /// Unbinds and waits for unbind_resp (what else arrives meanwhile is read, not answered).
     pub async fn unbind(mut self) -> Result<(), EsmeError> {
         let seq = self.send(Pdu::new(Body::Unbind)).await?;
         loop {

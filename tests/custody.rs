@@ -2,8 +2,9 @@
 
 mod support;
 
-use smpp_proxy::esme::submit_sm;
-use smpp_proxy::pdu::{CommandId, CommandStatus, Pdu};
+use smpp_proxy::esme::{submit_sm, Esme};
+use smpp_proxy::pdu::{Body, CommandId, CommandStatus, Pdu};
+use smpp_proxy::proxy::Proxy;
 use smpp_proxy::sim::SimConfig;
 use smpp_proxy::store::DurableStore;
 use std::collections::HashSet;
@@ -32,14 +33,7 @@ fn durable(toml: &str, dir: &Path) -> String {
 async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
     let tmp = temp_dir();
     let dir = tmp.path().join("store");
-    let sims = start_sims(
-        1,
-        SimConfig {
-            receipt_delay: Duration::from_millis(1),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = quick_receipts().await;
     let toml = durable(&proxy_toml(&sims, "", SHOP, ""), &dir);
     let proxy = start_proxy(&toml).await;
     // A transmitter only: every receipt must wait in the outbox.
@@ -81,6 +75,100 @@ async fn receipts_for_an_unbound_client_survive_a_restart_in_order() {
         vec![],
         "acknowledged entries removed"
     );
+}
+
+/// One simulator that sends each receipt 1 ms after its submit.
+async fn quick_receipts() -> Vec<smpp_proxy::sim::SimHandle> {
+    let config = SimConfig {
+        receipt_delay: Duration::from_millis(1),
+        ..SimConfig::default()
+    };
+    start_sims(1, config).await
+}
+
+/// The next `n` PDUs, each a deliver_sm, unanswered.
+async fn read_deliveries(rx: &mut Esme, n: usize) -> Vec<Pdu> {
+    let mut read = Vec::new();
+    while read.len() < n {
+        let pdu = rx.recv(T).await.unwrap();
+        assert_eq!(pdu.command_id(), CommandId::DELIVER_SM);
+        read.push(pdu);
+    }
+    read
+}
+
+/// A new receiver is sent a new message's receipt, and none the client answered before it;
+/// then the proxy stops.
+async fn only_the_next_receipt_comes(proxy: Proxy, mut tx: Esme) {
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let next = submit_all(&mut tx, 1, 1).await;
+    let pdu = rx.recv(T).await.unwrap();
+    assert_eq!(receipt_id(&pdu), next[0], "a receipt the client answered came again");
+    rx.ack(&pdu).await.unwrap();
+    drop((rx, tx));
+    proxy.shutdown().await;
+}
+
+/// A client that unbinds with receipts read and not yet answered, and answers them while it
+/// waits for its unbind_resp (as the proxy's own load generator does, and many ESMEs): what
+/// it answered is its own, not sent again on its next bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_answered_after_the_clients_unbind_are_not_sent_again() {
+    let sims = quick_receipts().await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let ids = submit_all(&mut tx, 5, 5).await;
+    let read = read_deliveries(&mut rx, 5).await;
+    rx.send(Pdu::new(Body::Unbind)).await.unwrap();
+    for pdu in &read {
+        rx.ack(pdu).await.unwrap();
+    }
+    // Until the proxy closes: the session has left its account by then.
+    let mut unbound = false;
+    while let Ok(pdu) = rx.recv(T).await {
+        unbound |= pdu.command_id() == CommandId::UNBIND_RESP;
+    }
+    assert!(unbound, "unbind answered");
+    assert_eq!(
+        read.iter().map(receipt_id).collect::<HashSet<_>>(),
+        ids.iter().cloned().collect::<HashSet<_>>()
+    );
+    assert!(
+        wait_until(T, || client(&proxy, "shop").outbox == 0).await,
+        "the five are settled, not held: {:?}",
+        client(&proxy, "shop")
+    );
+    only_the_next_receipt_comes(proxy, tx).await;
+}
+
+/// The same at a restart: the proxy unbinds the client, which answers the receipts it read
+/// before its unbind_resp; the proxy that comes back (same store) does not send them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_answered_before_the_unbind_resp_at_shutdown_are_not_sent_again() {
+    let tmp = temp_dir();
+    let sims = quick_receipts().await;
+    let toml = durable(&proxy_toml(&sims, "", SHOP, ""), &tmp.path().join("store"));
+    let proxy = start_proxy(&toml).await;
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    submit_all(&mut tx, 5, 5).await;
+    let read = read_deliveries(&mut rx, 5).await;
+    let stopping = tokio::spawn(proxy.shutdown());
+    let unbind = rx.recv(T).await.unwrap();
+    assert_eq!(unbind.command_id(), CommandId::UNBIND);
+    for pdu in &read {
+        rx.ack(pdu).await.unwrap();
+    }
+    rx.ack(&unbind).await.unwrap();
+    drop(tx);
+    stopping.await.unwrap();
+    drop(rx);
+
+    let proxy = start_proxy(&toml).await;
+    assert_eq!(client(&proxy, "shop").outbox, 0, "none of the five kept");
+    let tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    only_the_next_receipt_comes(proxy, tx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,14 +369,7 @@ async fn a_million_stored_correlations_restart_fast_and_still_match() {
 async fn receipts_past_receipt_ttl_are_dropped_and_counted() {
     let tmp = temp_dir();
     let dir = tmp.path().join("store");
-    let sims = start_sims(
-        1,
-        SimConfig {
-            receipt_delay: Duration::from_millis(1),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sims = quick_receipts().await;
     let clients = format!("{SHOP}receipt_ttl = \"1s\"\n");
     let proxy = start_proxy(&durable(&proxy_toml(&sims, "", &clients, ""), &dir)).await;
     let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;

@@ -362,6 +362,9 @@ impl Bind<'_> {
                 return;
             }
         }
+        // The answers to deliveries read with the unbind_resp: unanswered, they would be sent
+        // again on another bind (and counted as duplicates there).
+        let _ = self.write();
     }
 }
 

@@ -47,7 +47,8 @@ const TICK: Duration = Duration::from_millis(250);
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long a closing connection gets to take what is left to write.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-/// How long the session waits for the client's unbind_resp.
+/// How long an unbinding session waits for the client's unbind_resp and its answers to the
+/// deliveries it was sent.
 const UNBIND_WAIT: Duration = Duration::from_secs(2);
 /// PDUs other than a bind an unbound connection may send (enquire_link, unbind, a stray
 /// request answered ESME_RINVBNDSTS); past them it is closed: nothing but a bind needs more.
@@ -541,7 +542,7 @@ impl Client {
             CommandId::UNBIND => {
                 self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))?;
                 crate::pdu::codec::flush(&mut self.conn).await?;
-                self.leave().await;
+                self.leave_after_answers(None).await;
                 Err(Close::UnboundByClient)
             }
             _ => self.forward_mapped(pdu).await,
@@ -732,7 +733,8 @@ impl Client {
         .unwrap_or(Err(Denied::WrongPassword))
     }
 
-    /// Unbinds the client (shutdown) and waits briefly for its unbind_resp.
+    /// Unbinds the client (shutdown) and waits briefly for its unbind_resp, taking the
+    /// answers to deliveries that come before it.
     async fn unbind(&mut self) {
         let seq = self.seq.next_number();
         if self
@@ -743,13 +745,34 @@ impl Client {
         {
             return;
         }
-        self.leave().await;
+        self.leave_after_answers(Some(seq)).await;
+    }
+
+    /// [`Client::leave`] once the client answered what it was sent. The session is unbinding
+    /// (the client's unbind answered, or ours sent as `unbind_seq`), and the client may still
+    /// answer deliveries it read before: while it waits for its unbind_resp, or before it
+    /// sends ours. Those answers are taken (until every delivery is answered and our unbind's
+    /// unbind_resp came, the client closed, or [`UNBIND_WAIT`] passed), so that what the
+    /// client took is not handed to another bind again: only what stays unanswered goes back
+    /// to the account. No delivery is written meanwhile, and requests are not taken.
+    async fn leave_after_answers(&mut self, unbind_seq: Option<u32>) {
+        if let Some(b) = self.phase.bound() {
+            b.account.lanes.leave(b.bind_id);
+        }
+        let mut unbound = unbind_seq.is_none();
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
-        while let Ok(Some(Ok(Ok((_, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
-            if pdu.command_id() == CommandId::UNBIND_RESP {
-                return;
+        while !(unbound && self.deliveries.is_empty()) {
+            let Ok(Some(Ok(Ok((_, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed)
+            else {
+                break;
+            };
+            match pdu.command_id() {
+                CommandId::UNBIND_RESP => unbound = true,
+                id if id.is_response() => self.response(pdu),
+                _ => {}
             }
         }
+        self.leave().await;
     }
 
     /// In a cluster, `max_binds` holds for all nodes: the bind is counted there too (this
