@@ -542,7 +542,7 @@ impl Client {
             CommandId::UNBIND => {
                 self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))?;
                 crate::pdu::codec::flush(&mut self.conn).await?;
-                self.leave_after_answers(None).await;
+                self.leave_after_answers(false).await;
                 Err(Close::UnboundByClient)
             }
             _ => self.forward_mapped(pdu).await,
@@ -745,26 +745,29 @@ impl Client {
         {
             return;
         }
-        self.leave_after_answers(Some(seq)).await;
+        self.leave_after_answers(true).await;
     }
 
     /// [`Client::leave`] once the client answered what it was sent. The session is unbinding
-    /// (the client's unbind answered, or ours sent as `unbind_seq`), and the client may still
-    /// answer deliveries it read before: while it waits for its unbind_resp, or before it
-    /// sends ours. Those answers are taken (until every delivery is answered and our unbind's
-    /// unbind_resp came, the client closed, or [`UNBIND_WAIT`] passed), so that what the
-    /// client took is not handed to another bind again: only what stays unanswered goes back
-    /// to the account. No delivery is written meanwhile, and requests are not taken.
-    async fn leave_after_answers(&mut self, unbind_seq: Option<u32>) {
+    /// (the client's unbind answered, or `ours` sent), and the client may still answer
+    /// deliveries it read before: while it waits for its unbind_resp, or before it sends the
+    /// one to ours. Those answers are taken (until every delivery is answered and our
+    /// unbind's unbind_resp came, the client closed, or [`UNBIND_WAIT`] passed), so that
+    /// what the client took is not handed to another bind again: only what stays unanswered
+    /// goes back to the account. No delivery is written meanwhile, and requests are not taken.
+    async fn leave_after_answers(&mut self, ours: bool) {
         if let Some(b) = self.phase.bound() {
             b.account.lanes.leave(b.bind_id);
         }
-        let mut unbound = unbind_seq.is_none();
+        let mut unbound = !ours;
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
         while !(unbound && self.deliveries.is_empty()) {
-            let Ok(Some(Ok(Ok((_, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed)
-            else {
-                break;
+            let pdu = match tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
+                Ok(Some(Ok(Ok((_, pdu))))) => pdu,
+                // Malformed: not an answer to anything.
+                Ok(Some(Ok(Err(_)))) => continue,
+                // Closed, unreadable, or out of time.
+                _ => break,
             };
             match pdu.command_id() {
                 CommandId::UNBIND_RESP => unbound = true,
