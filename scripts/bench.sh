@@ -135,6 +135,10 @@ run() { # PORT [PID of the process under test] [RATE] [COUNT]
 import json, sys
 r = json.load(sys.stdin)
 cpu = r.get("cpu_us_per_message")
+# Custody, checked on every run: a receipt lost or sent twice is a bug, whatever the speed.
+dup, unmatched, lost = r["receipts_duplicated"], r["receipts_unmatched"], r["acked"] - r["receipts_matched"]
+if dup or unmatched or lost > 0:
+    print(f"  !! receipts: {dup} duplicated, {unmatched} unmatched, {lost} missing", file=sys.stderr)
 print(round(r["acked_per_second"]), r["acked"], r["receipts_matched"], r["response_latency"]["p50_us"],
       r["response_latency"]["p99_us"], r["receipt_latency"]["p99_us"], "-" if cpu is None else round(cpu, 2),
       round(r.get("generator_cpu_us_per_message") or 0, 2))'
