@@ -733,8 +733,8 @@ impl Client {
         .unwrap_or(Err(Denied::WrongPassword))
     }
 
-    /// Unbinds the client (shutdown) and waits briefly for its unbind_resp, taking the
-    /// answers to deliveries that come before it.
+    /// Unbinds the client (a stop, `client unbind`, the account removed) and waits briefly
+    /// for its unbind_resp, taking the answers to deliveries that come meanwhile.
     async fn unbind(&mut self) {
         let seq = self.seq.next_number();
         if self
