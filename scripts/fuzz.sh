@@ -81,6 +81,17 @@ for target in "${targets[@]}"; do
     echo "fuzz: $target corpus kept: $(ls "$corpus" | wc -l) inputs"
   else
     echo "fuzz: $target for ${seconds}s"
-    cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -max_len=8192 2>&1 | tail -n 4
+    status=0
+    cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -max_len=8192 \
+      >"fuzz/$target.log" 2>&1 || status=$?
+    if [[ $status -ne 0 ]]; then
+      # The panic's message and where it was, not only the end of its backtrace.
+      grep -m 1 -A 12 -E "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer" "fuzz/$target.log" || true
+      tail -n 20 "fuzz/$target.log"
+      echo "fuzz: $target failed (exit $status)"
+      exit 1
+    fi
+    tail -n 4 "fuzz/$target.log"
+    rm -f "fuzz/$target.log"
   fi
 done

@@ -256,7 +256,8 @@ pub enum Delivery {
     Nacked(CommandStatus),
     /// No answer within `response_timeout`.
     NoAnswer,
-    /// Never written: the bind cannot receive, or is closing. Not the client's doing.
+    /// Never written (the bind cannot receive, or is closing), or refused after an unbind for
+    /// being unbound (see `Client::response_while_unbinding`). Not the client's doing.
     NotSent,
 }
 

@@ -249,3 +249,36 @@ async fn a_stuck_upstream_throttles_the_client_after_queue_timeout() {
     );
     proxy.shutdown().await;
 }
+
+/// While the proxy unbinds a client (here at a stop) and waits for its unbind_resp, what the
+/// client sends is answered: an enquire_link, a submit_sm refused as the state no longer
+/// allows it, and an unbind of its own that crosses the proxy's, which also ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_being_unbound_is_answered_until_the_end() {
+    let sims = start_sims_without_receipts(1).await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    let stopping = tokio::spawn(proxy.shutdown());
+    assert_eq!(esme.recv(T).await.unwrap().command_id(), CommandId::UNBIND);
+    let ping = esme.send(Pdu::new(Body::EnquireLink)).await.unwrap();
+    let resp = esme.recv(T).await.expect("enquire_link answered while unbinding");
+    assert_eq!(
+        (resp.command_id(), resp.sequence_number),
+        (CommandId::ENQUIRE_LINK_RESP, ping)
+    );
+    let late = esme.send(submit_sm("1", "2", b"late", false)).await.unwrap();
+    let resp = esme.recv(T).await.expect("submit_sm answered while unbinding");
+    assert_eq!(
+        (resp.command_id(), resp.command_status, resp.sequence_number),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RINVBNDSTS, late)
+    );
+    let unbind = esme.send(Pdu::new(Body::Unbind)).await.unwrap();
+    let resp = esme.recv(T).await.expect("a crossing unbind answered");
+    assert_eq!(
+        (resp.command_id(), resp.sequence_number),
+        (CommandId::UNBIND_RESP, unbind)
+    );
+    assert!(esme.recv(T).await.is_err(), "the session ends with it");
+    stopping.await.unwrap();
+    assert_eq!(sims[0].stats().submits.load(Ordering::Relaxed), 0, "nothing forwarded");
+}

@@ -142,6 +142,45 @@ async fn receipts_answered_after_the_clients_unbind_are_not_sent_again() {
     only_the_next_receipt_comes(proxy, tx).await;
 }
 
+/// A client that unbinds, then answers the receipts it read with an error that says only that
+/// it takes itself as unbound (ESME_RINVBNDSTS, generic_nack), has not refused the messages:
+/// they go to its next bind, and are not counted against `redelivery_attempts` (1 here, so
+/// one counted refusal would drop each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_refused_after_the_clients_unbind_go_to_the_next_bind_uncounted() {
+    let sims = quick_receipts().await;
+    let clients = format!("{SHOP}redelivery_attempts = 1\n");
+    let proxy = start_proxy(&proxy_toml(&sims, "", &clients, "")).await;
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let ids = submit_all(&mut tx, 4, 4).await;
+    let read = read_deliveries(&mut rx, 4).await;
+    rx.send(Pdu::new(Body::Unbind)).await.unwrap();
+    for (n, pdu) in read.iter().enumerate() {
+        let refusal = if n % 2 == 0 {
+            pdu.error_response(CommandStatus::ESME_RINVBNDSTS).unwrap()
+        } else {
+            Pdu::new(Body::GenericNack)
+                .with_status(CommandStatus::ESME_RINVBNDSTS)
+                .with_sequence_number(pdu.sequence_number)
+        };
+        rx.send_raw(&refusal).await.unwrap();
+    }
+    while rx.recv(T).await.is_ok() {}
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let mut again = HashSet::new();
+    while again.len() < 4 {
+        let pdu = rx
+            .recv(T)
+            .await
+            .expect("a receipt refused for being unbound comes again");
+        rx.ack(&pdu).await.unwrap();
+        again.insert(receipt_id(&pdu));
+    }
+    assert_eq!(again, ids.iter().cloned().collect::<HashSet<_>>());
+    only_the_next_receipt_comes(proxy, tx).await;
+}
+
 /// The same at a restart: the proxy unbinds the client, which answers the receipts it read
 /// before its unbind_resp; the proxy that comes back (same store) does not send them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,3 +299,62 @@ async fn a_receiver_only_upstream_does_not_hold_submits_when_the_others_are_down
     assert_eq!(resp.command_status, CommandStatus::ESME_RSYSERR);
     proxy.shutdown().await;
 }
+
+/// While the proxy unbinds from an SMSC (here at a stop) and waits for its unbind_resp, what
+/// the SMSC sends is still answered: an enquire_link, then, past a frame that does not parse,
+/// an unbind of its own that crosses the proxy's (which ends the session as an unbind_resp
+/// would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smsc_unbinding_as_the_proxy_unbinds_is_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use smpp_proxy::pdu::{Body, Pdu, SmppCodec};
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::Framed;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let smsc = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn = Framed::new(stream, SmppCodec::default());
+        let mut answers = Vec::new();
+        while let Some(Ok(Ok(pdu))) = conn.next().await {
+            let (id, seq) = (pdu.command_id(), pdu.sequence_number);
+            match id {
+                CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER => {
+                    let body = Body::empty_response(id.response().unwrap()).unwrap();
+                    conn.send(&Pdu::new(body).with_sequence_number(seq)).await.unwrap();
+                }
+                CommandId::ENQUIRE_LINK => {
+                    conn.send(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(seq))
+                        .await
+                        .unwrap();
+                }
+                CommandId::UNBIND => {
+                    conn.send(&Pdu::new(Body::EnquireLink).with_sequence_number(900))
+                        .await
+                        .unwrap();
+                    // A whole frame with a command_id SMPP does not have.
+                    let unknown = [0, 0, 0, 16, 0, 0, 0, 0x77, 0, 0, 0, 0, 0, 0, 3, 0x85];
+                    conn.get_mut().write_all(&unknown).await.unwrap();
+                    conn.send(&Pdu::new(Body::Unbind).with_sequence_number(901))
+                        .await
+                        .unwrap();
+                }
+                _ => answers.push((id, seq)),
+            }
+        }
+        answers
+    });
+    let toml = format!(
+        "node_id = \"t\"\n[listen]\nsmpp = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n{SHOP}\n\
+         [[upstreams]]\nname = \"crossing\"\naddress = \"{address}\"\nsystem_id = \"proxy\"\npassword = \"pw\"\nsessions = 1\n"
+    );
+    let proxy = start_proxy(&toml).await;
+    proxy.shutdown().await;
+    let answers = tokio::time::timeout(T, smsc).await.expect("the session ended").unwrap();
+    assert_eq!(
+        answers,
+        vec![(CommandId::ENQUIRE_LINK_RESP, 900), (CommandId::UNBIND_RESP, 901)],
+        "what the SMSC sent while the proxy unbound was answered"
+    );
+}

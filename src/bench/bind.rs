@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::Interest;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// The largest PDU read.
@@ -362,9 +362,12 @@ impl Bind<'_> {
                 return;
             }
         }
-        // The answers to deliveries read with the unbind_resp: unanswered, they would be sent
-        // again on another bind (and counted as duplicates there).
-        let _ = self.write();
+        // The answers to deliveries read with the unbind_resp, all of them: unanswered, they
+        // would be sent again on another bind (and counted as duplicates there).
+        let rest = &self.wr[self.written.min(self.wr.len())..];
+        if !rest.is_empty() {
+            let _ = tokio::time::timeout(UNBIND_WAIT, self.stream.write_all(rest)).await;
+        }
     }
 }
 

@@ -749,17 +749,48 @@ impl<'a> Bound<'a> {
         {
             return;
         }
-        // Wait briefly for unbind_resp, still taking the answers to what is in flight.
+        // Wait briefly for unbind_resp and the answers to what is in flight (an SMSC may
+        // answer the unbind first). A deliver_sm meanwhile is not answered: the SMSC sends it
+        // again, on another session, rather than to one that can no longer take custody.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(Ok(Ok((frame, pdu))))) = tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed)
-        {
-            match pdu.command_id() {
-                CommandId::UNBIND_RESP => return,
+        let mut unbound = false;
+        while !(unbound && self.inflight.is_empty()) {
+            let pdu = match tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
+                Ok(Some(Ok(Ok(read)))) => read,
+                // Malformed: not an answer to anything.
+                Ok(Some(Ok(Err(_)))) => continue,
+                // Closed, unreadable, or out of time.
+                _ => return,
+            };
+            let (frame, pdu) = pdu;
+            let answer = match pdu.command_id() {
+                CommandId::UNBIND_RESP => {
+                    unbound = true;
+                    None
+                }
+                // Our unbind refused: the SMSC is done with the session all the same.
+                CommandId::GENERIC_NACK if pdu.sequence_number == seq => {
+                    unbound = true;
+                    None
+                }
                 id if id.is_response() => {
                     self.clock.tick();
-                    self.response(frame, &pdu)
+                    self.response(frame, &pdu);
+                    None
                 }
-                _ => {}
+                CommandId::ENQUIRE_LINK => Some(Body::EnquireLinkResp),
+                // Its unbind crossed ours.
+                CommandId::UNBIND => {
+                    unbound = true;
+                    Some(Body::UnbindResp)
+                }
+                _ => None,
+            };
+            if let Some(body) = answer {
+                let resp = Pdu::new(body).with_sequence_number(pdu.sequence_number);
+                if self.conn.send(&resp).await.is_err() {
+                    return;
+                }
             }
         }
     }

@@ -105,6 +105,44 @@ impl Client {
         }
     }
 
+    /// A response that comes while the session unbinds. A refusal the client makes of its
+    /// own accord (ESME_RX_T/P/R_APPN) counts as any other answer; another error (most often
+    /// ESME_RINVBNDSTS or generic_nack: the client takes itself as unbound) says nothing
+    /// about the message, so the delivery counts as not sent: to another bind at once, with
+    /// no backoff and no attempt counted.
+    pub(super) fn response_while_unbinding(&mut self, pdu: Pdu) {
+        let status = pdu.command_status;
+        let the_clients_answer = match pdu.command_id() {
+            CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP => {
+                status.is_ok()
+                    || matches!(
+                        status,
+                        CommandStatus::ESME_RX_T_APPN | CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN
+                    )
+            }
+            CommandId::GENERIC_NACK => false,
+            _ => true,
+        };
+        if the_clients_answer {
+            return self.response(pdu);
+        }
+        if let Some((pending, _)) = self.deliveries.remove(&pdu.sequence_number) {
+            self.settle(pending, Delivery::NotSent);
+        }
+    }
+
+    /// A delivery handed over while the session unbinds: not written, it goes back (which
+    /// tells the account this bind takes no more). An answer from the upstream is dropped,
+    /// as it is when the session leaves.
+    pub(super) fn not_now(&mut self, event: ClientEvent) {
+        let pending = match event {
+            ClientEvent::Answer(_) => return,
+            ClientEvent::Deliver { entry, .. } => Pending::Entry(entry),
+            ClientEvent::Direct(direct) => Pending::Direct(direct),
+        };
+        self.settle(pending, Delivery::NotSent);
+    }
+
     /// A delivery is over on this bind (answered, unanswered, or not sent): its slot is free.
     /// The account hears how its entry went; a direct one the client took is answered to the
     /// SMSC from here, one it did not take goes to the account.

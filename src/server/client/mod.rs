@@ -542,7 +542,7 @@ impl Client {
             CommandId::UNBIND => {
                 self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))?;
                 crate::pdu::codec::flush(&mut self.conn).await?;
-                self.leave_after_answers(false).await;
+                self.leave_after_answers(None).await;
                 Err(Close::UnboundByClient)
             }
             _ => self.forward_mapped(pdu).await,
@@ -745,37 +745,69 @@ impl Client {
         {
             return;
         }
-        self.leave_after_answers(true).await;
+        self.leave_after_answers(Some(seq)).await;
     }
 
     /// [`Client::leave`] once the client answered what it was sent. The session is unbinding
-    /// (the client's unbind answered, or `ours` sent), and the client may still answer
-    /// deliveries it read before: while it waits for its unbind_resp, or before it sends the
-    /// one to ours. Those answers are taken (until every delivery is answered and our
-    /// unbind's unbind_resp came, the client closed, or [`UNBIND_WAIT`] passed), so that
-    /// what the client took is not handed to another bind again: only what stays unanswered
-    /// goes back to the account. No delivery is written meanwhile, and requests are not taken.
-    async fn leave_after_answers(&mut self, ours: bool) {
+    /// (the client's unbind answered, or ours sent with sequence number `ours`), and the
+    /// client may still answer deliveries it read before: while it waits for its unbind_resp,
+    /// or before it sends the one to ours. Those answers are taken (until every delivery is
+    /// answered and our unbind's unbind_resp came, the client closed, or [`UNBIND_WAIT`]
+    /// passed), so that what the client took is not handed to another bind again: only what
+    /// stays unanswered goes back to the account. No delivery is written meanwhile: one
+    /// handed over goes back at once, which tells the account this bind takes no more.
+    async fn leave_after_answers(&mut self, ours: Option<u32>) {
         if let Some(b) = self.phase.bound() {
             b.account.lanes.leave(b.bind_id);
         }
-        let mut unbound = !ours;
+        let mut unbound = ours.is_none();
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
         while !(unbound && self.deliveries.is_empty()) {
-            let pdu = match tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
-                Ok(Some(Ok(Ok((_, pdu))))) => pdu,
-                // Malformed: not an answer to anything.
-                Ok(Some(Ok(Err(_)))) => continue,
-                // Closed, unreadable, or out of time.
-                _ => break,
+            let flow = tokio::select! {
+                read = tokio::time::timeout_at(deadline, self.conn.next()) => match read.map(parsed) {
+                    Ok(Some(Ok(Ok((_, pdu))))) => self.while_unbinding(pdu, ours, &mut unbound),
+                    // Malformed: not an answer to anything.
+                    Ok(Some(Ok(Err(_)))) => Ok(()),
+                    // Closed, unreadable, or out of time.
+                    _ => break,
+                },
+                Some(event) = next_event(&mut self.phase) => {
+                    self.not_now(event);
+                    Ok(())
+                }
             };
-            match pdu.command_id() {
-                CommandId::UNBIND_RESP => unbound = true,
-                id if id.is_response() => self.response(pdu),
-                _ => {}
+            if flow.is_err() {
+                break;
             }
+            if !self.conn.write_buffer().is_empty() && crate::pdu::codec::flush(&mut self.conn).await.is_err() {
+                break;
+            }
+            self.send_to_account().await;
         }
         self.leave().await;
+    }
+
+    /// A PDU from a client that is unbinding (see [`Client::leave_after_answers`]). Answers
+    /// settle their deliveries; of requests, an enquire_link is answered, an unbind that
+    /// crosses ours is answered and ends the wait as its unbind_resp would, and the rest are
+    /// refused as the state allows them no more.
+    fn while_unbinding(&mut self, pdu: Pdu, ours: Option<u32>, unbound: &mut bool) -> Flow {
+        let id = pdu.command_id();
+        match id {
+            CommandId::UNBIND_RESP => *unbound = true,
+            // Our unbind refused: the client is done with the session all the same.
+            CommandId::GENERIC_NACK if ours == Some(pdu.sequence_number) => *unbound = true,
+            _ if id.is_response() => self.response_while_unbinding(pdu),
+            CommandId::ENQUIRE_LINK => {
+                return self.put(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
+            }
+            CommandId::UNBIND if ours.is_some() => {
+                *unbound = true;
+                return self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number));
+            }
+            _ => return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS),
+        }
+        Ok(())
     }
 
     /// In a cluster, `max_binds` holds for all nodes: the bind is counted there too (this
