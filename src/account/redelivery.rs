@@ -7,7 +7,7 @@
 //! | ESME_RX_P_APPN, ESME_RX_R_APPN | dropped at once (the client said never) |
 //! | ESME_RX_T_APPN, ESME_RTHROTTLED, ESME_RMSGQFUL, no answer | tried again after the backoff, until `receipt_ttl` |
 //! | anything else (generic_nack, ESME_RSYSERR, ...) | tried again after the backoff, dropped after `redelivery_attempts` such answers |
-//! | not sent (the bind cannot receive, or is closing; or, after an unbind, an error other than ESME_RX_x_APPN) | to another bind at once, no penalty |
+//! | not sent (the bind cannot receive, or is closing; or, after an unbind, ESME_RINVBNDSTS) | to another bind at once, no penalty |
 
 use crate::messages::Delivery;
 use crate::pdu::CommandStatus;

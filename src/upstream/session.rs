@@ -788,7 +788,10 @@ impl<'a> Bound<'a> {
             };
             if let Some(body) = answer {
                 let resp = Pdu::new(body).with_sequence_number(pdu.sequence_number);
-                if self.conn.send(&resp).await.is_err() {
+                if !matches!(
+                    tokio::time::timeout_at(deadline, self.conn.send(&resp)).await,
+                    Ok(Ok(()))
+                ) {
                     return;
                 }
             }

@@ -105,25 +105,16 @@ impl Client {
         }
     }
 
-    /// A response that comes while the session unbinds. A refusal the client makes of its
-    /// own accord (ESME_RX_T/P/R_APPN) counts as any other answer; another error (most often
-    /// ESME_RINVBNDSTS or generic_nack: the client takes itself as unbound) says nothing
-    /// about the message, so the delivery counts as not sent: to another bind at once, with
-    /// no backoff and no attempt counted.
+    /// A response that comes while the session unbinds. ESME_RINVBNDSTS (in a
+    /// deliver_sm_resp, data_sm_resp or generic_nack) says only that the client takes itself
+    /// as unbound, nothing about the message: the delivery counts as not sent, to another
+    /// bind at once, with no backoff and no attempt counted. Any other answer counts as usual.
     pub(super) fn response_while_unbinding(&mut self, pdu: Pdu) {
-        let status = pdu.command_status;
-        let the_clients_answer = match pdu.command_id() {
-            CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP => {
-                status.is_ok()
-                    || matches!(
-                        status,
-                        CommandStatus::ESME_RX_T_APPN | CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN
-                    )
-            }
-            CommandId::GENERIC_NACK => false,
-            _ => true,
-        };
-        if the_clients_answer {
+        let unbound = matches!(
+            pdu.command_id(),
+            CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP | CommandId::GENERIC_NACK
+        ) && pdu.command_status == CommandStatus::ESME_RINVBNDSTS;
+        if !unbound {
             return self.response(pdu);
         }
         if let Some((pending, _)) = self.deliveries.remove(&pdu.sequence_number) {

@@ -779,7 +779,13 @@ impl Client {
             if flow.is_err() {
                 break;
             }
-            if !self.conn.write_buffer().is_empty() && crate::pdu::codec::flush(&mut self.conn).await.is_err() {
+            // Within the wait: a client that sends but does not read holds no stop up.
+            if !self.conn.write_buffer().is_empty()
+                && !matches!(
+                    tokio::time::timeout_at(deadline, crate::pdu::codec::flush(&mut self.conn)).await,
+                    Ok(Ok(()))
+                )
+            {
                 break;
             }
             self.send_to_account().await;
