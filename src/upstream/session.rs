@@ -755,45 +755,44 @@ impl<'a> Bound<'a> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         let mut unbound = false;
         while !(unbound && self.inflight.is_empty()) {
-            let pdu = match tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
+            let (frame, pdu) = match tokio::time::timeout_at(deadline, self.conn.next()).await.map(parsed) {
                 Ok(Some(Ok(Ok(read)))) => read,
                 // Malformed: not an answer to anything.
                 Ok(Some(Ok(Err(_)))) => continue,
                 // Closed, unreadable, or out of time.
                 _ => return,
             };
-            let (frame, pdu) = pdu;
             let answer = match pdu.command_id() {
                 CommandId::UNBIND_RESP => {
                     unbound = true;
-                    None
+                    false
                 }
                 // Our unbind refused: the SMSC is done with the session all the same.
                 CommandId::GENERIC_NACK if pdu.sequence_number == seq => {
                     unbound = true;
-                    None
+                    false
                 }
                 id if id.is_response() => {
                     self.clock.tick();
                     self.response(frame, &pdu);
-                    None
+                    false
                 }
-                CommandId::ENQUIRE_LINK => Some(Body::EnquireLinkResp),
+                CommandId::ENQUIRE_LINK => true,
                 // Its unbind crossed ours.
                 CommandId::UNBIND => {
                     unbound = true;
-                    Some(Body::UnbindResp)
+                    true
                 }
-                _ => None,
+                _ => false,
             };
-            if let Some(body) = answer {
-                let resp = Pdu::new(body).with_sequence_number(pdu.sequence_number);
-                if !matches!(
-                    tokio::time::timeout_at(deadline, self.conn.send(&resp)).await,
-                    Ok(Ok(()))
-                ) {
-                    return;
-                }
+            let Some(resp) = pdu.error_response(CommandStatus::ESME_ROK).filter(|_| answer) else {
+                continue;
+            };
+            if !matches!(
+                tokio::time::timeout_at(deadline, self.conn.send(&resp)).await,
+                Ok(Ok(()))
+            ) {
+                return;
             }
         }
     }

@@ -804,12 +804,10 @@ impl Client {
             // Our unbind refused: the client is done with the session all the same.
             CommandId::GENERIC_NACK if ours == Some(pdu.sequence_number) => *unbound = true,
             _ if id.is_response() => self.response_while_unbinding(pdu),
-            CommandId::ENQUIRE_LINK => {
-                return self.put(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
-            }
+            CommandId::ENQUIRE_LINK => return self.reply(&pdu, CommandStatus::ESME_ROK),
             CommandId::UNBIND if ours.is_some() => {
                 *unbound = true;
-                return self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number));
+                return self.reply(&pdu, CommandStatus::ESME_ROK);
             }
             _ => return self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS),
         }
