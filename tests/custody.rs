@@ -181,6 +181,135 @@ async fn receipts_refused_after_the_clients_unbind_go_to_the_next_bind_uncounted
     only_the_next_receipt_comes(proxy, tx).await;
 }
 
+/// A client that unbinds with submits in flight (the upstream slow to answer) gets their
+/// answers before its unbind_resp, and their receipts on its next bind: the upstream took
+/// those messages, and their correlations are stored as the answers are mapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_unbind_is_answered_after_the_submits_it_had_in_flight() {
+    let sims = quick_receipts().await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    sims[0].set_latency(Duration::from_millis(300));
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let mut sent = HashSet::new();
+    for n in 0..3 {
+        let body = format!("m{n}");
+        sent.insert(
+            tx.send(submit_sm("4477", "447700900123", body.as_bytes(), true))
+                .await
+                .unwrap(),
+        );
+    }
+    let unbind = tx.send(Pdu::new(Body::Unbind)).await.unwrap();
+    let mut ids = HashSet::new();
+    loop {
+        let pdu = tx.recv(T).await.expect("the unbind answered");
+        match pdu.command_id() {
+            CommandId::SUBMIT_SM_RESP => {
+                assert_eq!(pdu.command_status, CommandStatus::ESME_ROK);
+                assert!(sent.remove(&pdu.sequence_number), "an answer to a submit sent");
+                ids.insert(pdu.message_id().unwrap().as_str().unwrap().to_owned());
+            }
+            CommandId::UNBIND_RESP => {
+                assert_eq!(pdu.sequence_number, unbind);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        sent.is_empty(),
+        "every submit answered before the unbind_resp: {sent:?} not"
+    );
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let mut receipts = HashSet::new();
+    for pdu in read_deliveries(&mut rx, 3).await {
+        rx.ack(&pdu).await.unwrap();
+        receipts.insert(receipt_id(&pdu));
+    }
+    assert_eq!(receipts, ids, "each receipt under the id its submit_sm_resp gave");
+    drop((rx, tx));
+    proxy.shutdown().await;
+}
+
+/// The wait for answers in flight is bounded (2 s): an answer that comes later, while the
+/// session still waits for the client to answer a receipt it read, is mapped all the same,
+/// so its receipt reaches the client's next bind under the client's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_after_the_clients_unbind_resp_still_matches_its_receipt() {
+    let sims = quick_receipts().await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut trx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    let first = submit_all(&mut trx, 1, 1).await;
+    // Read and not answered: the session waits for its answer after the unbind_resp.
+    let held = trx.recv(T).await.unwrap();
+    assert_eq!(receipt_id(&held), first[0]);
+    sims[0].set_latency(Duration::from_millis(2500));
+    let late = trx
+        .send(submit_sm("4477", "447700900123", b"late", true))
+        .await
+        .unwrap();
+    let unbind = trx.send(Pdu::new(Body::Unbind)).await.unwrap();
+    let resp = trx.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.sequence_number),
+        (CommandId::UNBIND_RESP, unbind),
+        "answered once the wait for the submit's answer ran out"
+    );
+    let resp = trx.recv(T).await.expect("the late answer is written");
+    assert_eq!(
+        (resp.command_id(), resp.command_status, resp.sequence_number),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_ROK, late)
+    );
+    let id = resp.message_id().unwrap().as_str().unwrap().to_owned();
+    trx.ack(&held).await.unwrap();
+    while trx.recv(T).await.is_ok() {}
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let pdu = rx.recv(T).await.expect("the late message's receipt");
+    assert_eq!(receipt_id(&pdu), id);
+    rx.ack(&pdu).await.unwrap();
+    drop(rx);
+    proxy.shutdown().await;
+}
+
+/// A client with `max_binds = 1` that unbinds and binds again at once is not refused while
+/// its old session still waits (up to 2 s) for the answer to a receipt it read; that receipt,
+/// never answered there, reaches the new bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_unbinds_binds_again_at_once() {
+    let sims = quick_receipts().await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", &format!("{SHOP}max_binds = 1\n"), "")).await;
+    let mut old = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    let ids = submit_all(&mut old, 1, 1).await;
+    let held = old.recv(T).await.unwrap();
+    assert_eq!(receipt_id(&held), ids[0]);
+    let unbind = old.send(Pdu::new(Body::Unbind)).await.unwrap();
+    let resp = old.recv(T).await.unwrap();
+    assert_eq!(
+        (resp.command_id(), resp.sequence_number),
+        (CommandId::UNBIND_RESP, unbind)
+    );
+    let mut new = Esme::bind(proxy.local_addr(), CommandId::BIND_TRANSCEIVER, "shop", "secret")
+        .await
+        .expect("bound while the old session waits for its last answers");
+    let pdu = new
+        .recv(T)
+        .await
+        .expect("the receipt left unanswered comes to the new bind");
+    assert_eq!(receipt_id(&pdu), ids[0]);
+    new.ack(&pdu).await.unwrap();
+    drop(old);
+    let next = submit_all(&mut new, 1, 1).await;
+    let pdu = new.recv(T).await.unwrap();
+    assert_eq!(
+        receipt_id(&pdu),
+        next[0],
+        "the first receipt, answered, did not come again"
+    );
+    new.ack(&pdu).await.unwrap();
+    drop(new);
+    proxy.shutdown().await;
+}
+
 /// The same at a restart: the proxy unbinds the client, which answers the receipts it read
 /// before its unbind_resp; the proxy that comes back (same store) does not send them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

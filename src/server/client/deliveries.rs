@@ -123,11 +123,11 @@ impl Client {
     }
 
     /// A delivery handed over while the session unbinds: not written, it goes back (which
-    /// tells the account this bind takes no more). An answer from the upstream is dropped,
-    /// as it is when the session leaves.
+    /// tells the account this bind takes no more). An answer from the upstream is mapped
+    /// and its correlation stored ([`Client::late_answer`]).
     pub(super) fn not_now(&mut self, event: ClientEvent) {
         let pending = match event {
-            ClientEvent::Answer(_) => return,
+            ClientEvent::Answer(outcome) => return self.late_answer(outcome),
             ClientEvent::Deliver { entry, .. } => Pending::Entry(entry),
             ClientEvent::Direct(direct) => Pending::Direct(direct),
         };

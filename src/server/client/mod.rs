@@ -92,6 +92,8 @@ struct Bound {
     slots: Arc<Slots>,
     /// The most deliveries its channel has room for.
     deliver_cap: usize,
+    /// It holds a place in its account's `max_binds` (and `receivers`): until it unbinds.
+    placed: bool,
 }
 
 impl Bound {
@@ -201,8 +203,11 @@ struct Client {
     now: Instant,
     /// The time this turn of the loop sees (when requests came, answers were mapped).
     clock: TurnClock,
-    /// Shutting down: new requests are refused, answers still flow until the unbind.
+    /// Shutting down, or the client unbinding: new requests are refused, answers still flow
+    /// until the unbind (or its unbind_resp), at the latest at this time.
     draining: Option<Instant>,
+    /// The client's unbind (its sequence number), answered once what it sent before is.
+    client_unbind: Option<u32>,
     /// Bound: resolves when the bind is to be unbound (the operator asked, or a reload removed
     /// the account). Made once at the bind and polled in place: a future made anew on every
     /// turn of the session's loop would register with the account's watch every time.
@@ -241,6 +246,7 @@ pub async fn run(
         now,
         clock: TurnClock::default(),
         draining: None,
+        client_unbind: None,
         kicked: None,
         to_account: VecDeque::new(),
     };
@@ -406,6 +412,9 @@ impl Client {
             }
             if let Some(deadline) = self.draining {
                 if (self.outstanding == 0 && self.committing.is_empty()) || Instant::now() >= deadline {
+                    if let Some(seq) = self.client_unbind {
+                        return Box::pin(self.unbound_by_client(seq)).await;
+                    }
                     self.unbind().await;
                     return Close::Shutdown;
                 }
@@ -506,7 +515,10 @@ impl Client {
     fn incoming(&mut self, frame: Bytes, pdu: Pdu) -> Result<Option<Pdu>, Close> {
         let id = pdu.command_id();
         if id.is_response() {
-            self.response(pdu);
+            match self.client_unbind {
+                Some(_) => self.response_while_unbinding(pdu),
+                None => self.response(pdu),
+            }
             return Ok(None);
         }
         let is_bind = matches!(
@@ -527,6 +539,8 @@ impl Client {
             CommandId::ENQUIRE_LINK => self
                 .put(&Pdu::new(Body::EnquireLinkResp).with_sequence_number(pdu.sequence_number))
                 .map(|()| None),
+            // The client unbinding: its state allows no more. The proxy stopping: not now.
+            _ if self.client_unbind.is_some() => self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS).map(|()| None),
             _ if self.draining.is_some() => self.reply(&pdu, CommandStatus::ESME_RSYSERR).map(|()| None),
             CommandId::QUERY_SM | CommandId::CANCEL_SM | CommandId::REPLACE_SM => Ok(Some(pdu)),
             _ => self.forward(frame, pdu).map(|()| None),
@@ -539,11 +553,19 @@ impl Client {
             CommandId::BIND_TRANSMITTER | CommandId::BIND_RECEIVER | CommandId::BIND_TRANSCEIVER => {
                 self.bind(pdu).await
             }
+            CommandId::UNBIND if self.client_unbind.is_some() => self.reply(&pdu, CommandStatus::ESME_RINVBNDSTS),
+            CommandId::UNBIND if self.outstanding == 0 && self.committing.is_empty() => {
+                Err(self.unbound_by_client(pdu.sequence_number).await)
+            }
             CommandId::UNBIND => {
-                self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(pdu.sequence_number))?;
-                crate::pdu::codec::flush(&mut self.conn).await?;
-                self.leave_after_answers(None).await;
-                Err(Close::UnboundByClient)
+                // Submits in flight: the upstream took them, and their receipts can be matched
+                // only once their answers are mapped and stored. Those answers go to the
+                // client first (it reads until its unbind_resp), within UNBIND_WAIT.
+                self.client_unbind = Some(pdu.sequence_number);
+                self.give_back_place().await;
+                let by = Instant::now() + UNBIND_WAIT;
+                self.draining = Some(self.draining.map_or(by, |d| d.min(by)));
+                Ok(())
             }
             _ => self.forward_mapped(pdu).await,
         }
@@ -657,6 +679,7 @@ impl Client {
             window_cap,
             slots,
             deliver_cap,
+            placed: true,
         });
         self.kicked = kicks.map(|mut kicks| {
             let kick: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(async move {
@@ -733,6 +756,20 @@ impl Client {
         .unwrap_or(Err(Denied::WrongPassword))
     }
 
+    /// Answers the client's unbind (sequence number `seq`) and ends the session once the
+    /// client answered what it was sent.
+    async fn unbound_by_client(&mut self, seq: u32) -> Close {
+        let answered = self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(seq));
+        if let Err(close) = answered {
+            return close;
+        }
+        if let Err(e) = crate::pdu::codec::flush(&mut self.conn).await {
+            return e.into();
+        }
+        self.leave_after_answers(None).await;
+        Close::UnboundByClient
+    }
+
     /// Unbinds the client (a stop, `client unbind`, the account removed) and waits briefly
     /// for its unbind_resp, taking the answers to deliveries that come meanwhile.
     async fn unbind(&mut self) {
@@ -760,6 +797,7 @@ impl Client {
         if let Some(b) = self.phase.bound() {
             b.account.lanes.leave(b.bind_id);
         }
+        self.give_back_place().await;
         let mut unbound = ours.is_none();
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
         while !(unbound && self.deliveries.is_empty()) {
@@ -839,16 +877,8 @@ impl Client {
     async fn leave(&mut self) {
         let returned = self.take_direct();
         self.send_to_account().await;
+        self.give_back_place().await;
         if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
-            b.account.binds.fetch_sub(1, Ordering::AcqRel);
-            if b.mode.can_receive() {
-                b.account.receivers.fetch_sub(1, Ordering::AcqRel);
-            }
-            if let Some(cluster) = &self.ctx.cluster {
-                if let Err(e) = cluster.set_binds(&b.account.system_id, b.account.here()).await {
-                    warn!(error = %e, "cluster unbind not counted (store unreachable): the next upkeep tells it");
-                }
-            }
             let _ = b.account.tx.send(AccountMsg::BindDown { bind_id: b.bind_id }).await;
             // After the bind is gone from the account: they go to another bind, or the store.
             for direct in returned {
@@ -862,6 +892,25 @@ impl Client {
         }
     }
 
+    /// Gives back the bind's place in `max_binds` (on this node and in the cluster), once. An
+    /// unbinding session takes nothing new, and its client may already be binding again (a
+    /// client with `max_binds = 1` that unbinds and binds at once must not be refused).
+    async fn give_back_place(&mut self) {
+        let Phase::Bound(b) = &mut self.phase else { return };
+        if !std::mem::take(&mut b.placed) {
+            return;
+        }
+        b.account.binds.fetch_sub(1, Ordering::AcqRel);
+        if b.mode.can_receive() {
+            b.account.receivers.fetch_sub(1, Ordering::AcqRel);
+        }
+        if let Some(cluster) = &self.ctx.cluster {
+            if let Err(e) = cluster.set_binds(&b.account.system_id, b.account.here()).await {
+                warn!(error = %e, "cluster unbind not counted (store unreachable): the next upkeep tells it");
+            }
+        }
+    }
+
     /// The direct deliveries this bind holds as it goes, sent or not: none is lost with it.
     /// The lane takes no more first, and the channel closes, so none can come after.
     fn take_direct(&mut self) -> Vec<Direct> {
@@ -870,10 +919,12 @@ impl Client {
         };
         b.account.lanes.leave(b.bind_id);
         b.events_rx.close();
-        let mut returned = Vec::new();
+        let (mut returned, mut answers) = (Vec::new(), Vec::new());
         while let Ok(event) = b.events_rx.try_recv() {
-            if let ClientEvent::Direct(direct) = event {
-                returned.push(direct);
+            match event {
+                ClientEvent::Direct(direct) => returned.push(direct),
+                ClientEvent::Answer(outcome) => answers.push(outcome),
+                ClientEvent::Deliver { .. } => {}
             }
         }
         for (_, (pending, _)) in self.deliveries.drain() {
@@ -883,6 +934,9 @@ impl Client {
         }
         for _ in &returned {
             b.account.lanes.settled();
+        }
+        for outcome in answers {
+            self.late_answer(outcome);
         }
         returned
     }

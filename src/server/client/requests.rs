@@ -269,6 +269,22 @@ impl Client {
         }
     }
 
+    /// An answer that comes as the session leaves. The client may never read it, but the
+    /// upstream took the message: its correlation is stored all the same, so that its
+    /// receipt finds the client when it binds again. One sent back to be retried is given up
+    /// (the client is told, if it still reads).
+    pub(super) fn late_answer(&mut self, outcome: Outcome) {
+        // Written, if the session still flushes; refused only by an encoder error, which
+        // leaves nothing more to do here.
+        let _ = match outcome {
+            Outcome::Retry(fwd) => self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED),
+            outcome => self.outcome(outcome),
+        };
+        self.committing.record(&*self.ctx.store);
+        // A store that answered at once: written with the rest (nothing here waits on a commit).
+        let _ = self.on_committed(None);
+    }
+
     /// Writes the upstream's answer as the client must see it: its own sequence number, and
     /// its own message id in place of the upstream's; for a submit, only once its correlation
     /// is stored (`self.committing`, written by [`Client::on_committed`]).
