@@ -186,8 +186,9 @@ async fn receipts_refused_after_the_clients_unbind_go_to_the_next_bind_uncounted
 /// those messages, and their correlations are stored as the answers are mapped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_unbind_is_answered_after_the_submits_it_had_in_flight() {
+    let tmp = temp_dir();
     let sims = quick_receipts().await;
-    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let proxy = start_proxy(&durable(&proxy_toml(&sims, "", SHOP, ""), &tmp.path().join("store"))).await;
     sims[0].set_latency(Duration::from_millis(300));
     let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
     let mut sent = HashSet::new();
@@ -236,8 +237,9 @@ async fn a_clients_unbind_is_answered_after_the_submits_it_had_in_flight() {
 /// so its receipt reaches the client's next bind under the client's id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_after_the_clients_unbind_resp_still_matches_its_receipt() {
+    let tmp = temp_dir();
     let sims = quick_receipts().await;
-    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let proxy = start_proxy(&durable(&proxy_toml(&sims, "", SHOP, ""), &tmp.path().join("store"))).await;
     let mut trx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
     let first = submit_all(&mut trx, 1, 1).await;
     // Read and not answered: the session waits for its answer after the unbind_resp.
@@ -276,8 +278,10 @@ async fn an_answer_after_the_clients_unbind_resp_still_matches_its_receipt() {
 /// never answered there, reaches the new bind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_unbinds_binds_again_at_once() {
+    let tmp = temp_dir();
     let sims = quick_receipts().await;
-    let proxy = start_proxy(&proxy_toml(&sims, "", &format!("{SHOP}max_binds = 1\n"), "")).await;
+    let toml = proxy_toml(&sims, "", &format!("{SHOP}max_binds = 1\n"), "");
+    let proxy = start_proxy(&durable(&toml, &tmp.path().join("store"))).await;
     let mut old = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
     let ids = submit_all(&mut old, 1, 1).await;
     let held = old.recv(T).await.unwrap();

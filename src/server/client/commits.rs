@@ -7,6 +7,7 @@
 //! writes an answer once its run's ticket resolves (`requests::on_committed`), so a receipt can
 //! never outrun the id the client is given.
 
+use crate::context::Context;
 use crate::pdu::CommandId;
 use crate::receipt::id::IdMatch;
 use crate::store::{Commit, Correlation, Store, StoreError};
@@ -100,6 +101,20 @@ impl Commits {
     /// The oldest answer.
     pub(super) fn pop(&mut self) -> Option<Committing> {
         self.waiting.pop_front()
+    }
+
+    /// For a session that leaves with answers still waiting (all handed to the store): waits
+    /// for their tickets and tells `ctx` of each correlation recorded, as writing the answer
+    /// would have, so that receipts held for them are delivered.
+    pub(super) async fn release(mut self, ctx: Arc<Context>) {
+        while let Some((ticket, n)) = self.runs.pop_front() {
+            let recorded = ticket.await.is_ok();
+            for answer in self.waiting.drain(..n.min(self.waiting.len())) {
+                if recorded {
+                    ctx.correlation_recorded(&answer.correlation);
+                }
+            }
+        }
     }
 }
 

@@ -412,6 +412,13 @@ impl Client {
             }
             if let Some(deadline) = self.draining {
                 if (self.outstanding == 0 && self.committing.is_empty()) || Instant::now() >= deadline {
+                    // Requests still waiting for upstream window were never sent: the client
+                    // hears so before the unbind (or its unbind_resp).
+                    for (fwd, _) in std::mem::take(&mut self.queue) {
+                        if let Err(close) = self.give_up(&fwd, CommandStatus::ESME_RTHROTTLED) {
+                            return close;
+                        }
+                    }
                     if let Some(seq) = self.client_unbind {
                         return Box::pin(self.unbound_by_client(seq)).await;
                     }
@@ -759,6 +766,8 @@ impl Client {
     /// Answers the client's unbind (sequence number `seq`) and ends the session once the
     /// client answered what it was sent.
     async fn unbound_by_client(&mut self, seq: u32) -> Close {
+        // Before the client reads its unbind_resp: it may bind again at once.
+        self.give_back_place().await;
         let answered = self.put(&Pdu::new(Body::UnbindResp).with_sequence_number(seq));
         if let Err(close) = answered {
             return close;
@@ -794,9 +803,6 @@ impl Client {
     /// stays unanswered goes back to the account. No delivery is written meanwhile: one
     /// handed over goes back at once, which tells the account this bind takes no more.
     async fn leave_after_answers(&mut self, ours: Option<u32>) {
-        if let Some(b) = self.phase.bound() {
-            b.account.lanes.leave(b.bind_id);
-        }
         self.give_back_place().await;
         let mut unbound = ours.is_none();
         let deadline = tokio::time::Instant::now() + UNBIND_WAIT;
@@ -812,6 +818,10 @@ impl Client {
                 Some(event) = next_event(&mut self.phase) => {
                     self.not_now(event);
                     Ok(())
+                }
+                // Late answers (see `not_now`) whose correlations are now stored.
+                committed = self.committing.oldest(), if self.committing.in_store() => {
+                    self.on_committed(Some(committed))
                 }
             };
             if flow.is_err() {
@@ -878,6 +888,12 @@ impl Client {
         let returned = self.take_direct();
         self.send_to_account().await;
         self.give_back_place().await;
+        // Answers still waiting for their commits will not be written; what their commits
+        // release (receipts held for those correlations) must still be released.
+        self.committing.record(&*self.ctx.store);
+        if !self.committing.is_empty() {
+            tokio::spawn(std::mem::take(&mut self.committing).release(self.ctx.clone()));
+        }
         if let Phase::Bound(b) = std::mem::replace(&mut self.phase, Phase::Unbound) {
             let _ = b.account.tx.send(AccountMsg::BindDown { bind_id: b.bind_id }).await;
             // After the bind is gone from the account: they go to another bind, or the store.
@@ -892,11 +908,14 @@ impl Client {
         }
     }
 
-    /// Gives back the bind's place in `max_binds` (on this node and in the cluster), once. An
-    /// unbinding session takes nothing new, and its client may already be binding again (a
-    /// client with `max_binds = 1` that unbinds and binds at once must not be refused).
+    /// Gives back the bind's place in `max_binds` (on this node and in the cluster), once, and
+    /// takes no more direct deliveries. An unbinding session takes nothing new, and its client
+    /// may already be binding again (a client with `max_binds = 1` that unbinds and binds at
+    /// once must not be refused). In a cluster, this count may reach the store after another
+    /// node counted the new bind; the next upkeep sets it right.
     async fn give_back_place(&mut self) {
         let Phase::Bound(b) = &mut self.phase else { return };
+        b.account.lanes.leave(b.bind_id);
         if !std::mem::take(&mut b.placed) {
             return;
         }

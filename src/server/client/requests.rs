@@ -197,7 +197,7 @@ impl Client {
     }
 
     /// Answers a request that will not be sent with `status`.
-    fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
+    pub(super) fn give_up(&mut self, fwd: &Forward, status: CommandStatus) -> Flow {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.mapped.remove(&fwd.client_seq());
         self.count_submit(fwd.command_id(), status, Some(fwd.received.elapsed()));
