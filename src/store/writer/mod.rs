@@ -569,14 +569,18 @@ impl Writer {
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
             self.stats.operations.fetch_add(batch.len() as u64, Ordering::Relaxed);
             match results {
+                // Each op (a put's recording mark with it) goes before its answer: whoever
+                // holds the ticket finds the mark gone.
                 Ok(seqs) => {
-                    for ((_, reply), seq) in batch.drain(..).zip(seqs) {
+                    for ((op, reply), seq) in batch.drain(..).zip(seqs) {
+                        drop(op);
                         reply.send(Ok(seq));
                     }
                 }
                 Err(e) => {
                     self.failed(&e);
-                    for (_, reply) in batch.drain(..) {
+                    for (op, reply) in batch.drain(..) {
+                        drop(op);
                         reply.send(Err(e.clone()));
                     }
                 }
