@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// One redis-server.
@@ -26,6 +26,29 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A free port for a cluster node, whose bus listens on port + 10000: that one must be free too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        if port <= 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port with a free bus port (port + 10000) among the ephemeral ports")
+}
+
+/// Why a server did not start.
+enum Failed {
+    /// It exited (its port was taken, most likely): worth another port.
+    Exited(String),
+    /// It runs but did not say it was ready.
+    Silent(String),
+}
+
+/// How many fresh starts a server gets: a port found free can be taken before the server binds
+/// it (the tests open many loopback connections), and then the server exits at once.
+const FRESH_STARTS: usize = 5;
 
 /// Sends one inline command, gives the first line of the answer.
 pub fn ask(port: u16, command: &str) -> std::io::Result<String> {
@@ -50,7 +73,7 @@ impl Redis {
             cluster: false,
             extra: Vec::new(),
         };
-        r.spawn();
+        r.start_fresh();
         r
     }
 
@@ -143,7 +166,7 @@ impl Redis {
             .map(|s| s.to_string())
             .collect(),
         };
-        r.spawn();
+        r.start_fresh();
         r
     }
 
@@ -156,17 +179,44 @@ impl Redis {
     fn cluster_node(dir: &Path) -> Redis {
         let mut r = Redis {
             child: None,
-            port: free_port(),
+            port: free_cluster_port(),
             dir: dir.to_owned(),
             _tmp: None,
             cluster: true,
             extra: Vec::new(),
         };
-        r.spawn();
+        r.start_fresh();
         r
     }
 
-    fn spawn(&mut self) {
+    /// A first start: when the server exits at once (its port was taken meanwhile), it starts
+    /// again on another port.
+    fn start_fresh(&mut self) {
+        for attempt in 1..=FRESH_STARTS {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(Failed::Exited(why)) if attempt < FRESH_STARTS => {
+                    eprintln!("redis-server on {}: {why}; trying another port", self.port);
+                    self.kill();
+                    let port = if self.cluster { free_cluster_port() } else { free_port() };
+                    self.move_to(port);
+                }
+                Err(Failed::Exited(why) | Failed::Silent(why)) => panic!("redis-server on {}: {why}", self.port),
+            }
+        }
+    }
+
+    fn move_to(&mut self, port: u16) {
+        if let Some(i) = self.extra.iter().position(|a| a == "--tls-port") {
+            self.extra[i + 1] = port.to_string();
+        }
+        self.port = port;
+    }
+
+    /// Starts the server on its port and waits until its log says it is ready; says why when
+    /// it exits first or is not ready within 10 s (with the end of its log). Its own log, not
+    /// an answer on the port: after a failed start, another test's server may hold that port.
+    fn spawn(&mut self) -> Result<(), Failed> {
         let port = self.port.to_string();
         let tls = !self.extra.is_empty();
         let mut args = vec![
@@ -191,22 +241,43 @@ impl Redis {
         if self.cluster {
             args.extend(["--cluster-enabled", "yes", "--cluster-config-file", &conf]);
         }
+        // Appended to: a restart's log follows the crash's.
+        let log_path = self.dir.join(format!("redis-{port}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let from = log.metadata().unwrap().len() as usize;
         let child = Command::new("redis-server")
             .args(&args)
             .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("redis-server (scripts/test.sh installs it)");
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        // A TLS server is up when its port takes connections.
-        let up = |port| match tls {
-            true => TcpStream::connect(("127.0.0.1", port)).is_ok(),
-            false => ask(port, "PING").is_ok_and(|a| a.starts_with("+PONG")),
+        let this_start = || {
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            String::from_utf8_lossy(log.get(from..).unwrap_or_default()).into_owned()
         };
-        while !up(self.port) {
-            assert!(Instant::now() < deadline, "redis-server on {} did not start", self.port);
+        let tail = |log: &str| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(5)..].join("\n")
+        };
+        loop {
+            let log = this_start();
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(Failed::Exited(format!("exited ({status}):\n{}", tail(&this_start()))));
+            }
+            if log.contains("Ready to accept connections") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Failed::Silent(format!("not ready within 10 s:\n{}", tail(&log))));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -227,7 +298,9 @@ impl Redis {
     /// Starts again on the same port and directory (what AOF kept, it has).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(Failed::Exited(why) | Failed::Silent(why)) = self.spawn() {
+            panic!("redis-server on {} did not start again: {why}", self.port);
+        }
     }
 }
 
