@@ -97,28 +97,6 @@ async fn read_deliveries(rx: &mut Esme, n: usize) -> Vec<Pdu> {
     read
 }
 
-/// Submits one message asking for a receipt on transceiver `esme`: the id it was given and
-/// its receipt, read (not answered), in whichever order they come (a receipt may be matched
-/// as soon as its correlation is stored, before the session writes the answer). Whatever else
-/// comes fails the test (a receipt answered before, sent again).
-async fn submit_and_read_receipt(esme: &mut Esme) -> (String, Pdu) {
-    esme.send(submit_sm("4477", "447700900123", b"hello", true))
-        .await
-        .unwrap();
-    let (mut id, mut receipt) = (None, None);
-    while id.is_none() || receipt.is_none() {
-        let pdu = esme.recv(T).await.unwrap();
-        match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
-            CommandId::DELIVER_SM => assert!(receipt.replace(pdu).is_none(), "one receipt only"),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let (id, receipt) = (id.unwrap(), receipt.unwrap());
-    assert_eq!(receipt_id(&receipt), id, "the receipt of this message, not another");
-    (id, receipt)
-}
-
 /// A new receiver is sent a new message's receipt, and none the client answered before it;
 /// then the proxy stops.
 async fn only_the_next_receipt_comes(proxy: Proxy, mut tx: Esme) {

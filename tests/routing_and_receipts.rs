@@ -321,3 +321,200 @@ async fn unmatched_receipts_are_acknowledged_counted_and_routed() {
     assert_eq!(proxy.snapshot().counters.receipts_unmatched, 1);
     proxy.shutdown().await;
 }
+
+/// A memory store whose correlations can be found at once but whose tickets resolve only the
+/// given time after: a store that publishes a write before it answers for it (the durable
+/// store's writer, a Redis), with the gap made wide.
+#[derive(Debug)]
+struct LateTickets(smpp_proxy::store::MemoryStore, Duration);
+
+impl smpp_proxy::store::Store for LateTickets {
+    fn record(
+        &self,
+        c: std::sync::Arc<smpp_proxy::store::Correlation>,
+        id_match: smpp_proxy::receipt::id::IdMatch,
+    ) -> smpp_proxy::store::Commit {
+        let done = self.0.record(c, id_match);
+        let (ticket, reply) = smpp_proxy::store::Ticket::channel();
+        let late = self.1;
+        std::thread::spawn(move || {
+            std::thread::sleep(late);
+            let _ = reply.send(done.wait_blocking());
+        });
+        ticket
+    }
+    fn find_by_upstream(
+        &self,
+        upstream: &str,
+        ids: &[&[u8]],
+        id_match: smpp_proxy::receipt::id::IdMatch,
+    ) -> smpp_proxy::store::Found {
+        self.0.find_by_upstream(upstream, ids, id_match)
+    }
+    fn find_by_client(&self, client: &str, client_id: &str) -> smpp_proxy::store::Found {
+        self.0.find_by_client(client, client_id)
+    }
+    fn remove(&self, c: &smpp_proxy::store::Correlation, id_match: smpp_proxy::receipt::id::IdMatch) {
+        self.0.remove(c, id_match)
+    }
+    fn correlations(&self) -> Option<u64> {
+        self.0.correlations()
+    }
+    fn outbox_push(
+        &self,
+        client: &str,
+        pdu: &[u8],
+        dedup: Option<&str>,
+    ) -> smpp_proxy::store::Ticket<smpp_proxy::store::Pushed> {
+        self.0.outbox_push(client, pdu, dedup)
+    }
+    fn outbox_remove(&self, client: &str, id: smpp_proxy::store::OutboxId) -> smpp_proxy::store::Commit {
+        self.0.outbox_remove(client, id)
+    }
+    fn expire(&self, now: u64) -> smpp_proxy::store::Commit {
+        self.0.expire(now)
+    }
+    fn outbox_load(
+        &self,
+        client: &str,
+        limit: usize,
+    ) -> Result<Vec<smpp_proxy::store::OutboxEntry>, smpp_proxy::store::StoreError> {
+        self.0.outbox_load(client, limit)
+    }
+}
+
+/// A receipt the SMSC sends at once is matched as soon as its correlation can be found, which
+/// here is 300 ms before the store answers for it: the client still reads each message's
+/// submit_sm_resp before its receipt, on the bind it submitted on (a client that files its ids
+/// from the answers would not know the receipt's id otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_never_reaches_the_client_before_its_messages_answer() {
+    let (proxy, _sims) = proxy_with_late_tickets(Duration::from_millis(300), Duration::from_millis(100)).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    for _ in 0..5 {
+        esme.send(submit_sm("4477", "447700900123", b"hello", true))
+            .await
+            .unwrap();
+    }
+    let (mut answered, mut receipts) = (HashSet::new(), 0);
+    while receipts < 5 {
+        let pdu = esme.recv(Duration::from_secs(10)).await.unwrap();
+        match pdu.command_id() {
+            CommandId::SUBMIT_SM_RESP => {
+                assert_eq!(pdu.command_status, CommandStatus::ESME_ROK);
+                answered.insert(pdu.message_id().unwrap().as_str().unwrap().to_owned());
+            }
+            CommandId::DELIVER_SM => {
+                let id = receipt_id(&pdu);
+                assert!(answered.contains(&id), "receipt of {id} before its submit_sm_resp");
+                esme.ack(&pdu).await.unwrap();
+                receipts += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answered.len(), 5);
+    assert!(
+        proxy.context().answers_due.parked() > 0,
+        "no receipt came before its answer was written: the case was not staged"
+    );
+    assert!(
+        proxy.context().answers_due.is_empty(),
+        "every answer written is filed no more"
+    );
+    drop(esme);
+    proxy.shutdown().await;
+}
+
+/// The same with a transmitter bind for the submits and a receiver bind for the receipts (as
+/// many legacy clients bind): the receipt comes only once the transmitter has its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_on_the_receiver_bind_comes_after_the_transmitters_answer() {
+    let late = Duration::from_secs(2);
+    let (proxy, _sims) = proxy_with_late_tickets(late, Duration::from_millis(500)).await;
+    let mut tx = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSMITTER).await;
+    let mut rx = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let sent = std::time::Instant::now();
+    tx.send(submit_sm("4477", "447700900123", b"hello", true))
+        .await
+        .unwrap();
+    let receipt = rx.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(receipt.command_id(), CommandId::DELIVER_SM);
+    // The SMSC sent it 0.5 s after the answer; the answer is written once its ticket
+    // resolves, 2 s after the submit at the earliest, and the receipt only after that.
+    assert!(
+        sent.elapsed() >= late,
+        "receipt after {:?}, before the answer could be written",
+        sent.elapsed()
+    );
+    let answer = tx.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(answer.command_id(), CommandId::SUBMIT_SM_RESP);
+    assert_eq!(
+        receipt_id(&receipt),
+        answer.message_id().unwrap().as_str().unwrap(),
+        "the receipt of the message answered"
+    );
+    assert_eq!(
+        proxy.context().answers_due.parked(),
+        1,
+        "the receipt waited for the answer"
+    );
+    rx.ack(&receipt).await.unwrap();
+    drop((tx, rx));
+    proxy.shutdown().await;
+}
+
+/// A client that closes while a receipt waits for its message's answer (see above) does not
+/// lose it: the answer is never written, but its commit still releases the receipt (the task
+/// a leaving session hands its commits to), which comes to the client's next bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_held_behind_its_answer_goes_to_the_next_bind_when_the_client_closes() {
+    let (proxy, _sims) = proxy_with_late_tickets(Duration::from_secs(2), Duration::from_millis(500)).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    esme.send(submit_sm("4477", "447700900123", b"hello", true))
+        .await
+        .unwrap();
+    // Matched, and waiting for the answer, whose ticket resolves 2 s after the submit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.context().answers_due.parked() == 0 {
+        assert!(std::time::Instant::now() < deadline, "receipt not matched");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(esme);
+    let mut again = bind_shop(proxy.local_addr(), CommandId::BIND_RECEIVER).await;
+    let pdu = again.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(pdu.command_id(), CommandId::DELIVER_SM);
+    assert!(Receipt::from_pdu(&pdu).is_some(), "the receipt");
+    assert!(proxy.context().answers_due.is_empty());
+    again.ack(&pdu).await.unwrap();
+    drop(again);
+    proxy.shutdown().await;
+}
+
+/// A proxy with a [`LateTickets`] store whose tickets resolve `late` after, and a simulator
+/// that sends each receipt `receipt_delay` after its answer (well inside `late`: the
+/// correlation is found, and the answer not written yet).
+async fn proxy_with_late_tickets(
+    late: Duration,
+    receipt_delay: Duration,
+) -> (smpp_proxy::proxy::Proxy, Vec<smpp_proxy::sim::SimHandle>) {
+    let sims = start_sims(
+        1,
+        SimConfig {
+            receipt_delay,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let toml = proxy_toml(&sims, "", SHOP, "");
+    let config = smpp_proxy::config::Config::from_toml(&toml).unwrap();
+    let store = LateTickets(smpp_proxy::store::MemoryStore::default(), late);
+    let proxy = smpp_proxy::proxy::Proxy::start_with_store(config, std::sync::Arc::new(store))
+        .await
+        .unwrap();
+    assert!(
+        proxy.wait_bound(Duration::from_secs(10)).await,
+        "upstreams did not bind"
+    );
+    (proxy, sims)
+}

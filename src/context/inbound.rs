@@ -17,6 +17,7 @@
 //! a shared store, where another node may record it); after `early_receipt_wait` without one
 //! it counts as unmatched.
 
+use super::answers::Parked;
 use super::Context;
 use crate::budget::{Budget, Charge};
 use crate::config::MultipartReceipts;
@@ -93,7 +94,7 @@ pub async fn lookups(ctx: std::sync::Weak<Context>, mut rx: mpsc::Receiver<Looku
     {
         let found = ticket.await;
         match ctx.upgrade() {
-            Some(ctx) => ctx.on_found(&upstream, Some(&frame), pdu, &receipt, ack, found),
+            Some(ctx) => ctx.on_found(&upstream, &frame, pdu, &receipt, ack, found),
             // Shutting down: the SMSC sends it again to whoever runs next.
             None => ack.send(CommandStatus::ESME_RX_T_APPN),
         }
@@ -293,14 +294,14 @@ impl Context {
     fn on_found(
         &self,
         upstream: &Arc<UpstreamInfo>,
-        frame: Option<&[u8]>,
+        frame: &Bytes,
         pdu: Pdu,
         receipt: &Receipt,
         ack: DeliverAck,
         found: Result<Option<Arc<Correlation>>, StoreError>,
     ) {
         match found {
-            Ok(Some(correlation)) => self.deliver_matched(upstream, frame, pdu, receipt, correlation, ack),
+            Ok(Some(correlation)) => self.matched(upstream, Some(frame), pdu, receipt, correlation, ack),
             Ok(None) if receipt.id().is_some() => self.hold_early(upstream, receipt, pdu, ack),
             Ok(None) => self.unmatched(upstream, pdu, ack),
             Err(e) => {
@@ -313,6 +314,36 @@ impl Context {
                 }
                 ack.send(CommandStatus::ESME_RX_T_APPN);
             }
+        }
+    }
+
+    /// A receipt matched to `correlation`: delivered, unless the client has not been given
+    /// the message's id yet; then it waits for that answer ([`Context::answer_written`]).
+    fn matched(
+        &self,
+        upstream: &Arc<UpstreamInfo>,
+        frame: Option<&Bytes>,
+        pdu: Pdu,
+        receipt: &Receipt,
+        correlation: Arc<Correlation>,
+        ack: DeliverAck,
+    ) {
+        if !self.answers_due.is_due(&correlation) {
+            return self.deliver_matched(upstream, frame.map(|f| &f[..]), pdu, receipt, correlation, ack);
+        }
+        let parked = Parked {
+            upstream: upstream.clone(),
+            frame: frame.cloned(),
+            pdu,
+            receipt: receipt.clone(),
+            correlation,
+            ack,
+            at: Instant::now(),
+        };
+        match self.answers_due.park(parked) {
+            Ok(()) => debug!(upstream = %upstream.name, "receipt waits for its submit's answer"),
+            // Written meanwhile.
+            Err(p) => self.deliver_matched(upstream, p.frame.as_deref(), p.pdu, receipt, p.correlation, p.ack),
         }
     }
 
@@ -453,13 +484,59 @@ impl Context {
         if let Ok(Ok(Some(correlation))) = self.lookup(upstream, receipt).now() {
             if let Some((pdu, ack)) = early.take() {
                 self.early.forget(&early);
-                self.deliver_matched(upstream, None, pdu, receipt, correlation, ack);
+                self.matched(upstream, None, pdu, receipt, correlation, ack);
             }
         }
     }
 
+    /// Called once a submit's answer is written to its client (or never will be): delivers
+    /// the receipts that were waiting for it, matched before it ([`AnswersDue`]) or before
+    /// its correlation was recorded (`recorded`: they can be now).
+    ///
+    /// [`AnswersDue`]: super::answers::AnswersDue
+    pub(crate) fn answer_written(&self, c: &Arc<Correlation>, recorded: bool) {
+        if self.answers_due.written(c) {
+            loop {
+                let parked = self.answers_due.release(c);
+                if parked.is_empty() {
+                    break;
+                }
+                parked.into_iter().for_each(|p| self.deliver_parked(p));
+            }
+        }
+        if recorded {
+            self.correlation_recorded(c);
+        }
+    }
+
+    fn deliver_parked(&self, p: Parked) {
+        let Parked {
+            upstream,
+            frame,
+            pdu,
+            receipt,
+            correlation,
+            ack,
+            ..
+        } = p;
+        self.deliver_matched(&upstream, frame.as_deref(), pdu, &receipt, correlation, ack);
+    }
+
+    /// Receipts that waited longer than `wait` for their submit's answer go on: the answer
+    /// will not come (its session ended without writing it), and the SMSC waits for theirs.
+    pub(crate) fn expire_parked(&self, wait: Duration) {
+        let overdue = self.answers_due.overdue(wait);
+        if !overdue.is_empty() {
+            warn!(
+                receipts = overdue.len(),
+                "receipts waited too long for their submit's answer: delivered"
+            );
+        }
+        overdue.into_iter().for_each(|p| self.deliver_parked(p));
+    }
+
     /// Called after a correlation is recorded: delivers a receipt that was waiting for it.
-    pub(crate) fn correlation_recorded(&self, c: &Arc<Correlation>) {
+    fn correlation_recorded(&self, c: &Arc<Correlation>) {
         if self.early.keys.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -520,7 +597,7 @@ impl Context {
             if let Ok(Some(correlation)) = self.lookup(&early.upstream, &receipt).await {
                 if let Some((pdu, ack)) = early.take() {
                     self.early.forget(&early);
-                    self.deliver_matched(&early.upstream, None, pdu, &receipt, correlation, ack);
+                    self.matched(&early.upstream, None, pdu, &receipt, correlation, ack);
                 }
             }
         }
@@ -556,7 +633,7 @@ impl InboundSink for Context {
     fn inbound(&self, upstream: &Arc<UpstreamInfo>, frame: Bytes, pdu: Pdu, ack: DeliverAck) {
         if let Some(receipt) = Receipt::from_pdu(&pdu) {
             match self.lookup(upstream, &receipt).now() {
-                Ok(found) => self.on_found(upstream, Some(&frame), pdu, &receipt, ack, found),
+                Ok(found) => self.on_found(upstream, &frame, pdu, &receipt, ack, found),
                 Err(ticket) => {
                     let pending = Lookup {
                         upstream: upstream.clone(),

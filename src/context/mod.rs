@@ -6,6 +6,7 @@
 //! The receipt and MO path lives here too (`inbound`): what an upstream session receives is
 //! matched to its client and handed to that client's account.
 
+pub mod answers;
 pub mod delivered;
 pub mod history;
 mod inbound;
@@ -97,6 +98,8 @@ pub struct Context {
     pub stats: Stats,
     /// Receipts that came before their correlation.
     pub early: EarlyReceipts,
+    /// Submits whose answers are not written yet, and receipts that came before them.
+    pub answers_due: answers::AnswersDue,
     /// Receipts waiting for a shared store's lookup (taken on by [`lookups`]).
     pub lookups: tokio::sync::mpsc::Sender<Lookup>,
     /// This node's place in a cluster (with a shared store).

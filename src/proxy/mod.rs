@@ -256,6 +256,7 @@ impl Proxy {
             next_bind_id: AtomicU64::new(1),
             stats: Stats::default(),
             early: EarlyReceipts::new(config.limits.early_receipts_max, config.limits.early_receipts_max_bytes),
+            answers_due: Default::default(),
             cluster,
             guard: Guard::new(&config.limits),
             tls: smpp_tls.as_ref().map(|(_, _, certs)| certs.clone()),
@@ -410,6 +411,7 @@ async fn sweep(ctx: Arc<Context>, stop: CancellationToken) {
             last_early = tokio::time::Instant::now();
             ctx.recheck_early().await;
             ctx.expire_early(wait);
+            ctx.expire_parked(wait);
         }
         if last_sample.is_none_or(|at| at.elapsed() >= crate::context::history::EVERY) {
             last_sample = Some(tokio::time::Instant::now());

@@ -176,26 +176,37 @@ pub async fn shop(proxy: &Proxy) -> smpp_proxy::esme::Esme {
         .unwrap()
 }
 
-/// Submits one message asking for a receipt and waits for both: the id the proxy gave and the
-/// receipt that came back (acknowledged).
+/// Submits one message asking for a receipt on transceiver `esme`: the id the proxy gave and
+/// the receipt that came back (acknowledged).
 pub async fn submit_for_receipt(esme: &mut smpp_proxy::esme::Esme) -> (String, smpp_proxy::receipt::Receipt) {
+    let (id, pdu) = submit_and_read_receipt(esme).await;
+    esme.ack(&pdu).await.unwrap();
+    (id, smpp_proxy::receipt::Receipt::from_pdu(&pdu).unwrap())
+}
+
+/// Submits one message asking for a receipt on transceiver `esme`: the id it was given, then
+/// its receipt, read and not answered. Anything else, or the receipt first (a receipt never
+/// comes before its message's answer), fails the test.
+pub async fn submit_and_read_receipt(esme: &mut smpp_proxy::esme::Esme) -> (String, smpp_proxy::pdu::Pdu) {
     use smpp_proxy::pdu::CommandId;
     esme.send(smpp_proxy::esme::submit_sm("4477", "447700900123", b"hello", true))
         .await
         .unwrap();
-    let (mut id, mut receipt) = (None, None);
-    while id.is_none() || receipt.is_none() {
-        let pdu = esme.recv(Duration::from_secs(10)).await.unwrap();
-        match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP => id = Some(pdu.message_id().unwrap().as_str().unwrap().to_owned()),
-            CommandId::DELIVER_SM => {
-                esme.ack(&pdu).await.unwrap();
-                receipt = smpp_proxy::receipt::Receipt::from_pdu(&pdu);
-            }
-            _ => {}
-        }
-    }
-    (id.unwrap(), receipt.unwrap())
+    let answer = esme.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        answer.command_id(),
+        CommandId::SUBMIT_SM_RESP,
+        "the answer first: {answer:?}"
+    );
+    let id = answer.message_id().unwrap().as_str().unwrap().to_owned();
+    let receipt = esme.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        receipt.command_id(),
+        CommandId::DELIVER_SM,
+        "then the receipt: {receipt:?}"
+    );
+    assert_eq!(receipt_id(&receipt), id, "the receipt of this message, not another");
+    (id, receipt)
 }
 
 pub mod redis;

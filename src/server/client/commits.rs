@@ -4,8 +4,8 @@
 //! correlation with it; at the end of the turn the turn's correlations go to the store in one
 //! call (`Store::record_all`: one operation and one ticket per turn for the durable store),
 //! and the tickets come back as runs, each covering the next answers in order. The session
-//! writes an answer once its run's ticket resolves (`requests::on_committed`), so a receipt can
-//! never outrun the id the client is given.
+//! writes an answer once its run's ticket resolves (`requests::on_committed`); a receipt
+//! matched before that waits for it (`context::answers`).
 
 use crate::context::Context;
 use crate::pdu::CommandId;
@@ -104,16 +104,19 @@ impl Commits {
     }
 
     /// For a session that leaves with answers still waiting (all handed to the store): waits
-    /// for their tickets and tells `ctx` of each correlation recorded, as writing the answer
-    /// would have, so that receipts held for them are delivered.
+    /// for their tickets and tells `ctx` of each answer as writing it would have, so that
+    /// receipts held for them are delivered.
     pub(super) async fn release(mut self, ctx: Arc<Context>) {
         while let Some((ticket, n)) = self.runs.pop_front() {
             let recorded = ticket.await.is_ok();
             for answer in self.waiting.drain(..n.min(self.waiting.len())) {
-                if recorded {
-                    ctx.correlation_recorded(&answer.correlation);
-                }
+                ctx.answer_written(&answer.correlation, recorded);
             }
+        }
+        // None is left (tickets cover every answer handed over); were one left, the receipts
+        // waiting for it must not wait for ever.
+        for answer in self.waiting.drain(..) {
+            ctx.answer_written(&answer.correlation, false);
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::pdu::body::BindResp;
 use crate::pdu::codec::{parsed, Burst, FrameCodec};
 use crate::pdu::{tag, Body, COctetString, CommandId, CommandStatus, FrameError, Pdu, SmppCodec, Tlvs};
 use crate::session::{KeepAlive, KeepAliveAction, Sequence, SessionState, TurnClock};
+use crate::store::Correlation;
 use crate::tls::server::CertRefusal;
 use bytes::Bytes;
 use commits::Commits;
@@ -198,6 +199,9 @@ struct Client {
     /// Answers waiting for their correlations to be durable, oldest first. The session goes on
     /// serving meanwhile; each is written when its commit resolves.
     committing: Commits,
+    /// Answers written to the buffer this turn, with whether their correlations were
+    /// recorded: announced once flushed (receipts that came before them wait for that).
+    answered: Vec<(Arc<Correlation>, bool)>,
     keep_alive: KeepAlive,
     /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
     now: Instant,
@@ -242,6 +246,7 @@ pub async fn run(
         mapped: HashMap::default(),
         queue: VecDeque::new(),
         committing: Commits::default(),
+        answered: Vec::new(),
         keep_alive: KeepAlive::new(now),
         now,
         clock: TurnClock::default(),
@@ -407,6 +412,8 @@ impl Client {
                 Ok(()) if !self.conn.write_buffer().is_empty() || !self.to_account.is_empty() => self.end_turn().await,
                 other => other,
             };
+            // Flushed (or the session ends: a receipt goes to another bind or the outbox).
+            self.announce_answers();
             if let Err(close) = flow {
                 return close;
             }
@@ -836,6 +843,7 @@ impl Client {
             {
                 break;
             }
+            self.announce_answers();
             self.send_to_account().await;
         }
         self.leave().await;
@@ -886,6 +894,7 @@ impl Client {
     /// node and in the cluster) and, to the account, what it had in flight to this bind.
     async fn leave(&mut self) {
         let returned = self.take_direct();
+        self.announce_answers();
         self.send_to_account().await;
         self.give_back_place().await;
         // Answers still waiting for their commits will not be written; what their commits

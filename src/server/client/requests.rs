@@ -364,8 +364,10 @@ impl Client {
             destination_addr: CompactString::from_utf8_lossy(destination_addr.as_bytes()),
             part,
         });
-        // The client sees the id only once the correlation is durable (`on_committed`), so a
-        // receipt can never outrun it. Recorded with the turn's others when the turn ends.
+        // The client sees the id only once the correlation is durable (`on_committed`); a
+        // receipt matched before that waits for the answer (`answers_due`, filed before the
+        // correlation can be found). Recorded with the turn's others when the turn ends.
+        self.ctx.answers_due.expect(&correlation);
         let answer = Committing {
             resp,
             client_seq,
@@ -427,7 +429,6 @@ impl Client {
         }
         let buf = self.conn.write_buffer_mut();
         if recorded {
-            self.ctx.correlation_recorded(&correlation);
             // Its id was read from this frame (`map_answer`): it has one to replace.
             if !put_with_message_id(buf, &resp, client_seq, correlation.client_id.as_bytes()) {
                 put_frame(buf, &resp, client_seq);
@@ -435,6 +436,19 @@ impl Client {
         } else {
             // An error response has no body (SMPP 3.4 §4.4.2).
             put_header(buf, HEADER_LEN, command, CommandStatus::ESME_RSYSERR, client_seq);
+        }
+        // Its receipt, if one came already, waits until the answer is flushed
+        // (`announce_answers`): to this bind or to any other, the client has the id first.
+        self.answered.push((correlation, recorded));
+    }
+
+    /// Tells the context the answers put in the write buffer are out (flushed, or the session
+    /// ends): receipts that came before them go on ([`Context::answer_written`]).
+    ///
+    /// [`Context::answer_written`]: crate::context::Context::answer_written
+    pub(super) fn announce_answers(&mut self) {
+        for (correlation, recorded) in self.answered.drain(..) {
+            self.ctx.answer_written(&correlation, recorded);
         }
     }
 }
