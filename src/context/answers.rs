@@ -17,8 +17,10 @@
 //! Keyed by a hash of the upstream and its message id, with a count of the submits filed under
 //! it: two that share a key (an SMSC that reuses ids, a hash collision) hold each other's
 //! receipts until both are answered, never lose one. A receipt parked longer than
-//! `early_receipt_wait` (an answer that is never written: a session that panicked) goes on
-//! with a warning ([`AnswersDue::overdue`]). Not covered: submits that asked for no receipt
+//! `early_receipt_wait` (a commit that slow, or an answer never written: a session that
+//! panicked, whose entries then stay) goes on with a warning ([`AnswersDue::overdue`]). A
+//! session that ends announces the answers it put in its buffer as it leaves, flushed or not:
+//! its receipts go to the account's other binds or its outbox. Not covered: submits that asked for no receipt
 //! (not filed: an SMSC that sends one anyway may send it first), and a receipt matched on
 //! another node of a cluster (this map is the node's own).
 
@@ -28,6 +30,7 @@ use crate::receipt::Receipt;
 use crate::store::Correlation;
 use crate::upstream::UpstreamInfo;
 use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use foldhash::fast::{FixedState, RandomState};
 use std::hash::BuildHasher;
@@ -123,18 +126,20 @@ impl AnswersDue {
     /// gives none, which removes the entry (receipts parked while the last were being handed
     /// on follow them, in order, instead of overtaking them).
     pub(crate) fn release(&self, c: &Correlation) -> Vec<Parked> {
-        let key = key(c);
-        let taken = match self.due.get_mut(&key) {
-            Some(mut due) if due.pending == 0 => std::mem::take(&mut due.parked),
-            _ => return Vec::new(),
-        };
-        if taken.is_empty() {
-            self.due
-                .remove_if(&key, |_, due| due.pending == 0 && due.parked.is_empty());
-        } else {
-            self.parked_now.fetch_sub(taken.len(), Ordering::Relaxed);
+        // Looked at and removed under one lock: a receipt parked in between would have nobody
+        // to release it.
+        match self.due.entry(key(c)) {
+            Entry::Occupied(mut due) if due.get().pending == 0 => {
+                if due.get().parked.is_empty() {
+                    due.remove();
+                    return Vec::new();
+                }
+                let taken = std::mem::take(&mut due.get_mut().parked);
+                self.parked_now.fetch_sub(taken.len(), Ordering::Relaxed);
+                taken
+            }
+            _ => Vec::new(),
         }
-        taken
     }
 
     /// Receipts parked longer than `wait`: their answers are overdue (a session that ended

@@ -522,14 +522,15 @@ impl Context {
         self.deliver_matched(&upstream, frame.as_deref(), pdu, &receipt, correlation, ack);
     }
 
-    /// Receipts that waited longer than `wait` for their submit's answer go on: the answer
-    /// will not come (its session ended without writing it), and the SMSC waits for theirs.
+    /// Receipts that waited longer than `wait` for their submit's answer go on: the SMSC waits
+    /// for theirs, and the answer is that late (a stalled store) or will not come (its session
+    /// ended without writing it).
     pub(crate) fn expire_parked(&self, wait: Duration) {
         let overdue = self.answers_due.overdue(wait);
         if !overdue.is_empty() {
             warn!(
                 receipts = overdue.len(),
-                "receipts waited too long for their submit's answer: delivered"
+                "receipts waited longer than early_receipt_wait for their submit's answer (a store that slow, or a session that ended without writing it): delivered"
             );
         }
         overdue.into_iter().for_each(|p| self.deliver_parked(p));
