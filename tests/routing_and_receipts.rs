@@ -322,11 +322,22 @@ async fn unmatched_receipts_are_acknowledged_counted_and_routed() {
     proxy.shutdown().await;
 }
 
-/// A memory store whose correlations can be found at once but whose tickets resolve only the
-/// given time after: a store that publishes a write before it answers for it (the durable
-/// store's writer, a Redis), with the gap made wide.
+/// A memory store whose tickets resolve only the given time after each write, and whose
+/// writes can be found, as [`Late`] says: a store that publishes a write before it answers
+/// for it (the durable store's writer, a Redis), or one slow to publish, with the gap made
+/// wide.
 #[derive(Debug)]
-struct LateTickets(smpp_proxy::store::MemoryStore, Duration);
+struct LateTickets(std::sync::Arc<smpp_proxy::store::MemoryStore>, Duration, Late);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Late {
+    /// Found at once, answered for later.
+    Ticket,
+    /// Found only when answered for.
+    Record,
+    /// Never found: the write fails when answered for.
+    Failure,
+}
 
 impl smpp_proxy::store::Store for LateTickets {
     fn record(
@@ -334,12 +345,17 @@ impl smpp_proxy::store::Store for LateTickets {
         c: std::sync::Arc<smpp_proxy::store::Correlation>,
         id_match: smpp_proxy::receipt::id::IdMatch,
     ) -> smpp_proxy::store::Commit {
-        let done = self.0.record(c, id_match);
         let (ticket, reply) = smpp_proxy::store::Ticket::channel();
-        let late = self.1;
+        let (late, how, store) = (self.1, self.2, self.0.clone());
+        let done = (how == Late::Ticket).then(|| store.record(c.clone(), id_match));
         std::thread::spawn(move || {
             std::thread::sleep(late);
-            let _ = reply.send(done.wait_blocking());
+            let outcome = match (how, done) {
+                (_, Some(done)) => done.wait_blocking(),
+                (Late::Record, None) => store.record(c, id_match).wait_blocking(),
+                _ => Err(smpp_proxy::store::StoreError::Down),
+            };
+            let _ = reply.send(outcome);
         });
         ticket
     }
@@ -391,29 +407,7 @@ impl smpp_proxy::store::Store for LateTickets {
 async fn a_receipt_never_reaches_the_client_before_its_messages_answer() {
     let (proxy, _sims) = proxy_with_late_tickets(Duration::from_millis(300), Duration::from_millis(100)).await;
     let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
-    for _ in 0..5 {
-        esme.send(submit_sm("4477", "447700900123", b"hello", true))
-            .await
-            .unwrap();
-    }
-    let (mut answered, mut receipts) = (HashSet::new(), 0);
-    while receipts < 5 {
-        let pdu = esme.recv(Duration::from_secs(10)).await.unwrap();
-        match pdu.command_id() {
-            CommandId::SUBMIT_SM_RESP => {
-                assert_eq!(pdu.command_status, CommandStatus::ESME_ROK);
-                answered.insert(pdu.message_id().unwrap().as_str().unwrap().to_owned());
-            }
-            CommandId::DELIVER_SM => {
-                let id = receipt_id(&pdu);
-                assert!(answered.contains(&id), "receipt of {id} before its submit_sm_resp");
-                esme.ack(&pdu).await.unwrap();
-                receipts += 1;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(answered.len(), 5);
+    five_answers_each_before_its_receipt(&mut esme).await;
     assert!(
         proxy.context().answers_due.parked() > 0,
         "no receipt came before its answer was written: the case was not staged"
@@ -422,6 +416,122 @@ async fn a_receipt_never_reaches_the_client_before_its_messages_answer() {
         proxy.context().answers_due.is_empty(),
         "every answer written is filed no more"
     );
+    drop(esme);
+    proxy.shutdown().await;
+}
+
+/// A receipt that comes before the store can find its message (its correlation recorded 800 ms
+/// after the answer came, the receipt sent 200 ms after it) is matched to the submit whose
+/// answer is on its way to the client, and waits with it: the client reads the answer first,
+/// and no receipt was held as early (held, it would be looked up again once its correlation
+/// is recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_the_store_cannot_find_yet_waits_with_its_messages_answer() {
+    let (proxy, _sims) =
+        proxy_with_late_store(Duration::from_millis(800), Late::Record, Duration::from_millis(200)).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    five_answers_each_before_its_receipt(&mut esme).await;
+    let ctx = proxy.context();
+    assert_eq!(ctx.answers_due.parked(), 5, "each receipt waited for its answer");
+    assert_eq!(ctx.early.held_total(), 0, "none was held as early");
+    let counters = proxy.snapshot().counters;
+    assert_eq!((counters.receipts_matched, counters.receipts_unmatched), (5, 0));
+    assert_eq!(counters.receipts_waited_for_answer, 5);
+    assert!(ctx.answers_due.is_empty(), "every answer written is filed no more");
+    drop(esme);
+    proxy.shutdown().await;
+}
+
+/// An SMSC that sends a receipt before its submit_sm_resp (some do, on another session): the
+/// receipt is held until the answer is mapped and the correlation recorded, then delivered with
+/// the client's id in its text and TLV, after the client has its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_sent_before_its_submits_answer_is_held_then_delivered_with_the_clients_id() {
+    use smpp_proxy::pdu::{tag, DeliverSm, Tlvs};
+    let sims = start_sims(
+        1,
+        SimConfig {
+            latency: Duration::from_millis(300),
+            ..quiet()
+        },
+    )
+    .await;
+    let proxy = start_proxy(&proxy_toml(&sims, "", SHOP, "")).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    let upstream_id = sims[0].next_message_id();
+    esme.send(submit_sm("4477", "447700900123", b"hello", true))
+        .await
+        .unwrap();
+    let text = format!("id:{upstream_id} sub:001 dlvrd:001 submit date:2401311200 done date:2401311201 stat:DELIVRD err:000 text:hello");
+    let tlv = format!("{upstream_id}\0");
+    let receipt = Pdu::new(Body::DeliverSm(DeliverSm {
+        esm_class: 0x04,
+        ..DeliverSm::text("447700900123", "4477", text.as_bytes())
+    }))
+    .with_tlvs(Tlvs::from_pairs([(tag::receipted_message_id, tlv.as_bytes())]));
+    assert!(sims[0].send_pdu(Some("proxy"), receipt));
+    assert!(
+        wait_until(T, || proxy.context().early.held_total() == 1).await,
+        "held, its submit not answered yet"
+    );
+    let answer = esme.recv(T).await.unwrap();
+    assert_eq!(answer.command_id(), CommandId::SUBMIT_SM_RESP);
+    let client_id = answer.message_id().unwrap().as_str().unwrap().to_owned();
+    assert_ne!(client_id, upstream_id, "the proxy's own id");
+    let got = esme.recv(T).await.unwrap();
+    assert_eq!(got.command_id(), CommandId::DELIVER_SM);
+    let parsed = Receipt::from_pdu(&got).unwrap();
+    assert_eq!(parsed.text_id(), Some(client_id.as_bytes()), "text id rewritten");
+    assert_eq!(parsed.tlv_id(), Some(client_id.as_bytes()), "TLV id rewritten");
+    assert!(
+        std::str::from_utf8(got.short_message().unwrap())
+            .unwrap()
+            .ends_with("stat:DELIVRD err:000 text:hello"),
+        "the rest of the text as the SMSC wrote it"
+    );
+    esme.ack(&got).await.unwrap();
+    let counters = proxy.snapshot().counters;
+    assert_eq!((counters.receipts_matched, counters.receipts_unmatched), (1, 0));
+    assert_eq!(
+        proxy.context().answers_due.parked(),
+        0,
+        "it came before the answer was mapped"
+    );
+    drop(esme);
+    proxy.shutdown().await;
+}
+
+/// A submit whose correlation the store failed to record is answered ESME_RSYSERR: the client
+/// has no id for it, so a receipt that came for it meanwhile is unmatched (the SMSC gets its
+/// answer), never delivered under an id the client was not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_for_a_submit_whose_correlation_failed_is_never_delivered() {
+    let (proxy, _sims) =
+        proxy_with_late_store(Duration::from_millis(800), Late::Failure, Duration::from_millis(200)).await;
+    let mut esme = bind_shop(proxy.local_addr(), CommandId::BIND_TRANSCEIVER).await;
+    esme.send(submit_sm("4477", "447700900123", b"hello", true))
+        .await
+        .unwrap();
+    let answer = esme.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        (answer.command_id(), answer.command_status),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RSYSERR),
+        "the answer, before any receipt"
+    );
+    let counters = || proxy.snapshot().counters;
+    assert!(
+        wait_until(T, || counters().receipts_unmatched == 1).await,
+        "{:?}",
+        counters()
+    );
+    assert_eq!(counters().receipts_matched, 0);
+    assert_eq!(proxy.context().answers_due.parked(), 1, "it waited for the answer");
+    assert!(proxy.context().answers_due.is_empty() && proxy.context().answers_due.parked_now() == 0);
+    // Nothing else comes: the next PDU is the answer to this enquire_link.
+    let probe = Pdu::new(Body::EnquireLink).with_sequence_number(77);
+    esme.send(probe).await.unwrap();
+    let next = esme.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(next.command_id(), CommandId::ENQUIRE_LINK_RESP);
     drop(esme);
     proxy.shutdown().await;
 }
@@ -496,11 +606,48 @@ async fn a_receipt_held_behind_its_answer_goes_to_the_next_bind_when_the_client_
     proxy.shutdown().await;
 }
 
+/// Sends five submits asking for receipts and reads until their five receipts: each answered
+/// ESME_ROK before its receipt comes, each receipt once.
+async fn five_answers_each_before_its_receipt(esme: &mut Esme) {
+    for _ in 0..5 {
+        esme.send(submit_sm("4477", "447700900123", b"hello", true))
+            .await
+            .unwrap();
+    }
+    let (mut answered, mut receipts) = (HashSet::new(), HashSet::new());
+    while receipts.len() < 5 {
+        let pdu = esme.recv(Duration::from_secs(10)).await.unwrap();
+        match pdu.command_id() {
+            CommandId::SUBMIT_SM_RESP => {
+                assert_eq!(pdu.command_status, CommandStatus::ESME_ROK);
+                answered.insert(pdu.message_id().unwrap().as_str().unwrap().to_owned());
+            }
+            CommandId::DELIVER_SM => {
+                let id = receipt_id(&pdu);
+                assert!(answered.contains(&id), "receipt of {id} before its submit_sm_resp");
+                assert!(receipts.insert(id), "a receipt twice");
+                esme.ack(&pdu).await.unwrap();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answered, receipts);
+}
+
 /// A proxy with a [`LateTickets`] store whose tickets resolve `late` after, and a simulator
 /// that sends each receipt `receipt_delay` after its answer (well inside `late`: the
 /// correlation is found, and the answer not written yet).
 async fn proxy_with_late_tickets(
     late: Duration,
+    receipt_delay: Duration,
+) -> (smpp_proxy::proxy::Proxy, Vec<smpp_proxy::sim::SimHandle>) {
+    proxy_with_late_store(late, Late::Ticket, receipt_delay).await
+}
+
+/// [`proxy_with_late_tickets`], with the store's writes found as `how` says.
+async fn proxy_with_late_store(
+    late: Duration,
+    how: Late,
     receipt_delay: Duration,
 ) -> (smpp_proxy::proxy::Proxy, Vec<smpp_proxy::sim::SimHandle>) {
     let sims = start_sims(
@@ -513,7 +660,7 @@ async fn proxy_with_late_tickets(
     .await;
     let toml = proxy_toml(&sims, "", SHOP, "");
     let config = smpp_proxy::config::Config::from_toml(&toml).unwrap();
-    let store = LateTickets(smpp_proxy::store::MemoryStore::default(), late);
+    let store = LateTickets(std::sync::Arc::default(), late, how);
     let proxy = smpp_proxy::proxy::Proxy::start_with_store(config, std::sync::Arc::new(store))
         .await
         .unwrap();

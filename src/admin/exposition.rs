@@ -167,7 +167,7 @@ impl Proxy {
         let s = &self.0;
         let c = &s.counters;
         use MetricType::{Counter, Gauge};
-        let totals: [(&str, MetricType, &str, u64); 11] = [
+        let totals: [(&str, MetricType, &str, u64); 14] = [
             (
                 "early_receipts",
                 Gauge,
@@ -185,6 +185,24 @@ impl Proxy {
                 Counter,
                 "Receipts the SMSC was asked to send again because early_receipts_max(_bytes) was reached.",
                 c.early_receipts_refused,
+            ),
+            (
+                "receipts_held_early",
+                Counter,
+                "Receipts that came before their submit's correlation was recorded and were held for it.",
+                c.receipts_held_early,
+            ),
+            (
+                "receipts_waiting_for_answer",
+                Gauge,
+                "Receipts waiting now for their submit's answer to reach the client.",
+                c.receipts_waiting_for_answer,
+            ),
+            (
+                "receipts_waited_for_answer",
+                Counter,
+                "Receipts that came before the client had its submit's answer and waited for it.",
+                c.receipts_waited_for_answer,
             ),
             (
                 "receipts_matched",

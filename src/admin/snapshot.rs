@@ -93,6 +93,17 @@ pub struct Counters {
     /// Receipts refused (ESME_RX_T_APPN) because `[limits] early_receipts_max(_bytes)` was reached.
     #[serde(default)]
     pub early_receipts_refused: u64,
+    /// Receipts that came before their submit's correlation was recorded and were held for
+    /// it, since the start.
+    #[serde(default)]
+    pub receipts_held_early: u64,
+    /// Receipts that came before the client had its submit's answer and waited for it
+    /// (found by the store, or among the answers on their way), since the start.
+    #[serde(default)]
+    pub receipts_waited_for_answer: u64,
+    /// Receipts waiting now for their submit's answer to reach the client.
+    #[serde(default)]
+    pub receipts_waiting_for_answer: u64,
     /// Message trail lines lost: dropped while its writer was behind, or failed at its file.
     #[serde(default)]
     pub trail_lines_lost: u64,
@@ -277,6 +288,9 @@ impl Snapshot {
                 early_receipts,
                 early_receipts_bytes,
                 early_receipts_refused,
+                receipts_held_early: ctx.early.held_total(),
+                receipts_waited_for_answer: ctx.answers_due.parked(),
+                receipts_waiting_for_answer: ctx.answers_due.parked_now() as u64,
                 trail_lines_lost: ctx.trail.lost(),
             },
             upstreams,

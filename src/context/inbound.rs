@@ -12,12 +12,15 @@
 //! with the SMSC (ESME_RX_T_APPN: it sends it again later), never unmatched.
 //!
 //! Fast SMSCs send a receipt before the proxy has recorded its submit (often on another
-//! session, or another node). Such a receipt is held ([`EarlyReceipts`]) and matched the moment
-//! the correlation is recorded on this node, or found by looking again (every half second with
-//! a shared store, where another node may record it); after `early_receipt_wait` without one
-//! it counts as unmatched.
+//! session, or another node). Most come while the submit's answer is on its way to the client:
+//! matched to the submit filed in [`AnswersDue`](super::answers::AnswersDue), they wait with it
+//! and go on once the client has the answer. One that comes before even that (the SMSC's
+//! answer not mapped yet, another node's submit) is held ([`EarlyReceipts`]) and matched the
+//! moment the correlation is recorded on this node, or found by looking again (every half
+//! second with a shared store, where another node may record it); after `early_receipt_wait`
+//! without one it counts as unmatched.
 
-use super::answers::Parked;
+use super::answers::{DueKey, Parked};
 use super::Context;
 use crate::budget::{Budget, Charge};
 use crate::config::MultipartReceipts;
@@ -45,7 +48,7 @@ struct Early {
     /// The receipt and the SMSC's pending answer: the SMSC is acknowledged only when the
     /// receipt is in custody (matched and stored) or given up on, never while it waits here in
     /// memory, so a crash meanwhile makes the SMSC send it again.
-    held: Mutex<Option<(Pdu, DeliverAck)>>,
+    held: Mutex<Option<Held>>,
     keys: Vec<Key>,
     upstream: Arc<UpstreamInfo>,
     at: Instant,
@@ -53,19 +56,30 @@ struct Early {
     _charge: Charge,
 }
 
+/// A held receipt as it came: its frame (its id is rewritten on a copy of it) and its parse,
+/// kept so that matching it later costs no second parse or encode (at full load a few in a
+/// hundred receipts come this early).
+#[derive(Debug)]
+struct Held {
+    frame: Option<Bytes>,
+    pdu: Pdu,
+    receipt: Receipt,
+    ack: DeliverAck,
+}
+
 impl Early {
     /// The receipt, to exactly one taker.
-    fn take(&self) -> Option<(Pdu, DeliverAck)> {
+    fn take(&self) -> Option<Held> {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// The receipt, if nobody took it yet (a copy: the frame's bytes are shared).
-    fn peek(&self) -> Option<Pdu> {
+    /// The receipt's parse, if nobody took it yet (a copy: it shares the frame's bytes).
+    fn peek(&self) -> Option<Receipt> {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|(pdu, _)| pdu.clone())
+            .map(|held| held.receipt.clone())
     }
 }
 
@@ -112,6 +126,8 @@ pub struct EarlyReceipts {
     budget: Arc<Budget>,
     /// Receipts refused (ESME_RX_T_APPN) because the budget was spent.
     refused: AtomicU64,
+    /// Receipts held, since the start.
+    held_total: AtomicU64,
 }
 
 impl EarlyReceipts {
@@ -122,6 +138,7 @@ impl EarlyReceipts {
             keys: AtomicUsize::new(0),
             budget: Budget::new(u64::from(max), max_bytes),
             refused: AtomicU64::new(0),
+            held_total: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +146,11 @@ impl EarlyReceipts {
     pub fn counts(&self) -> (u64, u64, u64) {
         let (held, bytes) = self.budget.held();
         (held, bytes, self.refused.load(Ordering::Relaxed))
+    }
+
+    /// Receipts held waiting for their correlation, since the start.
+    pub fn held_total(&self) -> u64 {
+        self.held_total.load(Ordering::Relaxed)
     }
 
     /// Whether any receipt is held waiting for its correlation.
@@ -302,7 +324,7 @@ impl Context {
     ) {
         match found {
             Ok(Some(correlation)) => self.matched(upstream, Some(frame), pdu, receipt, correlation, ack),
-            Ok(None) if receipt.id().is_some() => self.hold_early(upstream, receipt, pdu, ack),
+            Ok(None) if receipt.id().is_some() => self.not_found(upstream, frame, pdu, receipt, ack),
             Ok(None) => self.unmatched(upstream, pdu, ack),
             Err(e) => {
                 // Not matched, not lost: the SMSC keeps it and sends it again. A store known
@@ -328,9 +350,9 @@ impl Context {
         correlation: Arc<Correlation>,
         ack: DeliverAck,
     ) {
-        if !self.answers_due.is_due(&correlation) {
+        let Some(key) = self.answers_due.due(&correlation, upstream.config.id_match) else {
             return self.deliver_matched(upstream, frame.map(|f| &f[..]), pdu, receipt, correlation, ack);
-        }
+        };
         let parked = Parked {
             upstream: upstream.clone(),
             frame: frame.cloned(),
@@ -339,11 +361,39 @@ impl Context {
             correlation,
             ack,
             at: Instant::now(),
+            found_here: false,
         };
-        match self.answers_due.park(parked) {
+        match self.answers_due.park(key, parked) {
             Ok(()) => debug!(upstream = %upstream.name, "receipt waits for its submit's answer"),
             // Written meanwhile.
             Err(p) => self.deliver_matched(upstream, p.frame.as_deref(), p.pdu, receipt, p.correlation, p.ack),
+        }
+    }
+
+    /// A receipt the store cannot find. Most often its submit's answer is on its way to the
+    /// client, its correlation not recorded yet: it waits with that answer, matched to the
+    /// submit it was filed with ([`AnswersDue::find`]). Otherwise (the upstream's answer not
+    /// mapped yet, another node's submit, an unknown id) it is held until its correlation is
+    /// recorded or `early_receipt_wait` runs out.
+    ///
+    /// [`AnswersDue::find`]: super::answers::AnswersDue::find
+    fn not_found(&self, upstream: &Arc<UpstreamInfo>, frame: &Bytes, pdu: Pdu, receipt: &Receipt, ack: DeliverAck) {
+        let Some((key, correlation)) = self.answers_due.find(&upstream.name, receipt, upstream.config.id_match) else {
+            return self.hold_early(upstream, Some(frame), receipt, pdu, ack);
+        };
+        let parked = Parked {
+            upstream: upstream.clone(),
+            frame: Some(frame.clone()),
+            pdu,
+            receipt: receipt.clone(),
+            correlation,
+            ack,
+            at: Instant::now(),
+            found_here: true,
+        };
+        if let Err(p) = self.answers_due.park(key, parked) {
+            // Answered meanwhile: recorded by now (found when held), or never to be.
+            self.hold_early(upstream, p.frame.as_ref(), receipt, p.pdu, p.ack);
         }
     }
 
@@ -427,6 +477,11 @@ impl Context {
     }
 
     fn unmatched(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: DeliverAck) {
+        self.unmatched_because(upstream, pdu, ack, "receipt matches no submission");
+    }
+
+    /// [`Context::unmatched`], logged as `why`.
+    fn unmatched_because(&self, upstream: &UpstreamInfo, pdu: Pdu, ack: DeliverAck, why: &'static str) {
         self.stats.unmatched_receipts.fetch_add(1, Ordering::Relaxed);
         let receipt = Receipt::from_pdu(&pdu);
         // Plain values (an absent id is empty), not Option's Debug: JSON logs stay queryable.
@@ -441,7 +496,7 @@ impl Context {
             upstream = %upstream.name,
             receipted_message_id = %id(Receipt::tlv_id),
             text_id = %id(Receipt::text_id),
-            "receipt matches no submission"
+            "{why}"
         );
         match &self.live().config.unmatched_receipts_to {
             Some(client) => self.to_account(client, pdu.to_bytes(), ack, None, None),
@@ -450,7 +505,14 @@ impl Context {
     }
 
     /// Holds a receipt whose correlation is not recorded yet.
-    fn hold_early(&self, upstream: &Arc<UpstreamInfo>, receipt: &Receipt, pdu: Pdu, ack: DeliverAck) {
+    fn hold_early(
+        &self,
+        upstream: &Arc<UpstreamInfo>,
+        frame: Option<&Bytes>,
+        receipt: &Receipt,
+        pdu: Pdu,
+        ack: DeliverAck,
+    ) {
         let Some(charge) = self.early.budget.try_charge(pdu.encoded_len() as u64) else {
             // Held in memory only, so bounded: the SMSC keeps it and sends it again later.
             self.early.refused.fetch_add(1, Ordering::Relaxed);
@@ -472,19 +534,25 @@ impl Context {
             }
         }
         let early = Arc::new(Early {
-            held: Mutex::new(Some((pdu, ack))),
+            held: Mutex::new(Some(Held {
+                frame: frame.cloned(),
+                pdu,
+                receipt: receipt.clone(),
+                ack,
+            })),
             keys,
             upstream: upstream.clone(),
             at: Instant::now(),
             _charge: charge,
         });
         self.early.file(&early);
+        self.early.held_total.fetch_add(1, Ordering::Relaxed);
         // The correlation may have landed between the lookup and the filing above (a shared
         // store is looked at again by `recheck_early`).
         if let Ok(Ok(Some(correlation))) = self.lookup(upstream, receipt).now() {
-            if let Some((pdu, ack)) = early.take() {
+            if let Some(held) = early.take() {
                 self.early.forget(&early);
-                self.matched(upstream, None, pdu, receipt, correlation, ack);
+                self.matched(upstream, held.frame.as_ref(), held.pdu, receipt, correlation, held.ack);
             }
         }
     }
@@ -494,14 +562,25 @@ impl Context {
     /// its correlation was recorded (`recorded`: they can be now).
     ///
     /// [`AnswersDue`]: super::answers::AnswersDue
-    pub(crate) fn answer_written(&self, c: &Arc<Correlation>, recorded: bool) {
-        if self.answers_due.written(c) {
-            loop {
-                let parked = self.answers_due.release(c);
-                if parked.is_empty() {
-                    break;
+    pub(crate) fn answer_written(&self, c: &Arc<Correlation>, due: Option<DueKey>, recorded: bool) {
+        if let Some(key) = due {
+            let written = self.answers_due.written(key, c, recorded);
+            for p in written.orphaned {
+                self.unmatched_because(
+                    &p.upstream,
+                    p.pdu,
+                    p.ack,
+                    "receipt for a submit the client was told failed (its correlation could not be stored)",
+                );
+            }
+            if written.release {
+                loop {
+                    let parked = self.answers_due.release(key);
+                    if parked.is_empty() {
+                        break;
+                    }
+                    parked.into_iter().for_each(|p| self.deliver_parked(p));
                 }
-                parked.into_iter().for_each(|p| self.deliver_parked(p));
             }
         }
         if recorded {
@@ -524,16 +603,35 @@ impl Context {
 
     /// Receipts that waited longer than `wait` for their submit's answer go on: the SMSC waits
     /// for theirs, and the answer is that late (a stalled store) or will not come (its session
-    /// ended without writing it).
+    /// ended without writing it). One the store had not found goes on only if it finds it now:
+    /// unmatched if it says there is none, back to the SMSC if it cannot say yet.
     pub(crate) fn expire_parked(&self, wait: Duration) {
         let overdue = self.answers_due.overdue(wait);
         if !overdue.is_empty() {
             warn!(
                 receipts = overdue.len(),
-                "receipts waited longer than early_receipt_wait for their submit's answer (a store that slow, or a session that ended without writing it): delivered"
+                "receipts waited longer than early_receipt_wait for their submit's answer (a store that slow, or a session that ended without writing it): delivered, or looked up first if the store had not found them"
             );
         }
-        overdue.into_iter().for_each(|p| self.deliver_parked(p));
+        for p in overdue {
+            if !p.found_here {
+                self.deliver_parked(p);
+                continue;
+            }
+            match self.lookup(&p.upstream, &p.receipt).now() {
+                Ok(Ok(Some(correlation))) => {
+                    self.deliver_matched(&p.upstream, p.frame.as_deref(), p.pdu, &p.receipt, correlation, p.ack)
+                }
+                Ok(Ok(None)) => self.unmatched_because(
+                    &p.upstream,
+                    p.pdu,
+                    p.ack,
+                    "receipt whose submit's correlation was never recorded (its answer overdue)",
+                ),
+                // Nobody can say yet: the SMSC sends it again later.
+                Ok(Err(_)) | Err(_) => p.ack.send(CommandStatus::ESME_RX_T_APPN),
+            }
+        }
     }
 
     /// Called after a correlation is recorded: delivers a receipt that was waiting for it.
@@ -557,14 +655,16 @@ impl Context {
         let Some(early) = self.early.by_key.get(&key).map(|e| e.clone()) else {
             return;
         };
-        if let Some((pdu, ack)) = early.take() {
+        if let Some(held) = early.take() {
             self.early.forget(&early);
             debug!(upstream = %c.upstream, id = %c.upstream_id, "early receipt matched");
-            // Read again: the rare path, not worth keeping every held receipt's parse around.
-            match Receipt::from_pdu(&pdu) {
-                Some(receipt) => self.deliver_matched(&upstream, None, pdu, &receipt, c.clone(), ack),
-                None => self.unmatched(&upstream, pdu, ack),
-            }
+            let Held {
+                frame,
+                pdu,
+                receipt,
+                ack,
+            } = held;
+            self.deliver_matched(&upstream, frame.as_deref(), pdu, &receipt, c.clone(), ack);
         }
     }
 
@@ -591,14 +691,12 @@ impl Context {
             }
         }
         for early in held {
-            let Some(pdu) = early.peek() else { continue };
-            let Some(receipt) = Receipt::from_pdu(&pdu) else {
-                continue;
-            };
+            let Some(receipt) = early.peek() else { continue };
             if let Ok(Some(correlation)) = self.lookup(&early.upstream, &receipt).await {
-                if let Some((pdu, ack)) = early.take() {
+                if let Some(held) = early.take() {
                     self.early.forget(&early);
-                    self.matched(&early.upstream, None, pdu, &receipt, correlation, ack);
+                    let frame = held.frame.as_ref();
+                    self.matched(&early.upstream, frame, held.pdu, &receipt, correlation, held.ack);
                 }
             }
         }
@@ -618,8 +716,8 @@ impl Context {
         for early in expired {
             self.early.forget(&early);
             match early.take() {
-                Some((pdu, ack)) if known => self.unmatched(&early.upstream, pdu, ack),
-                Some((_, ack)) => ack.send(CommandStatus::ESME_RX_T_APPN),
+                Some(held) if known => self.unmatched(&early.upstream, held.pdu, held.ack),
+                Some(held) => held.ack.send(CommandStatus::ESME_RX_T_APPN),
                 None => {}
             }
         }

@@ -12,6 +12,7 @@ pub mod history;
 mod inbound;
 pub mod reload;
 
+pub(crate) use answers::DueKey;
 pub use inbound::{lookups, EarlyReceipts, Lookup};
 
 use crate::account::AccountHandle;

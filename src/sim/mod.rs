@@ -292,6 +292,13 @@ impl SimHandle {
         &self.shared.stats
     }
 
+    /// The id the next submit it accepts will get (as in its submit_sm_resp): a test can send
+    /// a receipt for it ahead of the answer, as some SMSCs do.
+    pub fn next_message_id(&self) -> String {
+        let n = self.shared.next_id.load(Ordering::Relaxed);
+        receipt::ids(&self.shared.config, n).0.as_str().to_owned()
+    }
+
     /// Sends any PDU (say, a receipt for an id never issued) to a receiver-capable session of
     /// `system_id`; `false` if none is bound.
     pub fn send_pdu(&self, system_id: Option<&str>, pdu: crate::pdu::Pdu) -> bool {

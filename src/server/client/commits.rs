@@ -7,7 +7,7 @@
 //! writes an answer once its run's ticket resolves (`requests::on_committed`); a receipt
 //! matched before that waits for it (`context::answers`).
 
-use crate::context::Context;
+use crate::context::{Context, DueKey};
 use crate::pdu::CommandId;
 use crate::receipt::id::IdMatch;
 use crate::store::{Commit, Correlation, Store, StoreError};
@@ -23,6 +23,8 @@ pub(super) struct Committing {
     pub(super) client_seq: u32,
     pub(super) command: CommandId,
     pub(super) correlation: Arc<Correlation>,
+    /// Where it is filed among the answers due (none: its submit asked for no receipt).
+    pub(super) due: Option<DueKey>,
     /// When the client's submit was read, and when its answer was mapped.
     pub(super) received: Instant,
     pub(super) mapped: Instant,
@@ -110,13 +112,13 @@ impl Commits {
         while let Some((ticket, n)) = self.runs.pop_front() {
             let recorded = ticket.await.is_ok();
             for answer in self.waiting.drain(..n.min(self.waiting.len())) {
-                ctx.answer_written(&answer.correlation, recorded);
+                ctx.answer_written(&answer.correlation, answer.due, recorded);
             }
         }
         // None is left (tickets cover every answer handed over); were one left, the receipts
         // waiting for it must not wait for ever.
         for answer in self.waiting.drain(..) {
-            ctx.answer_written(&answer.correlation, false);
+            ctx.answer_written(&answer.correlation, answer.due, false);
         }
     }
 }
@@ -142,6 +144,7 @@ mod tests {
                 destination_addr: "447700900123".into(),
                 part: None,
             }),
+            due: None,
             received: Instant::now(),
             mapped: Instant::now(),
         }

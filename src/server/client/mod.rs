@@ -15,7 +15,7 @@ mod requests;
 use super::tls::ClientStream;
 use crate::account::AccountHandle;
 use crate::config::{ClientConfig, Credential};
-use crate::context::Context;
+use crate::context::{Context, DueKey};
 use crate::guard::{auth, Admitted, Denied};
 use crate::logging::Limiter;
 use crate::messages::{AccountMsg, ClientEvent, Direct, Forward, Slots};
@@ -199,9 +199,10 @@ struct Client {
     /// Answers waiting for their correlations to be durable, oldest first. The session goes on
     /// serving meanwhile; each is written when its commit resolves.
     committing: Commits,
-    /// Answers written to the buffer this turn, with whether their correlations were
-    /// recorded: announced once flushed (receipts that came before them wait for that).
-    answered: Vec<(Arc<Correlation>, bool)>,
+    /// Answers written to the buffer this turn, with where they are filed among the answers
+    /// due and whether their correlations were recorded: announced once flushed (receipts
+    /// that came before them wait for that).
+    answered: Vec<(Arc<Correlation>, Option<DueKey>, bool)>,
     keep_alive: KeepAlive,
     /// The time as of the last tick (timers are coarse; a clock read per PDU is not free).
     now: Instant,

@@ -367,12 +367,13 @@ impl Client {
         // The client sees the id only once the correlation is durable (`on_committed`); a
         // receipt matched before that waits for the answer (`answers_due`, filed before the
         // correlation can be found). Recorded with the turn's others when the turn ends.
-        self.ctx.answers_due.expect(&correlation);
+        let due = self.ctx.answers_due.expect(&correlation, id_match);
         let answer = Committing {
             resp,
             client_seq,
             command: header.id,
             correlation,
+            due,
             received,
             mapped: self.clock.instant(),
         };
@@ -402,6 +403,7 @@ impl Client {
             client_seq,
             command,
             correlation,
+            due,
             received,
             mapped,
         } = answer;
@@ -439,7 +441,7 @@ impl Client {
         }
         // Its receipt, if one came already, waits until the answer is flushed
         // (`announce_answers`): to this bind or to any other, the client has the id first.
-        self.answered.push((correlation, recorded));
+        self.answered.push((correlation, due, recorded));
     }
 
     /// Tells the context the answers put in the write buffer are out (flushed, or the session
@@ -447,8 +449,8 @@ impl Client {
     ///
     /// [`Context::answer_written`]: crate::context::Context::answer_written
     pub(super) fn announce_answers(&mut self) {
-        for (correlation, recorded) in self.answered.drain(..) {
-            self.ctx.answer_written(&correlation, recorded);
+        for (correlation, due, recorded) in self.answered.drain(..) {
+            self.ctx.answer_written(&correlation, due, recorded);
         }
     }
 }
