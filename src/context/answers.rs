@@ -75,7 +75,7 @@ pub(crate) struct DueKey(u64);
 
 impl DueKey {
     fn of(upstream: &str, id: &IdKey) -> DueKey {
-        DueKey(FixedState::default().hash_one((upstream, id.as_str())))
+        DueKey(FixedState::default().hash_one((upstream, id.as_bytes())))
     }
 }
 

@@ -88,6 +88,15 @@ impl IdKey {
         }
     }
 
+    /// The octets of the text: what equality and hashing compare (no UTF-8 check, which
+    /// `as_str` makes every time, on the receipt path).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            IdKey::Inline(n, b) => &b[..usize::from(*n)],
+            IdKey::Long(s) => s.as_bytes(),
+        }
+    }
+
     /// `id` (ASCII), in lower case when `lower`.
     fn ascii(id: &[u8], lower: bool) -> IdKey {
         let mut b = [0; INLINE];
@@ -142,7 +151,7 @@ impl std::fmt::Write for IdKey {
 
 impl PartialEq for IdKey {
     fn eq(&self, other: &IdKey) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -150,7 +159,7 @@ impl Eq for IdKey {}
 
 impl std::hash::Hash for IdKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        self.as_bytes().hash(state);
     }
 }
 
